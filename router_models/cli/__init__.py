@@ -1,0 +1,1 @@
+"""`switchyard train` and `switchyard eval`: the CLIs of the learned models."""

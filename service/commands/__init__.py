@@ -1,0 +1,1 @@
+"""Subcommands of the `switchyard` CLI, one module each."""

@@ -1,0 +1,169 @@
+"""Typed gateway configuration, loaded once from one YAML file.
+
+Validation errors name the offending key (e.g. `backends.0.replicas`). Secrets never need to live
+in the file: any string may be written as `${ENV_NAME}` and is taken from the environment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationError, model_validator
+
+from service.strategies.configs import StrategyConfig
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration file is missing, unreadable or invalid; the message names the bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(_Strict):
+    connect_s: float = Field(2.0, gt=0, description="TCP connect timeout to a replica.")
+    first_byte_s: float = Field(60.0, gt=0, description="Time allowed until the replica's response headers.")
+    total_s: float = Field(600.0, gt=0, description="Whole-request limit, streaming included.")
+
+
+class Backend(_Strict):
+    """One backend model served by one or more vLLM replicas."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._:/-]+$")
+    model: str = Field(description="The model name the replicas serve (vLLM --served-model-name).")
+    replicas: list[HttpUrl] = Field(min_length=1)
+    api_key: str | None = None
+    timeouts: Timeouts = Timeouts()
+
+
+class ServerSettings(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_tokens_limit: int = Field(32_768, gt=0)
+    max_n: int = Field(8, gt=0)
+
+
+class AuthSettings(_Strict):
+    """API keys stored hashed: `sha256:<hex>` of the key. Empty list: no authentication."""
+
+    api_key_hashes: list[str] = []
+    public_paths: list[str] = ["/health", "/metrics"]
+
+    @model_validator(mode="after")
+    def _hashes_are_sha256(self) -> AuthSettings:
+        for key_hash in self.api_key_hashes:
+            if not re.fullmatch(r"sha256:[0-9a-f]{64}", key_hash):
+                raise ValueError("api_key_hashes entries must look like 'sha256:<64 hex digits>'")
+        return self
+
+
+class DispatchSettings(_Strict):
+    health_interval_s: float = Field(2.0, gt=0, description="Active /health polling period per replica.")
+    scrape_interval_s: float = Field(0.5, gt=0, description="/metrics scraping period per replica.")
+    saturation_queue: int = Field(32, ge=0, description="Waiting requests at which a replica is saturated.")
+    retries: int = Field(2, ge=0, description="Extra attempts on other replicas before anything is sent.")
+    breaker_failures: int = Field(3, ge=1, description="Consecutive failures that eject a replica.")
+    breaker_cooldown_s: float = Field(10.0, gt=0, description="Ejection time before health checks may readmit.")
+
+
+class CacheSettings(_Strict):
+    redis_url: str | None = None
+    ttl_s: int = Field(3600, gt=0)
+    max_entries: int = Field(100_000, gt=0, description="Size of the in-process LRU used without Redis.")
+    timeout_s: float = Field(0.05, gt=0, description="Redis calls slower than this fail open.")
+
+
+class PublicModel(_Strict):
+    """A model name clients ask for, served by a strategy over backend models."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9._/-]+$")
+    strategy: StrategyConfig
+
+
+class Settings(_Strict):
+    server: ServerSettings = ServerSettings()
+    auth: AuthSettings = AuthSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    cache: CacheSettings = CacheSettings()
+    backends: list[Backend] = Field(min_length=1)
+    models: list[PublicModel] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Settings:
+        names = [b.name for b in self.backends]
+        if len(set(names)) != len(names):
+            raise ValueError("backend names must be unique")
+        public = [m.name for m in self.models]
+        if len(set(public)) != len(public):
+            raise ValueError("public model names must be unique")
+        for model in self.models:
+            for backend in model.strategy.backend_names():
+                if backend not in names:
+                    raise ValueError(f"model {model.name!r} refers to unknown backend {backend!r}")
+        return self
+
+    def backend(self, name: str) -> Backend:
+        return next(b for b in self.backends if b.name == name)
+
+
+def hash_api_key(key: str) -> str:
+    """The form in which an API key is stored in the config."""
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def _expand_env(node: Any, path: str = "") -> Any:
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{path}.{i}") for i, v in enumerate(node)]
+    if isinstance(node, str):
+        def lookup(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_REF.sub(lookup, node)
+    return node
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        lines.append(f"  {key}: {item['msg']}")
+    return "invalid configuration:\n" + "\n".join(lines)
+
+
+def parse_settings(raw: Any) -> Settings:
+    """Validate an already-parsed config mapping (env references expanded)."""
+    try:
+        return TypeAdapter(Settings).validate_python(_expand_env(raw))
+    except ValidationError as error:
+        raise ConfigError(_format_errors(error)) from None
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read, expand and validate a YAML config file; `SWITCHYARD_REDIS_URL` overrides `cache.redis_url`."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config {path} is not valid YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config {path}: expected a mapping at the top level")
+    redis_url = os.environ.get("SWITCHYARD_REDIS_URL")
+    if redis_url:
+        raw.setdefault("cache", {})["redis_url"] = redis_url
+    return parse_settings(raw)
+

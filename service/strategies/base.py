@@ -1,0 +1,47 @@
+"""The one interface every strategy implements.
+
+A strategy turns a `GatewayRequest` into a `Decision` (`decide`) and produces the reply
+(`respond`). Routing strategies only decide and let the dispatcher relay; a strategy that
+writes the answer itself (fusion) overrides `respond` and calls backends through the
+dispatcher. Strategies never import FastAPI.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING
+
+from service.types import Decision, GatewayRequest, Reply
+
+if TYPE_CHECKING:
+    from service.dispatch import Dispatcher
+
+
+class Strategy(ABC):
+    kind: str = ""
+
+    async def start(self) -> None:
+        """Load and warm whatever the strategy needs (called once in the app's lifespan)."""
+
+    async def close(self) -> None:
+        """Release what `start` acquired."""
+
+    @abstractmethod
+    async def decide(self, request: GatewayRequest) -> Decision:
+        """Choose the backend and the rewritten body, without generating anything."""
+
+    async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
+        decision = await self.decide(request)
+        reply = await dispatcher.relay(request, decision)
+        reply.headers.update(decision_headers(decision))
+        return reply
+
+
+def decision_headers(decision: Decision) -> dict[str, str]:
+    """Response headers that make a decision visible to the client."""
+    return {
+        "x-switchyard-model": decision.backend,
+        "x-switchyard-strategy": decision.strategy,
+        "x-switchyard-cache": decision.cache,
+        **decision.headers,
+    }

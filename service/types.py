@@ -1,0 +1,53 @@
+"""Leaf types shared by every layer: the request as the gateway sees it, decisions and replies.
+
+Nothing here imports FastAPI or any other Switchyard module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Endpoint = Literal["chat", "completions"]
+CacheOutcome = Literal["hit", "miss", "off", "error"]
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayRequest:
+    """A validated client request. `body` is the client's JSON with unknown fields kept verbatim."""
+
+    endpoint: Endpoint
+    public_model: str
+    body: dict[str, Any]
+    stream: bool
+    # Client's cost/quality trade-off in [0, 1] (suffix `auto:0.3`, header or body field); None = default.
+    tradeoff: float | None = None
+
+    @property
+    def path(self) -> str:
+        return "/v1/chat/completions" if self.endpoint == "chat" else "/v1/completions"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where a request goes and how it is rewritten, as decided by a strategy."""
+
+    backend: str
+    body: dict[str, Any]
+    strategy: str
+    cache: CacheOutcome = "off"
+    scores: dict[str, float] = field(default_factory=dict)
+    # Extra response headers that explain the decision (e.g. x-switchyard-thinking).
+    headers: dict[str, str] = field(default_factory=dict)
+    reason: str = "quality"
+
+
+@dataclass(slots=True)
+class Reply:
+    """What the gateway sends back: a buffered body or a stream of raw SSE bytes."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
