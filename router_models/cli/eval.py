@@ -1,0 +1,30 @@
+"""`switchyard eval`: judge routers (`--router DIR ...`) or the reasoning-mode switcher (`--switcher DIR`)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from typing import Any
+
+ROUTER_EVAL = "router_models.evaluate:eval_command"
+SWITCHER_EVAL = "router_models.thinkswitch.evaluate:eval_command"
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate router artifacts or the reasoning-mode switcher on data files",
+        description="Evaluate artifacts side by side on data files in the documented format.",
+    )
+    target = parser.add_mutually_exclusive_group(required=True)
+    target.add_argument("--router", action="append", metavar="DIR", help="router artifact (repeatable)")
+    target.add_argument("--switcher", metavar="DIR", help="reasoning-mode switcher artifact")
+    parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="evaluation data (JSONL, .gz ok)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as a PNG")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    module_name, function_name = (SWITCHER_EVAL if args.switcher else ROUTER_EVAL).split(":")
+    return int(getattr(importlib.import_module(module_name), function_name)(args) or 0)
