@@ -16,7 +16,6 @@ from service.config import Settings
 from service.gateway import Gateway
 from service.metrics import Metrics
 
-
 ROUTERS = (openai.router, ops.router)
 
 
