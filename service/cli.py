@@ -16,6 +16,7 @@ COMMANDS: tuple[str, ...] = (
     "service.commands.serve",
     "service.commands.sim",
     "service.commands.backends",
+    "service.commands.demo",
     "router_models.cli.train",
     "router_models.cli.eval",
 )

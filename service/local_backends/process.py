@@ -44,14 +44,21 @@ def record_path(cache: CacheDir, instance_id: str) -> Path:
     return cache.run / f"{instance_id}.json"
 
 
+def is_running(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 def is_alive(pid: int) -> bool:
     """True while `pid` runs vLLM's server (a zombie or a recycled pid does not count)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except (OSError, IndexError):
+    except OSError:
         return False
-    return state != "Z" and SERVER_MODULE in cmdline
+    return SERVER_MODULE in cmdline and is_running(pid)
 
 
 def is_healthy(url: str, timeout_s: float = 2.0) -> bool:
@@ -93,9 +100,8 @@ def server_command(cache: CacheDir, instance: Instance, *, enforce_eager: bool,
         "--served-model-name", instance.spec.name,
         "--dtype", "bfloat16", "--max-model-len", str(max_model_len),
     ]
-    template = cache.model_dir(instance.spec.name) / "chat_template.jinja"
-    if instance.spec.chat_template:
-        command += ["--chat-template", str(template)]
+    if instance.spec.chat_template_path:  # the repository's copy, so template edits apply on restart
+        command += ["--chat-template", str(instance.spec.chat_template_path)]
     if enforce_eager:
         command.append("--enforce-eager")
     return command
@@ -157,11 +163,11 @@ def wait_healthy(cache: CacheDir, instances: Iterable[Instance], timeout_s: floa
     while pending:
         for instance in list(pending):
             record = read_record(cache, record_path(cache, instance.id))
-            if record is None or not record.alive:
+            if record is None or not is_running(record.pid):
                 log = cache.log(instance.id)
                 tail = log_tail(log)
                 raise BackendError(f"vLLM server {instance.id} exited during start-up:\n{tail}\n", log)
-            if record.healthy:
+            if is_healthy(instance.url):
                 pending.remove(instance)
                 on_ready(instance, time.monotonic() - start)
         elapsed = time.monotonic() - start
@@ -179,6 +185,8 @@ def stop(cache: CacheDir, instance_id: str, grace_s: float = 30.0) -> bool:
     record = read_record(cache, path)
     path.unlink(missing_ok=True)
     if record is None or not record.alive:
+        if record is not None:
+            _reap(record.pid)  # a server of ours that crashed: collect its exit status
         return False
     _signal_group(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s

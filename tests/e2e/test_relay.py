@@ -8,12 +8,13 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from tests.e2e.conftest import PUBLIC_MODELS, Gateway
+from tests.e2e.conftest import PUBLIC_MODELS
+from tests.harness import GatewayServer
 
 
 @pytest.fixture(scope="module")
-def client(gateway: Gateway) -> OpenAI:
-    return OpenAI(base_url=gateway.api, api_key="unused", timeout=120, max_retries=0)
+def client(cpu_gateway: GatewayServer) -> OpenAI:
+    return OpenAI(base_url=f"{cpu_gateway.url}/v1", api_key="unused", timeout=120, max_retries=0)
 
 
 @pytest.mark.parametrize("model", sorted(PUBLIC_MODELS))
@@ -53,10 +54,10 @@ def test_streaming_chat_reports_usage_last(client: OpenAI, model: str) -> None:
     assert 1 <= last.usage.completion_tokens <= 16
 
 
-def test_stream_ends_with_done_marker(gateway: Gateway) -> None:
+def test_stream_ends_with_done_marker(cpu_gateway: GatewayServer) -> None:
     body = {"model": "smollm2", "prompt": "One, two,", "max_tokens": 6, "stream": True,
             "stream_options": {"include_usage": True}}
-    with httpx.stream("POST", f"{gateway.api}/completions", json=body, timeout=120) as response:
+    with httpx.stream("POST", f"{cpu_gateway.url}/v1/completions", json=body, timeout=120) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
@@ -67,21 +68,20 @@ def test_stream_ends_with_done_marker(gateway: Gateway) -> None:
     assert all(len(p) == 1 for p in pieces)
 
 
-@pytest.mark.parametrize("model", sorted(PUBLIC_MODELS))
-def test_chat_template_kwargs_reach_the_template(client: OpenAI, model: str) -> None:
-    """vLLM passes `chat_template_kwargs` to the template: turning the generation prompt off there
-    shortens the rendered prompt, which only happens if the gateway relayed the unknown field."""
+def test_chat_template_kwargs_reach_the_template(client: OpenAI) -> None:
+    """Gemma's template (deploy/local/gemma3-chat.jinja) prefills an empty thinking block when
+    `chat_template_kwargs.enable_thinking` is false: a longer prompt proves the gateway relayed it."""
     messages = [{"role": "user", "content": "Hello there."}]
 
     def prompt_tokens(extra: dict[str, object]) -> int:
-        reply = client.chat.completions.create(model=model, messages=messages, max_tokens=1, temperature=0,
-                                               extra_body=extra)
+        reply = client.chat.completions.create(model="gemma3", messages=messages, max_tokens=1,
+                                               temperature=0, extra_body=extra)
         assert reply.usage is not None
         return reply.usage.prompt_tokens
 
     plain = prompt_tokens({})
-    without_generation_prompt = prompt_tokens({"chat_template_kwargs": {"add_generation_prompt": False}})
-    assert without_generation_prompt < plain
+    assert prompt_tokens({"chat_template_kwargs": {"enable_thinking": False}}) > plain
+    assert prompt_tokens({"chat_template_kwargs": {"enable_thinking": True}}) == plain
 
 
 def test_vllm_sampling_extras_are_relayed(client: OpenAI) -> None:

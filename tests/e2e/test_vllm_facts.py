@@ -26,7 +26,7 @@ def tokenize(url: str, model: str, text: str, special: bool) -> list[int]:
 
 @pytest.mark.parametrize("name", [SMOLLM2.name, GEMMA3.name])
 def test_segment_logprobs_from_token_ids(backends: Backends, name: str) -> None:
-    url = backends.urls[name]
+    url = backends.url(name)
     context = tokenize(url, name, CONTEXT, special=True)
     segment = tokenize(url, name, SEGMENT, special=False)
     assert tokenize(url, name, CONTEXT + SEGMENT, special=True) == context + segment  # joint == concatenated
@@ -48,7 +48,7 @@ def test_segment_logprobs_from_token_ids(backends: Backends, name: str) -> None:
 
 
 def test_gemma_adds_bos_and_smollm2_does_not(backends: Backends) -> None:
-    gemma = tokenize(backends.urls[GEMMA3.name], GEMMA3.name, "Hello world", special=True)
-    smol = tokenize(backends.urls[SMOLLM2.name], SMOLLM2.name, "Hello world", special=True)
+    gemma = tokenize(backends.url(GEMMA3.name), GEMMA3.name, "Hello world", special=True)
+    smol = tokenize(backends.url(SMOLLM2.name), SMOLLM2.name, "Hello world", special=True)
     assert gemma == [2, 9259, 1902]  # <bos> Hello ▁world, as SentencePiece splits it
     assert smol == [19556, 905]  # Hello Ġworld, no BOS in SmolLM2's tokenizer
