@@ -126,13 +126,13 @@ def sentencepiece_reference(gguf: Path) -> Any:
 
     v = gguf_vocab(gguf)
     proto = pb.ModelProto()
-    piece = pb.ModelProto.SentencePiece
-    kinds = {NORMAL: piece.NORMAL, UNKNOWN: piece.UNKNOWN, CONTROL: piece.CONTROL,
-             USER_DEFINED: piece.USER_DEFINED, UNUSED: piece.UNUSED, BYTE: piece.BYTE}
+    sp = pb.ModelProto.SentencePiece
+    kinds = {NORMAL: sp.NORMAL, UNKNOWN: sp.UNKNOWN, CONTROL: sp.CONTROL,
+             USER_DEFINED: sp.USER_DEFINED, UNUSED: sp.UNUSED, BYTE: sp.BYTE}
     for i, (piece, score, kind) in enumerate(zip(v["tokens"], v["scores"], v["types"], strict=True)):
         entry = proto.pieces.add()
         entry.piece, entry.score = piece, score
-        entry.type = piece.UNKNOWN if i == v["unk"] else kinds[kind]
+        entry.type = sp.UNKNOWN if i == v["unk"] else kinds[kind]
     proto.trainer_spec.model_type = pb.TrainerSpec.BPE
     proto.trainer_spec.byte_fallback = True
     proto.trainer_spec.unk_id, proto.trainer_spec.bos_id = v["unk"], v["bos"]
