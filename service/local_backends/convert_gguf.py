@@ -19,7 +19,13 @@ from typing import Any
 
 import torch
 from gguf import GGUFReader
-from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GgufConfig,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 SAMPLES = (
     "Hello world",
@@ -52,7 +58,7 @@ def convert_weights(gguf: Path, out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True),
         dtype=torch.bfloat16)
-    model.to(torch.bfloat16).save_pretrained(out)
+    model.save_pretrained(out)
 
 
 def gguf_vocab(gguf: Path) -> dict[str, Any]:
@@ -198,6 +204,7 @@ def main() -> None:
     print(f"converting {gguf.name} -> {args.out}", flush=True)
     convert_weights(gguf, args.out)
     checks: list[dict[str, Any]] = []
+    tokenizer: PreTrainedTokenizerBase
     if args.recipe == "gemma3":
         tokenizer = gemma_tokenizer(gguf)
         checks = check_gemma_tokenizer(tokenizer, gguf)
