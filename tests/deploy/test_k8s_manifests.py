@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,12 +46,14 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 def pod_specs(objects: list[Obj]) -> list[tuple[str, Obj, dict[str, str]]]:
     """(workload name, pod spec, pod labels) of every Deployment and StatefulSet."""
-    return [(o["metadata"]["name"], o["spec"]["template"]["spec"], o["spec"]["template"]["metadata"]["labels"])
-            for o in objects if o["kind"] in ("Deployment", "StatefulSet")]
+    templates = [(o["metadata"]["name"], o["spec"]["template"]) for o in objects
+                 if o["kind"] in ("Deployment", "StatefulSet")]
+    return [(name, template["spec"], template["metadata"]["labels"]) for name, template in templates]
 
 
 def gateway_config(objects: list[Obj], monkeypatch: pytest.MonkeyPatch) -> Any:
-    (config_map,) = [o for o in find(objects, "ConfigMap") if o["metadata"]["name"].startswith("switchyard-config")]
+    (config_map,) = [o for o in find(objects, "ConfigMap")
+                     if o["metadata"]["name"].startswith("switchyard-config")]
     monkeypatch.setenv("SWITCHYARD_API_KEY_HASH", hash_api_key("test-key"))
     monkeypatch.setenv("SWITCHYARD_REDIS_PASSWORD", "test-password")
     return parse_settings(yaml.safe_load(config_map["data"]["config.yaml"]))
@@ -59,20 +62,24 @@ def gateway_config(objects: list[Obj], monkeypatch: pytest.MonkeyPatch) -> Any:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_the_whole_system(rendered: dict[str, list[Obj]], overlay: str) -> None:
     kinds = {o["kind"] for o in rendered[overlay]}
-    assert {"Namespace", "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler", "PodDisruptionBudget",
-            "NetworkPolicy", "PersistentVolumeClaim", "ServiceMonitor", "PodMonitor", "PrometheusRule"} <= kinds
-    assert all(o["metadata"].get("namespace") == "switchyard" for o in rendered[overlay] if o["kind"] != "Namespace")
+    assert {"Namespace", "Deployment", "Service", "ConfigMap", "HorizontalPodAutoscaler",
+            "PodDisruptionBudget", "NetworkPolicy", "PersistentVolumeClaim", "ServiceMonitor", "PodMonitor",
+            "PrometheusRule"} <= kinds
+    namespaced = [o for o in rendered[overlay] if o["kind"] != "Namespace"]
+    assert all(o["metadata"].get("namespace") == "switchyard" for o in namespaced)
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_every_object_passes_strict_validation(rendered: dict[str, list[Obj]], overlay: str, version: str) -> None:
+def test_every_object_passes_strict_validation(
+        rendered: dict[str, list[Obj]], overlay: str, version: str) -> None:
     for obj in rendered[overlay]:
         try:
             validate(obj, version)
         except (jsonschema.ValidationError, kubernetes_validate.utils.SchemaNotFoundError) as error:
             message = getattr(error, "message", str(error))
-            pytest.fail(f"{overlay}: {obj['kind']}/{obj['metadata']['name']} invalid for {version}: {message}")
+            name = f"{obj['kind']}/{obj['metadata']['name']}"
+            pytest.fail(f"{overlay}: {name} invalid for Kubernetes {version}: {message}")
 
 
 def test_validation_rejects_misspelt_fields(rendered: dict[str, list[Obj]]) -> None:
@@ -143,9 +150,11 @@ def test_only_the_gateway_reaches_backends_and_redis(rendered: dict[str, list[Ob
                      and "Ingress" in p["spec"]["policyTypes"]]
         if not governing:
             return True
-        return any(selects(peer["podSelector"]["matchLabels"], source)
-                   for p in governing for rule in p["spec"].get("ingress", [])
-                   for peer in rule.get("from", [{"podSelector": {"matchLabels": {}}}]) if "podSelector" in peer)
+        # A rule without `from` admits every source.
+        peers = [peer for p in governing for rule in p["spec"].get("ingress", [])
+                 for peer in rule.get("from", [{"podSelector": {"matchLabels": {}}}])]
+        pod_peers = [peer["podSelector"]["matchLabels"] for peer in peers if "podSelector" in peer]
+        return any(selects(selector, source) for selector in pod_peers)
 
     protected = [(n, labels) for n, _, labels in workloads if not selects(GATEWAY, labels)]
     assert {labels["app.kubernetes.io/name"] for _, labels in protected} == {"redis", "vllm"}
@@ -197,7 +206,8 @@ def test_volumes_refer_to_rendered_objects(rendered: dict[str, list[Obj]], overl
             if "configMap" in volume:
                 assert ("ConfigMap", volume["configMap"]["name"]) in names, workload
             if "persistentVolumeClaim" in volume:
-                assert ("PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"]) in names, workload
+                claim = volume["persistentVolumeClaim"]["claimName"]
+                assert ("PersistentVolumeClaim", claim) in names, workload
 
 
 def secret_refs(objects: list[Obj]) -> set[tuple[str, str]]:
@@ -209,10 +219,8 @@ def secret_refs(objects: list[Obj]) -> set[tuple[str, str]]:
 def test_dev_overlay_generates_the_secret_it_documents(rendered: dict[str, list[Obj]]) -> None:
     objects = rendered["dev"]
     (secret,) = find(objects, "Secret")
-    refs = secret_refs(objects)
-    assert refs == {(secret["metadata"]["name"], "api-key-hash"), (secret["metadata"]["name"], "redis-password")}
-    import base64
-
+    name = secret["metadata"]["name"]
+    assert secret_refs(objects) == {(name, "api-key-hash"), (name, "redis-password")}
     stored = base64.b64decode(secret["data"]["api-key-hash"]).decode()
     assert stored == hash_api_key("sk-switchyard-dev")
 

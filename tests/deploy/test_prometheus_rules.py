@@ -15,8 +15,8 @@ RULES = DEPLOY / "prometheus" / "rules.yaml"
 RULES_TEST = DEPLOY / "prometheus" / "rules_test.yaml"
 PROMETHEUS_RULE = DEPLOY / "k8s" / "base" / "monitoring" / "prometheusrule.yaml"
 REQUIRED_ALERTS = {"SwitchyardHighErrorRate", "SwitchyardHighLatencyP99", "SwitchyardHighGatewayOverhead",
-                   "SwitchyardNoHealthyReplica", "SwitchyardDecisionCacheErrors", "SwitchyardCacheHitRateCollapse",
-                   "SwitchyardBackendQueueSaturated"}
+                   "SwitchyardNoHealthyReplica", "SwitchyardDecisionCacheErrors",
+                   "SwitchyardCacheHitRateCollapse", "SwitchyardBackendQueueSaturated"}
 
 
 def load_builder() -> ModuleType:
@@ -59,7 +59,7 @@ def test_alerts_say_what_and_how_bad() -> None:
 
 def test_prometheusrule_object_is_generated_from_the_rules_file() -> None:
     builder = load_builder()
-    assert PROMETHEUS_RULE.read_text() == builder.render(RULES.read_text()), (
-        "deploy/k8s/base/monitoring/prometheusrule.yaml is stale: run python deploy/prometheus/build_prometheusrule.py")
+    stale = f"{PROMETHEUS_RULE.name} is stale: run python deploy/prometheus/build_prometheusrule.py"
+    assert PROMETHEUS_RULE.read_text() == builder.render(RULES.read_text()), stale
     wrapped = yaml.safe_load(PROMETHEUS_RULE.read_text())
     assert wrapped["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]

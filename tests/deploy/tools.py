@@ -33,7 +33,8 @@ def run(*args: str) -> str:
     """Run a tool and return its stdout; on failure, fail the test showing its output."""
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False)
     if done.returncode != 0:
-        pytest.fail(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}", pytrace=False)
+        command = " ".join(args)
+        pytest.fail(f"{command} exited {done.returncode}:\n{done.stdout}\n{done.stderr}", pytrace=False)
     return done.stdout
 
 
