@@ -51,3 +51,6 @@ class Reply:
     headers: dict[str, str]
     body: bytes = b""
     stream: AsyncIterator[bytes] | None = None
+    backend: str = ""
+    # Seconds spent waiting on backends; for a stream it grows until the stream ends.
+    upstream_s: float = 0.0

@@ -9,12 +9,27 @@ dispatcher. Strategies never import FastAPI.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
+    from service.backends.pool import ReplicaPool
+    from service.config import Settings
     from service.dispatch import Dispatcher
+    from service.metrics import Metrics
+
+
+@dataclass(frozen=True)
+class StrategyDeps:
+    """What the app hands every strategy factory, built once in the lifespan."""
+
+    settings: Settings
+    metrics: Metrics
+    pool: ReplicaPool
+    dispatcher: Dispatcher
+    cache: Any = None  # the decision cache (service.cache), when configured
 
 
 class Strategy(ABC):

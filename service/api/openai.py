@@ -1,0 +1,71 @@
+"""The OpenAI-compatible endpoints: chat completions, completions and the model list."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from service.api.deps import get_gateway, read_json_body
+from service.api.replies import ClientDisconnected, RequestRecorder, to_response, unless_disconnected
+from service.errors import GatewayError
+from service.gateway import Gateway
+from service.types import Endpoint, GatewayRequest
+from service.validation import Limits, validate_request
+
+router = APIRouter()
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+# Status nginx uses for "client closed request": recorded, never sent.
+CLIENT_CLOSED = 499
+
+
+async def _serve(endpoint: Endpoint, request: Request, gateway: Gateway) -> Response:
+    server = gateway.settings.server
+    raw = await read_json_body(request, server.max_body_bytes)
+    parsed = validate_request(endpoint, raw, Limits(server.max_tokens_limit, server.max_n))
+    route = gateway.resolve(parsed.public_model)
+    gateway_request = GatewayRequest(
+        endpoint=endpoint, public_model=route.public_model, body=parsed.body, stream=parsed.stream,
+        tradeoff=parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff,
+    )
+    recorder = RequestRecorder(gateway.metrics, route.public_model)
+    try:
+        reply = await unless_disconnected(request, route.strategy.respond(gateway_request, gateway.dispatcher))
+    except GatewayError as error:
+        recorder.finish(error.status, "", 0.0)
+        raise
+    except ClientDisconnected:
+        recorder.finish(CLIENT_CLOSED, "", 0.0)
+        return Response(status_code=CLIENT_CLOSED)
+    return to_response(reply, recorder)
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request, gateway: GatewayDep) -> Response:
+    return await _serve("chat", request, gateway)
+
+
+@router.post("/v1/completions")
+async def completions(request: Request, gateway: GatewayDep) -> Response:
+    return await _serve("completions", request, gateway)
+
+
+class ModelList:
+    """The `/v1/models` body, rendered once: the public models never change while the app runs."""
+
+    def __init__(self, names: list[str]) -> None:
+        created = int(time.time())
+        self.body = orjson.dumps({
+            "object": "list",
+            "data": [{"id": n, "object": "model", "created": created, "owned_by": "switchyard"} for n in names],
+        })
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> Response:
+    models: ModelList = request.app.state.model_list
+    return Response(models.body, media_type="application/json")

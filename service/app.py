@@ -1,0 +1,40 @@
+"""The app factory: `create_app(settings)` builds a FastAPI app around one `Gateway`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI
+
+from service import __version__
+from service.api import openai, ops
+from service.api.deps import ApiKeyCheck
+from service.api.errors import install_error_handlers
+from service.api.openai import ModelList
+from service.config import Settings
+from service.gateway import Gateway
+from service.metrics import Metrics
+
+
+def create_app(settings: Settings, *, metrics: Metrics | None = None, gateway: Gateway | None = None) -> FastAPI:
+    """Build the app; the gateway (clients, pools, models) starts and stops with the app's lifespan."""
+    gateway = gateway or Gateway(settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.close()
+
+    auth = ApiKeyCheck(settings.auth.api_key_hashes, settings.auth.public_paths)
+    app = FastAPI(title="Switchyard", version=__version__, lifespan=lifespan, openapi_url=None,
+                  docs_url=None, redoc_url=None, dependencies=[Depends(auth)])
+    app.state.gateway = gateway
+    app.state.model_list = ModelList([m.name for m in settings.models])
+    install_error_handlers(app)
+    app.include_router(openai.router)
+    app.include_router(ops.router)
+    return app

@@ -1,0 +1,1 @@
+"""Backend replicas: their state, health and load, and the choice among them."""

@@ -1,0 +1,56 @@
+"""The replicas of every backend model, and the least-loaded choice among them."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable
+
+from service.backends.replica import Replica
+from service.config import Backend, DispatchSettings
+from service.errors import ModelNotFound, NoHealthyReplica, Saturated
+
+
+class ReplicaPool:
+    """All replicas, grouped by backend name. Pure state: no I/O happens here."""
+
+    def __init__(self, backends: Iterable[Backend], settings: DispatchSettings) -> None:
+        self.settings = settings
+        self.by_backend: dict[str, list[Replica]] = {
+            b.name: [Replica(backend=b.name, url=str(url).rstrip("/")) for url in b.replicas] for b in backends
+        }
+
+    def all(self) -> list[Replica]:
+        return [r for replicas in self.by_backend.values() for r in replicas]
+
+    def replicas(self, backend: str) -> list[Replica]:
+        try:
+            return self.by_backend[backend]
+        except KeyError:
+            raise ModelNotFound(f"backend {backend!r} is not configured") from None
+
+    def has_available(self, backend: str) -> bool:
+        now = time.monotonic()
+        return any(r.available(now) for r in self.replicas(backend))
+
+    def all_saturated(self, backend: str) -> bool:
+        """True when every available replica's queue is over the limit (load-aware routing uses this)."""
+        now = time.monotonic()
+        available = [r for r in self.replicas(backend) if r.available(now)]
+        return bool(available) and all(r.saturated(self.settings.saturation_queue) for r in available)
+
+    def pick(self, backend: str, exclude: Iterable[Replica] = ()) -> Replica:
+        """The least-loaded available replica not in `exclude`; ties broken at random.
+
+        Raises `NoHealthyReplica` when none is available and `Saturated` when all are saturated.
+        """
+        now = time.monotonic()
+        excluded = {id(r) for r in exclude}
+        candidates = [r for r in self.replicas(backend) if r.available(now) and id(r) not in excluded]
+        if not candidates:
+            raise NoHealthyReplica(f"no healthy replica of backend {backend!r}")
+        unsaturated = [r for r in candidates if not r.saturated(self.settings.saturation_queue)]
+        if not unsaturated:
+            raise Saturated(f"every replica of backend {backend!r} is saturated; retry later")
+        best = min(r.load_score() for r in unsaturated)
+        return random.choice([r for r in unsaturated if r.load_score() == best])

@@ -1,0 +1,60 @@
+"""One vLLM replica as the gateway sees it: health, circuit breaker and load."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+QUEUE_WEIGHT = 2.0  # a queued request counts thrice: it is waiting for capacity, not using it
+KV_PRESSURE_START = 0.9  # above this KV-cache use the engine is close to preempting requests
+KV_PRESSURE_WEIGHT = 10.0  # penalty (in requests) at a full KV cache
+
+
+@dataclass(slots=True)
+class ScrapedLoad:
+    """Load read from the replica's `/metrics` (vLLM engine gauges)."""
+
+    waiting: float = 0.0
+    running: float = 0.0
+    kv_cache_usage: float = 0.0
+
+
+@dataclass(slots=True)
+class Replica:
+    backend: str
+    url: str  # base URL without a trailing slash, e.g. http://10.0.0.1:8000
+    healthy: bool = True  # optimistic until the first check says otherwise
+    in_flight: int = 0
+    load: ScrapedLoad = field(default_factory=ScrapedLoad)
+    consecutive_failures: int = 0
+    ejected_until: float = 0.0
+
+    def available(self, now: float | None = None) -> bool:
+        """Healthy and not ejected by the circuit breaker."""
+        return self.healthy and (now or time.monotonic()) >= self.ejected_until
+
+    def saturated(self, queue_limit: int) -> bool:
+        return self.load.waiting >= queue_limit > 0
+
+    def load_score(self) -> float:
+        """Lower is better; see README "Dispatch" for the rule.
+
+        The gateway's own in-flight count is exact and fresh; the scrape is up to one interval old but
+        also sees traffic from other gateways. Take the larger of the two views of active work, then
+        penalise a queue (requests the engine could not schedule) and a nearly full KV cache.
+        """
+        active = max(float(self.in_flight), self.load.running + self.load.waiting)
+        kv_pressure = max(0.0, self.load.kv_cache_usage - KV_PRESSURE_START) / (1 - KV_PRESSURE_START)
+        return active + QUEUE_WEIGHT * self.load.waiting + KV_PRESSURE_WEIGHT * kv_pressure
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+
+    def record_failure(self, threshold: int, cooldown_s: float) -> bool:
+        """Count a failure; return True when this failure ejects the replica."""
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= threshold and time.monotonic() >= self.ejected_until:
+            self.ejected_until = time.monotonic() + cooldown_s
+            self.healthy = False
+            return True
+        return False

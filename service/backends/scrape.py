@@ -1,0 +1,32 @@
+"""Read the few vLLM engine gauges the dispatcher needs from Prometheus text, fast."""
+
+from __future__ import annotations
+
+from service.backends.replica import ScrapedLoad
+
+_FIELDS = {
+    "vllm:num_requests_waiting": "waiting",
+    "vllm:num_requests_running": "running",
+    "vllm:kv_cache_usage_perc": "kv_cache_usage",
+}
+
+
+def parse_vllm_load(text: str) -> ScrapedLoad:
+    """Sum each gauge over its label sets (several engines or models on one server add up)."""
+    totals = dict.fromkeys(_FIELDS.values(), 0.0)
+    for line in text.splitlines():
+        if not line.startswith("vllm:"):
+            continue
+        name_end = min((i for i in (line.find("{"), line.find(" ")) if i >= 0), default=-1)
+        if name_end < 0:
+            continue
+        target = _FIELDS.get(line[:name_end])
+        if target is None:
+            continue
+        brace = line.find("}")
+        rest = line[brace + 1 :] if brace >= 0 else line[name_end:]
+        try:
+            totals[target] += float(rest.split()[0])
+        except (IndexError, ValueError):
+            continue
+    return ScrapedLoad(**totals)

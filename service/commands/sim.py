@@ -1,0 +1,43 @@
+"""`switchyard sim --port P --model NAME`: run a vLLM API simulator (for fault tests and load benchmarks)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from service.sim.server import FAULT_MODES
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "sim", help="run a vLLM API simulator",
+        description="Serve the vLLM OpenAI subset (chat, completions with echo/logprobs, streaming, /health, "
+        "/metrics with vllm: names) with settable latency, token rate, concurrency and faults. "
+        "Faults can also be switched at run time: POST /sim/fault {\"mode\": ..., \"rate\": ...}. "
+        "For tests and benchmarks; it does not replace tests against real vLLM.",
+    )
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--model", required=True, help="served model name")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before the first token")
+    parser.add_argument("--tokens-per-s", type=float, default=0.0, help="decode rate (0: all at once)")
+    parser.add_argument("--max-concurrency", type=int, default=0, help="running slots; more requests wait")
+    parser.add_argument("--max-tokens", type=int, default=16, help="tokens generated when max_tokens is unset")
+    parser.add_argument("--fault", choices=FAULT_MODES, default="none", help="fault to inject")
+    parser.add_argument("--fault-rate", type=float, default=1.0, help="share of requests hit by the fault")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from service.sim.server import SimSettings, build_sim_app
+
+    settings = SimSettings(
+        model=args.model, latency_ms=args.latency_ms, tokens_per_s=args.tokens_per_s,
+        max_concurrency=args.max_concurrency, default_max_tokens=args.max_tokens,
+        fault=args.fault, fault_rate=args.fault_rate,
+    )
+    web.run_app(build_sim_app(settings), host=args.host, port=args.port, print=None, access_log=None,
+                handler_cancellation=True)
+    return 0

@@ -1,0 +1,168 @@
+"""The dispatcher: sends a decided request to the least-loaded healthy replica and relays the answer.
+
+Retries go to another replica on connect errors, 5xx and timeouts, but only while nothing has been
+sent to the client. Once a stream has started, a failure ends it with an error event and `[DONE]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import orjson
+
+from service.backends.pool import ReplicaPool
+from service.backends.replica import Replica
+from service.config import Backend, Settings
+from service.errors import GatewayError, NoHealthyReplica, UpstreamError, UpstreamTimeout, sse_error_event
+from service.metrics import Metrics
+from service.types import Decision, GatewayRequest, Reply
+
+_DONE = b"data: [DONE]"
+_RELAYED_HEADERS = ("content-type",)
+
+
+class Dispatcher:
+    def __init__(self, settings: Settings, pool: ReplicaPool, session: aiohttp.ClientSession,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.pool = pool
+        self.session = session
+        self.metrics = metrics
+        self.backends: dict[str, Backend] = {b.name: b for b in settings.backends}
+        self._timeouts = {
+            b.name: aiohttp.ClientTimeout(total=b.timeouts.total_s, sock_connect=b.timeouts.connect_s)
+            for b in settings.backends
+        }
+        self._auth = {
+            b.name: {"Authorization": f"Bearer {b.api_key}", "Content-Type": "application/json"}
+            if b.api_key else {"Content-Type": "application/json"}
+            for b in settings.backends
+        }
+
+    async def relay(self, request: GatewayRequest, decision: Decision) -> Reply:
+        """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
+        backend = self.backends[decision.backend]
+        body = dict(decision.body)
+        body["model"] = backend.model
+        return await self.send(backend.name, request.path, orjson.dumps(body), stream=request.stream)
+
+    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
+        """A buffered JSON call to a backend (for strategies that compose several calls)."""
+        payload = dict(body)
+        payload["model"] = self.backends[backend].model
+        reply = await self.send(backend, path, orjson.dumps(payload), stream=False)
+        if reply.status != 200:
+            raise UpstreamError(f"backend {backend!r} answered {reply.status}: {reply.body[:200]!r}")
+        return orjson.loads(reply.body)
+
+    async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool) -> Reply:
+        backend = self.backends[backend_name]
+        settings = self.settings.dispatch
+        tried: list[Replica] = []
+        last_error: GatewayError | None = None
+        for attempt in range(settings.retries + 1):
+            try:
+                replica = self.pool.pick(backend_name, exclude=tried)
+            except NoHealthyReplica:
+                if last_error is not None:
+                    raise last_error from None
+                raise
+            tried.append(replica)
+            if attempt:
+                self.metrics.retries.labels(backend_name).inc()
+            try:
+                return await self._attempt(backend, replica, path, payload, stream)
+            except UpstreamError as error:
+                last_error = error
+        assert last_error is not None
+        raise last_error
+
+    async def _attempt(self, backend: Backend, replica: Replica, path: str, payload: bytes,
+                       stream: bool) -> Reply:
+        timeouts = backend.timeouts
+        started = time.perf_counter()
+        replica.in_flight += 1
+        response: aiohttp.ClientResponse | None = None
+        try:
+            async with asyncio.timeout(timeouts.first_byte_s if stream else timeouts.total_s):
+                response = await self.session.post(
+                    replica.url + path, data=payload, headers=self._auth[backend.name],
+                    timeout=self._timeouts[backend.name],
+                )
+                if response.status >= 500:
+                    detail = (await response.read())[:200]
+                    raise _StatusError(f"backend {backend.name!r} answered {response.status}: {detail!r}")
+                headers = {k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers}
+                is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
+                if not (stream and is_sse):
+                    body = await response.read()
+                    response.release()
+                    replica.record_success()
+                    replica.in_flight -= 1
+                    return Reply(status=response.status, headers=headers, body=body, backend=backend.name,
+                                 upstream_s=time.perf_counter() - started)
+        except BaseException as error:
+            replica.in_flight -= 1
+            if response is not None:
+                response.close()
+            raise self._failure(replica, error) from None
+        replica.record_success()
+        reply = Reply(status=response.status, headers=headers, backend=backend.name)
+        reply.stream = self._relay_stream(response, replica, reply, started, timeouts.first_byte_s)
+        return reply
+
+    def _failure(self, replica: Replica, error: BaseException) -> BaseException:
+        """Classify a failed attempt, update the replica's state and return the error to raise."""
+        if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
+            return error
+        settings = self.settings.dispatch
+        if isinstance(error, aiohttp.ClientConnectorError):
+            kind, mapped = "connect", UpstreamError(f"cannot connect to a replica of {replica.backend!r}")
+            replica.healthy = False  # passive marking: the next health check may readmit it
+        elif isinstance(error, TimeoutError | asyncio.TimeoutError):
+            kind, mapped = "timeout", UpstreamTimeout(f"a replica of {replica.backend!r} timed out")
+        elif isinstance(error, _StatusError):
+            kind, mapped = "status", UpstreamError(str(error))
+        elif isinstance(error, aiohttp.ClientError):
+            kind, mapped = "connection", UpstreamError(f"connection to a replica of {replica.backend!r} failed")
+        else:
+            return error
+        self.metrics.upstream_errors.labels(replica.backend, replica.url, kind).inc()
+        replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s)
+        return mapped
+
+    async def _relay_stream(self, response: aiohttp.ClientResponse, replica: Replica, reply: Reply,
+                            started: float, idle_s: float) -> AsyncIterator[bytes]:
+        """Yield upstream SSE bytes as they arrive; end a broken stream with an error event and `[DONE]`."""
+        tail = b""
+        complete = False
+        try:
+            while True:
+                async with asyncio.timeout(idle_s):
+                    chunk = await response.content.readany()
+                if not chunk:
+                    break
+                tail = (tail + chunk)[-32:]
+                yield chunk
+            complete = _DONE in tail
+            if not complete:
+                self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
+                yield sse_error_event(UpstreamError("the backend closed the stream before it was complete"))
+        except (aiohttp.ClientError, TimeoutError):
+            self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
+            replica.record_failure(self.settings.dispatch.breaker_failures,
+                                   self.settings.dispatch.breaker_cooldown_s)
+            yield sse_error_event(UpstreamError("the backend stream broke off"))
+        finally:
+            # A fully read response returns its connection to the pool; a broken one is dropped.
+            response.release() if complete else response.close()
+            replica.in_flight -= 1
+            reply.upstream_s = time.perf_counter() - started
+
+
+class _StatusError(Exception):
+    """A replica answered with a 5xx status (retryable)."""

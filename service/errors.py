@@ -1,0 +1,85 @@
+"""The gateway's error tree, mapped once to OpenAI-shaped responses by `service.api.errors`.
+
+    GatewayError                       status  type
+    ├── InvalidRequest                 400     invalid_request_error (param names the field)
+    ├── AuthenticationFailed           401     authentication_error
+    ├── ModelNotFound                  404     not_found_error
+    ├── NotFound                       404     not_found_error
+    ├── PayloadTooLarge                413     invalid_request_error
+    ├── UnsupportedMediaType           415     invalid_request_error
+    ├── Saturated                      429     rate_limit_error
+    └── UpstreamError                  502     upstream_error
+        ├── NoHealthyReplica           503     service_unavailable
+        └── UpstreamTimeout            504     timeout_error
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "internal_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.message, self.type, param=self.param, code=self.code)
+
+
+class InvalidRequest(GatewayError):
+    status, type, code = 400, "invalid_request_error", "invalid_request"
+
+
+class AuthenticationFailed(GatewayError):
+    status, type, code = 401, "authentication_error", "invalid_api_key"
+
+
+class ModelNotFound(GatewayError):
+    status, type, code = 404, "not_found_error", "model_not_found"
+
+
+class NotFound(GatewayError):
+    status, type, code = 404, "not_found_error", "not_found"
+
+
+class PayloadTooLarge(GatewayError):
+    status, type, code = 413, "invalid_request_error", "payload_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status, type, code = 415, "invalid_request_error", "unsupported_media_type"
+
+
+class Saturated(GatewayError):
+    status, type, code = 429, "rate_limit_error", "backends_saturated"
+
+
+class UpstreamError(GatewayError):
+    status, type, code = 502, "upstream_error", "bad_gateway"
+
+
+class NoHealthyReplica(UpstreamError):
+    status, type, code = 503, "service_unavailable", "no_healthy_replica"
+
+
+class UpstreamTimeout(UpstreamError):
+    status, type, code = 504, "timeout_error", "upstream_timeout"
+
+
+def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def sse_error_event(error: GatewayError) -> bytes:
+    """The event that ends a stream which failed after it had started, followed by `[DONE]`."""
+    return b"data: " + orjson.dumps(error.body()) + b"\n\ndata: [DONE]\n\n"

@@ -1,0 +1,93 @@
+"""The `Gateway`: the one object that owns everything a request needs.
+
+Created by the app factory, started and closed in the app's lifespan, and handed to the
+HTTP handlers explicitly. Nothing in Switchyard is found through module globals.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import aiohttp
+
+from service.backends.monitor import ReplicaMonitor
+from service.backends.pool import ReplicaPool
+from service.config import Settings
+from service.dispatch import Dispatcher
+from service.errors import InvalidRequest, ModelNotFound
+from service.metrics import Metrics
+from service.strategies import Strategy, build_strategy
+from service.strategies.base import StrategyDeps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A resolved public model name: its strategy and the trade-off given by a `name:0.3` suffix."""
+
+    public_model: str
+    strategy: Strategy
+    tradeoff: float | None
+
+
+class Gateway:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.pool = ReplicaPool(settings.backends, settings.dispatch)
+        self.strategies: dict[str, Strategy] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._monitor: ReplicaMonitor | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
+                                         enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
+                                              skip_auto_headers=("User-Agent",))
+        self.dispatcher = Dispatcher(self.settings, self.pool, self._session, self.metrics)
+        api_keys = {b.name: b.api_key for b in self.settings.backends}
+        self._monitor = ReplicaMonitor(self.pool, self._session, self.metrics, api_keys)
+        await self._monitor.start()
+        deps = StrategyDeps(settings=self.settings, metrics=self.metrics, pool=self.pool,
+                            dispatcher=self.dispatcher)
+        for model in self.settings.models:
+            strategy = build_strategy(model.strategy, deps)
+            await strategy.start()
+            self.strategies[model.name] = strategy
+        log.info("gateway ready: %d public models over %d backends", len(self.strategies),
+                 len(self.settings.backends))
+
+    async def close(self) -> None:
+        for strategy in self.strategies.values():
+            await strategy.close()
+        if self._monitor is not None:
+            await self._monitor.close()
+        if self._session is not None:
+            await self._session.close()
+
+    def resolve(self, model: str) -> Route:
+        """Find the strategy of a public model name, accepting a `name:tradeoff` suffix."""
+        strategy = self.strategies.get(model)
+        if strategy is not None:
+            return Route(model, strategy, None)
+        name, _, suffix = model.rpartition(":")
+        strategy = self.strategies.get(name)
+        if strategy is None:
+            raise ModelNotFound(f"the model {model!r} does not exist", param="model")
+        try:
+            tradeoff = float(suffix)
+        except ValueError:
+            raise InvalidRequest(f"model suffix {suffix!r} must be a number in [0, 1]", param="model") from None
+        if not 0.0 <= tradeoff <= 1.0:
+            raise InvalidRequest(f"model suffix {suffix!r} must be a number in [0, 1]", param="model")
+        return Route(name, strategy, tradeoff)
+
+    def readiness(self) -> dict[str, bool]:
+        """For each public model: can at least one of its backends take a request now?"""
+        return {
+            model.name: any(self.pool.has_available(b) for b in model.strategy.backend_names())
+            for model in self.settings.models
+        }

@@ -1,0 +1,241 @@
+"""`switchyard sim`: a small real HTTP server speaking the vLLM OpenAI subset.
+
+Tokens are words of a fixed vocabulary; latency, decode rate and concurrency are settable, and faults
+can be switched at start-up or at run time through `POST /sim/fault`:
+
+    {"mode": "none" | "error" | "reset" | "hang" | "drop_stream", "rate": 0.0-1.0}
+
+`error` answers 500, `reset` closes the connection without a response, `hang` never answers (though
+`/health` still does, as with a stuck engine behind a live API server),
+`drop_stream` cuts a stream half way (without `[DONE]`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from aiohttp import web
+
+FaultMode = Literal["none", "error", "reset", "hang", "drop_stream"]
+FAULT_MODES: tuple[str, ...] = ("none", "error", "reset", "hang", "drop_stream")
+_WORDS = ("the", "quick", "model", "answers", "with", "care", "and", "a", "little", "speed")
+
+
+@dataclass
+class SimSettings:
+    model: str = "sim"
+    latency_ms: float = 0.0  # delay before the first token
+    tokens_per_s: float = 0.0  # decode rate; 0 = all tokens at once
+    max_concurrency: int = 0  # running slots; beyond it requests wait (0 = unlimited)
+    default_max_tokens: int = 16
+    fault: str = "none"
+    fault_rate: float = 1.0
+
+
+class Simulator:
+    def __init__(self, settings: SimSettings) -> None:
+        self.settings = settings
+        self.running = 0
+        self.waiting = 0
+        self.requests_total = 0
+        self._slots = asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
+        self._ids = itertools.count()
+        self.last_request: dict[str, Any] = {}
+        self.cancelled = 0  # generations abandoned because the client went away
+
+    # Faults ---------------------------------------------------------------------------------------
+    def _fault_now(self, *modes: str) -> bool:
+        s = self.settings
+        return s.fault in modes and random.random() < s.fault_rate
+
+    async def set_fault(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        mode = body.get("mode", "none")
+        if mode not in FAULT_MODES:
+            return web.json_response({"error": f"mode must be one of {FAULT_MODES}"}, status=400)
+        self.settings.fault = mode
+        self.settings.fault_rate = float(body.get("rate", 1.0))
+        return web.json_response({"mode": mode, "rate": self.settings.fault_rate})
+
+    # Plain endpoints ------------------------------------------------------------------------------
+    async def health(self, request: web.Request) -> web.Response:
+        # A hung engine behind a live API server still answers /health: faults spare this endpoint.
+        return web.Response(status=200)
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": self.settings.model, "object": "model"}]})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        labels = f'{{engine="0",model_name="{self.settings.model}"}}'
+        slots = self.settings.max_concurrency or 256
+        text = (
+            "# TYPE vllm:num_requests_running gauge\n"
+            f"vllm:num_requests_running{labels} {self.running}\n"
+            "# TYPE vllm:num_requests_waiting gauge\n"
+            f"vllm:num_requests_waiting{labels} {self.waiting}\n"
+            "# TYPE vllm:kv_cache_usage_perc gauge\n"
+            f"vllm:kv_cache_usage_perc{labels} {min(1.0, self.running / slots)}\n"
+            "# TYPE vllm:request_success_total counter\n"
+            f"vllm:request_success_total{labels} {self.requests_total}\n"
+        )
+        return web.Response(text=text, content_type="text/plain")
+
+    async def get_last_request(self, request: web.Request) -> web.Response:
+        return web.json_response({"body": self.last_request, "cancelled": self.cancelled,
+                                  "running": self.running})
+
+    async def tokenize(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        words = str(body.get("prompt", "")).split()
+        return web.json_response({"tokens": [hash(w) % 50_000 for w in words], "count": len(words)})
+
+    # Generation -----------------------------------------------------------------------------------
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=True)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._generate(request, chat=False)
+
+    async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return _error(400, "body is not JSON")
+        self.last_request = body
+        if body.get("model") != self.settings.model:
+            return _error(404, f"The model `{body.get('model')}` does not exist.")
+        if self._fault_now("error"):
+            return _error(500, "injected fault")
+        if self._fault_now("reset"):
+            assert request.transport is not None
+            request.transport.close()
+            return web.Response(status=500)
+        if self._fault_now("hang"):
+            await asyncio.Event().wait()
+        self.requests_total += 1
+        self.waiting += 1
+        try:
+            if self._slots is not None:
+                await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            if self.settings.latency_ms:
+                await asyncio.sleep(self.settings.latency_ms / 1000)
+            max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
+            count = self.settings.default_max_tokens if max_tokens is None else max(1, int(max_tokens))
+            words = [_WORDS[i % len(_WORDS)] for i in range(count)]
+            prompt_tokens = _prompt_tokens(body, chat)
+            if body.get("stream"):
+                return await self._stream(request, body, chat, words, prompt_tokens)
+            try:
+                await self._decode_delay(len(words))
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+            return web.Response(body=orjson.dumps(self._full(body, chat, words, prompt_tokens)),
+                                content_type="application/json")
+        finally:
+            self.running -= 1
+            if self._slots is not None:
+                self._slots.release()
+
+    async def _decode_delay(self, tokens: int) -> None:
+        if self.settings.tokens_per_s:
+            await asyncio.sleep(tokens / self.settings.tokens_per_s)
+
+    def _full(self, body: dict[str, Any], chat: bool, words: list[str], prompt_tokens: int) -> dict[str, Any]:
+        text = " ".join(words)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                 "total_tokens": prompt_tokens + len(words)}
+        created = int(time.time())
+        if chat:
+            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
+                                      "finish_reason": "length"}
+            return {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": created,
+                    "model": self.settings.model, "choices": [choice], "usage": usage}
+        prompt = body.get("prompt", "")
+        if body.get("echo"):
+            text = (prompt if isinstance(prompt, str) else "") + (text if body.get("max_tokens") != 0 else "")
+        choice = {"index": 0, "text": text, "finish_reason": "length", "logprobs": None}
+        if body.get("logprobs") is not None:
+            tokens = text.split()
+            choice["logprobs"] = {
+                "tokens": tokens, "text_offset": list(range(len(tokens))),
+                "token_logprobs": [None] + [-0.5 - (len(t) % 3) * 0.25 for t in tokens[1:]],
+                "top_logprobs": None,
+            }
+        return {"id": f"cmpl-{next(self._ids)}", "object": "text_completion", "created": created,
+                "model": self.settings.model, "choices": [choice], "usage": usage}
+
+    async def _stream(self, request: web.Request, body: dict[str, Any], chat: bool, words: list[str],
+                      prompt_tokens: int) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        ident = f"{'chatcmpl' if chat else 'cmpl'}-{next(self._ids)}"
+        kind = "chat.completion.chunk" if chat else "text_completion"
+        drop_at = len(words) // 2 if self._fault_now("drop_stream") else -1
+        per_token = 1 / self.settings.tokens_per_s if self.settings.tokens_per_s else 0.0
+        for i, word in enumerate(words):
+            if i == drop_at:
+                assert request.transport is not None
+                request.transport.close()
+                return response
+            piece = word if i == 0 else " " + word
+            last = i == len(words) - 1
+            choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if last else None}
+            if chat:
+                choice["delta"] = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            else:
+                choice["text"] = piece
+            chunk = {"id": ident, "object": kind, "model": self.settings.model, "choices": [choice]}
+            try:
+                await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                if per_token:
+                    await asyncio.sleep(per_token)
+            except (ConnectionResetError, asyncio.CancelledError):
+                self.cancelled += 1
+                raise
+        if (body.get("stream_options") or {}).get("include_usage"):
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
+                     "total_tokens": prompt_tokens + len(words)}
+            chunk = {"id": ident, "object": kind, "model": self.settings.model, "choices": [], "usage": usage}
+            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+        await response.write(b"data: [DONE]\n\n")
+        await response.write_eof()
+        return response
+
+
+def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
+    if chat:
+        return sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
+    prompt = body.get("prompt", "")
+    return len(prompt.split()) if isinstance(prompt, str) else len(prompt)
+
+
+def _error(status: int, message: str) -> web.Response:
+    body = {"error": {"message": message, "type": "BadRequestError" if status < 500 else "InternalServerError",
+                      "param": None, "code": status}}
+    return web.json_response(body, status=status)
+
+
+def build_sim_app(settings: SimSettings) -> web.Application:
+    sim = Simulator(settings)
+    app = web.Application()
+    app["simulator"] = sim
+    app.router.add_get("/health", sim.health)
+    app.router.add_get("/metrics", sim.metrics)
+    app.router.add_get("/v1/models", sim.models)
+    app.router.add_post("/tokenize", sim.tokenize)
+    app.router.add_post("/v1/chat/completions", sim.chat)
+    app.router.add_post("/v1/completions", sim.completions)
+    app.router.add_post("/sim/fault", sim.set_fault)
+    app.router.add_get("/sim/last_request", sim.get_last_request)
+    return app

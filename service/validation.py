@@ -1,0 +1,111 @@
+"""Validation of client request bodies.
+
+Known OpenAI fields are checked for type and range; every other field (vLLM extras such as
+`chat_template_kwargs`, `top_k`, `prompt_logprobs`) is relayed untouched. Validation never
+rebuilds the body: the client's dict travels on as it came.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+
+from service.errors import InvalidRequest
+from service.types import Endpoint, GatewayRequest
+
+TRADEOFF_FIELD = "switchyard_tradeoff"
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: StrictBool | None = None
+
+
+class _Sampling(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    stream: StrictBool | None = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=0)
+    max_completion_tokens: int | None = Field(None, ge=0)
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    user: str | None = None
+    switchyard_tradeoff: float | None = Field(None, ge=0, le=1)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "user", "assistant", "tool", "developer", "function"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatBody(_Sampling):
+    messages: list[Message] = Field(min_length=1)
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+
+
+class CompletionBody(_Sampling):
+    prompt: str | list[str] | list[int] | list[list[int]]
+    echo: StrictBool | None = None
+    logprobs: int | None = Field(None, ge=0, le=20)
+
+    @field_validator("prompt")
+    @classmethod
+    def _not_empty(cls, prompt: Any) -> Any:
+        if isinstance(prompt, list) and not prompt:
+            raise ValueError("prompt must not be an empty list")
+        return prompt
+
+
+_BODIES: dict[Endpoint, type[_Sampling]] = {"chat": ChatBody, "completions": CompletionBody}
+
+
+class Limits:
+    """Request limits from the server settings, checked after the schema."""
+
+    def __init__(self, max_tokens: int, max_n: int) -> None:
+        self.max_tokens = max_tokens
+        self.max_n = max_n
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        raise InvalidRequest(f"request body is not valid JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return body
+
+
+def validate_request(endpoint: Endpoint, raw: bytes, limits: Limits) -> GatewayRequest:
+    """Parse and check a request body; raise `InvalidRequest` naming the first offending field."""
+    body = parse_json_object(raw)
+    try:
+        parsed = _BODIES[endpoint].model_validate(body)
+    except ValidationError as error:
+        first = error.errors()[0]
+        param = ".".join(str(p) for p in first["loc"]) or None
+        raise InvalidRequest(f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
+    for name in ("max_tokens", "max_completion_tokens"):
+        value = getattr(parsed, name)
+        if value is not None and value > limits.max_tokens:
+            raise InvalidRequest(f"{name} must be at most {limits.max_tokens}", param=name)
+    if parsed.n is not None and parsed.n > limits.max_n:
+        raise InvalidRequest(f"n must be at most {limits.max_n}", param="n")
+    tradeoff = body.pop(TRADEOFF_FIELD, None)
+    return GatewayRequest(
+        endpoint=endpoint, public_model=parsed.model, body=body, stream=bool(parsed.stream),
+        tradeoff=tradeoff,
+    )

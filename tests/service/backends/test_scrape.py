@@ -1,0 +1,24 @@
+from service.backends.scrape import parse_vllm_load
+
+VLLM_METRICS = """\
+# HELP vllm:num_requests_running Number of requests in model execution batches.
+# TYPE vllm:num_requests_running gauge
+vllm:num_requests_running{engine="0",model_name="smol"} 3.0
+# TYPE vllm:num_requests_waiting gauge
+vllm:num_requests_waiting{engine="0",model_name="smol"} 2.0
+vllm:num_requests_waiting{engine="1",model_name="smol"} 1.0
+# TYPE vllm:kv_cache_usage_perc gauge
+vllm:kv_cache_usage_perc{engine="0",model_name="smol"} 0.25
+vllm:prefix_cache_hits_total{engine="0",model_name="smol"} 99.0
+vllm:num_requests_running_bogus 100
+"""
+
+
+def test_reads_the_three_load_gauges_summed_over_engines() -> None:
+    load = parse_vllm_load(VLLM_METRICS)
+    assert (load.running, load.waiting, load.kv_cache_usage) == (3.0, 3.0, 0.25)
+
+
+def test_garbage_and_missing_values_read_as_zero() -> None:
+    load = parse_vllm_load("vllm:num_requests_waiting{a=\"b\"} NaNx\nvllm:num_requests_running\n")
+    assert (load.running, load.waiting) == (0.0, 0.0)

@@ -1,0 +1,91 @@
+"""Failover, hung replicas, broken streams and client disconnects, against simulator processes."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import orjson
+
+from tests.harness import GatewayServer, direct_config, sims, wait_until
+
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+
+
+def chat(gateway: GatewayServer, **overrides: object) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/chat/completions", json={**CHAT, **overrides}, timeout=20)
+
+
+def test_requests_spread_over_replicas_by_load() -> None:
+    with sims("m", "m", tokens_per_s=50) as (a, b), GatewayServer(direct_config({"m": [a.url, b.url]})) as gw:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: chat(gw, max_tokens=10), range(16)))
+        assert all(r.status_code == 200 for r in results)
+        assert [r.in_flight for r in gw.gateway.pool.replicas("m")] == [0, 0]  # every count returned to zero
+        assert a.last_request()["body"] and b.last_request()["body"], "both replicas took traffic"
+
+
+def test_killing_a_replica_under_load_loses_no_unstarted_request() -> None:
+    with sims("m", "m", tokens_per_s=200) as (a, b), GatewayServer(direct_config({"m": [a.url, b.url]})) as gw:
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(chat, gw, max_tokens=20) for _ in range(120)]
+            wait_until(lambda: sum(f.done() for f in futures) >= 20, what="traffic flowing")
+            a.kill()
+            statuses = [f.result().status_code for f in futures]
+        # Non-streaming requests have sent nothing before completion, so each one must be retried elsewhere.
+        assert statuses.count(200) == 120, statuses
+        wait_until(lambda: gw.metric("switchyard_replica_healthy", replica=a.url) == 0,
+                   what="killed replica marked unhealthy")
+
+
+def test_a_hung_replica_does_not_stall_the_other() -> None:
+    with sims("m", "m") as (hung, ok):
+        hung.set_fault("hang")
+        config = direct_config({"m": [hung.url, ok.url]}, dispatch={"retries": 1})
+        config["backends"][0]["timeouts"] = {"connect_s": 1, "first_byte_s": 1, "total_s": 1}
+        with GatewayServer(config) as gw:
+            with ThreadPoolExecutor(8) as pool:
+                results = list(pool.map(lambda _: chat(gw), range(24)))
+            # Requests that hit the hung replica time out after 1 s and are retried on the healthy one.
+            assert [r.status_code for r in results] == [200] * 24
+            assert gw.metric("switchyard_upstream_errors_total", replica=hung.url, kind="timeout") >= 1
+
+
+def test_failing_replica_is_ejected_and_readmitted_after_health_checks() -> None:
+    with sims("m", "m") as (bad, good):
+        config = direct_config({"m": [bad.url, good.url]}, dispatch={"breaker_failures": 2, "retries": 1,
+                                                                      "breaker_cooldown_s": 0.5})
+        with GatewayServer(config) as gw:
+            bad.set_fault("error")
+            for _ in range(10):
+                assert chat(gw).status_code == 200  # retried on the good replica
+            assert gw.metric("switchyard_upstream_errors_total", replica=bad.url, kind="status") >= 2
+            bad.set_fault("none")
+            wait_until(lambda: gw.metric("switchyard_replica_healthy", replica=bad.url) == 1, what="replica readmitted after cool-down")
+
+
+def test_a_stream_dropped_half_way_ends_with_an_error_event_and_done() -> None:
+    with sims("m", fault="drop_stream") as (sim,), GatewayServer(direct_config({"m": [sim.url]})) as gw:
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json={**CHAT, "stream": True, "max_tokens": 10},
+                          timeout=10) as response:
+            events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+        assert response.status_code == 200
+        assert events[-1] == "[DONE]"
+        error = orjson.loads(events[-2])["error"]
+        assert error["type"] == "upstream_error" and "stream" in error["message"]
+        assert 0 < len(events) - 2 < 10  # some content arrived before the break
+
+
+async def test_client_disconnect_cancels_the_upstream_request() -> None:
+    with sims("m", tokens_per_s=2) as (sim,), GatewayServer(direct_config({"m": [sim.url]})) as gw:
+        for stream in (False, True):
+            before = sim.last_request()["cancelled"]
+            async with httpx.AsyncClient() as client:
+                request = asyncio.ensure_future(client.post(gw.url + "/v1/chat/completions", timeout=30,
+                                                            json={**CHAT, "max_tokens": 40, "stream": stream}))
+                await asyncio.to_thread(wait_until, lambda: sim.last_request()["running"] == 1, what="upstream busy")
+                request.cancel()
+            await asyncio.to_thread(wait_until, lambda b=before: sim.last_request()["cancelled"] == b + 1,
+                                    what=f"upstream cancelled (stream={stream})")
+            assert sim.last_request()["running"] == 0

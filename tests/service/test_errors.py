@@ -1,0 +1,158 @@
+"""Every bad input gets its status and an OpenAI-shaped message that says what is wrong."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import pytest
+
+from service.config import hash_api_key
+from tests.harness import GatewayServer, SimProcess, direct_config, sims, wait_until
+
+KEY = "sk-test-123"
+CHAT = {"model": "sim-a", "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def locked_gateway(two_sims: list[SimProcess]) -> Iterator[GatewayServer]:
+    config = direct_config({s.model: [s.url] for s in two_sims},
+                           auth={"api_key_hashes": [hash_api_key(KEY)]},
+                           server={"max_body_bytes": 4096, "max_tokens_limit": 1000, "max_n": 4})
+    with GatewayServer(config) as server:
+        yield server
+
+
+def post(gateway: GatewayServer, body: Any = None, *, key: str | None = KEY, path: str = "/v1/chat/completions",
+         **kwargs: Any) -> httpx.Response:
+    headers = kwargs.pop("headers", {})
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    return httpx.post(gateway.url + path, json=body, headers=headers, timeout=10, **kwargs)
+
+
+def assert_error(response: httpx.Response, status: int, *, param: str | None = None, says: str = "") -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert says.lower() in error["message"].lower()
+    if param is not None:
+        assert error["param"] == param
+
+
+def test_valid_key_passes(locked_gateway: GatewayServer) -> None:
+    assert post(locked_gateway, CHAT).status_code == 200
+
+
+def test_missing_key_is_401(locked_gateway: GatewayServer) -> None:
+    assert_error(post(locked_gateway, CHAT, key=None), 401, says="missing API key")
+
+
+def test_wrong_key_is_401(locked_gateway: GatewayServer) -> None:
+    assert_error(post(locked_gateway, CHAT, key="sk-wrong"), 401, says="invalid API key")
+
+
+def test_public_paths_need_no_key(locked_gateway: GatewayServer) -> None:
+    assert httpx.get(locked_gateway.url + "/health").status_code == 200
+    assert httpx.get(locked_gateway.url + "/metrics").status_code == 200
+    assert httpx.get(locked_gateway.url + "/v1/models").status_code == 401
+
+
+@pytest.mark.parametrize(("body", "param", "says"), [
+    ({"messages": [{"role": "user", "content": "x"}]}, "model", "field required"),
+    ({"model": "sim-a"}, "messages", "field required"),
+    ({"model": "sim-a", "messages": []}, "messages", "at least 1"),
+    ({**CHAT, "temperature": 3}, "temperature", "less than or equal to 2"),
+    ({**CHAT, "temperature": "hot"}, "temperature", "valid number"),
+    ({**CHAT, "max_tokens": -1}, "max_tokens", "greater than or equal to 0"),
+    ({**CHAT, "max_tokens": 5000}, "max_tokens", "at most 1000"),
+    ({**CHAT, "n": 9}, "n", "at most 4"),
+    ({**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "input should be"),
+    ({**CHAT, "stream": "yes"}, "stream", "valid boolean"),
+])
+def test_invalid_fields_are_400_naming_the_field(locked_gateway: GatewayServer, body: dict[str, Any], param: str,
+                                                  says: str) -> None:
+    assert_error(post(locked_gateway, body), 400, param=param, says=says)
+
+
+def test_completion_needs_a_prompt(locked_gateway: GatewayServer) -> None:
+    assert_error(post(locked_gateway, {"model": "sim-a"}, path="/v1/completions"), 400, param="prompt")
+
+
+def test_invalid_json_is_400(locked_gateway: GatewayServer) -> None:
+    response = post(locked_gateway, content=b"{not json", headers={"Content-Type": "application/json"})
+    assert_error(response, 400, says="not valid JSON")
+
+
+def test_non_object_json_is_400(locked_gateway: GatewayServer) -> None:
+    assert_error(post(locked_gateway, [1, 2]), 400, says="JSON object")
+
+
+def test_unknown_model_is_404(locked_gateway: GatewayServer) -> None:
+    assert_error(post(locked_gateway, {**CHAT, "model": "gpt-17"}), 404, param="model", says="does not exist")
+
+
+def test_bad_model_suffix_is_400(locked_gateway: GatewayServer) -> None:
+    assert_error(post(locked_gateway, {**CHAT, "model": "sim-a:lots"}), 400, param="model")
+
+
+def test_body_too_large_is_413(locked_gateway: GatewayServer) -> None:
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 5000}]}
+    assert_error(post(locked_gateway, big), 413, says="larger than 4096")
+
+
+def test_wrong_content_type_is_415(locked_gateway: GatewayServer) -> None:
+    response = post(locked_gateway, content=b"model=sim-a", headers={"Content-Type": "text/plain"})
+    assert_error(response, 415, says="application/json")
+
+
+def test_unknown_path_is_404_openai_shaped() -> None:
+    with sims("x") as (sim,), GatewayServer(direct_config({"x": [sim.url]})) as gateway:
+        assert_error(httpx.get(gateway.url + "/v1/nothing"), 404)
+        assert_error(httpx.get(gateway.url + "/v1/chat/completions"), 405)
+
+
+def test_backend_client_error_is_relayed_as_is() -> None:
+    """A 4xx from vLLM is the client's problem: relayed with vLLM's own message, not retried."""
+    with sims("x") as (sim,):
+        config = direct_config({"x": [sim.url]})
+        config["backends"][0]["model"] = "renamed"  # the replica does not serve this name: it answers 404
+        with GatewayServer(config) as gateway:
+            response = post(gateway, {**CHAT, "model": "x"}, key=None)
+            assert_error(response, 404, says="does not exist")
+            assert gateway.metric("switchyard_retries_total", backend="x") == 0
+
+
+def test_every_replica_failing_is_502() -> None:
+    with sims("x", fault="error") as (sim,), GatewayServer(direct_config({"x": [sim.url]})) as gateway:
+        assert_error(post(gateway, {**CHAT, "model": "x"}, key=None), 502, says="answered 500")
+
+
+def test_no_healthy_replica_is_503() -> None:
+    with sims("x") as (sim,):
+        config = direct_config({"x": [sim.url]})
+        sim.kill()
+        with GatewayServer(config) as gateway:
+            assert_error(post(gateway, {**CHAT, "model": "x"}, key=None), 503, says="no healthy replica")
+            assert httpx.get(gateway.url + "/ready").status_code == 503
+
+
+def test_hung_replica_is_504() -> None:
+    with sims("x", fault="hang") as (sim,):
+        config = direct_config({"x": [sim.url]}, dispatch={"retries": 0})
+        config["backends"][0]["timeouts"] = {"connect_s": 1, "first_byte_s": 0.5, "total_s": 0.5}
+        with GatewayServer(config) as gateway:
+            assert_error(post(gateway, {**CHAT, "model": "x"}, key=None), 504, says="timed out")
+
+
+def test_saturated_replicas_are_429() -> None:
+    with sims("x", max_concurrency=1, tokens_per_s=10) as (sim,):
+        config = direct_config({"x": [sim.url]}, dispatch={"saturation_queue": 2})
+        with GatewayServer(config) as gateway, ThreadPoolExecutor(3) as pool:
+            slow = {**CHAT, "model": "x", "max_tokens": 20}
+            busy = [pool.submit(post, gateway, slow, key=None) for _ in range(3)]
+            wait_until(lambda: gateway.metric("switchyard_replica_waiting", backend="x") >= 2, what="queue scraped")
+            assert_error(post(gateway, {**CHAT, "model": "x"}, key=None), 429, says="saturated")
+            assert [f.result().status_code for f in busy] == [200, 200, 200]

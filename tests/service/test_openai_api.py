@@ -1,0 +1,97 @@
+"""The gateway through the official `openai` client (sync and async, streaming and not), over real HTTP."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import openai
+import pytest
+
+from tests.harness import GatewayServer, SimProcess, direct_config, sims
+
+
+def client(gateway: GatewayServer) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_public_models(gateway: GatewayServer) -> None:
+    assert sorted(m.id for m in client(gateway).models.list()) == ["sim-a", "sim-b"]
+
+
+def test_chat_completion_sync(gateway: GatewayServer) -> None:
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="sim-a", messages=[{"role": "user", "content": "hello"}], max_tokens=5)
+    completion = raw.parse()
+    assert completion.choices[0].message.content == "the quick model answers with"
+    assert completion.usage is not None and completion.usage.completion_tokens == 5
+    assert raw.headers["x-switchyard-model"] == "sim-a"
+    assert raw.headers["x-switchyard-strategy"] == "direct"
+
+
+def test_completion_sync_reaches_the_named_backend(gateway: GatewayServer) -> None:
+    completion = client(gateway).completions.create(model="sim-b", prompt="one two", max_tokens=3)
+    assert completion.model == "sim-b"
+    assert completion.choices[0].text == "the quick model"
+
+
+def test_chat_stream_with_usage(gateway: GatewayServer) -> None:
+    stream = client(gateway).chat.completions.create(
+        model="sim-b", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True,
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "the quick model answers"
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.completion_tokens == 4
+
+
+async def test_async_client_stream_and_not(gateway: GatewayServer) -> None:
+    async_client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
+    completion = await async_client.completions.create(model="sim-a", prompt="x", max_tokens=2)
+    assert completion.choices[0].text == "the quick"
+    stream = await async_client.completions.create(model="sim-a", prompt="x", max_tokens=3, stream=True)
+    pieces = [chunk.choices[0].text async for chunk in stream]
+    assert "".join(pieces) == "the quick model"
+    await async_client.close()
+
+
+def test_unknown_fields_are_relayed_untouched(gateway: GatewayServer, two_sims: list[SimProcess]) -> None:
+    extras = {"chat_template_kwargs": {"enable_thinking": False}, "top_k": 7, "prompt_logprobs": 0,
+              "continue_final_message": True, "add_generation_prompt": False}
+    client(gateway).chat.completions.create(
+        model="sim-a", messages=[{"role": "user", "content": "hi"}], max_tokens=1, extra_body=extras)
+    received = two_sims[0].last_request()["body"]
+    for key, value in extras.items():
+        assert received[key] == value
+    assert received["model"] == "sim-a"
+
+
+def test_echo_logprobs_scoring_call_is_relayed(gateway: GatewayServer) -> None:
+    response = httpx.post(gateway.url + "/v1/completions", json={
+        "model": "sim-a", "prompt": "score these words", "echo": True, "logprobs": 1, "max_tokens": 0})
+    assert response.status_code == 200
+    logprobs = response.json()["choices"][0]["logprobs"]
+    assert logprobs["tokens"] == ["score", "these", "words"]
+    assert logprobs["token_logprobs"][0] is None and len(logprobs["token_logprobs"]) == 3
+
+
+def test_stream_first_token_arrives_before_the_stream_ends() -> None:
+    """No buffering: with a slow decoder the first event is seen long before the last."""
+    with sims("slow", tokens_per_s=20) as (slow,), GatewayServer(direct_config({"slow": [slow.url]})) as gw:
+        with httpx.stream("POST", gw.url + "/v1/completions", timeout=10,
+                          json={"model": "slow", "prompt": "x", "max_tokens": 20, "stream": True}) as response:
+            arrivals = []
+            started = time.perf_counter()
+            for line in response.iter_lines():
+                if line.startswith("data: "):
+                    arrivals.append(time.perf_counter() - started)
+    # 20 tokens at 20 tokens/s take about a second; the first must come out within the first fifth.
+    assert len(arrivals) == 21
+    assert arrivals[0] < arrivals[-1] / 5
+
+
+@pytest.mark.parametrize("path", ["/health", "/ready"])
+def test_ops_endpoints(gateway: GatewayServer, path: str) -> None:
+    response = httpx.get(gateway.url + path)
+    assert response.status_code == 200
