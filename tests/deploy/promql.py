@@ -37,7 +37,7 @@ def selectors(expr: str, source: str) -> list[Selector]:
     def visit(node: Any) -> None:
         if isinstance(node, promql_parser.VectorSelector):
             labels = frozenset(m.name for m in node.matchers.matchers if m.name != "__name__")
-            found.append(Selector(node.name, labels, source))
+            found.append(Selector(node.name or "", labels, source))
 
     promql_parser.walk(promql_parser.parse(_GRAFANA_DURATION.sub("5m", expr)), pre_visit=visit)
     assert all(s.metric for s in found), f"{source}: selector without a metric name in {expr!r}"
