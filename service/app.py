@@ -16,6 +16,8 @@ from service.config import Settings
 from service.gateway import Gateway
 from service.metrics import Metrics
 
+ROUTERS = (openai.router, ops.router)
+
 
 def create_app(settings: Settings, *, metrics: Metrics | None = None, gateway: Gateway | None = None) -> FastAPI:
     """Build the app; the gateway (clients, pools, models) starts and stops with the app's lifespan."""
@@ -35,6 +37,6 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None, gateway: G
     app.state.gateway = gateway
     app.state.model_list = ModelList([m.name for m in settings.models])
     install_error_handlers(app)
-    app.include_router(openai.router)
-    app.include_router(ops.router)
+    for router in ROUTERS:
+        app.include_router(router)
     return app

@@ -9,16 +9,30 @@ dispatcher. Strategies never import FastAPI.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
     from service.backends.pool import ReplicaPool
+    from service.cache import DecisionCache
     from service.config import Settings
     from service.dispatch import Dispatcher
     from service.metrics import Metrics
+
+
+class StrategyConfigBase(BaseModel):
+    """Base of every strategy's config block; `kind` selects the strategy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def backend_names(self) -> list[str]:
+        """Every backend this strategy may dispatch to (checked against `backends` at load)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -29,7 +43,9 @@ class StrategyDeps:
     metrics: Metrics
     pool: ReplicaPool
     dispatcher: Dispatcher
-    cache: Any = None  # the decision cache (service.cache), when configured
+    cache: DecisionCache | None = None
+    # Artifact loaders by kind ("router", "switcher"): path -> model. Tests inject fakes here.
+    loaders: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)
 
 
 class Strategy(ABC):

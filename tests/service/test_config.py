@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+
+from service.config import ConfigError, hash_api_key, load_settings, parse_settings
+
+BACKENDS = [{"name": "m", "model": "served-m", "replicas": ["http://127.0.0.1:9000"]}]
+MODELS = [{"name": "pub", "strategy": {"kind": "direct", "backend": "m"}}]
+
+
+def test_minimal_config_gets_defaults() -> None:
+    settings = parse_settings({"backends": BACKENDS, "models": MODELS})
+    assert settings.server.port == 8000 and settings.cache.redis_url is None
+    assert settings.backend("m").timeouts.total_s == 600
+
+
+@pytest.mark.parametrize(("raw", "key"), [
+    ({"backends": [{"name": "m", "model": "x", "replicas": []}], "models": MODELS}, "backends.0.replicas"),
+    ({"backends": [{"name": "m", "model": "x", "replicas": ["not a url"]}], "models": MODELS}, "backends.0.replicas.0"),
+    ({"backends": BACKENDS, "models": MODELS, "server": {"port": 0}}, "server.port"),
+    ({"backends": BACKENDS, "models": MODELS, "dispatch": {"retires": 2}}, "dispatch.retires"),
+    ({"backends": BACKENDS, "models": [{"name": "p", "strategy": {"kind": "direct"}}]}, "models.0.strategy.backend"),
+    ({"backends": BACKENDS, "models": MODELS, "auth": {"api_key_hashes": ["plain"]}}, "auth"),
+])
+def test_errors_name_the_bad_key(raw: dict, key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_settings(raw)
+    assert key in str(error.value)
+
+
+def test_unknown_backend_reference_is_rejected() -> None:
+    models = [{"name": "pub", "strategy": {"kind": "direct", "backend": "nope"}}]
+    with pytest.raises(ConfigError, match="unknown backend 'nope'"):
+        parse_settings({"backends": BACKENDS, "models": models})
+
+
+def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "backends: [{name: m, model: x, replicas: ['http://h:1'], api_key: '${BACKEND_KEY}'}]\n"
+        "models: [{name: p, strategy: {kind: direct, backend: m}}]\n")
+    monkeypatch.setenv("BACKEND_KEY", "s3cret")
+    monkeypatch.setenv("SWITCHYARD_REDIS_URL", "redis://127.0.0.1:6390/0")
+    settings = load_settings(path)
+    assert settings.backend("m").api_key == "s3cret"
+    assert settings.cache.redis_url == "redis://127.0.0.1:6390/0"
+    monkeypatch.delenv("BACKEND_KEY")
+    with pytest.raises(ConfigError, match="BACKEND_KEY is not set"):
+        load_settings(path)
+
+
+def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_settings(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("backends: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(bad)
+
+
+def test_api_key_hash_format() -> None:
+    assert hash_api_key("k").startswith("sha256:") and len(hash_api_key("k")) == 71
+
+
+def test_shipped_configs_are_valid() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    for path in sorted((repo / "deploy" / "local").glob("*.yaml")):
+        load_settings(path)
