@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import shlex
+import shutil
+import sys
+import zipfile
+from pathlib import Path
 
+import pytest
 import yaml
 
 from .tools import K8S, ROOT, require_tool, run
@@ -59,3 +64,25 @@ def test_dockerignore_admits_only_the_package_sources() -> None:
     copied = {source for op, args in instructions() if op == "COPY" and "--from" not in args
               for source in shlex.split(args)[:-1]}
     assert copied <= admitted
+
+
+@pytest.mark.slow
+def test_build_context_yields_the_complete_package(tmp_path: Path) -> None:
+    """What the image's build stage installs: a wheel built from only the files .dockerignore admits."""
+    context = tmp_path / "context"
+    context.mkdir()
+    for source in {s for op, args in instructions() if op == "COPY" and "--from" not in args
+                   for s in shlex.split(args)[:-1]}:
+        if (ROOT / source).is_dir():
+            shutil.copytree(ROOT / source, context / source, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(ROOT / source, context / source)
+    run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path), str(context))
+    (wheel,) = tmp_path.glob("switchyard-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        packaged = set(archive.namelist())
+        entry_points = next(archive.read(n).decode() for n in packaged if n.endswith("entry_points.txt"))
+    sources = {p.relative_to(ROOT).as_posix() for package in ("service", "router_models")
+               for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts}
+    assert sources <= packaged, f"missing from the image: {sorted(sources - packaged)}"
+    assert "switchyard = service.cli:main" in entry_points
