@@ -237,3 +237,20 @@ def test_gpu_overlay_expects_an_external_secret_and_requests_gpus(rendered: dict
         assert resources["limits"]["nvidia.com/gpu"] == "1", name
     dev_resources = [c["resources"] for _, spec, _ in pod_specs(rendered["dev"]) for c in spec["containers"]]
     assert not any("nvidia.com/gpu" in r.get("limits", {}) for r in dev_resources)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_monitors_scrape_the_gateway_and_every_backend_pod(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    objects = rendered[overlay]
+    (service_monitor,) = find(objects, "ServiceMonitor")
+    services = [s for s in find(objects, "Service")
+                if selects(service_monitor["spec"]["selector"]["matchLabels"], s["metadata"]["labels"])]
+    assert [s["metadata"]["name"] for s in services] == ["switchyard"]
+    assert service_monitor["spec"]["endpoints"][0]["port"] in [p["name"] for p in services[0]["spec"]["ports"]]
+    (pod_monitor,) = find(objects, "PodMonitor")
+    scraped = {name: spec for name, spec, labels in pod_specs(objects)
+               if selects(pod_monitor["spec"]["selector"]["matchLabels"], labels)}
+    backends = {name for name, _, labels in pod_specs(objects) if labels["app.kubernetes.io/name"] == "vllm"}
+    assert set(scraped) == backends
+    port = pod_monitor["spec"]["podMetricsEndpoints"][0]["port"]
+    assert all(port in [p["name"] for p in spec["containers"][0]["ports"]] for spec in scraped.values())
