@@ -12,5 +12,6 @@ from pydantic import Field
 
 from service.strategies.direct import DirectConfig
 from service.strategies.lookahead import LookaheadConfig
+from service.strategies.thinkswitch import ThinkSwitchConfig
 
-StrategyConfig = Annotated[DirectConfig | LookaheadConfig, Field(discriminator="kind")]
+StrategyConfig = Annotated[DirectConfig | LookaheadConfig | ThinkSwitchConfig, Field(discriminator="kind")]
