@@ -2,6 +2,8 @@
 
 Only the addresses change: backend Services become simulator ports, the Redis Service a local
 redis-server. Keys, public paths, secrets-through-environment and model names are the shipped ones.
+Two public models with learned strategies are added, their predictors stood in by fixed rules, so
+that decisions, the reasoning switch and the Redis decision cache run too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 import yaml
@@ -22,6 +25,36 @@ from .tools import K8S, require_tool
 
 SHIPPED_CONFIG = K8S / "base" / "gateway" / "config.yaml"
 DEV_API_KEY = "sk-switchyard-dev"
+
+
+class KeywordRouter:
+    """Stand-in Lookahead router: code questions score gemma3 higher, everything else smollm2."""
+
+    kind = "keyword"
+    version = "kw1"
+    candidates = ["smollm2", "gemma3"]
+
+    def score(self, queries: list[str]) -> np.ndarray:
+        return np.array([[-1.0, 2.0] if "code" in q else [1.5, -0.5] for q in queries])  # (N, 2)
+
+
+class LengthSwitcher:
+    """Stand-in ThinkSwitcher: long questions gain from long reasoning, short ones do not."""
+
+    version = "len1"
+    default_tau = 0.1
+
+    def predict(self, queries: list[str]) -> np.ndarray:
+        return np.array([[0.6, 0.9] if len(q.split()) > 5 else [0.9, 0.9] for q in queries])  # (N, 2)
+
+
+LEARNED_MODELS = [
+    {"name": "auto", "strategy": {"kind": "lookahead", "router": "stand-in", "candidates": [
+        {"backend": "smollm2", "cost": 0.2}, {"backend": "gemma3", "cost": 1.0}]}},
+    {"name": "reasoner", "strategy": {"kind": "thinkswitch", "backend": "smollm2",
+                                      "thinking": {"switcher": "stand-in", "family": "qwen3"}}},
+]
+STAND_INS = {"router": lambda path: KeywordRouter(), "switcher": lambda path: LengthSwitcher()}
 
 
 @contextlib.contextmanager
@@ -54,6 +87,7 @@ def shipped_config(sims: dict[str, SimProcess], redis_port: int) -> dict[str, An
     config: dict[str, Any] = yaml.safe_load(text)
     for backend in config["backends"]:
         backend["replicas"] = [sims[backend["model"]].url]
+    config["models"] += LEARNED_MODELS
     return config
 
 
@@ -63,5 +97,5 @@ def shipped_gateway(sims: dict[str, SimProcess]) -> Iterator[GatewayServer]:
     with pytest.MonkeyPatch.context() as env, redis_with_password(password) as redis_port:
         env.setenv("SWITCHYARD_API_KEY_HASH", hash_api_key(DEV_API_KEY))
         env.setenv("SWITCHYARD_REDIS_PASSWORD", password)
-        with GatewayServer(shipped_config(sims, redis_port)) as server:
+        with GatewayServer(shipped_config(sims, redis_port), loaders=STAND_INS) as server:
             yield server

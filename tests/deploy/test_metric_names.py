@@ -36,9 +36,10 @@ def unknown(found: list[Selector], exported: dict[str, frozenset[str]], recorded
 def scraped(shipped: GatewayServer) -> str:
     """The gateway's /metrics after it served a buffered and a streamed request for every public model."""
     headers = {"Authorization": f"Bearer {DEV_API_KEY}"}
+    questions = ["hi", "write code to sort a list", "prove there are infinitely many primes please", "hi"]
     for model in shipped.settings.models:
-        for stream in (False, True):
-            body = {"model": model.name, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+        for stream, question in zip((False, True, False, True), questions, strict=True):
+            body = {"model": model.name, "messages": [{"role": "user", "content": question}], "stream": stream}
             reply = httpx.post(shipped.url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
             assert reply.status_code == 200, reply.text
     return httpx.get(shipped.url + "/metrics", timeout=5).text
@@ -46,9 +47,19 @@ def scraped(shipped: GatewayServer) -> str:
 
 def test_running_gateway_exports_what_service_metrics_declares(scraped: str) -> None:
     assert exposition_names(scraped) == set(gateway_metrics())
-    for model in ("smollm2", "gemma3"):
-        assert metric_value(scraped, "switchyard_requests_total", model=model, status="200") == 2
-        assert metric_value(scraped, "switchyard_overhead_seconds_count", model=model) == 2
+    for model in ("smollm2", "gemma3", "auto", "reasoner"):
+        assert metric_value(scraped, "switchyard_requests_total", model=model, status="200") == 4
+        assert metric_value(scraped, "switchyard_overhead_seconds_count", model=model) == 4
+
+
+def test_decisions_fill_the_dashboard_panels_and_the_cache_reaches_redis(scraped: str) -> None:
+    """The routing-share, reasoning-share and cache panels have data; Redis answers with the password."""
+    assert metric_value(scraped, "switchyard_decisions_total", model="auto", backend="gemma3") >= 1
+    assert metric_value(scraped, "switchyard_decisions_total", model="auto", backend="smollm2") >= 1
+    assert metric_value(scraped, "switchyard_thinking_mode_total", model="reasoner", mode="long") >= 1
+    assert metric_value(scraped, "switchyard_thinking_mode_total", model="reasoner", mode="short") >= 1
+    assert metric_value(scraped, "switchyard_cache_requests_total", result="hit") >= 2, "repeated question"
+    assert metric_value(scraped, "switchyard_cache_requests_total", result="error") == 0
 
 
 @pytest.mark.parametrize("source", SOURCES)
