@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 services:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@bash deploy/install-tools.sh $(BIN)
 
 test: install services
 	$(BIN)/python -m pytest -q

@@ -140,7 +140,12 @@ def _expand_env(node: Any, path: str = "") -> Any:
 def _format_errors(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
-        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        loc = list(item["loc"])
+        # A tagged union adds its tag to the path (strategy.lookahead.router): drop it.
+        for i in range(len(loc) - 1, 0, -1):
+            if loc[i - 1] == "strategy" and isinstance(loc[i], str) and i + 1 < len(loc):
+                del loc[i]
+        key = ".".join(str(p) for p in loc) or "(top level)"
         lines.append(f"  {key}: {item['msg']}")
     return "invalid configuration:\n" + "\n".join(lines)
 

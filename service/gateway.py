@@ -6,14 +6,18 @@ HTTP handlers explicitly. Nothing in Switchyard is found through module globals.
 
 from __future__ import annotations
 
+import importlib
 import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
 from service.backends.monitor import ReplicaMonitor
 from service.backends.pool import ReplicaPool
-from service.config import Settings
+from service.cache import DecisionCache, MemoryCache, RedisCache
+from service.config import CacheSettings, Settings
 from service.dispatch import Dispatcher
 from service.errors import InvalidRequest, ModelNotFound
 from service.metrics import Metrics
@@ -32,10 +36,38 @@ class Route:
     tradeoff: float | None
 
 
+# Where each kind of learned artifact is loaded from: "module:function" taking the artifact path.
+DEFAULT_LOADERS = {
+    "router": "router_models:load_router",
+    "switcher": "router_models.thinkswitch:load_switcher",
+}
+
+
+def _import_loader(spec: str) -> Callable[[str], Any]:
+    module, function = spec.split(":")
+
+    def load(path: str) -> Any:
+        return getattr(importlib.import_module(module), function)(path)
+
+    return load
+
+
+def build_cache(settings: CacheSettings, metrics: Metrics) -> DecisionCache:
+    """Redis when `redis_url` is set (shared by every gateway replica), else an in-process LRU."""
+    if settings.redis_url:
+        return RedisCache(metrics, settings.redis_url, settings.ttl_s, settings.timeout_s)
+    return MemoryCache(metrics, settings.max_entries, settings.ttl_s)
+
+
 class Gateway:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *,
+                 cache: DecisionCache | None = None,
+                 loaders: Mapping[str, Callable[[str], Any]] | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.cache = cache or build_cache(settings.cache, self.metrics)
+        self.loaders = {kind: _import_loader(spec) for kind, spec in DEFAULT_LOADERS.items()}
+        self.loaders.update(loaders or {})
         self.pool = ReplicaPool(settings.backends, settings.dispatch)
         self.strategies: dict[str, Strategy] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -51,10 +83,11 @@ class Gateway:
         api_keys = {b.name: b.api_key for b in self.settings.backends}
         self._monitor = ReplicaMonitor(self.pool, self._session, self.metrics, api_keys)
         await self._monitor.start()
+        await self.cache.start()
         deps = StrategyDeps(settings=self.settings, metrics=self.metrics, pool=self.pool,
-                            dispatcher=self.dispatcher)
+                            dispatcher=self.dispatcher, cache=self.cache, loaders=self.loaders)
         for model in self.settings.models:
-            strategy = build_strategy(model.strategy, deps)
+            strategy = build_strategy(model.name, model.strategy, deps)
             await strategy.start()
             self.strategies[model.name] = strategy
         log.info("gateway ready: %d public models over %d backends", len(self.strategies),
@@ -65,6 +98,7 @@ class Gateway:
             await strategy.close()
         if self._monitor is not None:
             await self._monitor.close()
+        await self.cache.close()
         if self._session is not None:
             await self._session.close()
 

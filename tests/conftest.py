@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import GatewayServer, SimProcess, direct_config, sims
+from tests.harness import GatewayServer, RedisServer, SimProcess, direct_config, sims
 
 
 @pytest.fixture(scope="module")
@@ -20,3 +20,10 @@ def gateway(two_sims: list[SimProcess]) -> Iterator[GatewayServer]:
     config = direct_config({s.model: [s.url] for s in two_sims})
     with GatewayServer(config) as server:
         yield server
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()

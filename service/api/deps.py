@@ -10,7 +10,8 @@ from service.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge
 from service.gateway import Gateway
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # async: a plain def would be run in a worker thread on every request
     gateway: Gateway = request.app.state.gateway
     return gateway
 

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from service.api.deps import get_gateway, read_json_body
+from service.api.json import json_response
 from service.api.replies import ClientDisconnected, RequestRecorder, to_response, unless_disconnected
 from service.errors import GatewayError
-from service.gateway import Gateway
+from service.gateway import Gateway, Route
 from service.types import Endpoint, GatewayRequest
 from service.validation import Limits, validate_request
 
@@ -23,15 +24,22 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 CLIENT_CLOSED = 499
 
 
-async def _serve(endpoint: Endpoint, request: Request, gateway: Gateway) -> Response:
+async def _parse(endpoint: Endpoint | None, request: Request, gateway: Gateway) -> tuple[GatewayRequest, Route]:
+    """Read, validate and resolve a request; `endpoint` None guesses chat or completions from the body."""
     server = gateway.settings.server
     raw = await read_json_body(request, server.max_body_bytes)
+    if endpoint is None:
+        endpoint = "completions" if b'"prompt"' in raw and b'"messages"' not in raw else "chat"
     parsed = validate_request(endpoint, raw, Limits(server.max_tokens_limit, server.max_n))
     route = gateway.resolve(parsed.public_model)
-    gateway_request = GatewayRequest(
+    return GatewayRequest(
         endpoint=endpoint, public_model=route.public_model, body=parsed.body, stream=parsed.stream,
         tradeoff=parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff,
-    )
+    ), route
+
+
+async def _serve(endpoint: Endpoint, request: Request, gateway: Gateway) -> Response:
+    gateway_request, route = await _parse(endpoint, request, gateway)
     recorder = RequestRecorder(gateway.metrics, route.public_model)
     try:
         reply = await unless_disconnected(request, route.strategy.respond(gateway_request, gateway.dispatcher))
@@ -69,3 +77,15 @@ class ModelList:
 async def list_models(request: Request) -> Response:
     models: ModelList = request.app.state.model_list
     return Response(models.body, media_type="application/json")
+
+
+@router.post("/v1/route")
+async def route(request: Request, gateway: GatewayDep) -> Response:
+    """The decision for a chat or completion body, with every candidate's score, without generating."""
+    gateway_request, resolved = await _parse(None, request, gateway)
+    decision = await resolved.strategy.decide(gateway_request)
+    return json_response({
+        "model": resolved.public_model, "strategy": decision.strategy, "backend": decision.backend,
+        "reason": decision.reason, "cache": decision.cache, "scores": decision.scores,
+        "headers": decision.headers,
+    })

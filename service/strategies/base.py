@@ -9,16 +9,30 @@ dispatcher. Strategies never import FastAPI.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
 
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
     from service.backends.pool import ReplicaPool
+    from service.cache import DecisionCache
     from service.config import Settings
     from service.dispatch import Dispatcher
     from service.metrics import Metrics
+
+
+class StrategyConfigBase(BaseModel):
+    """Base of every strategy's config block; `kind` selects the strategy."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def backend_names(self) -> list[str]:
+        """Every backend this strategy may dispatch to (checked against `backends` at load)."""
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -29,7 +43,9 @@ class StrategyDeps:
     metrics: Metrics
     pool: ReplicaPool
     dispatcher: Dispatcher
-    cache: Any = None  # the decision cache (service.cache), when configured
+    cache: DecisionCache | None = None
+    # Artifact loaders by kind ("router", "switcher"): path -> model. Tests inject fakes here.
+    loaders: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)
 
 
 class Strategy(ABC):
@@ -49,7 +65,11 @@ class Strategy(ABC):
         decision = await self.decide(request)
         reply = await dispatcher.relay(request, decision)
         reply.headers.update(decision_headers(decision))
+        self.observe(decision, reply)
         return reply
+
+    def observe(self, decision: Decision, reply: Reply) -> None:
+        """Look at a relayed reply (e.g. to count tokens); must not delay or buffer a stream."""
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-from service.strategies.base import Strategy
-from service.strategies.configs import DirectConfig
+from typing import Literal
+
+from service.strategies.base import Strategy, StrategyConfigBase
 from service.types import Decision, GatewayRequest
+
+
+class DirectConfig(StrategyConfigBase):
+    """Relay to one backend model."""
+
+    kind: Literal["direct"] = "direct"
+    backend: str
+
+    def backend_names(self) -> list[str]:
+        return [self.backend]
 
 
 class DirectStrategy(Strategy):
     kind = "direct"
 
-    def __init__(self, config: DirectConfig) -> None:
+    def __init__(self, public_model: str, config: DirectConfig) -> None:
+        self.public_model = public_model
         self.backend = config.backend
 
     async def decide(self, request: GatewayRequest) -> Decision:

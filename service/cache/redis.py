@@ -1,0 +1,62 @@
+"""A Redis decision cache, shared by every gateway replica; it fails open.
+
+Each call is bounded by `timeout_s`. When Redis is slow or down the request is decided without the
+cache, `switchyard_cache_requests_total{result="error"}` counts it and a log line says so, at most
+once every 30 s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import orjson
+import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from service.cache.base import DecisionCache
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+LOG_EVERY_S = 30.0
+
+
+class RedisCache(DecisionCache):
+    def __init__(self, metrics: Metrics, url: str, ttl_s: int, timeout_s: float, max_connections: int = 64) -> None:
+        super().__init__(metrics)
+        self.ttl_s = ttl_s
+        self.timeout_s = timeout_s
+        self.client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, max_connections=max_connections,
+            # One immediate retry replaces a pooled connection that went stale (e.g. Redis restarted).
+            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError], health_check_interval=0,
+        )
+        self._last_log = -LOG_EVERY_S
+        self._suppressed = 0
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    async def _get(self, key: str) -> Any | None:
+        async with asyncio.timeout(self.timeout_s):
+            raw = await self.client.get(key)
+        return None if raw is None else orjson.loads(raw)
+
+    async def _set(self, key: str, value: Any) -> None:
+        async with asyncio.timeout(self.timeout_s):
+            await self.client.set(key, orjson.dumps(value), ex=self.ttl_s)
+
+    def _trouble(self, operation: str, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= LOG_EVERY_S:
+            log.warning("decision cache %s failed (%s: %s); deciding without the cache%s", operation,
+                        type(error).__name__, error,
+                        f" ({self._suppressed} similar errors not logged)" if self._suppressed else "")
+            self._last_log, self._suppressed = now, 0
+        else:
+            self._suppressed += 1

@@ -1,0 +1,190 @@
+"""`lookahead`: a public model (e.g. `auto`) that routes each request to the candidate a learned router
+expects to answer best, aware of cost and load.
+
+Decision rule, on the router's per-candidate quality q (probabilities in [0, 1]):
+1. quality: the candidates with q ≥ max(q) − tradeoff are acceptable; the cheapest acceptable one wins
+   (ties: higher q). tradeoff 0 is pure quality routing; 1 always takes the cheapest.
+2. load: if the winner's replicas are all saturated or down, take the best other acceptable candidate
+   within `load_margin` that can take the request now, instead of queueing behind the busy one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+from pydantic import Field, model_validator
+
+from service.cache.keys import decision_key
+from service.inference import BatchedInference
+from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
+from service.strategies.query import query_text
+from service.strategies.thinking import ThinkingConfig, ThinkingSwitch
+from service.strategies.usage import count_completion_tokens
+from service.types import CacheOutcome, Decision, GatewayRequest, Reply
+
+
+class Router(Protocol):
+    """What `router_models.load_router` returns."""
+
+    kind: str
+    candidates: list[str]
+    version: str
+
+    def score(self, queries: list[str]) -> Any: ...  # (N, len(candidates)) array, higher = better
+
+
+class Candidate(StrategyConfigBase):
+    backend: str
+    cost: float = Field(1.0, ge=0, description="Relative cost of answering with this candidate.")
+    router_name: str | None = Field(None, description="The candidate's name in the router artifact "
+                                                      "(default: the backend name).")
+    thinking: ThinkingConfig | None = Field(None, description="For a reasoning model: switch its mode too.")
+
+    @property
+    def name_in_router(self) -> str:
+        return self.router_name or self.backend
+
+
+class LookaheadConfig(StrategyConfigBase):
+    kind: Literal["lookahead"] = "lookahead"
+    router: str = Field(description="Router artifact directory (from `switchyard train`).")
+    candidates: list[Candidate] = Field(min_length=2)
+    tradeoff: float = Field(0.0, ge=0, le=1, description="Default quality margin for a cheaper candidate.")
+    load_margin: float = Field(0.1, ge=0, le=1, description="Quality margin for a less busy candidate.")
+    max_batch: int = Field(32, ge=1)
+
+    def backend_names(self) -> list[str]:
+        return [c.backend for c in self.candidates]
+
+    @model_validator(mode="after")
+    def _unique(self) -> LookaheadConfig:
+        if len({c.backend for c in self.candidates}) != len(self.candidates):
+            raise ValueError("candidate backends must be unique")
+        return self
+
+    def version(self) -> str:
+        return hashlib.blake2b(self.model_dump_json().encode(), digest_size=6).hexdigest()
+
+
+def as_quality(scores: Sequence[float]) -> list[float]:
+    """Router scores as probabilities: logits (anything outside [0, 1]) go through a sigmoid."""
+    values = [float(s) for s in scores]
+    if all(0.0 <= v <= 1.0 for v in values):
+        return values
+    return [1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, v)))) for v in values]
+
+
+def choose(quality: Sequence[float], costs: Sequence[float], tradeoff: float,
+           can_serve: Callable[[int], bool], load_margin: float) -> tuple[int, str]:
+    """Index of the chosen candidate and why: quality, cost or load (see the module docstring)."""
+    best_quality = max(quality)
+    by_preference = sorted(range(len(quality)), key=lambda i: (costs[i], -quality[i]))
+    acceptable = [i for i in by_preference if quality[i] >= best_quality - tradeoff - 1e-12]
+    top = max(range(len(quality)), key=lambda i: quality[i])
+    chosen = acceptable[0]
+    reason = "quality" if quality[chosen] >= quality[top] else "cost"
+    if can_serve(chosen):
+        return chosen, reason
+    fallback_margin = max(tradeoff, load_margin)
+    ranked = sorted(range(len(quality)), key=lambda i: -quality[i])
+    for index in ranked:
+        if index != chosen and quality[index] >= best_quality - fallback_margin - 1e-12 and can_serve(index):
+            return index, "load"
+    return chosen, reason
+
+
+class LookaheadStrategy(Strategy):
+    kind = "lookahead"
+
+    def __init__(self, public_model: str, config: LookaheadConfig, deps: StrategyDeps) -> None:
+        self.public_model = public_model
+        self.config = config
+        self.deps = deps
+        self.config_version = config.version()
+        self.costs = [c.cost for c in config.candidates]
+        self.router: Router | None = None
+        self._infer: BatchedInference | None = None
+        self._columns: list[int] = []
+        # Reasoning-mode switches of the candidates that are reasoning models, by backend.
+        self.switches = {c.backend: ThinkingSwitch(public_model, c.thinking, deps)
+                         for c in config.candidates if c.thinking is not None}
+
+    async def start(self) -> None:
+        self.router = self.deps.loaders["router"](self.config.router)
+        names = list(self.router.candidates)
+        missing = [c.name_in_router for c in self.config.candidates if c.name_in_router not in names]
+        if missing:
+            raise ValueError(f"router {self.config.router} has no candidates {missing}; it knows {names}")
+        # Column of each configured candidate in the router's output.
+        self._columns = [names.index(c.name_in_router) for c in self.config.candidates]
+        router = self.router
+        self._infer = BatchedInference(lambda queries: router.score(queries), max_batch=self.config.max_batch,
+                                       name="router")
+        await self._infer.warm()
+        for switch in self.switches.values():
+            await switch.start()
+
+    async def close(self) -> None:
+        if self._infer is not None:
+            self._infer.close()
+        for switch in self.switches.values():
+            switch.close()
+
+    async def _quality(self, query: str | None) -> tuple[list[float] | None, CacheOutcome]:
+        if query is None:
+            return None, "off"
+        assert self.router is not None and self._infer is not None
+        cache = self.deps.cache
+        key = ""
+        if cache is not None:
+            key = decision_key(self.kind, self.config_version, self.router.version, query)
+            cached, outcome = await cache.get(key)
+            if cached is not None:
+                return list(cached["quality"]), outcome
+        else:
+            outcome = "off"
+        row = await self._infer(query)
+        quality = as_quality([row[c] for c in self._columns])
+        if cache is not None:
+            await cache.set(key, {"quality": quality, "backend": self.config.candidates[
+                max(range(len(quality)), key=quality.__getitem__)].backend})
+        return quality, outcome
+
+    async def decide(self, request: GatewayRequest) -> Decision:
+        started = time.perf_counter()
+        quality, outcome = await self._quality(query_text(request))
+        candidates = self.config.candidates
+        pool = self.deps.pool
+
+        def can_serve(index: int) -> bool:
+            backend = candidates[index].backend
+            return pool.has_available(backend) and not pool.all_saturated(backend)
+
+        tradeoff = self.config.tradeoff if request.tradeoff is None else request.tradeoff
+        if quality is None:  # nothing to read (token-id prompt): the cheapest candidate that can serve
+            quality = [0.0] * len(candidates)
+            index, reason = choose(quality, self.costs, 1.0, can_serve, 1.0)
+            reason = "default"
+        else:
+            index, reason = choose(quality, self.costs, tradeoff, can_serve, self.config.load_margin)
+        backend = candidates[index].backend
+        metrics = self.deps.metrics
+        metrics.decisions.labels(self.public_model, self.kind, backend, reason).inc()
+        metrics.decision_duration.labels(self.kind, outcome).observe(time.perf_counter() - started)
+        body, headers = request.body, {}
+        switch = self.switches.get(backend)
+        if switch is not None:
+            body, mode, _, _ = await switch.route(request)
+            headers["x-switchyard-thinking"] = mode
+        return Decision(backend=backend, body=body, strategy=self.kind, cache=outcome, reason=reason,
+                        scores={c.backend: round(q, 6) for c, q in zip(candidates, quality, strict=True)},
+                        headers=headers)
+
+    def observe(self, decision: Decision, reply: Reply) -> None:
+        mode = decision.headers.get("x-switchyard-thinking")
+        if mode is not None:
+            count_completion_tokens(reply, self.deps.metrics.thinking_tokens.labels(self.public_model, mode))

@@ -1,0 +1,66 @@
+"""The decision caches against a real Redis server: hits, TTL, LRU bounds, and failing open."""
+
+from __future__ import annotations
+
+import pytest
+
+from service.cache import MemoryCache, RedisCache, decision_key
+from service.metrics import Metrics
+from tests.harness import RedisServer, metric_value
+
+
+def test_key_depends_on_content_versions_and_not_on_spacing() -> None:
+    key = decision_key("lookahead", "cfg1", "art1", "What is  2+2?\n")
+    assert key == decision_key("lookahead", "cfg1", "art1", "What is 2+2?")
+    assert key != decision_key("lookahead", "cfg2", "art1", "What is 2+2?")
+    assert key != decision_key("lookahead", "cfg1", "art2", "What is 2+2?")
+    assert key != decision_key("lookahead", "cfg1", "art1", "What is 2+3?")
+
+
+async def test_memory_cache_is_a_bounded_lru() -> None:
+    cache = MemoryCache(Metrics(), max_entries=2, ttl_s=60)
+    await cache.set("a", 1)
+    await cache.set("b", 2)
+    assert await cache.get("a") == (1, "hit")  # a is now the most recent
+    await cache.set("c", 3)
+    assert await cache.get("b") == (None, "miss")
+    assert len(cache) == 2
+
+
+async def test_memory_cache_expires_entries() -> None:
+    now = [100.0]
+    cache = MemoryCache(Metrics(), max_entries=10, ttl_s=30, clock=lambda: now[0])
+    await cache.set("a", 1)
+    now[0] += 29
+    assert await cache.get("a") == (1, "hit")
+    now[0] += 1
+    assert await cache.get("a") == (None, "miss")
+
+
+async def test_redis_cache_round_trip_and_ttl(redis_server: RedisServer) -> None:
+    metrics = Metrics()
+    cache = RedisCache(metrics, redis_server.url, ttl_s=120, timeout_s=0.5)
+    assert await cache.get("k") == (None, "miss")
+    await cache.set("k", {"quality": [0.1, 0.9]})
+    assert await cache.get("k") == ({"quality": [0.1, 0.9]}, "hit")
+    assert 0 < await cache.client.ttl("k") <= 120
+    exposition = metrics.render().decode()
+    assert metric_value(exposition, "switchyard_cache_requests_total", result="hit") == 1
+    assert metric_value(exposition, "switchyard_cache_requests_total", result="miss") == 1
+    await cache.close()
+
+
+async def test_redis_down_fails_open_and_recovers(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    metrics = Metrics()
+    cache = RedisCache(metrics, redis_server.url, ttl_s=60, timeout_s=0.2)
+    await cache.set("k", 1)
+    redis_server.stop()
+    assert await cache.get("k") == (None, "error")
+    await cache.set("k2", 2)  # does not raise
+    assert await cache.get("k") == (None, "error")
+    assert sum("deciding without the cache" in r.message for r in caplog.records) == 1  # rate-limited
+    redis_server.start()
+    await cache.set("k", 3)
+    assert await cache.get("k") == (3, "hit")
+    assert metric_value(metrics.render().decode(), "switchyard_cache_requests_total", result="error") == 2
+    await cache.close()

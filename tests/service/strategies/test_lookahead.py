@@ -1,0 +1,169 @@
+"""The `lookahead` strategy: the decision rule, and `auto` end to end over simulators with a stand-in router."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.strategies.lookahead import as_quality, choose
+from tests.harness import GatewayServer, RedisServer, SimProcess, direct_config, free_port, wait_until
+
+
+def always(index: int) -> bool:
+    return True
+
+
+def test_pure_quality_takes_the_best() -> None:
+    assert choose([0.2, 0.9, 0.5], [1, 1, 1], 0.0, always, 0.1) == (1, "quality")
+
+
+def test_tradeoff_takes_the_cheapest_within_the_margin() -> None:
+    quality, costs = [0.80, 0.90, 0.70], [1.0, 10.0, 0.5]
+    assert choose(quality, costs, 0.05, always, 0.1) == (1, "quality")
+    assert choose(quality, costs, 0.15, always, 0.1) == (0, "cost")
+    assert choose(quality, costs, 0.25, always, 0.1) == (2, "cost")
+
+
+def test_load_moves_to_the_next_candidate_within_the_load_margin() -> None:
+    quality, costs = [0.85, 0.90, 0.50], [1, 1, 1]
+    assert choose(quality, costs, 0.0, lambda i: i != 1, 0.1) == (0, "load")
+    # Nothing acceptable can serve: keep the best and let the dispatcher answer 429.
+    assert choose(quality, costs, 0.0, lambda i: i == 2, 0.1) == (1, "quality")
+
+
+def test_logits_become_probabilities() -> None:
+    assert as_quality([0.1, 0.7]) == [0.1, 0.7]
+    q = as_quality([-2.0, 0.0, 3.0])
+    assert q[1] == 0.5 and q[0] < 0.5 < q[2]
+
+
+class KeywordRouter:
+    """A stand-in router: code questions score sim-b higher, everything else sim-a. Records batch sizes."""
+
+    kind = "keyword"
+    candidates = ["sim-a", "sim-b"]
+    version = "kw1"
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def score(self, queries: list[str]) -> np.ndarray:
+        self.gate.wait(timeout=10)
+        self.batches.append(len(queries))
+        return np.array([[-1.0, 2.0] if "code" in q else [1.5, -0.5] for q in queries])
+
+
+def auto_config(two_sims: list[SimProcess], **cache: Any) -> dict[str, Any]:
+    config = direct_config({s.model: [s.url] for s in two_sims}, cache=cache)
+    config["models"].append({"name": "auto", "strategy": {
+        "kind": "lookahead", "router": "unused-path",
+        "candidates": [{"backend": "sim-a", "cost": 1.0}, {"backend": "sim-b", "cost": 0.2}]}})
+    return config
+
+
+@pytest.fixture
+def router() -> KeywordRouter:
+    return KeywordRouter()
+
+
+@pytest.fixture
+def auto_gateway(two_sims: list[SimProcess], router: KeywordRouter) -> Iterator[GatewayServer]:
+    with GatewayServer(auto_config(two_sims), loaders={"router": lambda path: router}) as server:
+        yield server
+
+
+def ask(gateway: GatewayServer, text: str, model: str = "auto", **extra: Any) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/chat/completions", timeout=10, json={
+        "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 2, **extra})
+
+
+def test_auto_routes_by_predicted_quality(auto_gateway: GatewayServer) -> None:
+    response = ask(auto_gateway, "write code to sort a list")
+    assert response.headers["x-switchyard-model"] == "sim-b"
+    assert response.headers["x-switchyard-strategy"] == "lookahead"
+    assert response.json()["model"] == "sim-b"
+    assert ask(auto_gateway, "tell me a story").headers["x-switchyard-model"] == "sim-a"
+
+
+def test_decisions_are_cached(auto_gateway: GatewayServer) -> None:
+    assert ask(auto_gateway, "a fresh question").headers["x-switchyard-cache"] == "miss"
+    assert ask(auto_gateway, "a  fresh question ").headers["x-switchyard-cache"] == "hit"
+
+
+def test_route_endpoint_shows_every_score_without_generating(auto_gateway: GatewayServer,
+                                                            two_sims: list[SimProcess]) -> None:
+    before = two_sims[0].last_request()
+    decision = httpx.post(auto_gateway.url + "/v1/route", json={
+        "model": "auto", "messages": [{"role": "user", "content": "what is love"}]}).json()
+    assert decision["backend"] == "sim-a" and decision["reason"] == "quality"
+    assert set(decision["scores"]) == {"sim-a", "sim-b"}
+    assert decision["scores"]["sim-a"] > decision["scores"]["sim-b"]
+    assert two_sims[0].last_request() == before
+
+
+@pytest.mark.parametrize("how", ["suffix", "body"])
+def test_client_tradeoff_takes_the_cheaper_model(auto_gateway: GatewayServer, how: str) -> None:
+    # sim-a ≈ 0.82, sim-b ≈ 0.38 for a non-code question; sim-b is five times cheaper.
+    if how == "suffix":
+        response = ask(auto_gateway, "plain question", model="auto:0.5")
+    else:
+        response = ask(auto_gateway, "plain question", switchyard_tradeoff=0.5)
+    assert response.status_code == 200
+    assert response.headers["x-switchyard-model"] == "sim-b"
+    assert ask(auto_gateway, "plain question", model="auto:0.3").headers["x-switchyard-model"] == "sim-a"
+
+
+def test_concurrent_requests_are_batched(auto_gateway: GatewayServer, router: KeywordRouter) -> None:
+    router.gate.clear()  # hold the router so requests pile up behind the first batch
+    with ThreadPoolExecutor(8) as pool:
+        futures = [pool.submit(ask, auto_gateway, f"question number {i}") for i in range(8)]
+        wait_until(lambda: auto_gateway.metric("switchyard_in_flight_requests", model="auto") == 8,
+                   what="requests waiting on the router")
+        router.gate.set()
+        assert all(f.result().status_code == 200 for f in futures)
+    assert max(router.batches) > 1
+
+
+def test_busy_best_candidate_overflows_to_the_next(two_sims: list[SimProcess], router: KeywordRouter) -> None:
+    config = auto_config(two_sims)
+    config["models"][-1]["strategy"]["load_margin"] = 0.5
+    config["backends"][0]["replicas"] = [f"http://127.0.0.1:{free_port()}"]  # sim-a's only replica is down
+    with GatewayServer(config, loaders={"router": lambda path: router}) as gateway:
+        response = ask(gateway, "story time")
+        assert response.status_code == 200
+        assert response.headers["x-switchyard-model"] == "sim-b"
+        assert gateway.metric("switchyard_decisions_total", model="auto", reason="load") == 1
+
+
+def test_redis_outage_degrades_to_uncached_routing(two_sims: list[SimProcess], router: KeywordRouter,
+                                                   redis_server: RedisServer) -> None:
+    config = auto_config(two_sims, redis_url=redis_server.url, timeout_s=1.0)
+    with GatewayServer(config, loaders={"router": lambda path: router}) as gateway:
+        assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "miss"
+        assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "hit"
+        redis_server.stop()
+        for _ in range(3):
+            response = ask(gateway, "cache me")
+            assert response.status_code == 200
+            assert response.headers["x-switchyard-cache"] == "error"
+        redis_server.start()  # an empty Redis: the next lookup misses, then hits resume
+        assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "miss"
+        assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "hit"
+        assert gateway.metric("switchyard_cache_requests_total", result="error") == 3
+
+
+def test_shared_redis_shares_decisions_across_gateways(two_sims: list[SimProcess], router: KeywordRouter,
+                                                       redis_server: RedisServer) -> None:
+    config = auto_config(two_sims, redis_url=redis_server.url, timeout_s=2.0)
+    with GatewayServer(config, loaders={"router": lambda p: router}) as one, \
+            GatewayServer(config, loaders={"router": lambda p: router}) as two:
+        assert ask(one, "shared question").headers["x-switchyard-cache"] == "miss"
+        assert ask(two, "shared question").headers["x-switchyard-cache"] == "hit"
