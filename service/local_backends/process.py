@@ -157,10 +157,15 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 
 def wait_healthy(cache: CacheDir, instances: Iterable[Instance], timeout_s: float,
-                 on_ready: Callable[[Instance, float], None] = lambda instance, elapsed: None) -> None:
-    """Poll `/health` of every instance until all answer 200; fail fast if one exits, or at the timeout."""
+                 on_ready: Callable[[Instance, float], None] = lambda instance, elapsed: None,
+                 on_wait: Callable[[list[Instance], float], None] = lambda pending, elapsed: None,
+                 wait_report_s: float = 30.0) -> None:
+    """Poll `/health` of every instance until all answer 200; fail fast if one exits, or at the timeout.
+
+    `on_ready` is told when each instance turns healthy, `on_wait` every `wait_report_s` while some wait."""
     pending = list(instances)
     start = time.monotonic()
+    next_report = start + wait_report_s
     while pending:
         for instance in list(pending):
             record = read_record(cache, record_path(cache, instance.id))
@@ -176,6 +181,9 @@ def wait_healthy(cache: CacheDir, instances: Iterable[Instance], timeout_s: floa
             names = ", ".join(i.id for i in pending)
             raise BackendError(f"vLLM server(s) {names} not healthy after {timeout_s:.0f} s",
                                cache.log(pending[0].id))
+        if pending and time.monotonic() >= next_report:
+            next_report += wait_report_s
+            on_wait(pending, elapsed)
         if pending:
             time.sleep(1.0)
 

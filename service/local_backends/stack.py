@@ -35,7 +35,11 @@ def up(cache: CacheDir, instances: Sequence[Instance], report: Report, *, enforc
     def ready(instance: Instance, elapsed: float) -> None:
         report(f"server {instance.id}: healthy after {elapsed:.0f} s")
 
-    process.wait_healthy(cache, instances, timeout_s, on_ready=ready)
+    def waiting(pending: list[Instance], elapsed: float) -> None:
+        names = ", ".join(i.id for i in pending)
+        report(f"  still starting after {elapsed:.0f} s: {names} (compiling; timeout {timeout_s:.0f} s)")
+
+    process.wait_healthy(cache, instances, timeout_s, on_ready=ready, on_wait=waiting)
     report(f"all {len(instances)} backend(s) healthy in {time.monotonic() - start:.0f} s")
     return started
 

@@ -12,7 +12,7 @@ from service.local_backends import process
 from service.local_backends.paths import CacheDir
 
 FAKE_SERVER = '''
-import argparse, http.server, sys
+import argparse, http.server, sys, time
 parser = argparse.ArgumentParser()
 parser.add_argument("-m")
 parser.add_argument("--port", type=int)
@@ -21,6 +21,8 @@ args, _ = parser.parse_known_args()
 if args.served_model_name == "crashes":
     print("fake vLLM: cannot load the model", flush=True)
     sys.exit(3)
+if args.served_model_name == "slow":
+    time.sleep(1.5)
 
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):

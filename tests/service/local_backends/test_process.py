@@ -74,3 +74,15 @@ def test_each_server_is_bound_to_its_core_and_gemma_gets_its_template(fake_cache
     assert "--enforce-eager" in command
     assert "--chat-template" not in process.server_command(fake_cache, instance(), enforce_eager=False,
                                                            max_model_len=2048)
+
+
+def test_waiting_is_reported_while_a_server_starts(fake_cache: CacheDir) -> None:
+    slow = instance(name="slow")  # the stand-in sleeps 1.5 s before it listens
+    process.launch(fake_cache, slow)
+    waits: list[list[str]] = []
+    ready: list[str] = []
+    process.wait_healthy(fake_cache, [slow], timeout_s=20, wait_report_s=0.5,
+                         on_wait=lambda pending, elapsed: waits.append([i.id for i in pending]),
+                         on_ready=lambda i, elapsed: ready.append(i.id))
+    assert waits and all(w == [slow.id] for w in waits)
+    assert ready == [slow.id]
