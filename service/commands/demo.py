@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 import time
 from pathlib import Path
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         say(f"error: {error}")
         return 2
+    # Ctrl-C, or a plain `kill`, ends the demo through the same clean-up (also when started in the background).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     cache = resolve_cache_dir(args.cache)
     instances = [default_instance(spec) for spec in MODELS.values()]
     # Stop on exit only what the demo started, even when interrupted while waiting for it.
@@ -81,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
         if not args.keep_backends:
             stack.down(cache, say, ids=ours)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class _GatewayThread:
