@@ -1,0 +1,85 @@
+"""The ThinkSwitcher head: from a question's representation to the predicted pass rate of each mode.
+
+Input: the MiniLM sentence embedding (384-d) concatenated with a few surface features (`features.py`),
+standardised with statistics saved in the checkpoint. Output: (ŷ_short, ŷ_long) in [0, 1].
+
+The head is a small bag of K one-hidden-layer MLPs evaluated in one batched pass and averaged: member k is
+trained on every question outside fold k mod `folds` (from its own random start), which steadies predictions
+that a few hundred noisy labels would otherwise leave to chance, and gives held-out predictions for choosing τ
+for free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from router_models.encoder import ENCODER_NAME
+from router_models.thinkswitch.features import FEATURE_NAMES
+
+
+@dataclass
+class ThinkSwitchConfig:
+    """Everything needed to rebuild the head (saved in the manifest) and to retrain it."""
+
+    encoder: str = ENCODER_NAME
+    embedding_dim: int = 384
+    n_features: int = len(FEATURE_NAMES)
+    max_length: int = 256  # encoder tokens per question
+    hidden: int = 64
+    folds: int = 5  # member k never sees the questions of fold k % folds
+    members: int = 15  # bagged MLPs (K), folds × repeats
+    dropout: float = 0.2
+    margin_weight: float = 1.0  # λ of the difference term in `switch_loss`
+    epochs: int = 60
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    seed: int = 0
+
+
+def switch_loss(pred: torch.Tensor, target: torch.Tensor, margin_weight: float,
+                weight: torch.Tensor | None = None) -> torch.Tensor:
+    """MSE on both pass rates plus λ times the squared error of the predicted gain of thinking:
+
+        L = ½[(ŷ_s − y_s)² + (ŷ_l − y_l)²] + λ·((ŷ_l − ŷ_s) − (y_l − y_s))²
+
+    averaged over questions (weighted by `weight` where given). pred, target: (..., 2) as (short, long);
+    weight: pred.shape[:-1]. The difference term is what the decision reads (long when ŷ_l − ŷ_s ≥ τ): on
+    data where both modes are mostly right, plain MSE learns the level and leaves the gain to noise.
+    """
+    mse = 0.5 * ((pred - target) ** 2).sum(-1)
+    gain_error = ((pred[..., 1] - pred[..., 0]) - (target[..., 1] - target[..., 0])) ** 2
+    per_question = mse + margin_weight * gain_error
+    if weight is None:
+        return per_question.mean()
+    return (per_question * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+class ThinkSwitchHead(nn.Module):
+    """K MLPs on [embedding ‖ standardised features] -> (ŷ_short, ŷ_long), averaged over members."""
+
+    def __init__(self, config: ThinkSwitchConfig) -> None:
+        super().__init__()
+        self.config = config
+        k, d, h = config.members, config.embedding_dim + config.n_features, config.hidden
+        self.register_buffer("feature_mean", torch.zeros(config.n_features))
+        self.register_buffer("feature_std", torch.ones(config.n_features))
+        self.w1 = nn.Parameter(torch.randn(k, d, h) * d**-0.5)
+        self.b1 = nn.Parameter(torch.zeros(k, 1, h))
+        self.w2 = nn.Parameter(torch.randn(k, h, 2) * h**-0.5)
+        self.b2 = nn.Parameter(torch.zeros(k, 1, 2))
+        self.dropout = nn.Dropout(config.dropout)
+
+    def members_forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(B, E), (B, F) -> (K, B, 2) pass-rate predictions of every member."""
+        features = (features - self.feature_mean) / self.feature_std
+        x = self.dropout(torch.cat([embedding, features], dim=-1))  # (B, D)
+        hidden = nn.functional.gelu(torch.einsum("bd,kdh->kbh", x, self.w1) + self.b1)  # (K, B, H)
+        return torch.sigmoid(torch.bmm(self.dropout(hidden), self.w2) + self.b2)  # (K, B, 2)
+
+    def forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+        """(B, E), (B, F) -> (B, 2): the members' mean (ŷ_short, ŷ_long)."""
+        return self.members_forward(embedding, features).mean(0)
