@@ -175,13 +175,16 @@ async def collect(questions: list[Question], base_url: str, model: str, out: Pat
     from tqdm.asyncio import tqdm
 
     journal = out.with_name(out.name + ".samples.jsonl")
-    done = {(s.id, s.mode, s.index) for s in read_journal(journal)}
+    collected = read_journal(journal)
+    # Rewrite what survived so a line torn by an interrupted run cannot swallow the next append.
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("".join(json.dumps(s.__dict__) + "\n" for s in collected))
+    done = {(s.id, s.mode, s.index) for s in collected}
     jobs = [(q, mode, i) for q in questions for mode in MODES for i in range(samples)
             if (q.id, mode, i) not in done]
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limit = asyncio.Semaphore(concurrency)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
     async def run(session: Any, sink: Any, question: Question, mode: str, index: int) -> None:
         async with limit:
