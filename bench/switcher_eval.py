@@ -34,23 +34,31 @@ def verdict(result: BenchmarkResult) -> str:
         gain = 100 * (chosen["accuracy"] - best)  # type: ignore[operator]
         ratio = chosen["mean_tokens"] / long["mean_tokens"]  # type: ignore[operator]
         ok = gain >= 0.5 and ratio <= 0.4 and above_random(result.curve, result.outcomes)
-        return (f"{'MET' if ok else 'NOT MET'}: {gain:+.2f} pt vs better single mode (target ≥ +0.5), "
-                f"tokens {100 * ratio:.1f}% of always-long (≤ 40%), "
-                f"curve ≥ random mixing everywhere: {above_random(result.curve, result.outcomes)}")
+        return (
+            f"{'MET' if ok else 'NOT MET'}: {gain:+.2f} pt vs better single mode (target ≥ +0.5), "
+            f"tokens {100 * ratio:.1f}% of always-long (≤ 40%), "
+            f"curve ≥ random mixing everywhere: {above_random(result.curve, result.outcomes)}"
+        )
     drop = 100 * (long["accuracy"] - chosen["accuracy"])  # type: ignore[operator]
     share = chosen["long_share"]
     ok = drop <= 1.0 and share <= 0.5  # type: ignore[operator]
-    return (f"{'MET' if ok else 'NOT MET'}: {drop:+.2f} pt below always-long (target ≤ 1), "
-            f"{100 * share:.1f}% sent long (≤ 50%)")  # type: ignore[operator]
+    return (
+        f"{'MET' if ok else 'NOT MET'}: {drop:+.2f} pt below always-long (target ≤ 1), "
+        f"{100 * share:.1f}% sent long (≤ 50%)"
+    )  # type: ignore[operator]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data", nargs="+", help="thinking dataset files (JSONL, .gz ok)")
     parser.add_argument("--switcher", help="artifact to judge (default: train one on train+val first)")
     parser.add_argument("--out", help="where to write the trained artifact (without --switcher)")
     parser.add_argument("--config", help="training options JSON (without --switcher)")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"), help="questions to judge on")
+    parser.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="questions to judge on"
+    )
     parser.add_argument("--json", help="write the eval JSON here")
     parser.add_argument("--plot", help="write the accuracy-vs-cost PNG here")
     args = parser.parse_args()

@@ -31,7 +31,9 @@ QUERIES = [
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--switcher", required=True, help="artifact directory")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     parser.add_argument("--n", type=int, default=200, help="timed calls (default 200)")
@@ -47,7 +49,9 @@ def main() -> int:
     times.sort()
     q = statistics.quantiles(times, n=100)
     print(f"switcher {switcher.version}: {args.n} single-query calls on {args.threads} threads")
-    print(f"p50 {q[49]:.2f} ms   p90 {q[89]:.2f} ms   p99 {q[98]:.2f} ms   mean {statistics.fmean(times):.2f} ms")
+    print(
+        f"p50 {q[49]:.2f} ms  p90 {q[89]:.2f} ms  p99 {q[98]:.2f} ms  mean {statistics.fmean(times):.2f} ms"
+    )
     return 0
 
 

@@ -32,8 +32,14 @@ def save_artifact(out: str | Path, head: ThinkSwitchHead, default_tau: float, ex
     digest = hashlib.sha256((out / WEIGHTS).read_bytes())
     digest.update(json.dumps(config, sort_keys=True).encode())
     version = digest.hexdigest()[:12]
-    manifest = {"kind": KIND, "encoder": head.config.encoder, "version": version, "config": config,
-                "default_tau": default_tau, **extra}
+    manifest = {
+        "kind": KIND,
+        "encoder": head.config.encoder,
+        "version": version,
+        "config": config,
+        "default_tau": default_tau,
+        **extra,
+    }
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return version
 
@@ -46,7 +52,7 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 
 
 def load_head(path: str | Path) -> tuple[ThinkSwitchHead, dict[str, Any]]:
-    """Rebuild the head from the manifest's config and load its weights; returns (head in eval mode, manifest)."""
+    """Rebuild the head from the manifest's config and load its weights; returns (head, manifest)."""
     manifest = read_manifest(path)
     known = {f.name for f in fields(ThinkSwitchConfig)}
     config = ThinkSwitchConfig(**{k: v for k, v in manifest["config"].items() if k in known})

@@ -22,8 +22,10 @@ from router_models.thinkswitch.data import MODES, DataFormatError, open_text
 
 # How each reasoning family is told to think (long) or not (short): extra fields merged into the request body.
 FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
-    "qwen3": {"short": {"chat_template_kwargs": {"enable_thinking": False}},
-              "long": {"chat_template_kwargs": {"enable_thinking": True}}},
+    "qwen3": {
+        "short": {"chat_template_kwargs": {"enable_thinking": False}},
+        "long": {"chat_template_kwargs": {"enable_thinking": True}},
+    },
     "reasoning-effort": {"short": {"reasoning_effort": "low"}, "long": {"reasoning_effort": "high"}},
     "deepseek-r1": {"short": {"continue_final_message": True, "add_generation_prompt": False}, "long": {}},
 }
@@ -65,11 +67,20 @@ def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[
                 obj = json.loads(line)
             except json.JSONDecodeError as error:
                 raise DataFormatError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(obj, dict) or not all(isinstance(obj.get(k), str | int) for k in ("id", "prompt")) \
-                    or obj.get("answer") is None:
+            if (
+                not isinstance(obj, dict)
+                or not all(isinstance(obj.get(k), str | int) for k in ("id", "prompt"))
+                or obj.get("answer") is None
+            ):
                 raise DataFormatError(f"{path}:{number}: needs 'id', 'prompt' and 'answer'")
-            questions.append(Question(str(obj["id"]), str(obj["prompt"]), str(obj["answer"]),
-                                      str(obj.get("benchmark") or default_benchmark)))
+            questions.append(
+                Question(
+                    str(obj["id"]),
+                    str(obj["prompt"]),
+                    str(obj["answer"]),
+                    str(obj.get("benchmark") or default_benchmark),
+                )
+            )
     return questions
 
 
@@ -101,14 +112,20 @@ def is_correct(text: str, reference: str) -> bool:
     return "".join(answer.split()) == "".join(reference.split())
 
 
-def request_body(question: Question, mode: str, family: str, model: str, max_tokens: int,
-                 temperature: float) -> dict[str, Any]:
+def request_body(
+    question: Question, mode: str, family: str, model: str, max_tokens: int, temperature: float
+) -> dict[str, Any]:
     """The chat request asking `question` in `mode` for a model of reasoning `family`."""
     messages: list[dict[str, str]] = [{"role": "user", "content": question.prompt}]
     if family == "deepseek-r1" and mode == "short":
         messages.append({"role": "assistant", "content": R1_EMPTY_THINKING})
-    return {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
-            **json.loads(json.dumps(FAMILIES[family][mode]))}
+    return {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        **json.loads(json.dumps(FAMILIES[family][mode])),
+    }
 
 
 def read_journal(path: Path) -> list[Sample]:
@@ -124,8 +141,23 @@ def read_journal(path: Path) -> list[Sample]:
     return samples
 
 
-def aggregate(questions: Iterable[Question], samples: Iterable[Sample], model: str, max_tokens: int,
-              family: str, temperature: float) -> list[dict[str, Any]]:
+def repair_journal(journal: Path) -> set[tuple[str, str, int]]:
+    """Keep the journal's whole lines (a line torn by an interrupted run would swallow the next append);
+    returns the (id, mode, index) samples already done."""
+    collected = read_journal(journal)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("".join(json.dumps(s.__dict__) + "\n" for s in collected))
+    return {(s.id, s.mode, s.index) for s in collected}
+
+
+def aggregate(
+    questions: Iterable[Question],
+    samples: Iterable[Sample],
+    model: str,
+    max_tokens: int,
+    family: str,
+    temperature: float,
+) -> list[dict[str, Any]]:
     """Dataset lines for every question with at least one sample in each mode."""
     by_key: dict[tuple[str, str], dict[int, Sample]] = {}
     for sample in samples:
@@ -138,18 +170,31 @@ def aggregate(questions: Iterable[Question], samples: Iterable[Sample], model: s
             if not done:
                 break
             tokens = [s.tokens for s in done if s.tokens is not None]
-            modes[mode] = {"samples": len(done), "pass_rate": sum(s.correct for s in done) / len(done),
-                           "mean_tokens": sum(tokens) / len(tokens) if len(tokens) == len(done) else None,
-                           "hit_cap": sum(s.hit_cap for s in done)}
+            modes[mode] = {
+                "samples": len(done),
+                "pass_rate": sum(s.correct for s in done) / len(done),
+                "mean_tokens": sum(tokens) / len(tokens) if len(tokens) == len(done) else None,
+                "hit_cap": sum(s.hit_cap for s in done),
+            }
         if len(modes) == len(MODES):
-            lines.append({"id": question.id, "benchmark": question.benchmark, "prompt": question.prompt,
-                          "answer": question.answer, "model": model, "max_tokens": max_tokens, "modes": modes,
-                          "meta": {"family": family, "temperature": temperature}})
+            lines.append(
+                {
+                    "id": question.id,
+                    "benchmark": question.benchmark,
+                    "prompt": question.prompt,
+                    "answer": question.answer,
+                    "model": model,
+                    "max_tokens": max_tokens,
+                    "modes": modes,
+                    "meta": {"family": family, "temperature": temperature},
+                }
+            )
     return lines
 
 
-async def ask(session: Any, url: str, body: dict[str, Any], headers: dict[str, str],
-              retries: int = 2) -> dict[str, Any]:
+async def ask(
+    session: Any, url: str, body: dict[str, Any], headers: dict[str, str], retries: int = 2
+) -> dict[str, Any]:
     """POST one chat completion, retrying transient failures (connection errors, 5xx)."""
     import aiohttp
 
@@ -166,22 +211,33 @@ async def ask(session: Any, url: str, body: dict[str, Any], headers: dict[str, s
     raise RuntimeError("unreachable")
 
 
-async def collect(questions: list[Question], base_url: str, model: str, out: Path, samples: int = 1,
-                  family: str = "qwen3", max_tokens: int = 2048, temperature: float = 0.0,
-                  concurrency: int = 8, api_key: str | None = None, timeout: float = 600.0,
-                  progress: bool = True) -> list[dict[str, Any]]:
+async def collect(
+    questions: list[Question],
+    base_url: str,
+    model: str,
+    out: Path,
+    samples: int = 1,
+    family: str = "qwen3",
+    max_tokens: int = 2048,
+    temperature: float = 0.0,
+    concurrency: int = 8,
+    api_key: str | None = None,
+    request_timeout: float = 600.0,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
     """Run every missing (question, mode, sample) through the endpoint, journal each, write the dataset."""
     import aiohttp
     from tqdm.asyncio import tqdm
 
     journal = out.with_name(out.name + ".samples.jsonl")
-    collected = read_journal(journal)
-    # Rewrite what survived so a line torn by an interrupted run cannot swallow the next append.
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    journal.write_text("".join(json.dumps(s.__dict__) + "\n" for s in collected))
-    done = {(s.id, s.mode, s.index) for s in collected}
-    jobs = [(q, mode, i) for q in questions for mode in MODES for i in range(samples)
-            if (q.id, mode, i) not in done]
+    done = await asyncio.to_thread(repair_journal, journal)
+    jobs = [
+        (q, mode, i)
+        for q in questions
+        for mode in MODES
+        for i in range(samples)
+        if (q.id, mode, i) not in done
+    ]
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limit = asyncio.Semaphore(concurrency)
@@ -192,17 +248,27 @@ async def collect(questions: list[Question], base_url: str, model: str, out: Pat
             reply = await ask(session, url, body, headers)
         choice = reply["choices"][0]
         completion = (reply.get("usage") or {}).get("completion_tokens")
-        sample = Sample(question.id, mode, index, is_correct(choice["message"].get("content") or "", question.answer),
-                        completion, choice.get("finish_reason") == "length")
+        sample = Sample(
+            question.id,
+            mode,
+            index,
+            is_correct(choice["message"].get("content") or "", question.answer),
+            completion,
+            choice.get("finish_reason") == "length",
+        )
         sink.write(json.dumps(sample.__dict__) + "\n")
         sink.flush()
 
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=request_timeout)) as session:
         with journal.open("a") as sink:
-            await tqdm.gather(*(run(session, sink, *job) for job in jobs), desc="collect", unit="answer",
-                              disable=not progress)
+            await tqdm.gather(
+                *(run(session, sink, *job) for job in jobs),
+                desc="collect",
+                unit="answer",
+                disable=not progress,
+            )
     lines = aggregate(questions, read_journal(journal), model, max_tokens, family, temperature)
-    out.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    await asyncio.to_thread(out.write_text, "".join(json.dumps(line) + "\n" for line in lines))
     return lines
 
 
@@ -212,18 +278,30 @@ def register(subparsers: Any) -> None:
         help="ask questions in short and long mode through an endpoint and write a thinking dataset",
         description="Run each question k times per reasoning mode through an OpenAI-compatible endpoint (the "
         "gateway or vLLM), score answers against the references (last \\boxed{} or last number), count "
-        "generated tokens from usage, and write the ThinkSwitcher dataset format. Resumable: finished answers "
-        "are journalled in OUT.samples.jsonl and skipped on the next run.",
+        "generated tokens from usage, and write the ThinkSwitcher dataset format. Resumable: finished "
+        "answers are journalled in OUT.samples.jsonl and skipped on the next run.",
     )
-    parser.add_argument("--questions", required=True, metavar="FILE",
-                        help="JSONL with id, prompt, answer (optional benchmark); a thinking dataset works")
+    parser.add_argument(
+        "--questions",
+        required=True,
+        metavar="FILE",
+        help="JSONL with id, prompt, answer (optional benchmark); a thinking dataset works",
+    )
     parser.add_argument("--url", required=True, help="API base URL, e.g. http://127.0.0.1:8000/v1")
     parser.add_argument("--model", required=True, help="model name to request")
     parser.add_argument("--out", required=True, metavar="FILE", help="dataset file to write (JSONL)")
-    parser.add_argument("-k", "--samples", type=int, default=1, help="answers per question and mode (default 1)")
-    parser.add_argument("--family", choices=sorted(FAMILIES), default="qwen3",
-                        help="how the modes are requested (default qwen3: chat_template_kwargs.enable_thinking)")
-    parser.add_argument("--max-tokens", type=int, default=2048, help="generation cap per answer (default 2048)")
+    parser.add_argument(
+        "-k", "--samples", type=int, default=1, help="answers per question and mode (default 1)"
+    )
+    parser.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        default="qwen3",
+        help="how the modes are requested (default qwen3: chat_template_kwargs.enable_thinking)",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=2048, help="generation cap per answer (default 2048)"
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
     parser.add_argument("--api-key", help="bearer token, if the endpoint wants one")
@@ -233,10 +311,19 @@ def register(subparsers: Any) -> None:
 
 def collect_command(args: argparse.Namespace) -> int:
     questions = read_questions(args.questions, args.benchmark)
-    lines = asyncio.run(collect(
-        questions, args.url, args.model, Path(args.out), samples=args.samples, family=args.family,
-        max_tokens=args.max_tokens, temperature=args.temperature, concurrency=args.concurrency,
-        api_key=args.api_key,
-    ))
+    lines = asyncio.run(
+        collect(
+            questions,
+            args.url,
+            args.model,
+            Path(args.out),
+            samples=args.samples,
+            family=args.family,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            concurrency=args.concurrency,
+            api_key=args.api_key,
+        )
+    )
     print(f"wrote {len(lines)} of {len(questions)} questions to {args.out}")
     return 0

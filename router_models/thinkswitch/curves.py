@@ -39,7 +39,9 @@ class Outcomes:
 
     @property
     def has_tokens(self) -> bool:
-        return bool(len(self.short)) and not (np.isnan(self.short_tokens).any() or np.isnan(self.long_tokens).any())
+        return bool(len(self.short)) and not (
+            np.isnan(self.short_tokens).any() or np.isnan(self.long_tokens).any()
+        )
 
     def row(self, go_long: np.ndarray) -> Row:
         """The ROW of sending the questions where `go_long` (N,) bool is set to long mode."""
@@ -92,8 +94,9 @@ def meets_target(curve: list[Row], outcomes: Outcomes, target_drop: float) -> Ro
     return min(feasible, key=lambda row: row["long_share"]) if feasible else None  # type: ignore[arg-type,return-value]
 
 
-def best_within_budget(curve: list[Row], outcomes: Outcomes, max_long_share: float,
-                       max_token_ratio: float) -> Row:
+def best_within_budget(
+    curve: list[Row], outcomes: Outcomes, max_long_share: float, max_token_ratio: float
+) -> Row:
     """The most accurate curve point with long share ≤ `max_long_share` and, where token counts exist, mean
     tokens ≤ `max_token_ratio` × always-long's; ties go to the cheaper point. Used to pick τ."""
     long_tokens = baselines(outcomes)["always_long"]["mean_tokens"]

@@ -113,9 +113,16 @@ def parse_record(obj: Any, where: str = "record") -> ThinkRecord:
         raise DataFormatError(f"{where}: 'max_tokens' must be a positive integer or null")
     answer = obj.get("answer")
     return ThinkRecord(
-        id=obj["id"], benchmark=obj["benchmark"], prompt=obj["prompt"], short=short, long=long,
-        answer=None if answer is None else str(answer), model=obj.get("model"), max_tokens=max_tokens,
-        by_cap=by_cap, meta=meta,
+        id=obj["id"],
+        benchmark=obj["benchmark"],
+        prompt=obj["prompt"],
+        short=short,
+        long=long,
+        answer=None if answer is None else str(answer),
+        model=obj.get("model"),
+        max_tokens=max_tokens,
+        by_cap=by_cap,
+        meta=meta,
     )
 
 
@@ -155,16 +162,24 @@ def record_to_json(record: ThinkRecord) -> dict[str, Any]:
     """The line object of a record (the inverse of `parse_record`)."""
 
     def mode(result: ModeResult) -> dict[str, Any]:
-        obj: dict[str, Any] = {"samples": result.samples, "pass_rate": result.pass_rate,
-                               "mean_tokens": result.mean_tokens}
+        obj: dict[str, Any] = {
+            "samples": result.samples,
+            "pass_rate": result.pass_rate,
+            "mean_tokens": result.mean_tokens,
+        }
         if result.hit_cap is not None:
             obj["hit_cap"] = result.hit_cap
         return obj
 
     return {
-        "id": record.id, "benchmark": record.benchmark, "prompt": record.prompt, "answer": record.answer,
-        "model": record.model, "max_tokens": record.max_tokens,
-        "modes": {"short": mode(record.short), "long": mode(record.long)}, "meta": record.meta,
+        "id": record.id,
+        "benchmark": record.benchmark,
+        "prompt": record.prompt,
+        "answer": record.answer,
+        "model": record.model,
+        "max_tokens": record.max_tokens,
+        "modes": {"short": mode(record.short), "long": mode(record.long)},
+        "meta": record.meta,
     }
 
 

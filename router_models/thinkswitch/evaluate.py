@@ -44,8 +44,13 @@ class BenchmarkResult:
         return {**self.baselines, "curve": self.curve}
 
 
-def evaluate(pred: np.ndarray, records: Sequence[ThinkRecord], taus: dict[str, float], default_tau: float,
-             target_drop: float = 1.0) -> list[BenchmarkResult]:
+def evaluate(
+    pred: np.ndarray,
+    records: Sequence[ThinkRecord],
+    taus: dict[str, float],
+    default_tau: float,
+    target_drop: float = 1.0,
+) -> list[BenchmarkResult]:
     """Judge predictions (N, 2) on `records`, benchmark by benchmark."""
     gain = pred[:, 1] - pred[:, 0]
     results = []
@@ -55,8 +60,11 @@ def evaluate(pred: np.ndarray, records: Sequence[ThinkRecord], taus: dict[str, f
         curve = sweep(gain[mask], outcomes)
         tau = taus.get(name, default_tau)
         chosen = {"tau": tau, **outcomes.row(gain[mask] >= tau)}
-        results.append(BenchmarkResult(name, outcomes, baselines(outcomes), curve, chosen,
-                                       meets_target(curve, outcomes, target_drop)))
+        results.append(
+            BenchmarkResult(
+                name, outcomes, baselines(outcomes), curve, chosen, meets_target(curve, outcomes, target_drop)
+            )
+        )
     return results
 
 
@@ -104,13 +112,29 @@ def plot(results: list[BenchmarkResult], path: str | Path) -> None:
             return 100 * float(row["accuracy"])  # type: ignore[arg-type]
 
         short, long = result.baselines["always_short"], result.baselines["always_long"]
-        ax.plot([x(r) for r in result.curve], [y(r) for r in result.curve], "-", color="C0", label="switcher (τ sweep)")
+        ax.plot(
+            [x(r) for r in result.curve],
+            [y(r) for r in result.curve],
+            "-",
+            color="C0",
+            label="switcher (τ sweep)",
+        )
         ax.plot([x(short), x(long)], [y(short), y(long)], "--", color="grey", label="random mixing")
-        for key, marker, color in (("always_short", "s", "C1"), ("always_long", "D", "C2"), ("oracle", "*", "C3")):
+        for key, marker, color in (
+            ("always_short", "s", "C1"),
+            ("always_long", "D", "C2"),
+            ("oracle", "*", "C3"),
+        ):
             row = result.baselines[key]
             ax.plot([x(row)], [y(row)], marker, color=color, markersize=10, label=key.replace("_", " "))
-        ax.plot([x(result.chosen)], [y(result.chosen)], "o", color="C0", markersize=9,
-                label=f"chosen τ={result.chosen['tau']:+.3f}")
+        ax.plot(
+            [x(result.chosen)],
+            [y(result.chosen)],
+            "o",
+            color="C0",
+            markersize=9,
+            label=f"chosen τ={result.chosen['tau']:+.3f}",
+        )
         if result.target is not None:
             ax.plot([x(result.target)], [y(result.target)], "^", color="C4", markersize=9, label="target τ")
         ax.set_title(f"{result.name} ({len(result.outcomes.short)} questions)")

@@ -1,7 +1,7 @@
 """Cheap surface features of a question that the sentence embedding blurs: its length and its numbers.
 
-Longer questions with more (and larger, decimal, percentage) numbers take more steps, and the number of steps is
-what decides whether thinking pays. Each feature is log-scaled so one outlier does not dominate the head.
+Longer questions with more (and larger, decimal, percentage) numbers take more steps, and the number of
+steps is what decides whether thinking pays. Each feature is log-scaled so one outlier does not dominate.
 """
 
 from __future__ import annotations
@@ -15,8 +15,15 @@ NUMBER = re.compile(r"\d+(?:,\d{3})*(?:\.\d+)?")
 LATEX = re.compile(r"\\[a-zA-Z]+|\$")
 
 FEATURE_NAMES: tuple[str, ...] = (
-    "log_chars", "log_words", "log_numbers", "log_distinct_numbers", "log_max_number",
-    "has_percent", "has_decimal", "log_sentences", "log_latex_tokens",
+    "log_chars",
+    "log_words",
+    "log_numbers",
+    "log_distinct_numbers",
+    "log_max_number",
+    "has_percent",
+    "has_decimal",
+    "log_sentences",
+    "log_latex_tokens",
 )
 
 
@@ -40,4 +47,6 @@ def question_features(text: str) -> list[float]:
 
 def feature_matrix(texts: list[str]) -> np.ndarray:
     """(N,) texts -> (N, F) float32 features, F = len(FEATURE_NAMES)."""
-    return np.asarray([question_features(text) for text in texts], dtype=np.float32).reshape(-1, len(FEATURE_NAMES))
+    return np.asarray([question_features(text) for text in texts], dtype=np.float32).reshape(
+        -1, len(FEATURE_NAMES)
+    )

@@ -40,8 +40,9 @@ class ThinkSwitchConfig:
     seed: int = 0
 
 
-def switch_loss(pred: torch.Tensor, target: torch.Tensor, margin_weight: float,
-                weight: torch.Tensor | None = None) -> torch.Tensor:
+def switch_loss(
+    pred: torch.Tensor, target: torch.Tensor, margin_weight: float, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     """MSE on both pass rates plus λ times the squared error of the predicted gain of thinking:
 
         L = ½[(ŷ_s − y_s)² + (ŷ_l − y_l)²] + λ·((ŷ_l − ŷ_s) − (y_l − y_s))²

@@ -25,7 +25,9 @@ def embed(encoder: SentenceEncoder, texts: list[str], batch_size: int = 64) -> t
 class Switcher:
     """A loaded ThinkSwitcher: MiniLM + surface features + the head. Thread-safe for concurrent `predict`."""
 
-    def __init__(self, head: ThinkSwitchHead, encoder: SentenceEncoder, version: str, default_tau: float) -> None:
+    def __init__(
+        self, head: ThinkSwitchHead, encoder: SentenceEncoder, version: str, default_tau: float
+    ) -> None:
         self.head = head
         self.encoder = encoder
         self.version = version

@@ -53,13 +53,21 @@ def fold_of(record_id: str, folds: int) -> int:
     return int.from_bytes(hashlib.sha256(f"fold:{record_id}".encode()).digest()[:8], "big") % folds
 
 
-def fit_head(embeddings: torch.Tensor, features: torch.Tensor, targets: torch.Tensor, folds: torch.Tensor,
-             config: ThinkSwitchConfig, progress: bool = True) -> ThinkSwitchHead:
+def fit_head(
+    embeddings: torch.Tensor,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    folds: torch.Tensor,
+    config: ThinkSwitchConfig,
+    progress: bool = True,
+) -> ThinkSwitchHead:
     """Train the K members on (N, E) embeddings, (N, F) features, (N, 2) targets; folds: (N,) member ids."""
     torch.manual_seed(config.seed)
     head = ThinkSwitchHead(config)
     head.feature_mean.copy_(features.mean(0))
-    head.feature_std.copy_(features.std(0).clamp(min=1e-4) if len(features) > 1 else torch.ones(features.shape[1]))
+    head.feature_std.copy_(
+        features.std(0).clamp(min=1e-4) if len(features) > 1 else torch.ones(features.shape[1])
+    )
     # weight[k, i] = 1 where member k trains on question i, i.e. i lies outside fold k mod F: (K, N)
     weight = (folds.unsqueeze(0) != member_folds(config).unsqueeze(1)).float()
     if config.folds == 1:
@@ -83,8 +91,9 @@ def member_folds(config: ThinkSwitchConfig) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def heldout_predictions(head: ThinkSwitchHead, embeddings: torch.Tensor, features: torch.Tensor,
-                        folds: torch.Tensor) -> np.ndarray:
+def heldout_predictions(
+    head: ThinkSwitchHead, embeddings: torch.Tensor, features: torch.Tensor, folds: torch.Tensor
+) -> np.ndarray:
     """(N, 2) predictions of each question by the members that did not train on it (their mean)."""
     members = head.members_forward(embeddings, features)  # (K, N, 2)
     if head.config.folds == 1:
@@ -96,12 +105,19 @@ def heldout_predictions(head: ThinkSwitchHead, embeddings: torch.Tensor, feature
 def choose_tau(gain: np.ndarray, records: Sequence[ThinkRecord], options: TrainOptions) -> float:
     """The τ of the most accurate point within the budget on held-out predictions."""
     outcomes = Outcomes.of(records)
-    best = best_within_budget(sweep(gain, outcomes), outcomes, options.max_long_share, options.max_token_ratio)
+    best = best_within_budget(
+        sweep(gain, outcomes), outcomes, options.max_long_share, options.max_token_ratio
+    )
     return float(best["tau"])  # type: ignore[arg-type]
 
 
-def train(records: Sequence[ThinkRecord], config: ThinkSwitchConfig, options: TrainOptions,
-          encoder: SentenceEncoder | None = None, progress: bool = True) -> TrainResult:
+def train(
+    records: Sequence[ThinkRecord],
+    config: ThinkSwitchConfig,
+    options: TrainOptions,
+    encoder: SentenceEncoder | None = None,
+    progress: bool = True,
+) -> TrainResult:
     """Fit the head on `records` and choose τ on its held-out predictions."""
     texts = [record.prompt for record in records]
     encoder = encoder or SentenceEncoder(max_length=config.max_length)
@@ -120,13 +136,16 @@ def train(records: Sequence[ThinkRecord], config: ThinkSwitchConfig, options: Tr
 
 
 def heldout_summary(result: TrainResult, records: Sequence[ThinkRecord]) -> dict[str, Any]:
-    """Per benchmark: the baselines and the chosen τ's ROW on cross-validated predictions (for the manifest)."""
+    """Per benchmark: the baselines and the chosen τ's ROW on held-out predictions (for the manifest)."""
     summary = {}
     for name, tau in result.taus.items():
         mask = np.array([r.benchmark == name for r in records])
         outcomes = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
-        summary[name] = {**baselines(outcomes), "chosen": outcomes.row(result.heldout_gain[mask] >= tau),
-                         "questions": int(mask.sum())}
+        summary[name] = {
+            **baselines(outcomes),
+            "chosen": outcomes.row(result.heldout_gain[mask] >= tau),
+            "questions": int(mask.sum()),
+        }
     return summary
 
 
@@ -138,8 +157,10 @@ def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
     unknown = set(values) - model_keys - option_keys
     if unknown:
         raise SystemExit(f"--config: unknown keys {sorted(unknown)}")
-    return (ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys}),
-            TrainOptions(**{k: v for k, v in values.items() if k in option_keys}))
+    return (
+        ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys}),
+        TrainOptions(**{k: v for k, v in values.items() if k in option_keys}),
+    )
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -152,12 +173,18 @@ def train_command(args: argparse.Namespace) -> int:
     print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
     result = train(records, config, options)
     summary = heldout_summary(result, records)
-    extra = {"taus": result.taus, "tau_rule": asdict(options), "heldout": summary,
-             "trained_on": {name: s["questions"] for name, s in summary.items()}}
+    extra = {
+        "taus": result.taus,
+        "tau_rule": asdict(options),
+        "heldout": summary,
+        "trained_on": {name: s["questions"] for name, s in summary.items()},
+    }
     version = save_artifact(args.out, result.head, result.default_tau, extra)
     for name, s in summary.items():
-        print(f"{name}: τ={result.taus[name]:+.4f} held-out accuracy {s['chosen']['accuracy']:.4f} "
-              f"(short {s['always_short']['accuracy']:.4f}, long {s['always_long']['accuracy']:.4f}), "
-              f"long share {s['chosen']['long_share']:.2f}")
+        print(
+            f"{name}: τ={result.taus[name]:+.4f} held-out accuracy {s['chosen']['accuracy']:.4f} "
+            f"(short {s['always_short']['accuracy']:.4f}, long {s['always_long']['accuracy']:.4f}), "
+            f"long share {s['chosen']['long_share']:.2f}"
+        )
     print(f"wrote {args.out} (version {version}, default τ {result.default_tau:+.4f})")
     return 0

@@ -23,8 +23,9 @@ ROW_KEYS = {"accuracy", "mean_tokens", "long_share"}
 def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("switcher")
     config = out / "config.json"
-    config.write_text(json.dumps({"epochs": 5, "members": 4, "folds": 2, "hidden": 16,
-                                  "splits": ["train", "val", "test"]}))
+    config.write_text(
+        json.dumps({"epochs": 5, "members": 4, "folds": 2, "hidden": 16, "splits": ["train", "val", "test"]})
+    )
     args = argparse.Namespace(data=[str(FIXTURE)], out=str(out / "model"), config=str(config))
     assert train_command(args) == 0
     return out / "model"
@@ -56,8 +57,14 @@ def test_load_and_predict(artifact: Path) -> None:
 
 
 def test_eval_writes_contract_json_and_png(artifact: Path, tmp_path: Path) -> None:
-    args = argparse.Namespace(switcher=str(artifact), data=[str(FIXTURE)], json=str(tmp_path / "eval.json"),
-                              plot=str(tmp_path / "curve.png"), split="all", target_drop=1.0)
+    args = argparse.Namespace(
+        switcher=str(artifact),
+        data=[str(FIXTURE)],
+        json=str(tmp_path / "eval.json"),
+        plot=str(tmp_path / "curve.png"),
+        split="all",
+        target_drop=1.0,
+    )
     assert eval_command(args) == 0
     results = json.loads((tmp_path / "eval.json").read_text())
     assert set(results) == {"GSM8K", "MATH"}
@@ -73,9 +80,12 @@ def test_eval_writes_contract_json_and_png(artifact: Path, tmp_path: Path) -> No
 
 
 def test_curve_baselines_on_hand_made_outcomes() -> None:
-    outcomes = Outcomes(short=np.array([1.0, 0.0, 1.0, 0.0]), long=np.array([1.0, 1.0, 0.0, 0.0]),
-                        short_tokens=np.array([10.0, 10.0, 10.0, 10.0]),
-                        long_tokens=np.array([50.0, 50.0, 50.0, 50.0]))
+    outcomes = Outcomes(
+        short=np.array([1.0, 0.0, 1.0, 0.0]),
+        long=np.array([1.0, 1.0, 0.0, 0.0]),
+        short_tokens=np.array([10.0, 10.0, 10.0, 10.0]),
+        long_tokens=np.array([50.0, 50.0, 50.0, 50.0]),
+    )
     base = baselines(outcomes)
     assert base["always_short"] == {"accuracy": 0.5, "mean_tokens": 10.0, "long_share": 0.0}
     assert base["oracle"] == {"accuracy": 0.75, "mean_tokens": 20.0, "long_share": 0.25}
@@ -87,5 +97,7 @@ def test_curve_baselines_on_hand_made_outcomes() -> None:
     # Always-short ties always-long here, so sending nothing long already meets "0 points below long".
     cheapest = meets_target(curve, outcomes, target_drop=0.0)
     assert cheapest is not None and cheapest["long_share"] == 0.0
-    assert meets_target(curve, outcomes, target_drop=-25.0) == curve[1]  # 25 points above long: the oracle point
+    assert (
+        meets_target(curve, outcomes, target_drop=-25.0) == curve[1]
+    )  # 25 points above long: the oracle point
     assert meets_target(curve, outcomes, target_drop=-50.0) is None

@@ -13,7 +13,10 @@ from aiohttp import web
 from router_models.thinkswitch.collect import Question, collect, is_correct, read_journal, request_body
 from router_models.thinkswitch.data import read_records
 
-QUESTIONS = [Question("q1", "What is 2 + 3?", "5", "toy"), Question("q2", "What is 1,000 + 234?", "1234", "toy")]
+QUESTIONS = [
+    Question("q1", "What is 2 + 3?", "5", "toy"),
+    Question("q2", "What is 1,000 + 234?", "1234", "toy"),
+]
 
 
 class FakeEndpoint:
@@ -34,14 +37,24 @@ class FakeEndpoint:
         answer = "1,234" if "1,000" in question else "5"
         if not thinking and "1,000" in question:
             answer = "1,034"
-        content = (f"<think>adding up 7</think>The answer is \\boxed{{{answer}}}." if thinking
-                   else f"So the total is {answer}.")
+        content = (
+            f"<think>adding up 7</think>The answer is \\boxed{{{answer}}}."
+            if thinking
+            else f"So the total is {answer}."
+        )
         tokens = 400 if thinking else 50
-        return web.json_response({
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                         "finish_reason": "length" if tokens >= body["max_tokens"] else "stop"}],
-            "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
-        })
+        return web.json_response(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "length" if tokens >= body["max_tokens"] else "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
+            }
+        )
 
 
 @pytest.fixture
@@ -63,7 +76,9 @@ async def test_collect_writes_dataset_format(endpoint: tuple[str, FakeEndpoint],
     out = tmp_path / "collected.jsonl"
     await collect(QUESTIONS, url, "toy-model", out, samples=2, max_tokens=300, concurrency=3, progress=False)
     assert len(fake.bodies) == 2 * 2 * 2
-    assert sorted(b["chat_template_kwargs"]["enable_thinking"] for b in fake.bodies) == [False] * 4 + [True] * 4
+    assert (
+        sorted(b["chat_template_kwargs"]["enable_thinking"] for b in fake.bodies) == [False] * 4 + [True] * 4
+    )
     assert all(b["model"] == "toy-model" and b["max_tokens"] == 300 for b in fake.bodies)
     records = {r.id: r for r in read_records(out)}  # the documented loader accepts the output
     assert records["q1"].short.pass_rate == 1.0 and records["q2"].short.pass_rate == 0.0
@@ -76,8 +91,11 @@ async def test_collect_resumes_from_journal(endpoint: tuple[str, FakeEndpoint], 
     url, fake = endpoint
     out = tmp_path / "collected.jsonl"
     journal = tmp_path / "collected.jsonl.samples.jsonl"
-    journal.write_text(json.dumps({"id": "q1", "mode": "short", "index": 0, "correct": True, "tokens": 50,
-                                   "hit_cap": False}) + "\n" + '{"id": "q1", "mo')  # torn last line
+    journal.write_text(
+        json.dumps({"id": "q1", "mode": "short", "index": 0, "correct": True, "tokens": 50, "hit_cap": False})
+        + "\n"
+        + '{"id": "q1", "mo'
+    )  # torn last line
     fake.fail_first = 1  # one transient 503, retried
     await collect(QUESTIONS, url, "toy-model", out, samples=1, progress=False)
     asked = [(b["messages"][0]["content"], b["chat_template_kwargs"]["enable_thinking"]) for b in fake.bodies]
@@ -90,14 +108,23 @@ async def test_collect_resumes_from_journal(endpoint: tuple[str, FakeEndpoint], 
     assert len(read_records(out)) == 2
 
 
-@pytest.mark.parametrize(("family", "mode", "expected"), [
-    ("qwen3", "short", {"chat_template_kwargs": {"enable_thinking": False}}),
-    ("reasoning-effort", "long", {"reasoning_effort": "high"}),
-    ("deepseek-r1", "short", {"continue_final_message": True, "add_generation_prompt": False}),
-])
+@pytest.mark.parametrize(
+    ("family", "mode", "expected"),
+    [
+        ("qwen3", "short", {"chat_template_kwargs": {"enable_thinking": False}}),
+        ("reasoning-effort", "long", {"reasoning_effort": "high"}),
+        ("deepseek-r1", "short", {"continue_final_message": True, "add_generation_prompt": False}),
+    ],
+)
 def test_request_bodies_per_family(family: str, mode: str, expected: dict[str, Any]) -> None:
     body = request_body(QUESTIONS[0], mode, family, "m", 128, 0.0)
-    assert body == {"model": "m", "max_tokens": 128, "temperature": 0.0, "messages": body["messages"], **expected}
+    assert body == {
+        "model": "m",
+        "max_tokens": 128,
+        "temperature": 0.0,
+        "messages": body["messages"],
+        **expected,
+    }
     if family == "deepseek-r1":
         assert body["messages"][-1] == {"role": "assistant", "content": "<think>\n\n</think>\n\n"}
 

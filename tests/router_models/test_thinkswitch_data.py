@@ -47,17 +47,22 @@ def test_gzip_and_round_trip(tmp_path: Path) -> None:
     with gzip.open(path, "wt") as sink:
         sink.writelines(json.dumps(record_to_json(r)) + "\n" for r in records)
     again = load_records([path])
-    assert [(r.id, r.short, r.long, r.by_cap) for r in again] == [(r.id, r.short, r.long, r.by_cap) for r in records]
+    assert [(r.id, r.short, r.long, r.by_cap) for r in again] == [
+        (r.id, r.short, r.long, r.by_cap) for r in records
+    ]
 
 
-@pytest.mark.parametrize(("mutate", "message"), [
-    (lambda o: o.pop("prompt"), "'prompt'"),
-    (lambda o: o["modes"].pop("long"), "modes"),
-    (lambda o: o["modes"]["short"].update(pass_rate=1.5), "modes.short.pass_rate"),
-    (lambda o: o["modes"]["long"].update(samples=0), "modes.long.samples"),
-    (lambda o: o["modes"]["long"].update(mean_tokens="many"), "modes.long.mean_tokens"),
-    (lambda o: o["meta"]["by_cap"].update(big={}), "by_cap"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda o: o.pop("prompt"), "'prompt'"),
+        (lambda o: o["modes"].pop("long"), "modes"),
+        (lambda o: o["modes"]["short"].update(pass_rate=1.5), "modes.short.pass_rate"),
+        (lambda o: o["modes"]["long"].update(samples=0), "modes.long.samples"),
+        (lambda o: o["modes"]["long"].update(mean_tokens="many"), "modes.long.mean_tokens"),
+        (lambda o: o["meta"]["by_cap"].update(big={}), "by_cap"),
+    ],
+)
 def test_bad_line_is_named(tmp_path: Path, mutate: object, message: str) -> None:
     lines = FIXTURE.read_text().splitlines()[:3]
     bad = json.loads(lines[2])

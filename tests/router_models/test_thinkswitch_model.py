@@ -19,10 +19,12 @@ def test_loss_matches_documented_form() -> None:
 def test_loss_is_zero_only_for_exact_predictions_and_margin_term_reads_the_gap() -> None:
     target = torch.tensor([[0.25, 0.75]])
     assert switch_loss(target.clone(), target, 1.0).item() == 0.0
-    # Same squared errors on each output, but one gets the gain's sign wrong: the margin term tells them apart.
+    # Same squared errors on each output, one gets the gain's sign wrong: the margin term tells them apart.
     right_gap = torch.tensor([[0.35, 0.85]])
     wrong_gap = torch.tensor([[0.35, 0.65]])
-    assert switch_loss(right_gap, target, 0.0).item() == pytest.approx(switch_loss(wrong_gap, target, 0.0).item())
+    assert switch_loss(right_gap, target, 0.0).item() == pytest.approx(
+        switch_loss(wrong_gap, target, 0.0).item()
+    )
     assert switch_loss(wrong_gap, target, 1.0).item() > switch_loss(right_gap, target, 1.0).item()
 
 
