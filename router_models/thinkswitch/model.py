@@ -19,6 +19,10 @@ from torch import nn
 from router_models.encoder import ENCODER_NAME
 from router_models.thinkswitch.features import FEATURE_NAMES
 
+# Extra outputs trained where the data has them: how long each mode writes and how often long mode runs out of
+# tokens. They only shape the hidden layer (cost and difficulty are what the gain depends on); not served.
+AUX_TARGETS: tuple[str, ...] = ("short_tokens", "long_tokens", "long_hit_cap")
+
 
 @dataclass
 class ThinkSwitchConfig:
@@ -33,6 +37,7 @@ class ThinkSwitchConfig:
     members: int = 15  # bagged MLPs (K), folds × repeats
     dropout: float = 0.2
     margin_weight: float = 1.0  # λ of the difference term in `switch_loss`
+    aux_weight: float = 0.0  # weight of the auxiliary cost targets (see `AUX_TARGETS`), where known
     epochs: int = 60
     batch_size: int = 64
     lr: float = 1e-3
@@ -59,6 +64,14 @@ def switch_loss(
     return (per_question * weight).sum() / weight.sum().clamp(min=1.0)
 
 
+def aux_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Masked MSE on the auxiliary outputs: pred (..., A), target (..., A) with NaN where unknown."""
+    known = ~torch.isnan(target)
+    error = torch.where(known, pred - torch.nan_to_num(target), torch.zeros_like(pred)) ** 2
+    mask = known.float() * weight.unsqueeze(-1)
+    return (error * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 class ThinkSwitchHead(nn.Module):
     """K MLPs on [embedding ‖ standardised features] -> (ŷ_short, ŷ_long), averaged over members."""
 
@@ -68,19 +81,25 @@ class ThinkSwitchHead(nn.Module):
         k, d, h = config.members, config.embedding_dim + config.n_features, config.hidden
         self.register_buffer("feature_mean", torch.zeros(config.n_features))
         self.register_buffer("feature_std", torch.ones(config.n_features))
-        self.w1 = nn.Parameter(torch.randn(k, d, h) * d**-0.5)
+        self.w1 = nn.Parameter(torch.empty(k, d, h).uniform_(-(d**-0.5), d**-0.5))  # as nn.Linear
         self.b1 = nn.Parameter(torch.zeros(k, 1, h))
-        self.w2 = nn.Parameter(torch.randn(k, h, 2) * h**-0.5)
-        self.b2 = nn.Parameter(torch.zeros(k, 1, 2))
+        outputs = 2 + len(AUX_TARGETS)
+        self.w2 = nn.Parameter(torch.empty(k, h, outputs).uniform_(-(h**-0.5), h**-0.5))
+        self.b2 = nn.Parameter(torch.zeros(k, 1, outputs))
         self.dropout = nn.Dropout(config.dropout)
 
     def members_forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
-        """(B, E), (B, F) -> (K, B, 2) pass-rate predictions of every member."""
+        """(B, E), (B, F) -> (K, B, 2 + A): each member's pass rates (short, long), then A aux outputs."""
         features = (features - self.feature_mean) / self.feature_std
-        x = self.dropout(torch.cat([embedding, features], dim=-1))  # (B, D)
-        hidden = nn.functional.gelu(torch.einsum("bd,kdh->kbh", x, self.w1) + self.b1)  # (K, B, H)
-        return torch.sigmoid(torch.bmm(self.dropout(hidden), self.w2) + self.b2)  # (K, B, 2)
+        x = torch.cat([embedding, features], dim=-1)  # (B, D)
+        if self.training:  # each member drops its own inputs, so the members stay diverse
+            x = self.dropout(x.expand(self.config.members, *x.shape))  # (K, B, D)
+            hidden = torch.bmm(x, self.w1)
+        else:
+            hidden = torch.einsum("bd,kdh->kbh", x, self.w1)
+        hidden = nn.functional.gelu(hidden + self.b1)  # (K, B, H)
+        return torch.sigmoid(torch.bmm(self.dropout(hidden), self.w2) + self.b2)  # (K, B, 2 + A)
 
     def forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """(B, E), (B, F) -> (B, 2): the members' mean (ŷ_short, ŷ_long)."""
-        return self.members_forward(embedding, features).mean(0)
+        return self.members_forward(embedding, features)[..., :2].mean(0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,7 +26,13 @@ from router_models.thinkswitch.artifact import save_artifact
 from router_models.thinkswitch.curves import Outcomes, baselines, best_within_budget, sweep
 from router_models.thinkswitch.data import ThinkRecord, benchmarks, load_records, select_split
 from router_models.thinkswitch.features import feature_matrix
-from router_models.thinkswitch.model import ThinkSwitchConfig, ThinkSwitchHead, switch_loss
+from router_models.thinkswitch.model import (
+    AUX_TARGETS,
+    ThinkSwitchConfig,
+    ThinkSwitchHead,
+    aux_loss,
+    switch_loss,
+)
 from router_models.thinkswitch.switcher import embed
 
 
@@ -53,6 +60,23 @@ def fold_of(record_id: str, folds: int) -> int:
     return int.from_bytes(hashlib.sha256(f"fold:{record_id}".encode()).digest()[:8], "big") % folds
 
 
+def aux_targets(records: Sequence[ThinkRecord]) -> torch.Tensor:
+    """(N, A) auxiliary targets in [0, 1], NaN where unknown: log tokens over log cap, long cap-hit share."""
+
+    def log_share(tokens: float | None, cap: int | None) -> float:
+        return math.nan if tokens is None else math.log1p(tokens) / math.log1p(cap or 32768)
+
+    rows = [
+        [
+            log_share(r.short.mean_tokens, r.max_tokens),
+            log_share(r.long.mean_tokens, r.max_tokens),
+            math.nan if r.long.hit_cap is None else r.long.hit_cap / r.long.samples,
+        ]
+        for r in records
+    ]
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(records), len(AUX_TARGETS))
+
+
 def fit_head(
     embeddings: torch.Tensor,
     features: torch.Tensor,
@@ -60,8 +84,10 @@ def fit_head(
     folds: torch.Tensor,
     config: ThinkSwitchConfig,
     progress: bool = True,
+    aux: torch.Tensor | None = None,
 ) -> ThinkSwitchHead:
-    """Train the K members on (N, E) embeddings, (N, F) features, (N, 2) targets; folds: (N,) member ids."""
+    """Train the K members on (N, E) embeddings, (N, F) features, (N, 2) targets; folds: (N,) fold ids;
+    aux: (N, A) auxiliary targets (NaN where unknown), used when `config.aux_weight` > 0."""
     torch.manual_seed(config.seed)
     head = ThinkSwitchHead(config)
     head.feature_mean.copy_(features.mean(0))
@@ -77,8 +103,14 @@ def fit_head(
     head.train()
     for _ in tqdm(range(config.epochs), desc="train thinkswitch", unit="epoch", disable=not progress):
         for batch in torch.randperm(len(targets), generator=generator).split(config.batch_size):
-            pred = head.members_forward(embeddings[batch], features[batch])  # (K, B, 2)
+            out = head.members_forward(embeddings[batch], features[batch])  # (K, B, 2 + A)
+            pred = out[..., :2]
             loss = switch_loss(pred, targets[batch].expand_as(pred), config.margin_weight, weight[:, batch])
+            if aux is not None and config.aux_weight > 0:
+                aux_pred = out[..., 2:]
+                loss = loss + config.aux_weight * aux_loss(
+                    aux_pred, aux[batch].expand_as(aux_pred), weight[:, batch]
+                )
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -95,7 +127,7 @@ def heldout_predictions(
     head: ThinkSwitchHead, embeddings: torch.Tensor, features: torch.Tensor, folds: torch.Tensor
 ) -> np.ndarray:
     """(N, 2) predictions of each question by the members that did not train on it (their mean)."""
-    members = head.members_forward(embeddings, features)  # (K, N, 2)
+    members = head.members_forward(embeddings, features)[..., :2]  # (K, N, 2)
     if head.config.folds == 1:
         return members.mean(0).numpy()
     held_out = (member_folds(head.config).unsqueeze(1) == folds.unsqueeze(0)).float()  # (K, N)
@@ -125,7 +157,7 @@ def train(
     features = torch.from_numpy(feature_matrix(texts))  # (N, F)
     targets = torch.tensor([[r.short.pass_rate, r.long.pass_rate] for r in records], dtype=torch.float32)
     folds = torch.tensor([fold_of(r.id, config.folds) for r in records], dtype=torch.long)
-    head = fit_head(embeddings, features, targets, folds, config, progress)
+    head = fit_head(embeddings, features, targets, folds, config, progress, aux_targets(records))
     pred = heldout_predictions(head, embeddings, features, folds)
     gain = pred[:, 1] - pred[:, 0]
     taus = {}

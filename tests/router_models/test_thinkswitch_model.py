@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from router_models.thinkswitch.model import ThinkSwitchConfig, ThinkSwitchHead, switch_loss
+from router_models.thinkswitch.model import (
+    AUX_TARGETS,
+    ThinkSwitchConfig,
+    ThinkSwitchHead,
+    aux_loss,
+    switch_loss,
+)
 
 
 def test_loss_matches_documented_form() -> None:
@@ -40,7 +46,15 @@ def test_head_shapes_and_range() -> None:
     head = ThinkSwitchHead(config).eval()
     embedding, features = torch.randn(5, config.embedding_dim), torch.randn(5, config.n_features)
     members = head.members_forward(embedding, features)
-    assert members.shape == (3, 5, 2)
+    assert members.shape == (3, 5, 2 + len(AUX_TARGETS))
     out = head(embedding, features)
     assert out.shape == (5, 2) and bool(((out > 0) & (out < 1)).all())
-    torch.testing.assert_close(out, members.mean(0))
+    torch.testing.assert_close(out, members[..., :2].mean(0))
+
+
+def test_aux_loss_ignores_unknown_targets() -> None:
+    pred = torch.tensor([[0.5, 0.5, 0.5], [0.0, 0.0, 0.0]])
+    target = torch.tensor([[0.5, float("nan"), 0.5], [float("nan")] * 3])
+    assert aux_loss(pred, target, torch.ones(2)).item() == 0.0
+    target[1, 0] = 1.0  # one known error of 1.0 among three known targets
+    assert aux_loss(pred, target, torch.ones(2)).item() == pytest.approx(1 / 3)
