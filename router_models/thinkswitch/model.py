@@ -36,7 +36,8 @@ class ThinkSwitchConfig:
     folds: int = 5  # member k never sees the questions of fold k % folds
     members: int = 15  # bagged MLPs (K), folds × repeats
     dropout: float = 0.2
-    margin_weight: float = 1.0  # λ of the difference term in `switch_loss`
+    margin_weight: float = 4.0  # λ of the difference term in `switch_loss`
+    offset_logit: bool = True  # predict long as an offset of short's logit (see `members_forward`)
     aux_weight: float = 0.0  # weight of the auxiliary cost targets (see `AUX_TARGETS`), where known
     epochs: int = 60
     batch_size: int = 64
@@ -98,7 +99,11 @@ class ThinkSwitchHead(nn.Module):
         else:
             hidden = torch.einsum("bd,kdh->kbh", x, self.w1)
         hidden = nn.functional.gelu(hidden + self.b1)  # (K, B, H)
-        return torch.sigmoid(torch.bmm(self.dropout(hidden), self.w2) + self.b2)  # (K, B, 2 + A)
+        logits = torch.bmm(self.dropout(hidden), self.w2) + self.b2  # (K, B, 2 + A)
+        if self.config.offset_logit:
+            # long's logit = short's + a learned offset: the predicted gain fades where short is surely right
+            logits = torch.cat([logits[..., :1], logits[..., :1] + logits[..., 1:2], logits[..., 2:]], dim=-1)
+        return torch.sigmoid(logits)
 
     def forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """(B, E), (B, F) -> (B, 2): the members' mean (ŷ_short, ŷ_long)."""

@@ -58,3 +58,17 @@ def test_aux_loss_ignores_unknown_targets() -> None:
     assert aux_loss(pred, target, torch.ones(2)).item() == 0.0
     target[1, 0] = 1.0  # one known error of 1.0 among three known targets
     assert aux_loss(pred, target, torch.ones(2)).item() == pytest.approx(1 / 3)
+
+
+def test_offset_logit_gain_fades_where_short_is_sure() -> None:
+    config = ThinkSwitchConfig(members=1, folds=1, hidden=4, offset_logit=True, dropout=0.0)
+    head = ThinkSwitchHead(config).eval()
+    with torch.no_grad():
+        head.w2.zero_()
+        head.b2[..., 1] = 2.0  # the same logit offset for every question
+        gains = []
+        for short_logit in (0.0, 8.0):
+            head.b2[..., 0] = short_logit
+            pred = head(torch.zeros(1, config.embedding_dim), torch.zeros(1, config.n_features))
+            gains.append((pred[0, 1] - pred[0, 0]).item())
+    assert gains[0] > 0.3 and 0 < gains[1] < 1e-3
