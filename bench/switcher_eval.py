@@ -30,22 +30,22 @@ def verdict(result: BenchmarkResult) -> str:
     short, long = result.baselines["always_short"], result.baselines["always_long"]
     chosen = result.chosen
     if result.outcomes.has_tokens:
-        best = max(short["accuracy"], long["accuracy"])  # type: ignore[type-var]
-        gain = 100 * (chosen["accuracy"] - best)  # type: ignore[operator]
-        ratio = chosen["mean_tokens"] / long["mean_tokens"]  # type: ignore[operator]
+        best = max(short["accuracy"], long["accuracy"])
+        gain = 100 * (chosen["accuracy"] - best)
+        ratio = (chosen["mean_tokens"] or 0.0) / (long["mean_tokens"] or 1.0)
         ok = gain >= 0.5 and ratio <= 0.4 and above_random(result.curve, result.outcomes)
         return (
             f"{'MET' if ok else 'NOT MET'}: {gain:+.2f} pt vs better single mode (target ≥ +0.5), "
             f"tokens {100 * ratio:.1f}% of always-long (≤ 40%), "
             f"curve ≥ random mixing everywhere: {above_random(result.curve, result.outcomes)}"
         )
-    drop = 100 * (long["accuracy"] - chosen["accuracy"])  # type: ignore[operator]
+    drop = 100 * (long["accuracy"] - chosen["accuracy"])
     share = chosen["long_share"]
-    ok = drop <= 1.0 and share <= 0.5  # type: ignore[operator]
+    ok = drop <= 1.0 and share <= 0.5
     return (
         f"{'MET' if ok else 'NOT MET'}: {drop:+.2f} pt below always-long (target ≤ 1), "
         f"{100 * share:.1f}% sent long (≤ 50%)"
-    )  # type: ignore[operator]
+    )
 
 
 def main() -> int:

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
 from router_models.thinkswitch.data import ThinkRecord
 
-Row = dict[str, float | None]
+
+class Row(TypedDict):
+    """One policy's result; curve points also carry the τ that produced them."""
+
+    accuracy: float
+    mean_tokens: float | None
+    long_share: float
+    tau: NotRequired[float]
 
 
 @dataclass(frozen=True)
@@ -66,12 +74,11 @@ def baselines(outcomes: Outcomes) -> dict[str, Row]:
 def random_mix(outcomes: Outcomes, long_share: float) -> Row:
     """Expected ROW of sending a random `long_share` of the questions to long mode."""
     short, long = baselines(outcomes)["always_short"], baselines(outcomes)["always_long"]
-
-    def mix(key: str) -> float | None:
-        a, b = short[key], long[key]
-        return None if a is None or b is None else (1 - long_share) * a + long_share * b
-
-    return {"accuracy": mix("accuracy"), "mean_tokens": mix("mean_tokens"), "long_share": long_share}
+    accuracy = (1 - long_share) * short["accuracy"] + long_share * long["accuracy"]
+    tokens = None
+    if short["mean_tokens"] is not None and long["mean_tokens"] is not None:
+        tokens = (1 - long_share) * short["mean_tokens"] + long_share * long["mean_tokens"]
+    return {"accuracy": accuracy, "mean_tokens": tokens, "long_share": long_share}
 
 
 def sweep(gain: np.ndarray, outcomes: Outcomes) -> list[Row]:
@@ -82,16 +89,19 @@ def sweep(gain: np.ndarray, outcomes: Outcomes) -> list[Row]:
     """
     taus = np.unique(gain)[::-1]  # descending: long share grows along the curve
     top = float(taus[0]) + 1e-3 if len(taus) else 0.0
-    rows = [{"tau": top, **outcomes.row(gain >= top)}]
-    rows += [{"tau": float(tau), **outcomes.row(gain >= tau)} for tau in taus]
-    return rows
+    return [with_tau(outcomes.row(gain >= tau), float(tau)) for tau in [top, *taus]]
+
+
+def with_tau(row: Row, tau: float) -> Row:
+    """`row` with the τ that produced it, "tau" first."""
+    return {"tau": tau, **row}
 
 
 def meets_target(curve: list[Row], outcomes: Outcomes, target_drop: float) -> Row | None:
     """The cheapest curve point at most `target_drop` accuracy points below always-long (None: none is)."""
-    floor = baselines(outcomes)["always_long"]["accuracy"] - target_drop / 100 - 1e-12  # type: ignore[operator]
-    feasible = [row for row in curve if row["accuracy"] >= floor]  # type: ignore[operator]
-    return min(feasible, key=lambda row: row["long_share"]) if feasible else None  # type: ignore[arg-type,return-value]
+    floor = baselines(outcomes)["always_long"]["accuracy"] - target_drop / 100 - 1e-12
+    feasible = [row for row in curve if row["accuracy"] >= floor]
+    return min(feasible, key=lambda row: row["long_share"]) if feasible else None
 
 
 def best_within_budget(
@@ -102,17 +112,15 @@ def best_within_budget(
     long_tokens = baselines(outcomes)["always_long"]["mean_tokens"]
 
     def affordable(row: Row) -> bool:
-        if row["long_share"] > max_long_share + 1e-12:  # type: ignore[operator]
+        if row["long_share"] > max_long_share + 1e-12:
             return False
-        return long_tokens is None or row["mean_tokens"] <= max_token_ratio * long_tokens  # type: ignore[operator]
+        tokens = row["mean_tokens"]
+        return long_tokens is None or tokens is None or tokens <= max_token_ratio * long_tokens
 
     candidates = [row for row in curve if affordable(row)] or curve[:1]
-    return max(candidates, key=lambda row: (round(row["accuracy"], 9), -row["long_share"]))  # type: ignore[arg-type]
+    return max(candidates, key=lambda row: (round(row["accuracy"], 9), -row["long_share"]))
 
 
 def above_random(curve: list[Row], outcomes: Outcomes) -> bool:
     """Whether every curve point is at least as accurate as random mixing at the same long share."""
-    return all(
-        row["accuracy"] >= random_mix(outcomes, row["long_share"])["accuracy"] - 1e-9  # type: ignore[arg-type,operator]
-        for row in curve
-    )
+    return all(row["accuracy"] >= random_mix(outcomes, row["long_share"])["accuracy"] - 1e-9 for row in curve)

@@ -25,6 +25,7 @@ from router_models.thinkswitch.curves import (
     meets_target,
     random_mix,
     sweep,
+    with_tau,
 )
 from router_models.thinkswitch.data import ThinkRecord, benchmarks, load_records, select_split
 
@@ -59,7 +60,7 @@ def evaluate(
         outcomes = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
         curve = sweep(gain[mask], outcomes)
         tau = taus.get(name, default_tau)
-        chosen = {"tau": tau, **outcomes.row(gain[mask] >= tau)}
+        chosen = with_tau(outcomes.row(gain[mask] >= tau), tau)
         results.append(
             BenchmarkResult(
                 name, outcomes, baselines(outcomes), curve, chosen, meets_target(curve, outcomes, target_drop)
@@ -73,14 +74,14 @@ def _fmt(row: Row | None) -> str:
         return "(none)"
     tokens = "      -" if row["mean_tokens"] is None else f"{row['mean_tokens']:7.1f}"
     tau = f"  τ={row['tau']:+.4f}" if "tau" in row else ""
-    return f"{100 * row['accuracy']:6.2f}%  {tokens}  {100 * row['long_share']:5.1f}%{tau}"  # type: ignore[operator]
+    return f"{100 * row['accuracy']:6.2f}%  {tokens}  {100 * row['long_share']:5.1f}%{tau}"
 
 
 def report(results: list[BenchmarkResult], target_drop: float) -> str:
     """The printed table: one block per benchmark."""
     lines = []
     for result in results:
-        chosen_random = random_mix(result.outcomes, result.chosen["long_share"])  # type: ignore[arg-type]
+        chosen_random = random_mix(result.outcomes, result.chosen["long_share"])
         lines += [
             f"{result.name} ({len(result.outcomes.short)} questions)   accuracy   tokens  long",
             f"  always short        {_fmt(result.baselines['always_short'])}",
@@ -106,10 +107,11 @@ def plot(results: list[BenchmarkResult], path: str | Path) -> None:
         cost = "mean_tokens" if result.outcomes.has_tokens else "long_share"
 
         def x(row: Row, cost: str = cost) -> float:
-            return float(row[cost]) * (1 if cost == "mean_tokens" else 100)  # type: ignore[arg-type]
+            value = row["mean_tokens"] if cost == "mean_tokens" else 100 * row["long_share"]
+            return float(value or 0.0)
 
         def y(row: Row) -> float:
-            return 100 * float(row["accuracy"])  # type: ignore[arg-type]
+            return 100 * row["accuracy"]
 
         short, long = result.baselines["always_short"], result.baselines["always_long"]
         ax.plot(

@@ -76,6 +76,9 @@ def aux_loss(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> 
 class ThinkSwitchHead(nn.Module):
     """K MLPs on [embedding ‖ standardised features] -> (ŷ_short, ŷ_long), averaged over members."""
 
+    feature_mean: torch.Tensor  # (F,) buffers: training statistics of the features
+    feature_std: torch.Tensor  # (F,)
+
     def __init__(self, config: ThinkSwitchConfig) -> None:
         super().__init__()
         self.config = config

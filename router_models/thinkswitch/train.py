@@ -140,7 +140,7 @@ def choose_tau(gain: np.ndarray, records: Sequence[ThinkRecord], options: TrainO
     best = best_within_budget(
         sweep(gain, outcomes), outcomes, options.max_long_share, options.max_token_ratio
     )
-    return float(best["tau"])  # type: ignore[arg-type]
+    return best.get("tau", 0.0)
 
 
 def train(
