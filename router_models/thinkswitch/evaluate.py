@@ -89,7 +89,7 @@ def report(results: list[BenchmarkResult], target_drop: float) -> str:
             f"  oracle              {_fmt(result.baselines['oracle'])}",
             f"  random, same share  {_fmt(chosen_random)}",
             f"  switcher (chosen)   {_fmt(result.chosen)}",
-            f"  ≤{target_drop:g} pt below long  {_fmt(result.target)}",
+            f"  {f'≤{target_drop:g} pt below long':<20}{_fmt(result.target)}",
             f"  curve above random mixing at every long share: {above_random(result.curve, result.outcomes)}",
         ]
     return "\n".join(lines)

@@ -207,7 +207,7 @@ def train_command(args: argparse.Namespace) -> int:
     summary = heldout_summary(result, records)
     extra = {
         "taus": result.taus,
-        "tau_rule": asdict(options),
+        "train_options": asdict(options),
         "heldout": summary,
         "trained_on": {name: s["questions"] for name, s in summary.items()},
     }
