@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,11 @@ def embed(encoder: SentenceEncoder, texts: list[str], batch_size: int = 64) -> t
 
 
 class Switcher:
-    """A loaded ThinkSwitcher: MiniLM + surface features + the head. Thread-safe for concurrent `predict`."""
+    """A loaded ThinkSwitcher: MiniLM + surface features + the head.
+
+    `predict` may be called from several threads (the gateway runs it in a pool): calls are serialised,
+    because the fast tokenizer rejects concurrent use and the cores are shared by the batch anyway.
+    """
 
     def __init__(
         self, head: ThinkSwitchHead, encoder: SentenceEncoder, version: str, default_tau: float
@@ -32,15 +37,17 @@ class Switcher:
         self.encoder = encoder
         self.version = version
         self.default_tau = default_tau
+        self._lock = threading.Lock()
 
     @torch.inference_mode()
     def predict(self, queries: list[str], batch_size: int = 64) -> np.ndarray:
         """(N,) queries -> (N, 2) float32 predicted pass rates, columns (short, long)."""
         if not queries:
             return np.empty((0, 2), dtype=np.float32)
-        embeddings = embed(self.encoder, queries, batch_size)  # (N, 384)
         features = torch.from_numpy(feature_matrix(queries))  # (N, F)
-        return self.head(embeddings, features).numpy().astype(np.float32)
+        with self._lock:
+            embeddings = embed(self.encoder, queries, batch_size)  # (N, 384)
+            return self.head(embeddings, features).numpy().astype(np.float32)
 
     def go_long(self, queries: list[str], tau: float | None = None) -> np.ndarray:
         """(N,) bool: long mode where ŷ_long − ŷ_short ≥ τ (default: the artifact's recommended τ)."""

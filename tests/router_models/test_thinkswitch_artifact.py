@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,15 @@ def test_load_and_predict(artifact: Path) -> None:
     np.testing.assert_allclose(switcher.predict(queries[::-1]), pred[::-1], atol=1e-5)
     assert switcher.predict([]).shape == (0, 2)
     assert switcher.go_long(queries, tau=-1.0).all() and not switcher.go_long(queries, tau=1.0).any()
+
+
+def test_predict_from_many_threads(artifact: Path) -> None:
+    switcher = load_switcher(artifact, threads=1)
+    queries = [r.prompt for r in read_records(FIXTURE)[:8]]
+    expected = switcher.predict(queries)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda q: switcher.predict([q])[0], queries * 3))
+    np.testing.assert_allclose(np.stack(results), np.concatenate([expected] * 3), atol=1e-5)
 
 
 def test_eval_writes_contract_json_and_png(artifact: Path, tmp_path: Path) -> None:
