@@ -17,6 +17,7 @@ COMMANDS: tuple[str, ...] = (
     "service.commands.sim",
     "router_models.cli.train",
     "router_models.cli.eval",
+    "router_models.thinkswitch.collect",
 )
 
 
