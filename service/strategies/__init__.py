@@ -7,12 +7,14 @@ from typing import Any
 
 from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.direct import DirectStrategy
+from service.strategies.fusion import FusionStrategy
 from service.strategies.lookahead import LookaheadStrategy
 
 # kind -> factory(public model name, config, deps); `deps` is built once by the gateway.
 STRATEGIES: dict[str, Callable[[str, Any, StrategyDeps], Strategy]] = {
     "direct": lambda name, config, deps: DirectStrategy(name, config),
     "lookahead": LookaheadStrategy,
+    "fusion": FusionStrategy,
 }
 
 

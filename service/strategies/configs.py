@@ -11,6 +11,7 @@ from typing import Annotated
 from pydantic import Field
 
 from service.strategies.direct import DirectConfig
+from service.strategies.fusion.config import FusionConfig
 from service.strategies.lookahead import LookaheadConfig
 
-StrategyConfig = Annotated[DirectConfig | LookaheadConfig, Field(discriminator="kind")]
+StrategyConfig = Annotated[DirectConfig | LookaheadConfig | FusionConfig, Field(discriminator="kind")]
