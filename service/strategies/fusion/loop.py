@@ -14,6 +14,7 @@ of the answer; the answer fails only when no member is left.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -26,6 +27,7 @@ from service.strategies.fusion.scoring import TokenScores, average_perplexity, p
 from service.strategies.fusion.segments import aligned_cut
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class MemberSet:
             self.active.remove(member)
             self.stats.dropped.append(member.backend)
             self.errors.append(error)
+            log.warning("fusion member %s dropped for the rest of the answer: %s", member.backend, error.message)
 
     def check_alive(self) -> None:
         if not self.active:
@@ -148,7 +151,7 @@ class FusionLoop:
         """Score every candidate under every member, cut at aligned boundaries, keep the best."""
         # scores[member][i]: that member's tokens and log-probabilities over candidate i.
         scores: dict[str, list[TokenScores]] = {}
-        if len(self.members.active) > 1:
+        if len(candidates) > 1 and len(self.members.active) > 1:
             answer, prompts = self.answer, self.members.prompts
 
             def score(m: Member) -> Awaitable[list[TokenScores]]:
@@ -157,7 +160,7 @@ class FusionLoop:
             for member, results in (await self.members.gather("score", score)).items():
                 others = iter(results)
                 scores[member] = [d.scores if d.member == member else next(others) for d in candidates]
-        else:  # one member left: its own draft is the only candidate
+        else:  # a single candidate wins unscored (one member left, or the others would stop here)
             scores[candidates[0].member] = [candidates[0].scores]
         return self._best(candidates, scores)
 
