@@ -35,6 +35,7 @@ class SimSettings:
     tokens_per_s: float = 0.0  # decode rate; 0 = all tokens at once
     max_concurrency: int = 0  # running slots; beyond it requests wait (0 = unlimited)
     default_max_tokens: int = 16
+    first_word: int = 0  # answers start at this vocabulary word, so two simulators can disagree
     fault: str = "none"
     fault_rate: float = 1.0
 
@@ -142,7 +143,8 @@ class Simulator:
                 await asyncio.sleep(self.settings.latency_ms / 1000)
             max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
             count = self.settings.default_max_tokens if max_tokens is None else max(1, int(max_tokens))
-            words = [_WORDS[i % len(_WORDS)] for i in range(count)]
+            first = self.settings.first_word
+            words = [_WORDS[(first + i) % len(_WORDS)] for i in range(count)]
             prompt_tokens = _prompt_tokens(body, chat)
             if body.get("stream"):
                 return await self._stream(request, body, chat, words, prompt_tokens)

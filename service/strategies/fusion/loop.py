@@ -151,6 +151,9 @@ class FusionLoop:
         """Score every candidate under every member, cut at aligned boundaries, keep the best."""
         # scores[member][i]: that member's tokens and log-probabilities over candidate i.
         scores: dict[str, list[TokenScores]] = {}
+        if len(candidates) > 1 and len({d.text for d in candidates}) == 1:
+            # Every member drafted the same text: it wins unscored, cut where all their tokens agree.
+            return self._best(candidates[:1], {d.member: [d.scores] for d in candidates})
         if len(candidates) > 1 and len(self.members.active) > 1:
             answer, prompts = self.answer, self.members.prompts
 

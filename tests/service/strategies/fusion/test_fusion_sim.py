@@ -11,7 +11,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.harness import GatewayServer, SimProcess, direct_config, sims
+from tests.harness import GatewayServer, SimProcess, direct_config
 
 MESSAGES = [{"role": "user", "content": "Write something."}]
 
@@ -25,9 +25,17 @@ def fusion_config(processes: list[SimProcess], **strategy: Any) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def fusion_gateway(**sim_options: Any) -> Iterator[tuple[GatewayServer, list[SimProcess]]]:
-    with sims("fa", "fb", **sim_options) as processes, GatewayServer(fusion_config(processes)) as gateway:
-        yield gateway, processes
+def fusion_gateway(agree: bool = False, **sim_options: Any) -> Iterator[tuple[GatewayServer, list[SimProcess]]]:
+    """Two simulator members; unless they `agree`, fb drafts its words one vocabulary step ahead of fa."""
+    processes = [SimProcess("fa", **sim_options), SimProcess("fb", first_word=0 if agree else 1, **sim_options)]
+    try:
+        for process in processes:
+            process.start()
+        with GatewayServer(fusion_config(processes)) as gateway:
+            yield gateway, processes
+    finally:
+        for process in processes:
+            process.kill()
 
 
 def chat(gateway: GatewayServer, **body: Any) -> httpx.Response:
@@ -51,7 +59,8 @@ def test_fused_answer_counts_its_work() -> None:
         body = response.json()
         assert body["object"] == "chat.completion"
         choice = body["choices"][0]
-        assert choice["message"]["content"].startswith("the quick model")
+        # The simulators' log-probabilities favour fb's draft ("quick model answers"), fa's cut is shorter.
+        assert choice["message"]["content"].split()[:2] in (["the", "quick"], ["quick", "model"])
         assert choice["finish_reason"] == "length"
         usage, fusion = body["usage"], body["usage"]["fusion"]
         assert usage["completion_tokens"] == 10  # the token budget, not a segment more
@@ -139,3 +148,11 @@ def test_requests_fusion_cannot_serve_are_rejected(body: dict[str, Any], param: 
         response = httpx.post(f"{gateway.url}/v1/completions", json={"model": "fusion", **body}, timeout=10)
         assert response.status_code == 400
         assert response.json()["error"]["param"] == param
+
+
+def test_identical_drafts_are_accepted_without_scoring() -> None:
+    """Both simulators draft the same words, so no step needs a scoring call."""
+    with fusion_gateway(agree=True) as (gateway, _):
+        fusion = chat(gateway).json()["usage"]["fusion"]
+        assert gateway.metric("switchyard_fusion_member_calls_total", phase="score") == 0
+        assert fusion["member_calls"] == 2 + 2 * fusion["steps"]
