@@ -21,6 +21,8 @@ class FusionConfig(StrategyConfigBase):
                                                  "member answer alone and rerank the N+1 answers.")
     segment_tokens: int = Field(8, ge=2, le=64, description="Tokens each member drafts per step; the "
                                 "segment is cut back to the last word boundary all tokenizers share.")
+    speculate: bool = Field(True, description="Draft the next step for every candidate while the candidates "
+                            "are scored, so scoring costs no extra wall time (more backend work).")
     max_tokens: int = Field(256, ge=1, description="Answer length when the request gives none.")
     member_timeout_s: float = Field(60.0, gt=0, description="A member call slower than this drops the "
                                     "member for the rest of the answer.")

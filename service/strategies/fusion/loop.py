@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from service.errors import GatewayError, UpstreamError
 from service.strategies.fusion.members import Draft, Member, Prompt, Sampling
@@ -107,8 +107,9 @@ class FusionLoop:
     """Writes one fused answer; `segments()` yields each accepted segment as soon as it is chosen."""
 
     def __init__(self, members: MemberSet, sampling: Sampling, max_tokens: int, segment_tokens: int,
-                 on_step: Callable[[float], None]) -> None:
+                 on_step: Callable[[float], None], *, speculate: bool = True) -> None:
         self.members = members
+        self.speculate = speculate
         self.sampling = sampling
         self.max_tokens = max_tokens
         self.segment_tokens = segment_tokens
@@ -118,13 +119,11 @@ class FusionLoop:
 
     async def segments(self) -> AsyncIterator[Segment]:
         last_winner: str | None = None
+        started = time.perf_counter()
+        drafts = await self._drafts(self.answer, self._budget(self.tokens))
+        stats = self.members.stats
+        stats.prompt_tokens = next(iter(drafts.values())).prompt_tokens
         while True:
-            started = time.perf_counter()
-            budget = min(self.segment_tokens, self.max_tokens - self.tokens)
-            drafts = await self._drafts(budget)
-            stats = self.members.stats
-            if not stats.prompt_tokens:
-                stats.prompt_tokens = next(iter(drafts.values())).prompt_tokens
             if last_winner in drafts and drafts[last_winner].finished and not drafts[last_winner].text:
                 self._stepped(started)
                 yield Segment("", last_winner, 0, "stop")  # the member that wrote the last segment ends here
@@ -134,18 +133,32 @@ class FusionLoop:
                 self._stepped(started)
                 yield Segment("", next(iter(drafts)), 0, "stop")
                 return
-            segment = await self._choose(candidates)
+            ahead = Speculation(self, candidates) if self.speculate and len(candidates) > 1 else None
+            try:
+                segment = self._finish(await self._choose(candidates))
+                next_drafts = ahead.take(segment) if ahead is not None else None
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
             self._stepped(started)
-            segment = self._finish(segment)
+            started = time.perf_counter()
             last_winner = segment.member
-            yield segment
+            try:
+                yield segment
+            except GeneratorExit:  # the client went away: stop the drafts already under way
+                if next_drafts is not None:
+                    next_drafts.cancel()
+                raise
             if segment.finish_reason is not None:
                 return
+            drafts = await (next_drafts or self._drafts(self.answer, self._budget(self.tokens)))
 
-    async def _drafts(self, budget: int) -> dict[str, Draft]:
-        answer, sampling, prompts = self.answer, self.sampling, self.members.prompts
-        return await self.members.gather(
-            "draft", lambda m: m.draft(prompts[m.backend], answer, budget, sampling))
+    def _budget(self, tokens: int) -> int:
+        return max(1, min(self.segment_tokens, self.max_tokens - tokens))
+
+    def _drafts(self, answer: str, budget: int) -> Awaitable[dict[str, Draft]]:
+        sampling, prompts = self.sampling, self.members.prompts
+        return self.members.gather("draft", lambda m: m.draft(prompts[m.backend], answer, budget, sampling))
 
     async def _choose(self, candidates: list[Draft]) -> Segment:
         """Score every candidate under every member, cut at aligned boundaries, keep the best."""
@@ -202,3 +215,42 @@ class FusionLoop:
         stats.steps += 1
         stats.step_seconds.append(elapsed)
         self.on_step(elapsed)
+
+
+class Speculation:
+    """The next step's drafts for every candidate, started while the candidates are being scored.
+
+    Each candidate's segment is guessed as its cut at the drafter's own last word boundary; every
+    member drafts after `answer + guess` at once. When the scores confirm the winner's guess (the
+    aligned cut agrees, as it nearly always does at a word boundary), its drafts are the next step's
+    and the scoring round costs no extra wall time; the other hypotheses are cancelled.
+    """
+
+    def __init__(self, loop: FusionLoop, candidates: list[Draft]) -> None:
+        self.guesses: dict[str, str] = {}
+        self.tasks: dict[str, asyncio.Task[dict[str, Draft]]] = {}
+        for draft in candidates:
+            cut = aligned_cut(draft.text, [draft.scores.starts], final=draft.finished)
+            if draft.finished and cut == len(draft.text):
+                continue  # this candidate would end the answer: nothing to draft after it
+            self.guesses[draft.member] = draft.text[:cut]
+            budget = loop._budget(loop.tokens + len(draft.scores.before(cut)))
+            task = asyncio.ensure_future(loop._drafts(loop.answer + draft.text[:cut], budget))
+            task.add_done_callback(_retrieve)
+            self.tasks[draft.member] = task
+
+    def take(self, segment: Segment) -> asyncio.Task[dict[str, Draft]] | None:
+        """The drafts that follow the accepted `segment`, if they were guessed right."""
+        if segment.finish_reason is None and self.guesses.get(segment.member) == segment.text:
+            return self.tasks.pop(segment.member)
+        return None
+
+    def cancel(self) -> None:
+        for task in self.tasks.values():
+            task.cancel()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a cancelled or failed speculative task's outcome as seen (its failure was already handled)."""
+    if not task.cancelled():
+        task.exception()

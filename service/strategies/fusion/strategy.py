@@ -65,7 +65,8 @@ class FusionStrategy(Strategy):
         if plan.variant == "cool+r":
             answer = await self._reranked(members, plan)
             return self._reply(request, plan, fmt, stats, answer)
-        loop = FusionLoop(members, plan.sampling, plan.max_tokens, self.config.segment_tokens, self._on_step)
+        loop = FusionLoop(members, plan.sampling, plan.max_tokens, self.config.segment_tokens, self._on_step,
+                          speculate=self.config.speculate)
         segments = loop.segments()
         first = await anext(segments)  # a failure before anything is sent is an ordinary error reply
         if not request.stream:
@@ -102,7 +103,8 @@ class FusionStrategy(Strategy):
 
     async def _reranked(self, members: MemberSet, plan: Plan) -> Answer:
         """Cool+R: the fused answer and each member's own answer, written concurrently, then reranked."""
-        loop = FusionLoop(members, plan.sampling, plan.max_tokens, self.config.segment_tokens, self._on_step)
+        loop = FusionLoop(members, plan.sampling, plan.max_tokens, self.config.segment_tokens, self._on_step,
+                          speculate=self.config.speculate)
 
         async def fused() -> Answer:
             parts = [s async for s in loop.segments()]

@@ -25,13 +25,14 @@ def fusion_config(processes: list[SimProcess], **strategy: Any) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def fusion_gateway(agree: bool = False, **sim_options: Any) -> Iterator[tuple[GatewayServer, list[SimProcess]]]:
+def fusion_gateway(agree: bool = False, speculate: bool = True,
+                   **sim_options: Any) -> Iterator[tuple[GatewayServer, list[SimProcess]]]:
     """Two simulator members; unless they `agree`, fb drafts its words one vocabulary step ahead of fa."""
     processes = [SimProcess("fa", **sim_options), SimProcess("fb", first_word=0 if agree else 1, **sim_options)]
     try:
         for process in processes:
             process.start()
-        with GatewayServer(fusion_config(processes)) as gateway:
+        with GatewayServer(fusion_config(processes, speculate=speculate)) as gateway:
             yield gateway, processes
     finally:
         for process in processes:
@@ -52,7 +53,7 @@ def events(lines: Iterator[str]) -> Iterator[Any]:
 
 
 def test_fused_answer_counts_its_work() -> None:
-    with fusion_gateway() as (gateway, _):
+    with fusion_gateway(speculate=False) as (gateway, _):
         response = chat(gateway)
         assert response.status_code == 200, response.text
         assert response.headers["x-switchyard-strategy"] == "fusion"
@@ -150,9 +151,23 @@ def test_requests_fusion_cannot_serve_are_rejected(body: dict[str, Any], param: 
         assert response.json()["error"]["param"] == param
 
 
+def test_speculative_drafts_do_not_change_the_answer() -> None:
+    answers = []
+    for speculate in (False, True):
+        with fusion_gateway(speculate=speculate) as (gateway, _):
+            body = chat(gateway, max_tokens=20).json()
+            answers.append((body["choices"][0]["message"]["content"], body["usage"]["fusion"]["steps"]))
+            drafts, steps = gateway.metric("switchyard_fusion_member_calls_total", phase="draft"), answers[-1][1]
+            if speculate:  # after the first step, every draft is a confirmed guess: two members x two candidates
+                assert 2 + 4 * (steps - 1) <= drafts <= 2 + 4 * steps  # the last step's guesses may be cut short
+            else:
+                assert drafts == 2 * steps
+    assert answers[0] == answers[1]
+
+
 def test_identical_drafts_are_accepted_without_scoring() -> None:
     """Both simulators draft the same words, so no step needs a scoring call."""
-    with fusion_gateway(agree=True) as (gateway, _):
+    with fusion_gateway(agree=True, speculate=False) as (gateway, _):
         fusion = chat(gateway).json()["usage"]["fusion"]
         assert gateway.metric("switchyard_fusion_member_calls_total", phase="score") == 0
         assert fusion["member_calls"] == 2 + 2 * fusion["steps"]
