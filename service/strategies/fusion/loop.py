@@ -152,6 +152,9 @@ class FusionLoop:
             if segment.finish_reason is not None:
                 return
             drafts = await (next_drafts or self._drafts(self.answer, self._budget(self.tokens)))
+            # A speculative draft may come from a member dropped since (by a failed scoring call).
+            active = {m.backend for m in self.members.active}
+            drafts = {name: draft for name, draft in drafts.items() if name in active}
 
     def _budget(self, tokens: int) -> int:
         return max(1, min(self.segment_tokens, self.max_tokens - tokens))
