@@ -22,7 +22,7 @@ def check_usage(usage: dict[str, Any], variant: str) -> dict[str, Any]:
     fusion = usage["fusion"]
     assert fusion["variant"] == variant
     assert usage["completion_tokens"] > 0 and usage["prompt_tokens"] > 0
-    assert fusion["steps"] >= 1 and fusion["member_calls"] >= 2 + 3 * fusion["steps"]
+    assert fusion["steps"] >= 1 and fusion["member_calls"] >= 2 + 2 * fusion["steps"]
     assert set(fusion["selected"]) <= MEMBERS and sum(fusion["selected"].values()) == fusion["steps"]
     assert fusion["dropped"] == []
     return dict(fusion)

@@ -224,28 +224,27 @@ class Speculation:
     """The next step's drafts for every candidate, started while the candidates are being scored.
 
     Each candidate's segment is guessed as its cut at the drafter's own last word boundary; every
-    member drafts after `answer + guess` at once. When the scores confirm the winner's guess (the
-    aligned cut agrees, as it nearly always does at a word boundary), its drafts are the next step's
-    and the scoring round costs no extra wall time; the other hypotheses are cancelled.
+    member drafts after `answer + guess` at once (once per distinct guess). When the scores confirm
+    the winner's guess (the aligned cut agrees, as it nearly always does at a word boundary), those
+    drafts are the next step's and the scoring round costs no extra wall time; the others are cancelled.
     """
 
     def __init__(self, loop: FusionLoop, candidates: list[Draft]) -> None:
-        self.guesses: dict[str, str] = {}
-        self.tasks: dict[str, asyncio.Task[dict[str, Draft]]] = {}
+        self.tasks: dict[str, asyncio.Task[dict[str, Draft]]] = {}  # guessed segment -> drafts after it
         for draft in candidates:
             cut = aligned_cut(draft.text, [draft.scores.starts], final=draft.finished)
-            if draft.finished and cut == len(draft.text):
-                continue  # this candidate would end the answer: nothing to draft after it
-            self.guesses[draft.member] = draft.text[:cut]
+            guess = draft.text[:cut]
+            if (draft.finished and cut == len(draft.text)) or guess in self.tasks:
+                continue  # this candidate would end the answer, or the same guess is already drafted after
             budget = loop._budget(loop.tokens + len(draft.scores.before(cut)))
-            task = asyncio.ensure_future(loop._drafts(loop.answer + draft.text[:cut], budget))
+            task = asyncio.ensure_future(loop._drafts(loop.answer + guess, budget))
             task.add_done_callback(_retrieve)
-            self.tasks[draft.member] = task
+            self.tasks[guess] = task
 
     def take(self, segment: Segment) -> asyncio.Task[dict[str, Draft]] | None:
-        """The drafts that follow the accepted `segment`, if they were guessed right."""
-        if segment.finish_reason is None and self.guesses.get(segment.member) == segment.text:
-            return self.tasks.pop(segment.member)
+        """The drafts that follow the accepted `segment`, if it was guessed right."""
+        if segment.finish_reason is None:
+            return self.tasks.pop(segment.text, None)
         return None
 
     def cancel(self) -> None:
