@@ -19,12 +19,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from service.errors import GatewayError, UpstreamError
 from service.strategies.fusion.members import Draft, Member, Prompt, Sampling
 from service.strategies.fusion.scoring import TokenScores, average_perplexity, perplexity, select
 from service.strategies.fusion.segments import aligned_cut
+from service.strategies.fusion.speculation import Speculation
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ class FusionLoop:
     async def segments(self) -> AsyncIterator[Segment]:
         last_winner: str | None = None
         started = time.perf_counter()
-        drafts = await self._drafts(self.answer, self._budget(self.tokens))
+        drafts = await self.drafts_after(self.answer, self.budget(self.tokens))
         stats = self.members.stats
         stats.prompt_tokens = next(iter(drafts.values())).prompt_tokens
         while True:
@@ -151,15 +152,17 @@ class FusionLoop:
                 raise
             if segment.finish_reason is not None:
                 return
-            drafts = await (next_drafts or self._drafts(self.answer, self._budget(self.tokens)))
+            drafts = await (next_drafts or self.drafts_after(self.answer, self.budget(self.tokens)))
             # A speculative draft may come from a member dropped since (by a failed scoring call).
             active = {m.backend for m in self.members.active}
             drafts = {name: draft for name, draft in drafts.items() if name in active}
 
-    def _budget(self, tokens: int) -> int:
+    def budget(self, tokens: int) -> int:
+        """Tokens to draft when `tokens` of the answer are written."""
         return max(1, min(self.segment_tokens, self.max_tokens - tokens))
 
-    def _drafts(self, answer: str, budget: int) -> Awaitable[dict[str, Draft]]:
+    def drafts_after(self, answer: str, budget: int) -> Awaitable[dict[str, Draft]]:
+        """Every active member's draft after `answer`, in parallel."""
         sampling, prompts = self.sampling, self.members.prompts
         return self.members.gather("draft", lambda m: m.draft(prompts[m.backend], answer, budget, sampling))
 
@@ -218,41 +221,3 @@ class FusionLoop:
         stats.steps += 1
         stats.step_seconds.append(elapsed)
         self.on_step(elapsed)
-
-
-class Speculation:
-    """The next step's drafts for every candidate, started while the candidates are being scored.
-
-    Each candidate's segment is guessed as its cut at the drafter's own last word boundary; every
-    member drafts after `answer + guess` at once (once per distinct guess). When the scores confirm
-    the winner's guess (the aligned cut agrees, as it nearly always does at a word boundary), those
-    drafts are the next step's and the scoring round costs no extra wall time; the others are cancelled.
-    """
-
-    def __init__(self, loop: FusionLoop, candidates: list[Draft]) -> None:
-        self.tasks: dict[str, asyncio.Task[dict[str, Draft]]] = {}  # guessed segment -> drafts after it
-        for draft in candidates:
-            cut = aligned_cut(draft.text, [draft.scores.starts], final=draft.finished)
-            guess = draft.text[:cut]
-            if (draft.finished and cut == len(draft.text)) or guess in self.tasks:
-                continue  # this candidate would end the answer, or the same guess is already drafted after
-            budget = loop._budget(loop.tokens + len(draft.scores.before(cut)))
-            task = asyncio.ensure_future(loop._drafts(loop.answer + guess, budget))
-            task.add_done_callback(_retrieve)
-            self.tasks[guess] = task
-
-    def take(self, segment: Segment) -> asyncio.Task[dict[str, Draft]] | None:
-        """The drafts that follow the accepted `segment`, if it was guessed right."""
-        if segment.finish_reason is None:
-            return self.tasks.pop(segment.text, None)
-        return None
-
-    def cancel(self) -> None:
-        for task in self.tasks.values():
-            task.cancel()
-
-
-def _retrieve(task: asyncio.Task[Any]) -> None:
-    """Mark a cancelled or failed speculative task's outcome as seen (its failure was already handled)."""
-    if not task.cancelled():
-        task.exception()

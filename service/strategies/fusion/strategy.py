@@ -145,6 +145,8 @@ class FusionStrategy(Strategy):
             reply.upstream_s = stats.upstream_s
             yield sse_error_event(error)
             return
+        finally:  # a client that leaves early stops the drafts already under way
+            await segments.aclose()
         yield fmt.chunk("", segment.finish_reason)
         if plan.include_usage:
             yield fmt.usage_chunk(usage(stats, loop.tokens, plan.variant))
