@@ -17,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -77,10 +77,13 @@ class MemberSet:
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await work
-        except (GatewayError, TimeoutError) as error:
-            self.drop(member, error if isinstance(error, GatewayError)
-                      else UpstreamError(f"fusion member {member.backend!r} timed out"))
-            return None
+        except GatewayError as error:
+            self.drop(member, error)
+        except TimeoutError:
+            self.drop(member, UpstreamError(f"fusion member {member.backend!r} timed out"))
+        except (KeyError, TypeError, ValueError) as error:  # a reply that is not what vLLM sends
+            self.drop(member, UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}"))
+        return None
 
     def drop(self, member: Member, error: GatewayError) -> None:
         if member in self.active:
@@ -118,7 +121,7 @@ class FusionLoop:
         self.answer = ""
         self.tokens = 0
 
-    async def segments(self) -> AsyncIterator[Segment]:
+    async def segments(self) -> AsyncGenerator[Segment, None]:
         last_winner: str | None = None
         started = time.perf_counter()
         drafts = await self.drafts_after(self.answer, self.budget(self.tokens))

@@ -8,7 +8,7 @@ shared context is the answer text. The variant comes from the config or the requ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -130,7 +130,7 @@ class FusionStrategy(Strategy):
         return Reply(status=200, headers={"content-type": "text/event-stream", **headers},
                      stream=_replay(events + [DONE]), backend=self.kind, upstream_s=stats.upstream_s)
 
-    async def _stream(self, first: Segment, segments: AsyncIterator[Segment], loop: FusionLoop, plan: Plan,
+    async def _stream(self, first: Segment, segments: AsyncGenerator[Segment, None], loop: FusionLoop, plan: Plan,
                       fmt: AnswerFormat, reply: Reply) -> AsyncIterator[bytes]:
         """Each accepted segment as a chunk as soon as it is chosen; a later total failure ends the stream."""
         stats = loop.members.stats
