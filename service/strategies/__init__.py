@@ -9,11 +9,13 @@ from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.direct import DirectStrategy
 from service.strategies.fusion import FusionStrategy
 from service.strategies.lookahead import LookaheadStrategy
+from service.strategies.thinkswitch import ThinkSwitchStrategy
 
 # kind -> factory(public model name, config, deps); `deps` is built once by the gateway.
 STRATEGIES: dict[str, Callable[[str, Any, StrategyDeps], Strategy]] = {
     "direct": lambda name, config, deps: DirectStrategy(name, config),
     "lookahead": LookaheadStrategy,
+    "thinkswitch": ThinkSwitchStrategy,
     "fusion": FusionStrategy,
 }
 

@@ -65,7 +65,11 @@ class Strategy(ABC):
         decision = await self.decide(request)
         reply = await dispatcher.relay(request, decision)
         reply.headers.update(decision_headers(decision))
+        self.observe(decision, reply)
         return reply
+
+    def observe(self, decision: Decision, reply: Reply) -> None:
+        """Look at a relayed reply (e.g. to count tokens); must not delay or buffer a stream."""
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:

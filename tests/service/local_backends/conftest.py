@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from service.local_backends import process
 from service.local_backends.paths import CacheDir
 
 FAKE_SERVER = '''
@@ -33,8 +35,9 @@ http.server.HTTPServer(("127.0.0.1", args.port), Health).serve_forever()
 
 
 @pytest.fixture
-def fake_cache(tmp_path: Path) -> CacheDir:
-    """A cache whose vLLM `python` starts the fake server (keeping vLLM's module name in its command line)."""
+def fake_cache(tmp_path: Path) -> Iterator[CacheDir]:
+    """A cache whose vLLM `python` starts the fake server (keeping vLLM's module name in its command line);
+    every server still running at the end is stopped."""
     cache = CacheDir(tmp_path / "cache")
     cache.ensure()
     cache.python.parent.mkdir(parents=True)
@@ -42,4 +45,6 @@ def fake_cache(tmp_path: Path) -> CacheDir:
     server.write_text(FAKE_SERVER)
     cache.python.write_text(f'#!/bin/sh\nexec {sys.executable} {server} "$@"\n')
     cache.python.chmod(0o755)
-    return cache
+    yield cache
+    for record in process.list_records(cache):
+        process.stop(cache, record.id)

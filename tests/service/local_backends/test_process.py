@@ -52,18 +52,17 @@ def test_a_stale_pid_file_is_not_trusted(fake_cache: CacheDir) -> None:
     assert not record.alive and not record.healthy
     new_pid, reused = process.launch(fake_cache, server)
     assert not reused and new_pid != pid
+    process.wait_healthy(fake_cache, [server], timeout_s=20)
     process.stop(fake_cache, server.id)
+    assert not process.is_running(new_pid)
 
 
 def test_a_port_taken_by_another_program_is_refused(fake_cache: CacheDir) -> None:
     first = instance()
     process.launch(fake_cache, first)
     process.wait_healthy(fake_cache, [first], timeout_s=20)
-    try:
-        with pytest.raises(BackendError, match=f"port {first.port} is taken"):
-            process.launch(fake_cache, instance(port=first.port, name="other"))
-    finally:
-        process.stop(fake_cache, first.id)
+    with pytest.raises(BackendError, match=f"port {first.port} is taken"):
+        process.launch(fake_cache, instance(port=first.port, name="other"))
 
 
 def test_each_server_is_bound_to_its_core_and_gemma_gets_its_template(fake_cache: CacheDir) -> None:

@@ -145,7 +145,7 @@ def test_busy_best_candidate_overflows_to_the_next(two_sims: list[SimProcess], r
 
 def test_redis_outage_degrades_to_uncached_routing(two_sims: list[SimProcess], router: KeywordRouter,
                                                    redis_server: RedisServer) -> None:
-    config = auto_config(two_sims, redis_url=redis_server.url, timeout_s=0.2)
+    config = auto_config(two_sims, redis_url=redis_server.url, timeout_s=1.0)
     with GatewayServer(config, loaders={"router": lambda path: router}) as gateway:
         assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "miss"
         assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "hit"
@@ -162,7 +162,7 @@ def test_redis_outage_degrades_to_uncached_routing(two_sims: list[SimProcess], r
 
 def test_shared_redis_shares_decisions_across_gateways(two_sims: list[SimProcess], router: KeywordRouter,
                                                        redis_server: RedisServer) -> None:
-    config = auto_config(two_sims, redis_url=redis_server.url)
+    config = auto_config(two_sims, redis_url=redis_server.url, timeout_s=2.0)
     with GatewayServer(config, loaders={"router": lambda p: router}) as one, \
             GatewayServer(config, loaders={"router": lambda p: router}) as two:
         assert ask(one, "shared question").headers["x-switchyard-cache"] == "miss"

@@ -1,0 +1,158 @@
+"""The reasoning-mode switch (ThinkSwitcher): per request, long chain-of-thought or short.
+
+A `ThinkingSwitch` predicts each mode's pass rate from the user's question and takes the long mode
+only when it is expected to pay: ŷ_long − ŷ_short ≥ τ. It then rewrites the request for the model's
+reasoning family. A client that sets the mode itself always wins.
+
+- `qwen3`: `chat_template_kwargs.enable_thinking` false (short) or true (long).
+- `deepseek-r1`: short prefills the assistant turn with `<think>\\n\\n</think>\\n\\n` and sets
+  `continue_final_message: true`, `add_generation_prompt: false`; long is the native template, unchanged.
+- `reasoning-effort`: `reasoning_effort` "low" (short) or "high" (long).
+- `custom`: the config's `short` or `long` body fields are merged in.
+
+Only chat requests are rewritten; completions carry their own prompt and are relayed as sent.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import time
+from typing import Any, Literal, Protocol
+
+from pydantic import Field, model_validator
+
+from service.cache.keys import decision_key
+from service.inference import BatchedInference
+from service.strategies.base import StrategyConfigBase, StrategyDeps
+from service.strategies.query import query_text
+from service.types import CacheOutcome, GatewayRequest
+
+Mode = Literal["short", "long"]
+Family = Literal["qwen3", "deepseek-r1", "reasoning-effort", "custom"]
+R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
+
+
+class Switcher(Protocol):
+    """What `router_models.thinkswitch.load_switcher` returns."""
+
+    version: str
+    default_tau: float
+
+    def predict(self, queries: list[str]) -> Any: ...  # (N, 2) predicted pass rates (short, long)
+
+
+class ThinkingConfig(StrategyConfigBase):
+    switcher: str = Field(description="Switcher artifact directory (`switchyard train --kind thinkswitch`).")
+    family: Family
+    tau: float | None = Field(None, description="Long when ŷ_long − ŷ_short ≥ tau (default: the artifact's).")
+    short: dict[str, Any] = Field(default_factory=dict, description="custom family: body fields for short mode.")
+    long: dict[str, Any] = Field(default_factory=dict, description="custom family: body fields for long mode.")
+    max_batch: int = Field(32, ge=1)
+
+    @model_validator(mode="after")
+    def _custom_has_fields(self) -> ThinkingConfig:
+        if self.family == "custom" and not (self.short or self.long):
+            raise ValueError("family 'custom' needs 'short' and/or 'long' body fields")
+        return self
+
+
+def client_mode(body: dict[str, Any], config: ThinkingConfig) -> Mode | None:
+    """The mode the client asked for itself, if any."""
+    if config.family == "qwen3":
+        kwargs = body.get("chat_template_kwargs")
+        if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
+            return "long" if kwargs["enable_thinking"] else "short"
+    elif config.family == "reasoning-effort":
+        effort = body.get("reasoning_effort")
+        if effort is not None:
+            return "short" if effort in ("low", "minimal", "none") else "long"
+    elif config.family == "deepseek-r1":
+        messages = body.get("messages") or []
+        if messages and messages[-1].get("role") == "assistant":
+            content = str(messages[-1].get("content") or "")
+            return "short" if "</think>" in content else "long"
+    elif any(key in body for key in (*config.short, *config.long)):
+        return "long" if all(body.get(k) == v for k, v in config.long.items()) and config.long else "short"
+    return None
+
+
+def apply_mode(body: dict[str, Any], config: ThinkingConfig, mode: Mode) -> dict[str, Any]:
+    """A copy of a chat body rewritten for `mode` (the caller's dict is never changed)."""
+    body = dict(body)
+    if config.family == "qwen3":
+        body["chat_template_kwargs"] = {**(body.get("chat_template_kwargs") or {}), "enable_thinking": mode == "long"}
+    elif config.family == "reasoning-effort":
+        body["reasoning_effort"] = "high" if mode == "long" else "low"
+    elif config.family == "deepseek-r1":
+        if mode == "short":
+            body["messages"] = [*body["messages"], {"role": "assistant", "content": R1_EMPTY_THINKING}]
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
+    else:
+        for key, value in (config.long if mode == "long" else config.short).items():
+            body[key] = copy.deepcopy(value)
+    return body
+
+
+class ThinkingSwitch:
+    """Loads the switcher, decides the mode for a request and rewrites it; one per configured model."""
+
+    def __init__(self, public_model: str, config: ThinkingConfig, deps: StrategyDeps) -> None:
+        self.public_model = public_model
+        self.config = config
+        self.deps = deps
+        self.config_version = hashlib.blake2b(config.model_dump_json().encode(), digest_size=6).hexdigest()
+        self.switcher: Switcher | None = None
+        self.tau = 0.0
+        self._infer: BatchedInference | None = None
+
+    async def start(self) -> None:
+        switcher = self.deps.loaders["switcher"](self.config.switcher)
+        self.switcher = switcher
+        self.tau = switcher.default_tau if self.config.tau is None else self.config.tau
+        self._infer = BatchedInference(lambda queries: switcher.predict(queries), max_batch=self.config.max_batch,
+                                       name="switcher")
+        await self._infer.warm()
+
+    def close(self) -> None:
+        if self._infer is not None:
+            self._infer.close()
+
+    async def _predict(self, query: str) -> tuple[list[float], CacheOutcome]:
+        assert self.switcher is not None and self._infer is not None
+        cache = self.deps.cache
+        key = decision_key("thinkswitch", self.config_version, self.switcher.version, query)
+        if cache is not None:
+            cached, outcome = await cache.get(key)
+            if cached is not None:
+                return list(cached["pass_rates"]), outcome
+        else:
+            outcome = "off"
+        row = await self._infer(query)
+        pass_rates = [float(row[0]), float(row[1])]
+        if cache is not None:
+            await cache.set(key, {"pass_rates": pass_rates})
+        return pass_rates, outcome
+
+    async def route(self, request: GatewayRequest) -> tuple[dict[str, Any], Mode, str, CacheOutcome]:
+        """The rewritten body, the mode, why (switcher, client, default) and the cache outcome."""
+        started = time.perf_counter()
+        requested = client_mode(request.body, self.config)
+        query = query_text(request)
+        if request.endpoint != "chat":
+            mode, why, outcome, body = requested or "long", "client" if requested else "default", "off", request.body
+        elif requested is not None:
+            mode, why, outcome, body = requested, "client", "off", request.body
+        elif query is None:
+            mode, why, outcome = "long", "default", "off"
+            body = apply_mode(request.body, self.config, mode)
+        else:
+            (short, long), outcome = await self._predict(query)
+            mode = "long" if long - short >= self.tau else "short"
+            why = "switcher"
+            body = apply_mode(request.body, self.config, mode)
+        metrics = self.deps.metrics
+        metrics.thinking_mode.labels(self.public_model, mode).inc()
+        metrics.decision_duration.labels("thinkswitch", outcome).observe(time.perf_counter() - started)
+        return body, mode, why, outcome

@@ -1,0 +1,39 @@
+"""Reading completion-token counts from replies, buffered or streamed, without holding the stream back."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from service.types import Reply
+
+_COMPLETION_TOKENS = re.compile(rb'"completion_tokens"\s*:\s*(\d+)')
+
+
+class Counter(Protocol):
+    def inc(self, amount: float = 1) -> None: ...
+
+
+def count_completion_tokens(reply: Reply, counter: Counter) -> None:
+    """Add the reply's `usage.completion_tokens` to `counter` (for a stream: when its usage chunk passes)."""
+    if reply.stream is None:
+        if reply.status == 200:
+            match = _COMPLETION_TOKENS.search(reply.body)
+            if match:
+                counter.inc(int(match.group(1)))
+        return
+    reply.stream = _counting(reply.stream, counter)
+
+
+async def _counting(stream: AsyncIterator[bytes], counter: Counter) -> AsyncIterator[bytes]:
+    tail = b""
+    async for chunk in stream:
+        yield chunk
+        window = tail + chunk
+        match = _COMPLETION_TOKENS.search(window)
+        if match:
+            counter.inc(int(match.group(1)))
+            tail = b""
+        else:
+            tail = window[-64:]

@@ -1,0 +1,149 @@
+"""The reasoning-mode switch: exact rewrites per family, the client's own choice, and end to end over simulators."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from service.strategies.thinking import R1_EMPTY_THINKING, ThinkingConfig, apply_mode, client_mode
+from tests.harness import GatewayServer, SimProcess, direct_config
+
+MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
+BODY = {"model": "reasoner", "messages": MESSAGES, "max_tokens": 5}
+
+
+def config(family: str, **extra: Any) -> ThinkingConfig:
+    return ThinkingConfig(switcher="unused", family=family, **extra)  # type: ignore[arg-type]
+
+
+def test_qwen3_rewrite_keeps_other_template_kwargs() -> None:
+    body = {**BODY, "chat_template_kwargs": {"custom": 1}}
+    assert apply_mode(body, config("qwen3"), "short") == {
+        **BODY, "chat_template_kwargs": {"custom": 1, "enable_thinking": False}}
+    assert apply_mode(BODY, config("qwen3"), "long") == {**BODY, "chat_template_kwargs": {"enable_thinking": True}}
+
+
+def test_deepseek_r1_short_prefills_an_empty_thinking_block() -> None:
+    assert apply_mode(BODY, config("deepseek-r1"), "short") == {
+        **BODY,
+        "messages": [*MESSAGES, {"role": "assistant", "content": "<think>\n\n</think>\n\n"}],
+        "continue_final_message": True, "add_generation_prompt": False,
+    }
+    assert apply_mode(BODY, config("deepseek-r1"), "long") == BODY
+    assert R1_EMPTY_THINKING == "<think>\n\n</think>\n\n"
+
+
+def test_reasoning_effort_rewrite() -> None:
+    assert apply_mode(BODY, config("reasoning-effort"), "short") == {**BODY, "reasoning_effort": "low"}
+    assert apply_mode(BODY, config("reasoning-effort"), "long") == {**BODY, "reasoning_effort": "high"}
+
+
+def test_custom_rewrite_merges_configured_fields() -> None:
+    custom = config("custom", short={"chat_template_kwargs": {"thinking": "off"}}, long={"top_k": 20})
+    assert apply_mode(BODY, custom, "short") == {**BODY, "chat_template_kwargs": {"thinking": "off"}}
+    assert apply_mode(BODY, custom, "long") == {**BODY, "top_k": 20}
+    with pytest.raises(ValueError, match="custom"):
+        config("custom")
+
+
+def test_rewrite_never_changes_the_callers_body() -> None:
+    body = {**BODY, "chat_template_kwargs": {"a": 1}}
+    apply_mode(body, config("qwen3"), "short")
+    apply_mode(body, config("deepseek-r1"), "short")
+    assert body == {**BODY, "chat_template_kwargs": {"a": 1}}
+
+
+@pytest.mark.parametrize(("family", "body", "mode"), [
+    ("qwen3", {"chat_template_kwargs": {"enable_thinking": False}}, "short"),
+    ("qwen3", {"chat_template_kwargs": {"enable_thinking": True}}, "long"),
+    ("qwen3", {"chat_template_kwargs": {"other": 1}}, None),
+    ("reasoning-effort", {"reasoning_effort": "low"}, "short"),
+    ("reasoning-effort", {"reasoning_effort": "high"}, "long"),
+    ("deepseek-r1", {"messages": [*MESSAGES, {"role": "assistant", "content": R1_EMPTY_THINKING}]}, "short"),
+    ("deepseek-r1", {"messages": MESSAGES}, None),
+])
+def test_the_clients_own_mode_is_recognised(family: str, body: dict[str, Any], mode: str | None) -> None:
+    assert client_mode({**BODY, **body}, config(family)) == mode
+
+
+class LengthSwitcher:
+    """A stand-in switcher: long questions (more than five words) are predicted to need thinking."""
+
+    version = "len1"
+    default_tau = 0.05
+
+    def predict(self, queries: list[str]) -> np.ndarray:
+        return np.array([[0.6, 0.9] if len(q.split()) > 5 else [0.9, 0.9] for q in queries])
+
+
+@pytest.fixture(scope="module")
+def reasoner(two_sims: list[SimProcess]) -> Iterator[GatewayServer]:
+    sim = two_sims[0]
+    config_ = direct_config({sim.model: [sim.url]})
+    config_["models"].append({"name": "reasoner", "strategy": {
+        "kind": "thinkswitch", "backend": sim.model, "thinking": {"switcher": "unused", "family": "qwen3"}}})
+    with GatewayServer(config_, loaders={"switcher": lambda path: LengthSwitcher()}) as server:
+        yield server
+
+
+def ask(gateway: GatewayServer, text: str, **extra: Any) -> httpx.Response:
+    return httpx.post(gateway.url + "/v1/chat/completions", timeout=10, json={
+        "model": "reasoner", "messages": [{"role": "user", "content": text}], "max_tokens": 3, **extra})
+
+
+def test_switch_rewrites_the_request_and_says_so(reasoner: GatewayServer, two_sims: list[SimProcess]) -> None:
+    easy = ask(reasoner, "2 + 2?")
+    assert easy.headers["x-switchyard-thinking"] == "short"
+    assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": False}
+    hard = ask(reasoner, "prove that there are infinitely many primes please")
+    assert hard.headers["x-switchyard-thinking"] == "long"
+    assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": True}
+    assert hard.headers["x-switchyard-strategy"] == "thinkswitch"
+
+
+def test_client_choice_wins(reasoner: GatewayServer, two_sims: list[SimProcess]) -> None:
+    response = ask(reasoner, "prove that there are infinitely many primes please",
+                   chat_template_kwargs={"enable_thinking": False})
+    assert response.headers["x-switchyard-thinking"] == "short"
+    assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": False}
+
+
+def test_generated_tokens_are_counted_per_mode(reasoner: GatewayServer) -> None:
+    before = reasoner.metric("switchyard_thinking_generated_tokens_total", model="reasoner", mode="short")
+    ask(reasoner, "one more easy one")
+    with httpx.stream("POST", reasoner.url + "/v1/chat/completions", json={
+            "model": "reasoner", "messages": [{"role": "user", "content": "easy"}], "max_tokens": 4,
+            "stream": True, "stream_options": {"include_usage": True}}) as response:
+        assert response.headers["x-switchyard-thinking"] == "short"
+        list(response.iter_lines())
+    after = reasoner.metric("switchyard_thinking_generated_tokens_total", model="reasoner", mode="short")
+    assert after - before == 3 + 4
+    assert reasoner.metric("switchyard_thinking_mode_total", model="reasoner", mode="short") >= 2
+
+
+class TwoWayRouter:
+    kind = "fixed"
+    candidates = ["sim-a", "sim-b"]
+    version = "fixed1"
+
+    def score(self, queries: list[str]) -> np.ndarray:
+        return np.array([[0.9, 0.1] for _ in queries])
+
+
+def test_auto_applies_the_switch_to_a_reasoning_candidate(two_sims: list[SimProcess]) -> None:
+    config_ = direct_config({s.model: [s.url] for s in two_sims})
+    config_["models"].append({"name": "auto", "strategy": {
+        "kind": "lookahead", "router": "unused",
+        "candidates": [{"backend": "sim-a", "thinking": {"switcher": "unused", "family": "reasoning-effort"}},
+                       {"backend": "sim-b"}]}})
+    loaders = {"router": lambda p: TwoWayRouter(), "switcher": lambda p: LengthSwitcher()}
+    with GatewayServer(config_, loaders=loaders) as gateway:
+        response = httpx.post(gateway.url + "/v1/chat/completions", json={
+            "model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+        assert response.headers["x-switchyard-model"] == "sim-a"
+        assert response.headers["x-switchyard-thinking"] == "short"
+        assert two_sims[0].last_request()["body"]["reasoning_effort"] == "low"
