@@ -26,9 +26,11 @@ class Speculation:
         for draft in candidates:
             cut = aligned_cut(draft.text, [draft.scores.starts], final=draft.finished)
             guess = draft.text[:cut]
-            if (draft.finished and cut == len(draft.text)) or guess in self.tasks:
+            tokens = loop.tokens + len(draft.scores.before(cut))
+            ends = (draft.finished and cut == len(draft.text)) or tokens >= loop.max_tokens
+            if ends or guess in self.tasks:
                 continue  # this candidate would end the answer, or the same guess is already drafted after
-            budget = loop.budget(loop.tokens + len(draft.scores.before(cut)))
+            budget = loop.budget(tokens)
             task = asyncio.ensure_future(loop.drafts_after(loop.answer + guess, budget))
             task.add_done_callback(_retrieve)
             self.tasks[guess] = task
