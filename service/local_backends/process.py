@@ -1,0 +1,223 @@
+"""vLLM server processes: started in their own process group, awaited on `/health`, stopped by pid.
+
+Each server leaves `run/<instance>.json` (pid, port, model) and writes `logs/<instance>.log`. A pid file
+counts only while its process is alive and still runs vLLM's server, so stale files from a crash or a
+reboot are ignored and cleaned up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from service.local_backends.errors import BackendError
+from service.local_backends.paths import CacheDir
+from service.local_backends.specs import Instance
+
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+
+
+@dataclass(frozen=True)
+class ServerRecord:
+    """What a pid file says about a server, and whether it still runs and answers."""
+
+    id: str
+    pid: int
+    port: int
+    model: str
+    log: Path
+    alive: bool
+    healthy: bool
+
+
+def record_path(cache: CacheDir, instance_id: str) -> Path:
+    return cache.run / f"{instance_id}.json"
+
+
+def is_running(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` runs vLLM's server (a zombie or a recycled pid does not count)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return False
+    return SERVER_MODULE in cmdline and is_running(pid)
+
+
+def is_healthy(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def read_record(cache: CacheDir, path: Path) -> ServerRecord | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    alive = is_alive(int(data["pid"]))
+    healthy = alive and is_healthy(f"http://127.0.0.1:{data['port']}")
+    return ServerRecord(id=path.stem, pid=int(data["pid"]), port=int(data["port"]), model=str(data["model"]),
+                        log=cache.log(path.stem), alive=alive, healthy=healthy)
+
+
+def list_records(cache: CacheDir) -> list[ServerRecord]:
+    """Every server with a pid file, live or not, sorted by port."""
+    records = (read_record(cache, path) for path in sorted(cache.run.glob("*.json")))
+    return sorted((r for r in records if r is not None), key=lambda r: r.port)
+
+
+def server_command(cache: CacheDir, instance: Instance, *, enforce_eager: bool,
+                   max_model_len: int) -> list[str]:
+    command = [
+        str(cache.python), "-m", SERVER_MODULE,
+        "--host", "127.0.0.1", "--port", str(instance.port),
+        "--model", str(cache.model_dir(instance.spec.name)),
+        "--served-model-name", instance.spec.name,
+        "--dtype", "bfloat16", "--max-model-len", str(max_model_len),
+    ]
+    if instance.spec.chat_template_path:  # the repository's copy, so template edits apply on restart
+        command += ["--chat-template", str(instance.spec.chat_template_path)]
+    if enforce_eager:
+        command.append("--enforce-eager")
+    return command
+
+
+def server_env(cache: CacheDir, instance: Instance) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env.update({
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        # 1 GiB of KV cache is plenty for the small models and keeps two servers within a laptop's memory.
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        # Each server gets its own core; by default every vLLM-CPU server binds to core 0.
+        "VLLM_CPU_OMP_THREADS_BIND": str(instance.cpu),
+        # The AOT compile cache fails to load on CPU and would recompile on every start.
+        "VLLM_USE_AOT_COMPILE": "0",
+        "VLLM_CACHE_ROOT": str(cache.compile_cache),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache.compile_cache / "inductor"),
+    })
+    return env
+
+
+def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False,
+           max_model_len: int = 2048) -> tuple[int, bool]:
+    """Start the server unless one already runs for this instance; returns (pid, reused)."""
+    path = record_path(cache, instance.id)
+    existing = read_record(cache, path) if path.exists() else None
+    if existing is not None and existing.alive:
+        return existing.pid, True
+    path.unlink(missing_ok=True)
+    if port_in_use(instance.port):
+        raise BackendError(f"port {instance.port} is taken by another program; choose another port for "
+                           f"{instance.spec.name}")
+    log_path = cache.log(instance.id)
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            server_command(cache, instance, enforce_eager=enforce_eager, max_model_len=max_model_len),
+            env=server_env(cache, instance), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group: `stop` ends the engine workers too
+        )
+    record = {"pid": process.pid, "port": instance.port, "model": instance.spec.name, "started": time.time()}
+    path.write_text(json.dumps(record))
+    return process.pid, False
+
+
+def log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def wait_healthy(cache: CacheDir, instances: Iterable[Instance], timeout_s: float,
+                 on_ready: Callable[[Instance, float], None] = lambda instance, elapsed: None) -> None:
+    """Poll `/health` of every instance until all answer 200; fail fast if one exits, or at the timeout."""
+    pending = list(instances)
+    start = time.monotonic()
+    while pending:
+        for instance in list(pending):
+            record = read_record(cache, record_path(cache, instance.id))
+            if record is None or not is_running(record.pid):
+                log = cache.log(instance.id)
+                tail = log_tail(log)
+                raise BackendError(f"vLLM server {instance.id} exited during start-up:\n{tail}\n", log)
+            if is_healthy(instance.url):
+                pending.remove(instance)
+                on_ready(instance, time.monotonic() - start)
+        elapsed = time.monotonic() - start
+        if pending and elapsed > timeout_s:
+            names = ", ".join(i.id for i in pending)
+            raise BackendError(f"vLLM server(s) {names} not healthy after {timeout_s:.0f} s",
+                               cache.log(pending[0].id))
+        if pending:
+            time.sleep(1.0)
+
+
+def stop(cache: CacheDir, instance_id: str, grace_s: float = 30.0) -> bool:
+    """Stop the server's whole process group (SIGTERM, then SIGKILL after `grace_s`); True if one ran."""
+    path = record_path(cache, instance_id)
+    record = read_record(cache, path)
+    path.unlink(missing_ok=True)
+    if record is None or not record.alive:
+        if record is not None:
+            _reap(record.pid)  # a server of ours that crashed: collect its exit status
+        return False
+    _signal_group(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while _group_alive(record.pid) and time.monotonic() < deadline:
+        _reap(record.pid)
+        time.sleep(0.2)
+    if _group_alive(record.pid):
+        _signal_group(record.pid, signal.SIGKILL)
+    _reap(record.pid)
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    """True while any non-zombie process of the group remains (the engine workers outlive the server)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the server is our own child, so it does not linger as a zombie."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)

@@ -1,0 +1,58 @@
+"""The local backend stack as a whole: prepare what is missing, start what is not running, stop all."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+from service.local_backends import process
+from service.local_backends.paths import CacheDir
+from service.local_backends.prepare import Report, ensure_model, ensure_venv
+from service.local_backends.process import ServerRecord
+from service.local_backends.specs import Instance
+
+DEFAULT_TIMEOUT_S = 600.0
+
+
+def up(cache: CacheDir, instances: Sequence[Instance], report: Report, *, enforce_eager: bool = False,
+       timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
+    """Make every instance serve and answer `/health`; reuses the venv, models and running servers.
+
+    Returns the ids of the servers this call started (not those it found running)."""
+    cache.ensure()
+    ensure_venv(cache, report)
+    for spec in dict.fromkeys(i.spec for i in instances):
+        ensure_model(cache, spec, report)
+    start = time.monotonic()
+    started: list[str] = []
+    for instance in instances:
+        pid, reused = process.launch(cache, instance, enforce_eager=enforce_eager)
+        if not reused:
+            started.append(instance.id)
+        state = "already running" if reused else "starting"
+        report(f"server {instance.id}: {state}, pid {pid}, {instance.url} (log: {cache.log(instance.id)})")
+
+    def ready(instance: Instance, elapsed: float) -> None:
+        report(f"server {instance.id}: healthy after {elapsed:.0f} s")
+
+    process.wait_healthy(cache, instances, timeout_s, on_ready=ready)
+    report(f"all {len(instances)} backend(s) healthy in {time.monotonic() - start:.0f} s")
+    return started
+
+
+def down(cache: CacheDir, report: Report, ids: Sequence[str] | None = None) -> int:
+    """Stop the servers with pid files (all, or those in `ids`); returns how many were running."""
+    stopped = 0
+    for record in process.list_records(cache):
+        if ids is not None and record.id not in ids:
+            continue
+        if process.stop(cache, record.id):
+            stopped += 1
+            report(f"server {record.id}: stopped (pid {record.pid})")
+        else:
+            report(f"server {record.id}: was not running; removed its stale pid file")
+    return stopped
+
+
+def status(cache: CacheDir) -> list[ServerRecord]:
+    return process.list_records(cache)

@@ -1,0 +1,46 @@
+"""The gateway's load scraper reads the real `vllm:` engine gauges of each replica."""
+
+from __future__ import annotations
+
+import threading
+
+import httpx
+
+from tests.e2e.conftest import PUBLIC_MODELS, Backends
+from tests.harness import GatewayServer, wait_until
+
+
+def test_vllm_exports_the_gauges_the_scraper_reads(backends: Backends) -> None:
+    for name in PUBLIC_MODELS.values():
+        text = httpx.get(f"{backends.url(name)}/metrics", timeout=10).text
+        for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"):
+            assert f"{gauge}{{" in text, f"{gauge} missing from {name}'s /metrics"
+
+
+def test_replica_gauges_follow_a_running_request(cpu_gateway: GatewayServer, backends: Backends) -> None:
+    """While a long generation runs on SmolLM2, the scraped `running` gauge of its replica reads 1."""
+    backend, url = PUBLIC_MODELS["smollm2"], backends.url(PUBLIC_MODELS["smollm2"])
+    labels = {"backend": backend, "replica": url}
+    wait_until(lambda: cpu_gateway.metric("switchyard_replica_healthy", **labels) == 1.0, timeout=30,
+               what="the SmolLM2 replica to be reported healthy")
+    assert cpu_gateway.metric("switchyard_replica_running", **labels) == 0.0
+    body = {"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 400, "min_tokens": 400}
+    done = threading.Event()
+
+    def generate() -> None:
+        try:
+            httpx.post(f"{cpu_gateway.url}/v1/completions", json=body, timeout=300)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=generate)
+    worker.start()
+    try:
+        wait_until(lambda: cpu_gateway.metric("switchyard_replica_running", **labels) >= 1.0 or done.is_set(),
+                   timeout=60, what="the scraped running gauge to rise")
+        assert not done.is_set(), "the request finished before the scraper saw it run"
+        assert cpu_gateway.metric("switchyard_replica_kv_cache_usage", **labels) > 0.0
+    finally:
+        worker.join()
+    wait_until(lambda: cpu_gateway.metric("switchyard_replica_running", **labels) == 0.0, timeout=30,
+               what="the scraped running gauge to fall back to 0")
