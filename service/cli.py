@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "service.commands.demo",
     "router_models.cli.train",
     "router_models.cli.eval",
+    "router_models.thinkswitch.collect",
 )
 
 

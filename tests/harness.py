@@ -130,7 +130,7 @@ def direct_config(backends: dict[str, list[str]], **sections: Any) -> dict[str, 
     """A config with one `direct` public model per backend; each backend's model name is its own name."""
     config: dict[str, Any] = {
         "backends": [{"name": name, "model": name, "replicas": urls,
-                      "timeouts": {"connect_s": 1, "first_byte_s": 5, "total_s": 10}}
+                      "timeouts": {"connect_s": 2, "first_byte_s": 20, "total_s": 30}}
                      for name, urls in backends.items()],
         "models": [{"name": name, "strategy": {"kind": "direct", "backend": name}} for name in backends],
         "dispatch": {"health_interval_s": 0.2, "scrape_interval_s": 0.1, "breaker_cooldown_s": 1},

@@ -22,6 +22,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="evaluation data (JSONL, .gz ok)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as a PNG")
+    parser.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
+                        help="evaluate only the questions of this id-hash split (switcher; default: all)")
+    parser.add_argument("--target-drop", type=float, default=1.0, metavar="POINTS",
+                        help="switcher: report the cheapest τ at most POINTS below always-long (default 1)")
     parser.set_defaults(func=run)
 
 

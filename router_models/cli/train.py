@@ -7,7 +7,9 @@ import importlib
 from typing import Any
 
 # kind -> "module:function"; the function takes the parsed arguments and returns an exit code.
-TRAINERS: dict[str, str] = {}
+TRAINERS: dict[str, str] = {
+    "thinkswitch": "router_models.thinkswitch.train:train_command",
+}
 
 
 def register(subparsers: Any) -> None:
@@ -21,6 +23,7 @@ def register(subparsers: Any) -> None:
                         help="what to train (default: lookahead, the router the gateway loads)")
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="training data (JSONL, .gz ok)")
     parser.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
+    parser.add_argument("--config", metavar="FILE", help="kind-specific options (JSON; see the kind's docs)")
     parser.set_defaults(func=run)
 
 

@@ -136,6 +136,10 @@ def _ask(base_url: str, model: str) -> None:
     elapsed = time.monotonic() - start
     tokens = usage.completion_tokens if usage else 0
     say(f"\n   [{tokens} tokens in {elapsed:.1f} s, {tokens / elapsed:.1f} tokens/s]")
+    fusion = (usage.model_extra or {}).get("fusion") if usage else None
+    if fusion:  # the `fusion` model reports its work in a usage extension
+        say(f"   [fusion: {fusion['steps']} steps, {fusion['member_calls']} member calls, "
+            f"segments won {fusion['selected']}]")
 
 
 def _print_usage(url: str, model: str) -> None:

@@ -23,6 +23,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--tokens-per-s", type=float, default=0.0, help="decode rate (0: all at once)")
     parser.add_argument("--max-concurrency", type=int, default=0, help="running slots; more requests wait")
     parser.add_argument("--max-tokens", type=int, default=16, help="tokens generated when max_tokens is unset")
+    parser.add_argument("--first-word", type=int, default=0,
+                        help="index of the vocabulary word answers start with (simulators that disagree)")
     parser.add_argument("--fault", choices=FAULT_MODES, default="none", help="fault to inject")
     parser.add_argument("--fault-rate", type=float, default=1.0, help="share of requests hit by the fault")
     parser.set_defaults(func=run)
@@ -35,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = SimSettings(
         model=args.model, latency_ms=args.latency_ms, tokens_per_s=args.tokens_per_s,
-        max_concurrency=args.max_concurrency, default_max_tokens=args.max_tokens,
+        max_concurrency=args.max_concurrency, default_max_tokens=args.max_tokens, first_word=args.first_word,
         fault=args.fault, fault_rate=args.fault_rate,
     )
     web.run_app(build_sim_app(settings), host=args.host, port=args.port, print=None, access_log=None,

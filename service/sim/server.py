@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -34,6 +35,7 @@ class SimSettings:
     tokens_per_s: float = 0.0  # decode rate; 0 = all tokens at once
     max_concurrency: int = 0  # running slots; beyond it requests wait (0 = unlimited)
     default_max_tokens: int = 16
+    first_word: int = 0  # answers start at this vocabulary word, so two simulators can disagree
     fault: str = "none"
     fault_rate: float = 1.0
 
@@ -91,9 +93,19 @@ class Simulator:
                                   "running": self.running})
 
     async def tokenize(self, request: web.Request) -> web.Response:
+        """Word tokens for a prompt; a chat (`messages`) renders to `role: content` lines as character codes,
+        which `/detokenize` turns back into the rendered text."""
         body = orjson.loads(await request.read())
+        if "messages" in body:
+            rendered = "".join(f"{m.get('role')}: {m.get('content')}\n" for m in body["messages"]) + "assistant:"
+            codes = [ord(c) for c in rendered]
+            return web.json_response({"tokens": codes, "count": len(codes)})
         words = str(body.get("prompt", "")).split()
         return web.json_response({"tokens": [hash(w) % 50_000 for w in words], "count": len(words)})
+
+    async def detokenize(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        return web.json_response({"prompt": "".join(chr(t) for t in body.get("tokens", []))})
 
     # Generation -----------------------------------------------------------------------------------
     async def chat(self, request: web.Request) -> web.StreamResponse:
@@ -131,7 +143,8 @@ class Simulator:
                 await asyncio.sleep(self.settings.latency_ms / 1000)
             max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
             count = self.settings.default_max_tokens if max_tokens is None else max(1, int(max_tokens))
-            words = [_WORDS[i % len(_WORDS)] for i in range(count)]
+            first = self.settings.first_word
+            words = [_WORDS[(first + i) % len(_WORDS)] for i in range(count)]
             prompt_tokens = _prompt_tokens(body, chat)
             if body.get("stream"):
                 return await self._stream(request, body, chat, words, prompt_tokens)
@@ -161,19 +174,31 @@ class Simulator:
                                       "finish_reason": "length"}
             return {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": created,
                     "model": self.settings.model, "choices": [choice], "usage": usage}
-        prompt = body.get("prompt", "")
+        prompts = body.get("prompt", "")
+        choices = [self._text_choice(body, index, prompt, text)
+                   for index, prompt in enumerate(prompts if _is_text_list(prompts) else [prompts])]
+        return {"id": f"cmpl-{next(self._ids)}", "object": "text_completion", "created": created,
+                "model": self.settings.model, "choices": choices, "usage": usage}
+
+    @staticmethod
+    def _text_choice(body: dict[str, Any], index: int, prompt: Any, generated: str) -> dict[str, Any]:
+        """One completion choice; with `logprobs`, vLLM-like token pieces that concatenate to the text."""
+        text = generated
         if body.get("echo"):
-            text = (prompt if isinstance(prompt, str) else "") + (text if body.get("max_tokens") != 0 else "")
-        choice = {"index": 0, "text": text, "finish_reason": "length", "logprobs": None}
+            text = (prompt if isinstance(prompt, str) else "") + (generated if body.get("max_tokens") != 0 else "")
+        choice: dict[str, Any] = {"index": index, "text": text, "finish_reason": "length", "logprobs": None}
         if body.get("logprobs") is not None:
-            tokens = text.split()
+            pieces = re.findall(r"\s*\S+|\s+$", text)
+            offsets = [0]
+            for piece in pieces[:-1]:
+                offsets.append(offsets[-1] + len(piece))
             choice["logprobs"] = {
-                "tokens": tokens, "text_offset": list(range(len(tokens))),
-                "token_logprobs": [None] + [-0.5 - (len(t) % 3) * 0.25 for t in tokens[1:]],
+                "tokens": pieces, "text_offset": offsets,
+                "token_logprobs": [None if body.get("echo") else -0.5]
+                + [-0.5 - (len(t.strip()) % 3) * 0.25 for t in pieces[1:]],
                 "top_logprobs": None,
             }
-        return {"id": f"cmpl-{next(self._ids)}", "object": "text_completion", "created": created,
-                "model": self.settings.model, "choices": [choice], "usage": usage}
+        return choice
 
     async def _stream(self, request: web.Request, body: dict[str, Any], chat: bool, words: list[str],
                       prompt_tokens: int) -> web.StreamResponse:
@@ -220,6 +245,10 @@ def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
     return len(prompt.split()) if isinstance(prompt, str) else len(prompt)
 
 
+def _is_text_list(prompt: Any) -> bool:
+    return isinstance(prompt, list) and bool(prompt) and all(isinstance(p, str) for p in prompt)
+
+
 def _error(status: int, message: str) -> web.Response:
     body = {"error": {"message": message, "type": "BadRequestError" if status < 500 else "InternalServerError",
                       "param": None, "code": status}}
@@ -234,6 +263,7 @@ def build_sim_app(settings: SimSettings) -> web.Application:
     app.router.add_get("/metrics", sim.metrics)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_post("/tokenize", sim.tokenize)
+    app.router.add_post("/detokenize", sim.detokenize)
     app.router.add_post("/v1/chat/completions", sim.chat)
     app.router.add_post("/v1/completions", sim.completions)
     app.router.add_post("/sim/fault", sim.set_fault)

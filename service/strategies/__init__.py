@@ -7,6 +7,7 @@ from typing import Any
 
 from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.direct import DirectStrategy
+from service.strategies.fusion import FusionStrategy
 from service.strategies.lookahead import LookaheadStrategy
 from service.strategies.thinkswitch import ThinkSwitchStrategy
 
@@ -15,6 +16,7 @@ STRATEGIES: dict[str, Callable[[str, Any, StrategyDeps], Strategy]] = {
     "direct": lambda name, config, deps: DirectStrategy(name, config),
     "lookahead": LookaheadStrategy,
     "thinkswitch": ThinkSwitchStrategy,
+    "fusion": FusionStrategy,
 }
 
 

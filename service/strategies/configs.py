@@ -11,7 +11,9 @@ from typing import Annotated
 from pydantic import Field
 
 from service.strategies.direct import DirectConfig
+from service.strategies.fusion.config import FusionConfig
 from service.strategies.lookahead import LookaheadConfig
 from service.strategies.thinkswitch import ThinkSwitchConfig
 
-StrategyConfig = Annotated[DirectConfig | LookaheadConfig | ThinkSwitchConfig, Field(discriminator="kind")]
+StrategyConfig = Annotated[DirectConfig | LookaheadConfig | ThinkSwitchConfig | FusionConfig,
+                           Field(discriminator="kind")]

@@ -72,7 +72,7 @@ def test_echo_logprobs_scoring_call_is_relayed(gateway: GatewayServer) -> None:
         "model": "sim-a", "prompt": "score these words", "echo": True, "logprobs": 1, "max_tokens": 0})
     assert response.status_code == 200
     logprobs = response.json()["choices"][0]["logprobs"]
-    assert logprobs["tokens"] == ["score", "these", "words"]
+    assert logprobs["tokens"] == ["score", " these", " words"]
     assert logprobs["token_logprobs"][0] is None and len(logprobs["token_logprobs"]) == 3
 
 

@@ -1,0 +1,90 @@
+"""Judge the ThinkSwitcher on held-out questions (the `test` id-hash split) against the issue's targets.
+
+    python bench/switcher_eval.py DATA... [--switcher DIR] [--json FILE] [--plot FILE.png]
+
+Without `--switcher`, trains one first on the train+val splits of DATA (defaults, τ chosen on cross-validated
+predictions) into `--out` (default: a temporary directory). Prints the eval table and, per benchmark, whether
+the targets are met: GSM8K accuracy ≥ better single mode + 0.5 pt at ≤ 40% of always-long's tokens and a curve
+never below random mixing; MATH accuracy ≥ always-long − 1 pt with ≤ 50% sent long.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from router_models.thinkswitch.artifact import read_manifest  # noqa: E402
+from router_models.thinkswitch.curves import above_random  # noqa: E402
+from router_models.thinkswitch.data import load_records, select_split  # noqa: E402
+from router_models.thinkswitch.evaluate import BenchmarkResult, evaluate, plot, report, write_json  # noqa: E402
+from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
+
+
+def verdict(result: BenchmarkResult) -> str:
+    """The issue's target for this benchmark, checked at the artifact's chosen τ."""
+    short, long = result.baselines["always_short"], result.baselines["always_long"]
+    chosen = result.chosen
+    if result.outcomes.has_tokens:
+        best = max(short["accuracy"], long["accuracy"])
+        gain = 100 * (chosen["accuracy"] - best)
+        ratio = (chosen["mean_tokens"] or 0.0) / (long["mean_tokens"] or 1.0)
+        ok = gain >= 0.5 and ratio <= 0.4 and above_random(result.curve, result.outcomes)
+        return (
+            f"{'MET' if ok else 'NOT MET'}: {gain:+.2f} pt vs better single mode (target ≥ +0.5), "
+            f"tokens {100 * ratio:.1f}% of always-long (≤ 40%), "
+            f"curve ≥ random mixing everywhere: {above_random(result.curve, result.outcomes)}"
+        )
+    drop = 100 * (long["accuracy"] - chosen["accuracy"])
+    share = chosen["long_share"]
+    ok = drop <= 1.0 and share <= 0.5
+    return (
+        f"{'MET' if ok else 'NOT MET'}: {drop:+.2f} pt below always-long (target ≤ 1), "
+        f"{100 * share:.1f}% sent long (≤ 50%)"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("data", nargs="+", help="thinking dataset files (JSONL, .gz ok)")
+    parser.add_argument("--switcher", help="artifact to judge (default: train one on train+val first)")
+    parser.add_argument("--out", help="where to write the trained artifact (without --switcher)")
+    parser.add_argument("--config", help="training options JSON (without --switcher)")
+    parser.add_argument(
+        "--split", default="test", choices=("train", "val", "test"), help="questions to judge on"
+    )
+    parser.add_argument("--json", help="write the eval JSON here")
+    parser.add_argument("--plot", help="write the accuracy-vs-cost PNG here")
+    args = parser.parse_args()
+
+    path = args.switcher
+    if path is None:
+        from router_models.thinkswitch.train import train_command
+
+        path = args.out or tempfile.mkdtemp(prefix="thinkswitch-")
+        train_command(argparse.Namespace(data=args.data, out=path, config=args.config))
+    manifest = read_manifest(path)
+    switcher = load_switcher(path)
+    records = select_split(load_records(args.data), args.split)
+    pred = switcher.predict([record.prompt for record in records])
+    results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau)
+    print(f"\nswitcher {switcher.version} on the {args.split} split ({len(records)} questions)")
+    print(report(results, 1.0))
+    for result in results:
+        print(f"{result.name}: {verdict(result)}")
+    if args.json:
+        write_json(results, args.json)
+    if args.plot:
+        plot(results, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""The switcher artifact: a directory with `model.safetensors` (the head) and `manifest.json`.
+
+The manifest holds the kind, the encoder name, a version hash of weights and config, the config dataclass
+(the loader rebuilds the head from it), the recommended τ and what it was trained on. The encoder weights are
+not copied: they come from the packaged MiniLM named in `encoder`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, fields
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from router_models.thinkswitch.model import ThinkSwitchConfig, ThinkSwitchHead
+
+KIND = "thinkswitch"
+WEIGHTS = "model.safetensors"
+MANIFEST = "manifest.json"
+
+
+def save_artifact(out: str | Path, head: ThinkSwitchHead, default_tau: float, extra: dict[str, Any]) -> str:
+    """Write the head and its manifest into `out` (created if missing); returns the version hash."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().contiguous() for name, tensor in head.state_dict().items()}
+    save_file(state, str(out / WEIGHTS))
+    config = asdict(head.config)
+    digest = hashlib.sha256((out / WEIGHTS).read_bytes())
+    digest.update(json.dumps(config, sort_keys=True).encode())
+    version = digest.hexdigest()[:12]
+    manifest = {
+        "kind": KIND,
+        "encoder": head.config.encoder,
+        "version": version,
+        "config": config,
+        "default_tau": default_tau,
+        **extra,
+    }
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return version
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    manifest = json.loads((Path(path) / MANIFEST).read_text())
+    if manifest.get("kind") != KIND:
+        raise ValueError(f"{path}: not a {KIND} artifact (kind {manifest.get('kind')!r})")
+    return manifest
+
+
+def load_head(path: str | Path) -> tuple[ThinkSwitchHead, dict[str, Any]]:
+    """Rebuild the head from the manifest's config and load its weights; returns (head, manifest)."""
+    manifest = read_manifest(path)
+    known = {f.name for f in fields(ThinkSwitchConfig)}
+    config = ThinkSwitchConfig(**{k: v for k, v in manifest["config"].items() if k in known})
+    head = ThinkSwitchHead(config)
+    head.load_state_dict(load_file(str(Path(path) / WEIGHTS)))
+    return head.eval(), manifest

@@ -1,0 +1,329 @@
+"""`switchyard thinkswitch-collect`: build a thinking dataset from a live OpenAI-compatible endpoint.
+
+Each question is asked k times in each mode (short: thinking suppressed, long: the model's native thinking),
+answers are scored against the reference, generated tokens are read from `usage.completion_tokens`, and the
+result is written in the dataset format of `data.py`. Every finished sample is appended at once to a journal
+(`OUT.samples.jsonl`), so an interrupted run picks up where it stopped; the dataset file is rebuilt from the
+journal at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from router_models.thinkswitch.data import MODES, DataFormatError, open_text
+
+# How each reasoning family is told to think (long) or not (short): extra fields merged into the request body.
+FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
+    "qwen3": {
+        "short": {"chat_template_kwargs": {"enable_thinking": False}},
+        "long": {"chat_template_kwargs": {"enable_thinking": True}},
+    },
+    "reasoning-effort": {"short": {"reasoning_effort": "low"}, "long": {"reasoning_effort": "high"}},
+    "deepseek-r1": {"short": {"continue_final_message": True, "add_generation_prompt": False}, "long": {}},
+}
+R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
+THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
+BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
+NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    prompt: str
+    answer: str
+    benchmark: str
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One scored answer: what the journal stores per line."""
+
+    id: str
+    mode: str
+    index: int
+    correct: bool
+    tokens: int | None
+    hit_cap: bool
+
+
+def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[Question]:
+    """Questions from JSONL lines with "id", "prompt", "answer" (and optional "benchmark"): a thinking dataset
+    file qualifies. Raises `DataFormatError` naming the bad line."""
+    questions = []
+    with open_text(Path(path)) as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFormatError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+            if (
+                not isinstance(obj, dict)
+                or not all(isinstance(obj.get(k), str | int) for k in ("id", "prompt"))
+                or obj.get("answer") is None
+            ):
+                raise DataFormatError(f"{path}:{number}: needs 'id', 'prompt' and 'answer'")
+            questions.append(
+                Question(
+                    str(obj["id"]),
+                    str(obj["prompt"]),
+                    str(obj["answer"]),
+                    str(obj.get("benchmark") or default_benchmark),
+                )
+            )
+    return questions
+
+
+def final_answer(text: str) -> str | None:
+    """The answer a response commits to: the last \\boxed{...}, else the last number (thinking removed)."""
+    text = THINK_BLOCK.sub("", text)
+    boxed = BOXED.findall(text)
+    if boxed:
+        return boxed[-1].strip()
+    numbers = NUMBER.findall(text)
+    return numbers[-1] if numbers else None
+
+
+def is_correct(text: str, reference: str) -> bool:
+    """Numeric comparison where both sides are numbers, else whitespace-insensitive string equality."""
+    answer = final_answer(text)
+    if answer is None:
+        return False
+
+    def number(value: str) -> float | None:
+        try:
+            return float(value.replace(",", "").replace("$", "").strip())
+        except ValueError:
+            return None
+
+    a, b = number(answer), number(reference)
+    if a is not None and b is not None:
+        return abs(a - b) <= 1e-6 * max(1.0, abs(b))
+    return "".join(answer.split()) == "".join(reference.split())
+
+
+def request_body(
+    question: Question, mode: str, family: str, model: str, max_tokens: int, temperature: float
+) -> dict[str, Any]:
+    """The chat request asking `question` in `mode` for a model of reasoning `family`."""
+    messages: list[dict[str, str]] = [{"role": "user", "content": question.prompt}]
+    if family == "deepseek-r1" and mode == "short":
+        messages.append({"role": "assistant", "content": R1_EMPTY_THINKING})
+    return {
+        "model": model,
+        "messages": messages,
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        **json.loads(json.dumps(FAMILIES[family][mode])),
+    }
+
+
+def read_journal(path: Path) -> list[Sample]:
+    """Samples already collected (a torn last line from an interrupted run is ignored)."""
+    if not path.exists():
+        return []
+    samples = []
+    for line in path.read_text().splitlines():
+        try:
+            samples.append(Sample(**json.loads(line)))
+        except (json.JSONDecodeError, TypeError):
+            continue
+    return samples
+
+
+def repair_journal(journal: Path) -> set[tuple[str, str, int]]:
+    """Keep the journal's whole lines (a line torn by an interrupted run would swallow the next append);
+    returns the (id, mode, index) samples already done."""
+    collected = read_journal(journal)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_text("".join(json.dumps(s.__dict__) + "\n" for s in collected))
+    return {(s.id, s.mode, s.index) for s in collected}
+
+
+def aggregate(
+    questions: Iterable[Question],
+    samples: Iterable[Sample],
+    model: str,
+    max_tokens: int,
+    family: str,
+    temperature: float,
+) -> list[dict[str, Any]]:
+    """Dataset lines for every question with at least one sample in each mode."""
+    by_key: dict[tuple[str, str], dict[int, Sample]] = {}
+    for sample in samples:
+        by_key.setdefault((sample.id, sample.mode), {})[sample.index] = sample
+    lines = []
+    for question in questions:
+        modes = {}
+        for mode in MODES:
+            done = list(by_key.get((question.id, mode), {}).values())
+            if not done:
+                break
+            tokens = [s.tokens for s in done if s.tokens is not None]
+            modes[mode] = {
+                "samples": len(done),
+                "pass_rate": sum(s.correct for s in done) / len(done),
+                "mean_tokens": sum(tokens) / len(tokens) if len(tokens) == len(done) else None,
+                "hit_cap": sum(s.hit_cap for s in done),
+            }
+        if len(modes) == len(MODES):
+            lines.append(
+                {
+                    "id": question.id,
+                    "benchmark": question.benchmark,
+                    "prompt": question.prompt,
+                    "answer": question.answer,
+                    "model": model,
+                    "max_tokens": max_tokens,
+                    "modes": modes,
+                    "meta": {"family": family, "temperature": temperature},
+                }
+            )
+    return lines
+
+
+async def ask(
+    session: Any, url: str, body: dict[str, Any], headers: dict[str, str], retries: int = 2
+) -> dict[str, Any]:
+    """POST one chat completion, retrying transient failures (connection errors, 5xx)."""
+    import aiohttp
+
+    for attempt in range(retries + 1):
+        try:
+            async with session.post(url, json=body, headers=headers) as response:
+                if response.status < 500 or attempt == retries:
+                    response.raise_for_status()
+                    return dict(await response.json())
+        except aiohttp.ClientConnectionError:
+            if attempt == retries:
+                raise
+        await asyncio.sleep(0.5 * 2**attempt)  # back off before retrying, not synchronisation
+    raise RuntimeError("unreachable")
+
+
+async def collect(
+    questions: list[Question],
+    base_url: str,
+    model: str,
+    out: Path,
+    samples: int = 1,
+    family: str = "qwen3",
+    max_tokens: int = 2048,
+    temperature: float = 0.0,
+    concurrency: int = 8,
+    api_key: str | None = None,
+    request_timeout: float = 600.0,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Run every missing (question, mode, sample) through the endpoint, journal each, write the dataset."""
+    import aiohttp
+    from tqdm.asyncio import tqdm
+
+    journal = out.with_name(out.name + ".samples.jsonl")
+    done = await asyncio.to_thread(repair_journal, journal)
+    jobs = [
+        (q, mode, i)
+        for q in questions
+        for mode in MODES
+        for i in range(samples)
+        if (q.id, mode, i) not in done
+    ]
+    url = base_url.rstrip("/") + "/chat/completions"
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limit = asyncio.Semaphore(concurrency)
+
+    async def run(session: Any, sink: Any, question: Question, mode: str, index: int) -> None:
+        async with limit:
+            body = request_body(question, mode, family, model, max_tokens, temperature)
+            reply = await ask(session, url, body, headers)
+        choice = reply["choices"][0]
+        completion = (reply.get("usage") or {}).get("completion_tokens")
+        sample = Sample(
+            question.id,
+            mode,
+            index,
+            is_correct(choice["message"].get("content") or "", question.answer),
+            completion,
+            choice.get("finish_reason") == "length",
+        )
+        sink.write(json.dumps(sample.__dict__) + "\n")
+        sink.flush()
+
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=request_timeout)) as session:
+        with journal.open("a") as sink:
+            await tqdm.gather(
+                *(run(session, sink, *job) for job in jobs),
+                desc="collect",
+                unit="answer",
+                disable=not progress,
+            )
+    lines = aggregate(questions, read_journal(journal), model, max_tokens, family, temperature)
+    await asyncio.to_thread(out.write_text, "".join(json.dumps(line) + "\n" for line in lines))
+    return lines
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "thinkswitch-collect",
+        help="ask questions in short and long mode through an endpoint and write a thinking dataset",
+        description="Run each question k times per reasoning mode through an OpenAI-compatible endpoint (the "
+        "gateway or vLLM), score answers against the references (last \\boxed{} or last number), count "
+        "generated tokens from usage, and write the ThinkSwitcher dataset format. Resumable: finished "
+        "answers are journalled in OUT.samples.jsonl and skipped on the next run.",
+    )
+    parser.add_argument(
+        "--questions",
+        required=True,
+        metavar="FILE",
+        help="JSONL with id, prompt, answer (optional benchmark); a thinking dataset works",
+    )
+    parser.add_argument("--url", required=True, help="API base URL, e.g. http://127.0.0.1:8000/v1")
+    parser.add_argument("--model", required=True, help="model name to request")
+    parser.add_argument("--out", required=True, metavar="FILE", help="dataset file to write (JSONL)")
+    parser.add_argument(
+        "-k", "--samples", type=int, default=1, help="answers per question and mode (default 1)"
+    )
+    parser.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        default="qwen3",
+        help="how the modes are requested (default qwen3: chat_template_kwargs.enable_thinking)",
+    )
+    parser.add_argument(
+        "--max-tokens", type=int, default=2048, help="generation cap per answer (default 2048)"
+    )
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--api-key", help="bearer token, if the endpoint wants one")
+    parser.add_argument("--benchmark", default="custom", help="benchmark name for questions without one")
+    parser.set_defaults(func=collect_command)
+
+
+def collect_command(args: argparse.Namespace) -> int:
+    questions = read_questions(args.questions, args.benchmark)
+    lines = asyncio.run(
+        collect(
+            questions,
+            args.url,
+            args.model,
+            Path(args.out),
+            samples=args.samples,
+            family=args.family,
+            max_tokens=args.max_tokens,
+            temperature=args.temperature,
+            concurrency=args.concurrency,
+            api_key=args.api_key,
+        )
+    )
+    print(f"wrote {len(lines)} of {len(questions)} questions to {args.out}")
+    return 0

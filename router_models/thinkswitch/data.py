@@ -1,0 +1,205 @@
+"""The thinking dataset: per question, how one reasoning model did in short and in long mode.
+
+One JSON object per line (`.jsonl`, optionally gzipped)::
+
+    {"id": "gsm8k:57", "benchmark": "GSM8K", "prompt": "...", "answer": "83", "model": "Qwen3-8B",
+     "max_tokens": 2048,
+     "modes": {"short": {"samples": 1, "pass_rate": 1.0, "mean_tokens": 169.0, "hit_cap": 0},
+               "long":  {"samples": 1, "pass_rate": 1.0, "mean_tokens": 878.0, "hit_cap": 0}},
+     "meta": {"by_cap": {"512": {"short": {...}, "long": {...}}, ...}}}
+
+`pass_rate` is the share of the `samples` answers that were right (0..1); `mean_tokens` the mean number of
+generated tokens (null where unknown); `hit_cap` how many samples stopped at `max_tokens` (optional).
+`meta` is free; `meta.by_cap` (optional) holds the same `modes` object measured at other token caps, keyed
+by the cap. Splits are by a hash of `id`, so a question stays in the same split whatever the file order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+MODES = ("short", "long")
+Split = Literal["train", "val", "test"]
+# Share of questions per split, in hash order: train, then validation, then test.
+SPLIT_FRACTIONS: dict[str, float] = {"train": 0.70, "val": 0.15, "test": 0.15}
+
+
+class DataFormatError(ValueError):
+    """A line of a data file does not follow the documented format; the message names file and line."""
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """How one mode did on one question."""
+
+    samples: int
+    pass_rate: float
+    mean_tokens: float | None = None
+    hit_cap: int | None = None
+
+
+@dataclass(frozen=True)
+class ThinkRecord:
+    """One question with the results of both modes (at the main cap, and at other caps in `by_cap`)."""
+
+    id: str
+    benchmark: str
+    prompt: str
+    short: ModeResult
+    long: ModeResult
+    answer: str | None = None
+    model: str | None = None
+    max_tokens: int | None = None
+    by_cap: dict[int, tuple[ModeResult, ModeResult]] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def at_cap(self, cap: int | None) -> ThinkRecord:
+        """This question as measured at token cap `cap` (None or the main cap: unchanged)."""
+        if cap is None or cap == self.max_tokens:
+            return self
+        if cap not in self.by_cap:
+            raise KeyError(f"{self.id}: no results at cap {cap}")
+        short, long = self.by_cap[cap]
+        return replace(self, short=short, long=long, max_tokens=cap)
+
+
+def _mode(obj: Any, where: str) -> ModeResult:
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{where}: expected an object")
+    samples, rate = obj.get("samples"), obj.get("pass_rate")
+    if not isinstance(samples, int) or isinstance(samples, bool) or samples < 1:
+        raise DataFormatError(f"{where}.samples: expected an integer >= 1, got {samples!r}")
+    if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
+        raise DataFormatError(f"{where}.pass_rate: expected a number in [0, 1], got {rate!r}")
+    tokens = obj.get("mean_tokens")
+    if tokens is not None and (not isinstance(tokens, int | float) or isinstance(tokens, bool) or tokens < 0):
+        raise DataFormatError(f"{where}.mean_tokens: expected a number >= 0 or null, got {tokens!r}")
+    hit_cap = obj.get("hit_cap")
+    if hit_cap is not None and (not isinstance(hit_cap, int) or isinstance(hit_cap, bool) or hit_cap < 0):
+        raise DataFormatError(f"{where}.hit_cap: expected an integer >= 0, got {hit_cap!r}")
+    return ModeResult(samples, float(rate), None if tokens is None else float(tokens), hit_cap)
+
+
+def _modes(obj: Any, where: str) -> tuple[ModeResult, ModeResult]:
+    if not isinstance(obj, dict) or any(mode not in obj for mode in MODES):
+        raise DataFormatError(f"{where}: expected an object with 'short' and 'long'")
+    return _mode(obj["short"], f"{where}.short"), _mode(obj["long"], f"{where}.long")
+
+
+def parse_record(obj: Any, where: str = "record") -> ThinkRecord:
+    """Validate one decoded line and build its record; errors name `where` and the offending field."""
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{where}: expected a JSON object")
+    for key in ("id", "benchmark", "prompt"):
+        if not isinstance(obj.get(key), str) or not obj[key]:
+            raise DataFormatError(f"{where}: '{key}' must be a non-empty string")
+    short, long = _modes(obj.get("modes"), f"{where}: modes")
+    meta = obj.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise DataFormatError(f"{where}: 'meta' must be an object")
+    by_cap: dict[int, tuple[ModeResult, ModeResult]] = {}
+    for cap, modes in (meta.get("by_cap") or {}).items():
+        if not str(cap).isdigit():
+            raise DataFormatError(f"{where}: meta.by_cap key {cap!r} is not a token cap")
+        by_cap[int(cap)] = _modes(modes, f"{where}: meta.by_cap.{cap}")
+    max_tokens = obj.get("max_tokens")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
+        raise DataFormatError(f"{where}: 'max_tokens' must be a positive integer or null")
+    answer = obj.get("answer")
+    return ThinkRecord(
+        id=obj["id"],
+        benchmark=obj["benchmark"],
+        prompt=obj["prompt"],
+        short=short,
+        long=long,
+        answer=None if answer is None else str(answer),
+        model=obj.get("model"),
+        max_tokens=max_tokens,
+        by_cap=by_cap,
+        meta=meta,
+    )
+
+
+def open_text(path: Path) -> Any:
+    """A text reader of a plain or gzipped (`.gz`) file."""
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
+
+
+def read_records(path: str | Path) -> list[ThinkRecord]:
+    """All records of one file; raises `DataFormatError` naming the first bad line ("file:line: ...")."""
+    path = Path(path)
+    records: list[ThinkRecord] = []
+    seen: set[str] = set()
+    with open_text(path) as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataFormatError(f"{where}: not valid JSON ({error.msg})") from None
+            record = parse_record(obj, where)
+            if record.id in seen:
+                raise DataFormatError(f"{where}: duplicate id {record.id!r}")
+            seen.add(record.id)
+            records.append(record)
+    return records
+
+
+def load_records(paths: Iterable[str | Path], cap: int | None = None) -> list[ThinkRecord]:
+    """Records of several files, each taken at token cap `cap` where given (default: each file's main cap)."""
+    return [record.at_cap(cap) for path in paths for record in read_records(path)]
+
+
+def record_to_json(record: ThinkRecord) -> dict[str, Any]:
+    """The line object of a record (the inverse of `parse_record`)."""
+
+    def mode(result: ModeResult) -> dict[str, Any]:
+        obj: dict[str, Any] = {
+            "samples": result.samples,
+            "pass_rate": result.pass_rate,
+            "mean_tokens": result.mean_tokens,
+        }
+        if result.hit_cap is not None:
+            obj["hit_cap"] = result.hit_cap
+        return obj
+
+    return {
+        "id": record.id,
+        "benchmark": record.benchmark,
+        "prompt": record.prompt,
+        "answer": record.answer,
+        "model": record.model,
+        "max_tokens": record.max_tokens,
+        "modes": {"short": mode(record.short), "long": mode(record.long)},
+        "meta": record.meta,
+    }
+
+
+def split_of(record_id: str, fractions: dict[str, float] = SPLIT_FRACTIONS) -> str:
+    """The split of a question, from a hash of its id alone (stable across files, orders and machines)."""
+    digest = hashlib.sha256(f"thinkswitch:{record_id}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
+    edge = 0.0
+    for name, share in fractions.items():
+        edge += share
+        if position < edge:
+            return name
+    return next(reversed(fractions))
+
+
+def select_split(records: Sequence[ThinkRecord], *splits: str) -> list[ThinkRecord]:
+    """The records whose id hashes into one of `splits`."""
+    return [record for record in records if split_of(record.id) in splits]
+
+
+def benchmarks(records: Sequence[ThinkRecord]) -> list[str]:
+    """Benchmark names in first-seen order."""
+    return list(dict.fromkeys(record.benchmark for record in records))

@@ -1,0 +1,178 @@
+"""`switchyard eval --switcher DIR --data FILE...`: sweep τ per benchmark and judge the curve.
+
+Prints, per benchmark, always-short, always-long, the oracle, random mixing at the chosen point's long share,
+the artifact's recommended τ and the cheapest τ within `--target-drop` points of always-long; `--plot` draws
+accuracy against mean tokens (or long share where the data has no token counts) with all of them on the same
+axes; `--json` writes `{benchmark: {"always_short", "always_long", "oracle", "curve"}}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router_models.thinkswitch.curves import (
+    Outcomes,
+    Row,
+    above_random,
+    baselines,
+    meets_target,
+    random_mix,
+    sweep,
+    with_tau,
+)
+from router_models.thinkswitch.data import ThinkRecord, benchmarks, load_records, select_split
+
+
+@dataclass
+class BenchmarkResult:
+    """Everything measured on one benchmark."""
+
+    name: str
+    outcomes: Outcomes
+    baselines: dict[str, Row]
+    curve: list[Row]
+    chosen: Row  # at the artifact's τ for this benchmark
+    target: Row | None  # cheapest point within the target drop
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.baselines, "curve": self.curve}
+
+
+def evaluate(
+    pred: np.ndarray,
+    records: Sequence[ThinkRecord],
+    taus: dict[str, float],
+    default_tau: float,
+    target_drop: float = 1.0,
+) -> list[BenchmarkResult]:
+    """Judge predictions (N, 2) on `records`, benchmark by benchmark."""
+    gain = pred[:, 1] - pred[:, 0]
+    results = []
+    for name in benchmarks(records):
+        mask = np.array([record.benchmark == name for record in records])
+        outcomes = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
+        curve = sweep(gain[mask], outcomes)
+        tau = taus.get(name, default_tau)
+        chosen = with_tau(outcomes.row(gain[mask] >= tau), tau)
+        results.append(
+            BenchmarkResult(
+                name, outcomes, baselines(outcomes), curve, chosen, meets_target(curve, outcomes, target_drop)
+            )
+        )
+    return results
+
+
+def _fmt(row: Row | None) -> str:
+    if row is None:
+        return "(none)"
+    tokens = "      -" if row["mean_tokens"] is None else f"{row['mean_tokens']:7.1f}"
+    tau = f"  τ={row['tau']:+.4f}" if "tau" in row else ""
+    return f"{100 * row['accuracy']:6.2f}%  {tokens}  {100 * row['long_share']:5.1f}%{tau}"
+
+
+def report(results: list[BenchmarkResult], target_drop: float) -> str:
+    """The printed table: one block per benchmark."""
+    lines = []
+    for result in results:
+        chosen_random = random_mix(result.outcomes, result.chosen["long_share"])
+        lines += [
+            f"{result.name} ({len(result.outcomes.short)} questions)   accuracy   tokens  long",
+            f"  always short        {_fmt(result.baselines['always_short'])}",
+            f"  always long         {_fmt(result.baselines['always_long'])}",
+            f"  oracle              {_fmt(result.baselines['oracle'])}",
+            f"  random, same share  {_fmt(chosen_random)}",
+            f"  switcher (chosen)   {_fmt(result.chosen)}",
+            f"  {f'≤{target_drop:g} pt below long':<20}{_fmt(result.target)}",
+            f"  curve above random mixing at every long share: {above_random(result.curve, result.outcomes)}",
+        ]
+    return "\n".join(lines)
+
+
+def plot(results: list[BenchmarkResult], path: str | Path) -> None:
+    """One panel per benchmark: accuracy against mean tokens (or long share), policies on the same axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4.5), squeeze=False)
+    for ax, result in zip(axes[0], results, strict=True):
+        cost = "mean_tokens" if result.outcomes.has_tokens else "long_share"
+
+        def x(row: Row, cost: str = cost) -> float:
+            value = row["mean_tokens"] if cost == "mean_tokens" else 100 * row["long_share"]
+            return float(value or 0.0)
+
+        def y(row: Row) -> float:
+            return 100 * row["accuracy"]
+
+        short, long = result.baselines["always_short"], result.baselines["always_long"]
+        ax.plot(
+            [x(r) for r in result.curve],
+            [y(r) for r in result.curve],
+            "-",
+            color="C0",
+            label="switcher (τ sweep)",
+        )
+        ax.plot([x(short), x(long)], [y(short), y(long)], "--", color="grey", label="random mixing")
+        for key, marker, color in (
+            ("always_short", "s", "C1"),
+            ("always_long", "D", "C2"),
+            ("oracle", "*", "C3"),
+        ):
+            row = result.baselines[key]
+            ax.plot([x(row)], [y(row)], marker, color=color, markersize=10, label=key.replace("_", " "))
+        ax.plot(
+            [x(result.chosen)],
+            [y(result.chosen)],
+            "o",
+            color="C0",
+            markersize=9,
+            label=f"chosen τ={result.chosen['tau']:+.3f}",
+        )
+        if result.target is not None:
+            ax.plot([x(result.target)], [y(result.target)], "^", color="C4", markersize=9, label="target τ")
+        ax.set_title(f"{result.name} ({len(result.outcomes.short)} questions)")
+        ax.set_xlabel("mean generated tokens" if cost == "mean_tokens" else "questions sent to long mode (%)")
+        ax.set_ylabel("accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_json(results: list[BenchmarkResult], path: str | Path) -> None:
+    Path(path).write_text(json.dumps({r.name: r.to_json() for r in results}, indent=2) + "\n")
+
+
+def eval_command(args: argparse.Namespace) -> int:
+    """CLI entry of `switchyard eval --switcher DIR --data FILE...`."""
+    from router_models.thinkswitch.artifact import read_manifest
+    from router_models.thinkswitch.switcher import load_switcher
+
+    target_drop = float(getattr(args, "target_drop", None) or 1.0)
+    split = getattr(args, "split", None) or "all"
+    records = load_records(args.data)
+    if split != "all":
+        records = select_split(records, split)
+    switcher = load_switcher(args.switcher)
+    manifest = read_manifest(args.switcher)
+    pred = switcher.predict([record.prompt for record in records])
+    results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, target_drop)
+    print(f"switcher {switcher.version} on {len(records)} questions (split: {split})")
+    print(report(results, target_drop))
+    if args.json:
+        write_json(results, args.json)
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot(results, args.plot)
+        print(f"wrote {args.plot}")
+    return 0

@@ -1,0 +1,222 @@
+"""Train the ThinkSwitcher: `switchyard train --kind thinkswitch --data FILE... --out DIR [--config FILE]`.
+
+The K bagged members of the head are trained together, member k on every question outside fold k (folds by a
+hash of the id). Each question's held-out prediction comes from the member that never saw it; τ is chosen on
+those cross-validated predictions, per benchmark and pooled, so no question that picks τ also fitted it.
+Questions of the `test` split (see `data.split_of`) are left out unless `--config` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from router_models.encoder import SentenceEncoder, set_threads
+from router_models.thinkswitch.artifact import save_artifact
+from router_models.thinkswitch.curves import Outcomes, baselines, best_within_budget, sweep
+from router_models.thinkswitch.data import ThinkRecord, benchmarks, load_records, select_split
+from router_models.thinkswitch.features import feature_matrix
+from router_models.thinkswitch.model import (
+    AUX_TARGETS,
+    ThinkSwitchConfig,
+    ThinkSwitchHead,
+    aux_loss,
+    switch_loss,
+)
+from router_models.thinkswitch.switcher import embed
+
+
+@dataclass
+class TrainOptions:
+    """What to train on and how τ is chosen (the `--config` JSON may set these and any model config field)."""
+
+    cap: int | None = None  # token cap to take results at (default: each file's main cap)
+    splits: list[str] = field(default_factory=lambda: ["train", "val"])
+    max_long_share: float = 0.5  # τ budget: at most this share sent long ...
+    max_token_ratio: float = 0.4  # ... and, where tokens are known, at most this × always-long's tokens
+    threads: int | None = None
+
+
+@dataclass
+class TrainResult:
+    head: ThinkSwitchHead
+    heldout_gain: np.ndarray  # (N,) cross-validated ŷ_long − ŷ_short
+    taus: dict[str, float]
+    default_tau: float
+
+
+def fold_of(record_id: str, folds: int) -> int:
+    """The fold a question belongs to (the members held out of it never train on it)."""
+    return int.from_bytes(hashlib.sha256(f"fold:{record_id}".encode()).digest()[:8], "big") % folds
+
+
+def aux_targets(records: Sequence[ThinkRecord]) -> torch.Tensor:
+    """(N, A) auxiliary targets in [0, 1], NaN where unknown: log tokens over log cap, long cap-hit share."""
+
+    def log_share(tokens: float | None, cap: int | None) -> float:
+        return math.nan if tokens is None else math.log1p(tokens) / math.log1p(cap or 32768)
+
+    rows = [
+        [
+            log_share(r.short.mean_tokens, r.max_tokens),
+            log_share(r.long.mean_tokens, r.max_tokens),
+            math.nan if r.long.hit_cap is None else r.long.hit_cap / r.long.samples,
+        ]
+        for r in records
+    ]
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(records), len(AUX_TARGETS))
+
+
+def fit_head(
+    embeddings: torch.Tensor,
+    features: torch.Tensor,
+    targets: torch.Tensor,
+    folds: torch.Tensor,
+    config: ThinkSwitchConfig,
+    progress: bool = True,
+    aux: torch.Tensor | None = None,
+) -> ThinkSwitchHead:
+    """Train the K members on (N, E) embeddings, (N, F) features, (N, 2) targets; folds: (N,) fold ids;
+    aux: (N, A) auxiliary targets (NaN where unknown), used when `config.aux_weight` > 0."""
+    torch.manual_seed(config.seed)
+    head = ThinkSwitchHead(config)
+    head.feature_mean.copy_(features.mean(0))
+    head.feature_std.copy_(
+        features.std(0).clamp(min=1e-4) if len(features) > 1 else torch.ones(features.shape[1])
+    )
+    # weight[k, i] = 1 where member k trains on question i, i.e. i lies outside fold k mod F: (K, N)
+    weight = (folds.unsqueeze(0) != member_folds(config).unsqueeze(1)).float()
+    if config.folds == 1:
+        weight = torch.ones_like(weight)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    head.train()
+    for _ in tqdm(range(config.epochs), desc="train thinkswitch", unit="epoch", disable=not progress):
+        for batch in torch.randperm(len(targets), generator=generator).split(config.batch_size):
+            out = head.members_forward(embeddings[batch], features[batch])  # (K, B, 2 + A)
+            pred = out[..., :2]
+            loss = switch_loss(pred, targets[batch].expand_as(pred), config.margin_weight, weight[:, batch])
+            if aux is not None and config.aux_weight > 0:
+                aux_pred = out[..., 2:]
+                loss = loss + config.aux_weight * aux_loss(
+                    aux_pred, aux[batch].expand_as(aux_pred), weight[:, batch]
+                )
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return head.eval()
+
+
+def member_folds(config: ThinkSwitchConfig) -> torch.Tensor:
+    """(K,) the fold each member is held out of."""
+    return torch.arange(config.members) % config.folds
+
+
+@torch.inference_mode()
+def heldout_predictions(
+    head: ThinkSwitchHead, embeddings: torch.Tensor, features: torch.Tensor, folds: torch.Tensor
+) -> np.ndarray:
+    """(N, 2) predictions of each question by the members that did not train on it (their mean)."""
+    members = head.members_forward(embeddings, features)[..., :2]  # (K, N, 2)
+    if head.config.folds == 1:
+        return members.mean(0).numpy()
+    held_out = (member_folds(head.config).unsqueeze(1) == folds.unsqueeze(0)).float()  # (K, N)
+    return ((members * held_out.unsqueeze(-1)).sum(0) / held_out.sum(0).clamp(min=1).unsqueeze(-1)).numpy()
+
+
+def choose_tau(gain: np.ndarray, records: Sequence[ThinkRecord], options: TrainOptions) -> float:
+    """The τ of the most accurate point within the budget on held-out predictions."""
+    outcomes = Outcomes.of(records)
+    best = best_within_budget(
+        sweep(gain, outcomes), outcomes, options.max_long_share, options.max_token_ratio
+    )
+    return best.get("tau", 0.0)
+
+
+def train(
+    records: Sequence[ThinkRecord],
+    config: ThinkSwitchConfig,
+    options: TrainOptions,
+    encoder: SentenceEncoder | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Fit the head on `records` and choose τ on its held-out predictions."""
+    texts = [record.prompt for record in records]
+    encoder = encoder or SentenceEncoder(max_length=config.max_length)
+    embeddings = embed(encoder, texts)  # (N, 384)
+    features = torch.from_numpy(feature_matrix(texts))  # (N, F)
+    targets = torch.tensor([[r.short.pass_rate, r.long.pass_rate] for r in records], dtype=torch.float32)
+    folds = torch.tensor([fold_of(r.id, config.folds) for r in records], dtype=torch.long)
+    head = fit_head(embeddings, features, targets, folds, config, progress, aux_targets(records))
+    pred = heldout_predictions(head, embeddings, features, folds)
+    gain = pred[:, 1] - pred[:, 0]
+    taus = {}
+    for name in benchmarks(records):
+        mask = np.array([r.benchmark == name for r in records])
+        taus[name] = choose_tau(gain[mask], [r for r, m in zip(records, mask, strict=True) if m], options)
+    return TrainResult(head, gain, taus, choose_tau(gain, records, options))
+
+
+def heldout_summary(result: TrainResult, records: Sequence[ThinkRecord]) -> dict[str, Any]:
+    """Per benchmark: the baselines and the chosen τ's ROW on held-out predictions (for the manifest)."""
+    summary = {}
+    for name, tau in result.taus.items():
+        mask = np.array([r.benchmark == name for r in records])
+        outcomes = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
+        summary[name] = {
+            **baselines(outcomes),
+            "chosen": outcomes.row(result.heldout_gain[mask] >= tau),
+            "questions": int(mask.sum()),
+        }
+    return summary
+
+
+def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
+    """Model config and train options from a JSON file (unknown keys are an error)."""
+    values: dict[str, Any] = json.loads(Path(path).read_text()) if path else {}
+    model_keys = {f.name for f in fields(ThinkSwitchConfig)}
+    option_keys = {f.name for f in fields(TrainOptions)}
+    unknown = set(values) - model_keys - option_keys
+    if unknown:
+        raise SystemExit(f"--config: unknown keys {sorted(unknown)}")
+    return (
+        ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys}),
+        TrainOptions(**{k: v for k, v in values.items() if k in option_keys}),
+    )
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """CLI entry of `switchyard train --kind thinkswitch`."""
+    config, options = read_config(getattr(args, "config", None))
+    set_threads(options.threads)
+    records = select_split(load_records(args.data, options.cap), *options.splits)
+    if not records:
+        raise SystemExit("no training questions in the given files and splits")
+    print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
+    result = train(records, config, options)
+    summary = heldout_summary(result, records)
+    extra = {
+        "taus": result.taus,
+        "train_options": asdict(options),
+        "heldout": summary,
+        "trained_on": {name: s["questions"] for name, s in summary.items()},
+    }
+    version = save_artifact(args.out, result.head, result.default_tau, extra)
+    for name, s in summary.items():
+        print(
+            f"{name}: τ={result.taus[name]:+.4f} held-out accuracy {s['chosen']['accuracy']:.4f} "
+            f"(short {s['always_short']['accuracy']:.4f}, long {s['always_long']['accuracy']:.4f}), "
+            f"long share {s['chosen']['long_share']:.2f}"
+        )
+    print(f"wrote {args.out} (version {version}, default τ {result.default_tau:+.4f})")
+    return 0

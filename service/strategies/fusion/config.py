@@ -1,0 +1,37 @@
+"""The `fusion` strategy's config block."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from service.strategies.base import StrategyConfigBase
+
+Variant = Literal["cool", "cool+r"]
+VARIANTS: tuple[Variant, ...] = ("cool", "cool+r")
+
+
+class FusionConfig(StrategyConfigBase):
+    """Cool-Fusion over two or more member backends (any vocabularies)."""
+
+    kind: Literal["fusion"] = "fusion"
+    members: list[str] = Field(min_length=2, description="Backend names that write the answer together.")
+    variant: Variant = Field("cool", description="`cool`: fuse segment by segment; `cool+r`: also let each "
+                                                 "member answer alone and rerank the N+1 answers.")
+    segment_tokens: int = Field(8, ge=2, le=64, description="Tokens each member drafts per step; the "
+                                "segment is cut back to the last word boundary all tokenizers share.")
+    speculate: bool = Field(True, description="Draft the next step for every candidate while the candidates "
+                            "are scored, so scoring costs no extra wall time (more backend work).")
+    max_tokens: int = Field(256, ge=1, description="Answer length when the request gives none.")
+    member_timeout_s: float = Field(60.0, gt=0, description="A member call slower than this drops the "
+                                    "member for the rest of the answer.")
+
+    def backend_names(self) -> list[str]:
+        return list(self.members)
+
+    @model_validator(mode="after")
+    def _unique(self) -> FusionConfig:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("fusion members must be unique")
+        return self

@@ -1,0 +1,226 @@
+"""The Cool-Fusion step loop: draft in parallel, score in parallel, append the best segment.
+
+One step, with N active members:
+1. every member drafts `segment_tokens` tokens after the shared answer (N calls, in parallel);
+2. every member scores the other members' drafts after the answer (N calls, one list of prompts each,
+   in parallel); a member's score of its own draft comes free with the draft's log-probabilities;
+3. each draft is cut at its last word boundary every member's tokenizer agrees on, the perplexity of
+   the cut segment is averaged over members, and the lowest wins.
+The answer ends when the winner stopped inside its segment, when the previous winner now stops at
+once, at a stop string, or at `max_tokens`. A member that fails or times out drops out for the rest
+of the answer; the answer fails only when no member is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from service.errors import GatewayError, UpstreamError
+from service.strategies.fusion.members import Draft, Member, Prompt, Sampling
+from service.strategies.fusion.scoring import TokenScores, average_perplexity, perplexity, select
+from service.strategies.fusion.segments import aligned_cut
+from service.strategies.fusion.speculation import Speculation
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """An accepted piece of the answer, written by `member`; `finish_reason` set on the last one."""
+
+    text: str
+    member: str
+    tokens: int
+    finish_reason: str | None = None
+
+
+@dataclass
+class FusionStats:
+    """The fusion work behind one answer, reported in `usage.fusion`."""
+
+    steps: int = 0
+    member_calls: int = 0
+    selected: Counter[str] = field(default_factory=Counter)
+    dropped: list[str] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    upstream_s: float = 0.0
+    prompt_tokens: int = 0
+
+
+# (member, phase) -> None; counts a backend call in the metrics.
+CallObserver = Callable[[str, str], None]
+
+
+class MemberSet:
+    """The members still writing this answer; a member whose call fails is dropped, once."""
+
+    def __init__(self, members: list[Member], timeout_s: float, stats: FusionStats,
+                 observe: CallObserver) -> None:
+        self.active = list(members)
+        self.prompts: dict[str, Prompt] = {}  # filled once the members have rendered the request
+        self.timeout_s = timeout_s
+        self.stats = stats
+        self.observe = observe
+        self.errors: list[GatewayError] = []
+
+    async def call(self, member: Member, phase: str, work: Awaitable[T]) -> T | None:
+        """Await one member call; on failure or timeout drop the member and return None."""
+        self.stats.member_calls += 1
+        self.observe(member.backend, phase)
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                return await work
+        except GatewayError as error:
+            self.drop(member, error)
+        except TimeoutError:
+            self.drop(member, UpstreamError(f"fusion member {member.backend!r} timed out"))
+        except (KeyError, TypeError, ValueError) as error:  # a reply that is not what vLLM sends
+            self.drop(member, UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}"))
+        return None
+
+    def drop(self, member: Member, error: GatewayError) -> None:
+        if member in self.active:
+            self.active.remove(member)
+            self.stats.dropped.append(member.backend)
+            self.errors.append(error)
+            log.warning("fusion member %s dropped for the rest of the answer: %s", member.backend, error.message)
+
+    def check_alive(self) -> None:
+        if not self.active:
+            last = self.errors[-1] if self.errors else None
+            raise UpstreamError(f"every fusion member failed (last: {last.message if last else 'none'})")
+
+    async def gather(self, phase: str, make: Callable[[Member], Awaitable[T]]) -> dict[str, T]:
+        """Run one call per active member in parallel; the results of those that answered."""
+        members = list(self.active)
+        started = time.perf_counter()
+        results = await asyncio.gather(*(self.call(m, phase, make(m)) for m in members))
+        self.stats.upstream_s += time.perf_counter() - started
+        self.check_alive()
+        return {m.backend: r for m, r in zip(members, results, strict=True) if r is not None}
+
+
+class FusionLoop:
+    """Writes one fused answer; `segments()` yields each accepted segment as soon as it is chosen."""
+
+    def __init__(self, members: MemberSet, sampling: Sampling, max_tokens: int, segment_tokens: int,
+                 on_step: Callable[[float], None], *, speculate: bool = True) -> None:
+        self.members = members
+        self.speculate = speculate
+        self.sampling = sampling
+        self.max_tokens = max_tokens
+        self.segment_tokens = segment_tokens
+        self.on_step = on_step
+        self.answer = ""
+        self.tokens = 0
+
+    async def segments(self) -> AsyncGenerator[Segment, None]:
+        last_winner: str | None = None
+        started = time.perf_counter()
+        drafts = await self.drafts_after(self.answer, self.budget(self.tokens))
+        stats = self.members.stats
+        stats.prompt_tokens = next(iter(drafts.values())).prompt_tokens
+        while True:
+            if last_winner in drafts and drafts[last_winner].finished and not drafts[last_winner].text:
+                self._stepped(started)
+                yield Segment("", last_winner, 0, "stop")  # the member that wrote the last segment ends here
+                return
+            candidates = [d for d in drafts.values() if d.text]
+            if not candidates:
+                self._stepped(started)
+                yield Segment("", next(iter(drafts)), 0, "stop")
+                return
+            ahead = Speculation(self, candidates) if self.speculate and len(candidates) > 1 else None
+            try:
+                segment = self._finish(await self._choose(candidates))
+                next_drafts = ahead.take(segment) if ahead is not None else None
+            finally:
+                if ahead is not None:
+                    ahead.cancel()
+            self._stepped(started)
+            started = time.perf_counter()
+            last_winner = segment.member
+            try:
+                yield segment
+            except GeneratorExit:  # the client went away: stop the drafts already under way
+                if next_drafts is not None:
+                    next_drafts.cancel()
+                raise
+            if segment.finish_reason is not None:
+                return
+            drafts = await (next_drafts or self.drafts_after(self.answer, self.budget(self.tokens)))
+            # A speculative draft may come from a member dropped since (by a failed scoring call).
+            active = {m.backend for m in self.members.active}
+            drafts = {name: draft for name, draft in drafts.items() if name in active}
+
+    def budget(self, tokens: int) -> int:
+        """Tokens to draft when `tokens` of the answer are written."""
+        return max(1, min(self.segment_tokens, self.max_tokens - tokens))
+
+    def drafts_after(self, answer: str, budget: int) -> Awaitable[dict[str, Draft]]:
+        """Every active member's draft after `answer`, in parallel."""
+        sampling, prompts = self.sampling, self.members.prompts
+        return self.members.gather("draft", lambda m: m.draft(prompts[m.backend], answer, budget, sampling))
+
+    async def _choose(self, candidates: list[Draft]) -> Segment:
+        """Score every candidate under every member, cut at aligned boundaries, keep the best."""
+        # scores[member][i]: that member's tokens and log-probabilities over candidate i.
+        scores: dict[str, list[TokenScores]] = {}
+        if len(candidates) > 1 and len({d.text for d in candidates}) == 1:
+            # Every member drafted the same text: it wins unscored, cut where all their tokens agree.
+            return self._best(candidates[:1], {d.member: [d.scores] for d in candidates})
+        if len(candidates) > 1 and len(self.members.active) > 1:
+            answer, prompts = self.answer, self.members.prompts
+
+            def score(m: Member) -> Awaitable[list[TokenScores]]:
+                return m.score(prompts[m.backend], answer, [d.text for d in candidates if d.member != m.backend])
+
+            for member, results in (await self.members.gather("score", score)).items():
+                others = iter(results)
+                scores[member] = [d.scores if d.member == member else next(others) for d in candidates]
+        else:  # a single candidate wins unscored (one member left, or the others would stop here)
+            scores[candidates[0].member] = [candidates[0].scores]
+        return self._best(candidates, scores)
+
+    def _best(self, candidates: list[Draft], scores: dict[str, list[TokenScores]]) -> Segment:
+        cuts, averages = [], []
+        for i, draft in enumerate(candidates):
+            cut = aligned_cut(draft.text, [s[i].starts for s in scores.values()], final=draft.finished)
+            cuts.append(cut)
+            averages.append(average_perplexity({m: perplexity(s[i].before(cut)) for m, s in scores.items()}))
+        best = select(averages)
+        winner, cut = candidates[best], cuts[best]
+        finish = "stop" if winner.finished and cut == len(winner.text) else None
+        return Segment(winner.text[:cut], winner.member, len(winner.scores.before(cut)), finish)
+
+    def _finish(self, segment: Segment) -> Segment:
+        """Apply stop strings and the token budget to an accepted segment and append it."""
+        text, finish = segment.text, segment.finish_reason
+        answer = self.answer
+        end = len(answer) + len(text)
+        for stop in self.sampling.stop:  # a stop string may span the previous segment and this one
+            at = (answer + text).find(stop, max(0, len(answer) - len(stop) + 1))
+            if at >= 0:
+                end, finish = min(end, max(at, len(answer))), "stop"
+        text = text[:end - len(answer)]
+        tokens = self.tokens + segment.tokens
+        if finish is None and tokens >= self.max_tokens:
+            finish = "length"
+        self.answer += text
+        self.tokens = tokens
+        self.members.stats.selected[segment.member] += 1
+        return Segment(text, segment.member, segment.tokens, finish)
+
+    def _stepped(self, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        stats = self.members.stats
+        stats.steps += 1
+        stats.step_seconds.append(elapsed)
+        self.on_step(elapsed)

@@ -1,0 +1,130 @@
+"""One fusion member: a backend that renders prompts, drafts continuations and scores candidates.
+
+Every call is an ordinary vLLM endpoint reached through the dispatcher (least-loaded replica,
+retries): `/tokenize` + `/detokenize` render a chat once per answer with the member's own template,
+`/v1/completions` drafts (with the drafted tokens' log-probabilities) and scores (`echo` with
+`logprobs`, several candidates as one list of prompts). The shared context stays plain text, so each
+member's prompt is `its rendered prefix + the answer so far`: it only grows at the end, which keeps
+the drafts prefix-cache friendly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from service.errors import UpstreamError
+from service.strategies.fusion.scoring import TokenScores
+from service.strategies.fusion.segments import token_starts
+
+if TYPE_CHECKING:
+    from service.dispatch import Dispatcher
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """A member's rendering of the request: text before the answer, and whether it still needs BOS."""
+
+    text: str
+    add_special_tokens: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """The request's sampling options every member honours (greedy unless the client asks otherwise)."""
+
+    temperature: float = 0.0
+    top_p: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"temperature": self.temperature}
+        if self.top_p is not None:
+            body["top_p"] = self.top_p
+        if self.seed is not None:
+            body["seed"] = self.seed
+        if self.stop:
+            body["stop"] = self.stop
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """A member's continuation of the shared context, with its own tokens' log-probabilities."""
+
+    member: str
+    text: str
+    scores: TokenScores
+    finished: bool  # the member stopped (EOS or a stop string) inside this draft
+    prompt_tokens: int
+
+
+class Member:
+    def __init__(self, backend: str, dispatcher: Dispatcher) -> None:
+        self.backend = backend
+        self.dispatcher = dispatcher
+
+    async def render_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any] | None) -> Prompt:
+        """The conversation in this member's chat template, ending with the assistant turn's opening."""
+        body: dict[str, Any] = {"messages": messages, "add_generation_prompt": True}
+        if template_kwargs:
+            body["chat_template_kwargs"] = template_kwargs
+        ids = (await self.dispatcher.post_json(self.backend, "/tokenize", body))["tokens"]
+        # Detokenized with its special tokens, the text re-tokenizes to the same ids (no BOS added twice).
+        text = (await self.dispatcher.post_json(self.backend, "/detokenize", {"tokens": ids}))["prompt"]
+        return Prompt(text=str(text), add_special_tokens=False)
+
+    async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
+        """Continue `answer` by up to `max_tokens` tokens."""
+        body = {"prompt": prompt.text + answer, "max_tokens": max_tokens, "logprobs": 0,
+                "add_special_tokens": prompt.add_special_tokens, **sampling.body()}
+        reply = await self.dispatcher.post_json(self.backend, "/v1/completions", body)
+        choice = _first_choice(reply, self.backend)
+        text = str(choice["text"])
+        pieces, logprobs = _logprobs(choice, self.backend)
+        # Offsets count forward from the draft's start; tokens past a stop string are cut off.
+        starts, position = [], 0
+        for piece in pieces:
+            starts.append(position)
+            position += len(piece)
+        kept = [i for i, start in enumerate(starts) if start < len(text)]
+        scores = TokenScores([starts[i] for i in kept], [float(logprobs[i] or 0.0) for i in kept])
+        usage = reply.get("usage") or {}
+        return Draft(member=self.backend, text=text, scores=scores, finished=choice.get("finish_reason") == "stop",
+                     prompt_tokens=int(usage.get("prompt_tokens") or 0))
+
+    async def score(self, prompt: Prompt, answer: str, candidates: list[str]) -> list[TokenScores]:
+        """This member's token log-probabilities of each candidate after `answer`, in one request."""
+        context = prompt.text + answer
+        body = {"prompt": [context + c for c in candidates], "max_tokens": 0, "echo": True, "logprobs": 0,
+                "temperature": 0.0, "add_special_tokens": prompt.add_special_tokens}
+        reply = await self.dispatcher.post_json(self.backend, "/v1/completions", body)
+        choices = sorted(reply.get("choices") or [], key=lambda c: int(c.get("index", 0)))
+        if len(choices) != len(candidates):
+            raise UpstreamError(f"backend {self.backend!r} scored {len(choices)} of {len(candidates)} candidates")
+        return [_candidate_scores(choice, len(context), self.backend) for choice in choices]
+
+
+def _first_choice(reply: Any, backend: str) -> dict[str, Any]:
+    choices = reply.get("choices") if isinstance(reply, dict) else None
+    if not choices:
+        raise UpstreamError(f"backend {backend!r} returned no choices")
+    return dict(choices[0])
+
+
+def _logprobs(choice: dict[str, Any], backend: str) -> tuple[list[str], list[float | None]]:
+    logprobs = choice.get("logprobs") or {}
+    pieces, values = logprobs.get("tokens"), logprobs.get("token_logprobs")
+    if pieces is None or values is None or len(pieces) != len(values):
+        raise UpstreamError(f"backend {backend!r} returned no token log-probabilities")
+    return [str(p) for p in pieces], list(values)
+
+
+def _candidate_scores(choice: dict[str, Any], context_length: int, backend: str) -> TokenScores:
+    """The tokens of an echoed `context + candidate` that cover the candidate, offsets relative to it."""
+    pieces, values = _logprobs(choice, backend)
+    # Offsets count back from the end of the echoed text, so the prefix's special tokens do not matter.
+    starts = token_starts(pieces, len(str(choice.get("text", ""))))
+    kept = [i for i, start in enumerate(starts) if start + len(pieces[i]) > context_length and values[i] is not None]
+    return TokenScores([starts[i] - context_length for i in kept], [float(values[i]) for i in kept])  # type: ignore[arg-type]

@@ -1,0 +1,43 @@
+"""Cool+R: the fused answer competes with each member's own answer; the lowest average PPL wins."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.strategies.fusion.loop import MemberSet
+from service.strategies.fusion.members import Member, Sampling
+from service.strategies.fusion.scoring import average_perplexity, perplexity, select
+
+FUSED = "fusion"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete answer and who wrote it (`fusion` or a member's backend name)."""
+
+    source: str
+    text: str
+    tokens: int
+    finish_reason: str
+
+
+async def solo_answer(members: MemberSet, member: Member, max_tokens: int, sampling: Sampling) -> Answer | None:
+    """The member's own answer to the request, written alone in one call (None if the member failed)."""
+    draft = await members.call(member, "solo", member.draft(members.prompts[member.backend], "", max_tokens,
+                                                            sampling))
+    if draft is None:
+        return None
+    return Answer(member.backend, draft.text, len(draft.scores.starts), "stop" if draft.finished else "length")
+
+
+async def rerank(members: MemberSet, answers: list[Answer]) -> Answer:
+    """Every member scores every distinct answer in one request; the lowest average perplexity wins."""
+    distinct = list({a.text: a for a in reversed(answers) if a.text}.values())[::-1]  # first of equal texts
+    if len(distinct) <= 1:
+        return distinct[0] if distinct else answers[0]
+    texts = [a.text for a in distinct]
+    prompts = members.prompts
+    scored = await members.gather("rerank", lambda m: m.score(prompts[m.backend], "", texts))
+    averages = [average_perplexity({m: perplexity(s[i].logprobs) for m, s in scored.items()})
+                for i in range(len(distinct))]
+    return distinct[select(averages)]

@@ -1,0 +1,53 @@
+"""Aligned segment boundaries: where a candidate may be cut so that every member's tokens agree.
+
+Offsets are character positions inside one candidate segment (0 = where the shared context ends).
+A member's *boundaries* are the offsets where one of its tokens starts; a token that straddles the
+context end starts at a negative offset. A cut is *aligned* when it is a boundary for every member,
+so each member's tokens of the segment are exactly the tokens before the cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+
+def token_starts(pieces: Sequence[str], text_length: int) -> list[int]:
+    """Start offset of each token, for the token pieces that end a text of `text_length` characters.
+
+    `pieces` are the decoded token strings covering (at least) the end of the text; offsets are counted
+    back from the end, so whatever precedes the text (a chat template, `<bos>`) does not matter.
+    """
+    starts = []
+    end = text_length
+    for piece in reversed(pieces):
+        end -= len(piece)
+        starts.append(end)
+    starts.reverse()
+    return starts
+
+
+def word_boundaries(text: str) -> list[int]:
+    """Offsets where a whitespace run begins after a non-space: the cut points between words.
+
+    Both byte-level BPE and SentencePiece attach the space to the word after it, so every member's
+    tokenizer usually starts a token here; the cut keeps the draft from ending in a partial word.
+    """
+    return [i for i in range(1, len(text)) if text[i].isspace() and not text[i - 1].isspace()]
+
+
+def aligned_cut(text: str, member_starts: Iterable[Iterable[int]], *, final: bool) -> int:
+    """Where to cut the candidate `text`, given every member's token start offsets inside it.
+
+    The last word boundary every member agrees on wins (longest segment, fewest steps). A `final`
+    draft (the member stopped) may be taken whole. Without any agreed word boundary, fall back to the
+    last offset every member agrees on, and at worst to the whole text (a long word or number).
+    """
+    if final or not text:
+        return len(text)
+    common = set(range(1, len(text)))
+    for starts in member_starts:
+        common &= set(starts)
+    words = [b for b in word_boundaries(text) if b in common]
+    if words:
+        return words[-1]
+    return max(common) if common else len(text)

@@ -1,0 +1,164 @@
+"""`fusion`: a public model whose answer several member backends write together (Cool-Fusion).
+
+See `loop` for one step. Chat requests are rendered by each member with its own chat template; the
+shared context is the answer text. The variant comes from the config or the request's
+`switchyard_variant` field (`cool` or `cool+r`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from service.errors import GatewayError, InvalidRequest, sse_error_event
+from service.strategies.base import Strategy, StrategyDeps
+from service.strategies.fusion.config import VARIANTS, FusionConfig
+from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
+from service.strategies.fusion.members import Member, Prompt, Sampling
+from service.strategies.fusion.replies import DONE, AnswerFormat, usage
+from service.strategies.fusion.rerank import FUSED, Answer, rerank, solo_answer
+from service.types import Decision, GatewayRequest, Reply
+
+if TYPE_CHECKING:
+    from service.dispatch import Dispatcher
+
+VARIANT_FIELD = "switchyard_variant"
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one request asks of the fusion: validated once, before any backend call."""
+
+    variant: str
+    sampling: Sampling
+    max_tokens: int
+    include_usage: bool
+
+
+class FusionStrategy(Strategy):
+    kind = "fusion"
+
+    def __init__(self, public_model: str, config: FusionConfig, deps: StrategyDeps) -> None:
+        self.public_model = public_model
+        self.config = config
+        self.deps = deps
+        self.headers = {"x-switchyard-strategy": self.kind, "x-switchyard-model": ",".join(config.members),
+                        "x-switchyard-cache": "off"}
+
+    async def decide(self, request: GatewayRequest) -> Decision:
+        """Fusion writes with every member; the decision names the first one for `/v1/route`."""
+        return Decision(backend=self.config.members[0], body=request.body, strategy=self.kind, reason="fusion",
+                        scores={m: 1.0 for m in self.config.members})
+
+    async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
+        plan = self._plan(request)
+        stats = FusionStats()
+        metrics = self.deps.metrics
+        members = MemberSet([Member(name, dispatcher) for name in self.config.members],
+                            self.config.member_timeout_s, stats,
+                            lambda member, phase: metrics.fusion_member_calls.labels(
+                                self.public_model, member, phase).inc())
+        members.prompts.update(await self._render(request, members))
+        fmt = AnswerFormat(request.endpoint, self.public_model)
+        if plan.variant == "cool+r":
+            answer = await self._reranked(members, plan)
+            return self._reply(request, plan, fmt, stats, answer)
+        loop = FusionLoop(members, plan.sampling, plan.max_tokens, self.config.segment_tokens, self._on_step,
+                          speculate=self.config.speculate)
+        segments = loop.segments()
+        first = await anext(segments)  # a failure before anything is sent is an ordinary error reply
+        if not request.stream:
+            parts = [first] + [s async for s in segments]
+            answer = Answer(FUSED, "".join(s.text for s in parts), loop.tokens, parts[-1].finish_reason or "stop")
+            return self._reply(request, plan, fmt, stats, answer)
+        reply = Reply(status=200, headers={"content-type": "text/event-stream", **self.headers}, backend=self.kind)
+        reply.stream = self._stream(first, segments, loop, plan, fmt, reply)
+        return reply
+
+    def _plan(self, request: GatewayRequest) -> Plan:
+        body = request.body
+        if request.endpoint == "completions" and not isinstance(body.get("prompt"), str):
+            raise InvalidRequest("fusion needs a text prompt (token ids belong to one vocabulary)", param="prompt")
+        if (body.get("n") or 1) > 1:
+            raise InvalidRequest("fusion writes one answer: n must be 1", param="n")
+        variant = body.get(VARIANT_FIELD) or self.config.variant
+        if variant not in VARIANTS:
+            raise InvalidRequest(f"{VARIANT_FIELD} must be one of {', '.join(VARIANTS)}", param=VARIANT_FIELD)
+        stop = body.get("stop") or []
+        sampling = Sampling(temperature=float(body.get("temperature") or 0.0), top_p=body.get("top_p"),
+                            seed=body.get("seed"), stop=[stop] if isinstance(stop, str) else list(stop))
+        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.config.max_tokens
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return Plan(variant, sampling, int(max_tokens), include_usage)
+
+    async def _render(self, request: GatewayRequest, members: MemberSet) -> dict[str, Prompt]:
+        """Each member's prompt: the chat in its own template, or the completion prompt as given."""
+        if request.endpoint == "completions":
+            return {m.backend: Prompt(str(request.body["prompt"]), add_special_tokens=True) for m in members.active}
+        messages: list[dict[str, Any]] = request.body["messages"]
+        kwargs = request.body.get("chat_template_kwargs")
+        return await members.gather("render", lambda m: m.render_chat(messages, kwargs))
+
+    async def _reranked(self, members: MemberSet, plan: Plan) -> Answer:
+        """Cool+R: the fused answer and each member's own answer, written concurrently, then reranked."""
+        loop = FusionLoop(members, plan.sampling, plan.max_tokens, self.config.segment_tokens, self._on_step,
+                          speculate=self.config.speculate)
+
+        async def fused() -> Answer:
+            parts = [s async for s in loop.segments()]
+            return Answer(FUSED, "".join(s.text for s in parts), loop.tokens, parts[-1].finish_reason or "stop")
+
+        solos = [solo_answer(members, m, plan.max_tokens, plan.sampling) for m in list(members.active)]
+        results = await asyncio.gather(fused(), *solos)
+        answers = [a for a in results if a is not None]
+        return await rerank(members, answers)
+
+    def _reply(self, request: GatewayRequest, plan: Plan, fmt: AnswerFormat, stats: FusionStats,
+               answer: Answer) -> Reply:
+        chosen = answer.source if plan.variant == "cool+r" else None
+        counts = usage(stats, answer.tokens, plan.variant, chosen)
+        headers = dict(self.headers)
+        if not request.stream:
+            return Reply(status=200, headers={"content-type": "application/json", **headers},
+                         body=fmt.completion(answer.text, answer.finish_reason, counts), backend=self.kind,
+                         upstream_s=stats.upstream_s)
+        events = [fmt.chunk(answer.text, first=True), fmt.chunk("", answer.finish_reason)]
+        if plan.include_usage:
+            events.append(fmt.usage_chunk(counts))
+        return Reply(status=200, headers={"content-type": "text/event-stream", **headers},
+                     stream=_replay(events + [DONE]), backend=self.kind, upstream_s=stats.upstream_s)
+
+    async def _stream(self, first: Segment, segments: AsyncGenerator[Segment, None], loop: FusionLoop, plan: Plan,
+                      fmt: AnswerFormat, reply: Reply) -> AsyncIterator[bytes]:
+        """Each accepted segment as a chunk as soon as it is chosen; a later total failure ends the stream."""
+        stats = loop.members.stats
+        yield fmt.chunk(first.text, first=True)
+        segment = first
+        try:
+            while segment.finish_reason is None:
+                segment = await anext(segments)
+                if segment.text:
+                    yield fmt.chunk(segment.text)
+        except GatewayError as error:
+            reply.upstream_s = stats.upstream_s
+            yield sse_error_event(error)
+            return
+        finally:  # a client that leaves early stops the drafts already under way
+            await segments.aclose()
+        yield fmt.chunk("", segment.finish_reason)
+        if plan.include_usage:
+            yield fmt.usage_chunk(usage(stats, loop.tokens, plan.variant))
+        reply.upstream_s = stats.upstream_s
+        yield DONE
+
+    def _on_step(self, seconds: float) -> None:
+        metrics = self.deps.metrics
+        metrics.fusion_steps.labels(self.public_model).inc()
+        metrics.fusion_step_duration.labels(self.public_model).observe(seconds)
+
+
+async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event

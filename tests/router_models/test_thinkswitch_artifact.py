@@ -1,0 +1,113 @@
+"""Train on a tiny fixture, save, load through the gateway API, predict, evaluate (JSON shape, PNG)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from router_models.thinkswitch import load_switcher
+from router_models.thinkswitch.curves import Outcomes, baselines, meets_target, random_mix, sweep
+from router_models.thinkswitch.data import read_records
+from router_models.thinkswitch.evaluate import eval_command
+from router_models.thinkswitch.train import train_command
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "thinking_small.jsonl"
+ROW_KEYS = {"accuracy", "mean_tokens", "long_share"}
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("switcher")
+    config = out / "config.json"
+    config.write_text(
+        json.dumps({"epochs": 5, "members": 4, "folds": 2, "hidden": 16, "splits": ["train", "val", "test"]})
+    )
+    args = argparse.Namespace(data=[str(FIXTURE)], out=str(out / "model"), config=str(config))
+    assert train_command(args) == 0
+    return out / "model"
+
+
+def test_artifact_layout_and_manifest(artifact: Path) -> None:
+    assert (artifact / "model.safetensors").stat().st_size > 0
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert manifest["kind"] == "thinkswitch" and manifest["encoder"] == "all-MiniLM-L6-v2"
+    assert len(manifest["version"]) == 12
+    assert manifest["config"]["members"] == 4 and manifest["config"]["hidden"] == 16
+    assert set(manifest["taus"]) == {"GSM8K", "MATH"}
+    assert isinstance(manifest["default_tau"], float)
+
+
+def test_load_and_predict(artifact: Path) -> None:
+    switcher = load_switcher(artifact, threads=1)
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert switcher.version == manifest["version"] and switcher.default_tau == manifest["default_tau"]
+    queries = [r.prompt for r in read_records(FIXTURE)[:7]]
+    pred = switcher.predict(queries)
+    assert pred.shape == (7, 2) and pred.dtype == np.float32
+    assert bool(((pred > 0) & (pred < 1)).all())
+    # Batching and length-sorting do not change a question's prediction.
+    np.testing.assert_allclose(switcher.predict(queries[3:4])[0], pred[3], atol=1e-5)
+    np.testing.assert_allclose(switcher.predict(queries[::-1]), pred[::-1], atol=1e-5)
+    assert switcher.predict([]).shape == (0, 2)
+    assert switcher.go_long(queries, tau=-1.0).all() and not switcher.go_long(queries, tau=1.0).any()
+
+
+def test_predict_from_many_threads(artifact: Path) -> None:
+    switcher = load_switcher(artifact, threads=1)
+    queries = [r.prompt for r in read_records(FIXTURE)[:8]]
+    expected = switcher.predict(queries)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda q: switcher.predict([q])[0], queries * 3))
+    np.testing.assert_allclose(np.stack(results), np.concatenate([expected] * 3), atol=1e-5)
+
+
+def test_eval_writes_contract_json_and_png(artifact: Path, tmp_path: Path) -> None:
+    args = argparse.Namespace(
+        switcher=str(artifact),
+        data=[str(FIXTURE)],
+        json=str(tmp_path / "eval.json"),
+        plot=str(tmp_path / "curve.png"),
+        split="all",
+        target_drop=1.0,
+    )
+    assert eval_command(args) == 0
+    results = json.loads((tmp_path / "eval.json").read_text())
+    assert set(results) == {"GSM8K", "MATH"}
+    for name, result in results.items():
+        assert set(result) == {"always_short", "always_long", "oracle", "curve"}
+        for key in ("always_short", "always_long", "oracle"):
+            assert set(result[key]) == ROW_KEYS
+        assert all(set(row) == ROW_KEYS | {"tau"} for row in result["curve"])
+        shares = [row["long_share"] for row in result["curve"]]
+        assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] == 1.0
+        assert (result["always_long"]["mean_tokens"] is None) == (name == "MATH")
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_curve_baselines_on_hand_made_outcomes() -> None:
+    outcomes = Outcomes(
+        short=np.array([1.0, 0.0, 1.0, 0.0]),
+        long=np.array([1.0, 1.0, 0.0, 0.0]),
+        short_tokens=np.array([10.0, 10.0, 10.0, 10.0]),
+        long_tokens=np.array([50.0, 50.0, 50.0, 50.0]),
+    )
+    base = baselines(outcomes)
+    assert base["always_short"] == {"accuracy": 0.5, "mean_tokens": 10.0, "long_share": 0.0}
+    assert base["oracle"] == {"accuracy": 0.75, "mean_tokens": 20.0, "long_share": 0.25}
+    assert random_mix(outcomes, 0.5) == {"accuracy": 0.5, "mean_tokens": 30.0, "long_share": 0.5}
+    # A perfect ranking (question 1 first, question 2 last) passes through the oracle.
+    curve = sweep(np.array([0.0, 0.9, -0.9, 0.1]), outcomes)
+    assert [row["long_share"] for row in curve] == [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert curve[1]["accuracy"] == 0.75 and curve[1]["tau"] == pytest.approx(0.9)
+    # Always-short ties always-long here, so sending nothing long already meets "0 points below long".
+    cheapest = meets_target(curve, outcomes, target_drop=0.0)
+    assert cheapest is not None and cheapest["long_share"] == 0.0
+    assert (
+        meets_target(curve, outcomes, target_drop=-25.0) == curve[1]
+    )  # 25 points above long: the oracle point
+    assert meets_target(curve, outcomes, target_drop=-50.0) is None

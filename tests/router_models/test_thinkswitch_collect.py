@@ -1,0 +1,137 @@
+"""The collect tool against a loopback OpenAI-compatible server: request bodies, scoring, tokens, resuming."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from router_models.thinkswitch.collect import Question, collect, is_correct, read_journal, request_body
+from router_models.thinkswitch.data import read_records
+
+QUESTIONS = [
+    Question("q1", "What is 2 + 3?", "5", "toy"),
+    Question("q2", "What is 1,000 + 234?", "1234", "toy"),
+]
+
+
+class FakeEndpoint:
+    """Long mode (thinking on) always right with 400 tokens; short mode wrong on q2 with 50 tokens."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.fail_first = 0
+
+    async def chat(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.bodies.append(body)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            return web.json_response({"error": "busy"}, status=503)
+        thinking = body["chat_template_kwargs"]["enable_thinking"]
+        question = body["messages"][0]["content"]
+        answer = "1,234" if "1,000" in question else "5"
+        if not thinking and "1,000" in question:
+            answer = "1,034"
+        content = (
+            f"<think>adding up 7</think>The answer is \\boxed{{{answer}}}."
+            if thinking
+            else f"So the total is {answer}."
+        )
+        tokens = 400 if thinking else 50
+        return web.json_response(
+            {
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": content},
+                        "finish_reason": "length" if tokens >= body["max_tokens"] else "stop",
+                    }
+                ],
+                "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
+            }
+        )
+
+
+@pytest.fixture
+async def endpoint() -> AsyncIterator[tuple[str, FakeEndpoint]]:
+    fake = FakeEndpoint()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.chat)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/v1", fake
+    await runner.cleanup()
+
+
+async def test_collect_writes_dataset_format(endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
+    url, fake = endpoint
+    out = tmp_path / "collected.jsonl"
+    await collect(QUESTIONS, url, "toy-model", out, samples=2, max_tokens=300, concurrency=3, progress=False)
+    assert len(fake.bodies) == 2 * 2 * 2
+    assert (
+        sorted(b["chat_template_kwargs"]["enable_thinking"] for b in fake.bodies) == [False] * 4 + [True] * 4
+    )
+    assert all(b["model"] == "toy-model" and b["max_tokens"] == 300 for b in fake.bodies)
+    records = {r.id: r for r in read_records(out)}  # the documented loader accepts the output
+    assert records["q1"].short.pass_rate == 1.0 and records["q2"].short.pass_rate == 0.0
+    assert records["q2"].long.pass_rate == 1.0 and records["q2"].long.samples == 2
+    assert records["q1"].short.mean_tokens == 50.0 and records["q1"].long.mean_tokens == 400.0
+    assert records["q1"].long.hit_cap == 2 and records["q1"].short.hit_cap == 0
+
+
+async def test_collect_resumes_from_journal(endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
+    url, fake = endpoint
+    out = tmp_path / "collected.jsonl"
+    journal = tmp_path / "collected.jsonl.samples.jsonl"
+    journal.write_text(
+        json.dumps({"id": "q1", "mode": "short", "index": 0, "correct": True, "tokens": 50, "hit_cap": False})
+        + "\n"
+        + '{"id": "q1", "mo'
+    )  # torn last line
+    fake.fail_first = 1  # one transient 503, retried
+    await collect(QUESTIONS, url, "toy-model", out, samples=1, progress=False)
+    asked = [(b["messages"][0]["content"], b["chat_template_kwargs"]["enable_thinking"]) for b in fake.bodies]
+    assert ("What is 2 + 3?", False) not in asked[1:]  # the journalled sample is not asked again
+    assert len(asked) == 1 + 3
+    assert len(read_journal(journal)) == 4
+    calls = len(fake.bodies)
+    await collect(QUESTIONS, url, "toy-model", out, samples=1, progress=False)
+    assert len(fake.bodies) == calls  # nothing left to ask
+    assert len(read_records(out)) == 2
+
+
+@pytest.mark.parametrize(
+    ("family", "mode", "expected"),
+    [
+        ("qwen3", "short", {"chat_template_kwargs": {"enable_thinking": False}}),
+        ("reasoning-effort", "long", {"reasoning_effort": "high"}),
+        ("deepseek-r1", "short", {"continue_final_message": True, "add_generation_prompt": False}),
+    ],
+)
+def test_request_bodies_per_family(family: str, mode: str, expected: dict[str, Any]) -> None:
+    body = request_body(QUESTIONS[0], mode, family, "m", 128, 0.0)
+    assert body == {
+        "model": "m",
+        "max_tokens": 128,
+        "temperature": 0.0,
+        "messages": body["messages"],
+        **expected,
+    }
+    if family == "deepseek-r1":
+        assert body["messages"][-1] == {"role": "assistant", "content": "<think>\n\n</think>\n\n"}
+
+
+def test_scoring() -> None:
+    assert is_correct("x = 3, so \\boxed{1,234}", "1234")
+    assert is_correct("<think>maybe 7</think> It is 42.", "42")
+    assert not is_correct("<think>42</think> I think 41.", "42")
+    assert not is_correct("no number here", "42")
+    assert is_correct("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}")

@@ -1,0 +1,104 @@
+"""The dataset loader: documented format, bad lines named, token caps, deterministic splits."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from router_models.thinkswitch.data import (
+    DataFormatError,
+    load_records,
+    parse_record,
+    read_records,
+    record_to_json,
+    select_split,
+    split_of,
+)
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "thinking_small.jsonl"
+
+
+def test_reads_both_benchmarks_with_tokens_only_where_known() -> None:
+    records = read_records(FIXTURE)
+    gsm = [r for r in records if r.benchmark == "GSM8K"]
+    math = [r for r in records if r.benchmark == "MATH"]
+    assert len(gsm) == 40 and len(math) == 20
+    assert all(r.short.mean_tokens is not None and r.long.mean_tokens is not None for r in gsm)
+    assert all(r.short.mean_tokens is None and r.short.samples == 8 for r in math)
+    assert set(gsm[0].by_cap) == {512, 1024}
+
+
+def test_cap_selects_by_cap_results(tmp_path: Path) -> None:
+    record = read_records(FIXTURE)[0]
+    at_512 = record.at_cap(512)
+    assert at_512.max_tokens == 512
+    assert at_512.long == record.by_cap[512][1] and at_512.long.hit_cap == 1 and at_512.long.pass_rate == 0.0
+    assert record.at_cap(2048) is record and record.at_cap(None) is record
+    with pytest.raises(KeyError):
+        record.at_cap(4096)
+
+
+def test_gzip_and_round_trip(tmp_path: Path) -> None:
+    records = read_records(FIXTURE)
+    path = tmp_path / "copy.jsonl.gz"
+    with gzip.open(path, "wt") as sink:
+        sink.writelines(json.dumps(record_to_json(r)) + "\n" for r in records)
+    again = load_records([path])
+    assert [(r.id, r.short, r.long, r.by_cap) for r in again] == [
+        (r.id, r.short, r.long, r.by_cap) for r in records
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda o: o.pop("prompt"), "'prompt'"),
+        (lambda o: o["modes"].pop("long"), "modes"),
+        (lambda o: o["modes"]["short"].update(pass_rate=1.5), "modes.short.pass_rate"),
+        (lambda o: o["modes"]["long"].update(samples=0), "modes.long.samples"),
+        (lambda o: o["modes"]["long"].update(mean_tokens="many"), "modes.long.mean_tokens"),
+        (lambda o: o["meta"]["by_cap"].update(big={}), "by_cap"),
+    ],
+)
+def test_bad_line_is_named(tmp_path: Path, mutate: object, message: str) -> None:
+    lines = FIXTURE.read_text().splitlines()[:3]
+    bad = json.loads(lines[2])
+    mutate(bad)  # type: ignore[operator]
+    path = tmp_path / "bad.jsonl"
+    path.write_text("\n".join([lines[0], lines[1], json.dumps(bad)]) + "\n")
+    with pytest.raises(DataFormatError, match=rf"bad\.jsonl:3: .*{message}"):
+        read_records(path)
+
+
+def test_invalid_json_and_duplicates_are_named(tmp_path: Path) -> None:
+    first = FIXTURE.read_text().splitlines()[0]
+    path = tmp_path / "broken.jsonl"
+    path.write_text(first + "\n\n{not json\n")
+    with pytest.raises(DataFormatError, match=r"broken\.jsonl:3: not valid JSON"):
+        read_records(path)
+    path.write_text(first + "\n" + first + "\n")
+    with pytest.raises(DataFormatError, match=r"broken\.jsonl:2: duplicate id"):
+        read_records(path)
+    with pytest.raises(DataFormatError, match="expected a JSON object"):
+        parse_record([1, 2])
+
+
+def test_splits_are_stable_and_proportional() -> None:
+    ids = [f"q:{i}" for i in range(4000)]
+    splits = [split_of(i) for i in ids]
+    assert splits == [split_of(i) for i in ids]  # a pure function of the id
+    shares = {name: splits.count(name) / len(ids) for name in ("train", "val", "test")}
+    assert shares["train"] == pytest.approx(0.70, abs=0.03)
+    assert shares["val"] == pytest.approx(0.15, abs=0.02)
+    assert shares["test"] == pytest.approx(0.15, abs=0.02)
+
+
+def test_select_split_ignores_file_order() -> None:
+    records = read_records(FIXTURE)
+    forward = {r.id for r in select_split(records, "test")}
+    backward = {r.id for r in select_split(records[::-1], "test")}
+    assert forward == backward
+    assert {r.id for r in select_split(records, "train", "val", "test")} == {r.id for r in records}

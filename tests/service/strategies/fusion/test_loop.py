@@ -1,0 +1,129 @@
+"""The step loop with scripted in-process members: selection, stopping, budgets, failures, speculation."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+import pytest
+
+from service.errors import UpstreamError
+from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
+from service.strategies.fusion.members import Draft, Member, Prompt, Sampling
+from service.strategies.fusion.scoring import TokenScores
+from service.strategies.fusion.segments import token_starts
+
+# Continuations: the answer so far -> (draft text, the member stopped inside it).
+Script = Callable[[str], tuple[str, bool]]
+
+
+def pieces(text: str) -> list[str]:
+    """Word tokens with their leading space, like byte-level BPE."""
+    return re.findall(r"\s*\S+", text)
+
+
+class ScriptedMember(Member):
+    """A member that drafts from a script and scores a word by a fixed table (unknown words: -3)."""
+
+    def __init__(self, name: str, script: Script, liking: dict[str, float], fail_on: str = "") -> None:
+        super().__init__(name, dispatcher=None)  # type: ignore[arg-type]
+        self.script, self.liking, self.fail_on = script, liking, fail_on
+        self.scored: list[list[str]] = []
+
+    def _scores(self, text: str) -> TokenScores:
+        words = pieces(text)
+        return TokenScores(token_starts(words, len(text)), [self.liking.get(w.strip(), -3.0) for w in words])
+
+    async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
+        if self.fail_on == "draft":
+            raise UpstreamError("draft failed")
+        text, finished = self.script(answer)
+        words = pieces(text)
+        text = "".join(words[:max_tokens]) if len(words) > max_tokens else text
+        return Draft(self.backend, text, self._scores(text), finished and len(words) <= max_tokens, 7)
+
+    async def score(self, prompt: Prompt, answer: str, candidates: list[str]) -> list[TokenScores]:
+        if self.fail_on == "score":
+            raise UpstreamError("score failed")
+        self.scored.append(candidates)
+        return [self._scores(c) for c in candidates]
+
+
+def repeat(words: str) -> Script:
+    return lambda answer: (words, False)
+
+
+async def write(members: list[ScriptedMember], *, max_tokens: int = 12, segment_tokens: int = 4,
+                stop: tuple[str, ...] = (), speculate: bool = True) -> tuple[list[Segment], FusionStats]:
+    stats = FusionStats()
+    member_set = MemberSet(list(members), timeout_s=5, stats=stats, observe=lambda member, phase: None)
+    member_set.prompts.update({m.backend: Prompt("", False) for m in members})
+    loop = FusionLoop(member_set, Sampling(stop=list(stop)), max_tokens, segment_tokens, lambda s: None,
+                      speculate=speculate)
+    return [s async for s in loop.segments()], stats
+
+
+LIKES_X = {"x": -0.1, "y": -0.1, "y.": -0.1, "a": -1.0, "b": -1.0}
+
+
+@pytest.mark.parametrize("speculate", [False, True])
+async def test_the_segment_both_members_prefer_is_appended(speculate: bool) -> None:
+    a = ScriptedMember("a", repeat(" a b a b"), {"a": -0.05, "b": -0.05, "x": -0.5, "y": -0.5})
+    b = ScriptedMember("b", repeat(" x y x y"), LIKES_X)
+    segments, stats = await write([a, b], speculate=speculate)
+    # Average PPL: a's draft exp(.05)+exp(1) > b's exp(.5)+exp(.1); the partial last word is cut off.
+    assert segments[0].text == " x y x" and segments[0].member == "b"
+    assert a.scored[0] == [" x y x y"] and b.scored[0] == [" a b a b"]  # each scores the others' drafts
+    assert sum(s.tokens for s in segments) == 12 and segments[-1].finish_reason == "length"
+    assert stats.selected == {"b": stats.steps}
+
+
+async def test_speculation_does_not_change_the_answer() -> None:
+    def growing(answer: str) -> tuple[str, bool]:  # the draft depends on the answer so far
+        return (" x y" if len(answer) % 3 else " a b x"), False
+
+    answers = []
+    for speculate in (False, True):
+        members = [ScriptedMember("a", growing, LIKES_X), ScriptedMember("b", repeat(" y x a b"), LIKES_X)]
+        segments, _ = await write(members, speculate=speculate)
+        answers.append([(s.text, s.member) for s in segments])
+    assert answers[0] == answers[1]
+
+
+async def test_the_answer_ends_when_the_winner_stops_inside_its_segment() -> None:
+    a = ScriptedMember("a", lambda answer: (" x y.", True), LIKES_X)
+    b = ScriptedMember("b", repeat(" a b a b"), LIKES_X)
+    segments, _ = await write([a, b])
+    assert [(s.text, s.finish_reason) for s in segments] == [(" x y.", "stop")]
+
+
+async def test_the_answer_ends_when_the_previous_winner_stops_at_once() -> None:
+    a = ScriptedMember("a", lambda answer: ("", True) if answer else (" x y x", False), LIKES_X)
+    b = ScriptedMember("b", repeat(" a b a b"), LIKES_X)
+    segments, _ = await write([a, b])
+    assert [(s.text, s.member) for s in segments] == [(" x y", "a"), ("", "a")]
+    assert segments[-1].finish_reason == "stop"
+
+
+@pytest.mark.parametrize(("stop", "answer"), [
+    ("y x", " x "),  # inside the first segment: cut before it
+    ("x x", " x y x"),  # across two segments: the second one adds nothing
+])
+async def test_a_stop_string_ends_the_answer(stop: str, answer: str) -> None:
+    members = [ScriptedMember(n, repeat(" x y x y"), LIKES_X) for n in ("a", "b")]
+    segments, _ = await write(members, stop=(stop,))
+    assert "".join(s.text for s in segments) == answer and segments[-1].finish_reason == "stop"
+
+
+async def test_a_member_failing_to_score_drops_out_and_the_other_finishes() -> None:
+    a = ScriptedMember("a", repeat(" a b a b"), LIKES_X, fail_on="score")
+    b = ScriptedMember("b", repeat(" x y x y"), LIKES_X)
+    segments, stats = await write([a, b])
+    assert stats.dropped == ["a"]
+    assert all(s.member == "b" for s in segments) and segments[-1].finish_reason == "length"
+
+
+async def test_when_every_member_fails_the_answer_fails() -> None:
+    members = [ScriptedMember(n, repeat(" x"), LIKES_X, fail_on="draft") for n in ("a", "b")]
+    with pytest.raises(UpstreamError, match="every fusion member failed"):
+        await write(members)
