@@ -69,6 +69,8 @@ class AuthSettings(_Strict):
 class DispatchSettings(_Strict):
     health_interval_s: float = Field(2.0, gt=0, description="Active /health polling period per replica.")
     health_timeout_s: float = Field(1.0, gt=0, description="A health check slower than this fails.")
+    health_failures: int = Field(2, ge=1, description="Failed checks in a row that mark a replica unhealthy "
+                                                      "(a refused connection marks it at once).")
     scrape_interval_s: float = Field(0.5, gt=0, description="/metrics scraping period per replica.")
     saturation_queue: int = Field(32, ge=0, description="Waiting requests at which a replica is saturated.")
     retries: int = Field(2, ge=0, description="Extra attempts on other replicas before anything is sent.")

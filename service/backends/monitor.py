@@ -57,22 +57,30 @@ class ReplicaMonitor:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     async def check_health(self, replica: Replica) -> None:
+        """A refused connection marks the replica down at once; a slow or failing answer only after
+        `health_failures` checks in a row (a busy CPU engine can miss one deadline without being down)."""
         timeout = aiohttp.ClientTimeout(total=self.pool.settings.health_timeout_s)
+        refused = False
         try:
             async with self.session.get(replica.url + "/health", timeout=timeout,
                                         headers=self._headers(replica)) as response:
                 ok = response.status == 200
-        except (TimeoutError, aiohttp.ClientError):
+        except aiohttp.ClientConnectorError:
+            ok, refused = False, True
+        except (aiohttp.ClientError, asyncio.TimeoutError):
             ok = False
-        if ok and time.monotonic() >= replica.ejected_until:
-            if not replica.healthy:
-                log.info("replica %s of %s is healthy again", replica.url, replica.backend)
-            replica.healthy = True
-            replica.consecutive_failures = 0
-        elif not ok:
-            if replica.healthy:
+        if ok:
+            replica.failed_checks = 0
+            if time.monotonic() >= replica.ejected_until:
+                if not replica.healthy:
+                    log.info("replica %s of %s is healthy again", replica.url, replica.backend)
+                replica.healthy = True
+                replica.consecutive_failures = 0
+        else:
+            replica.failed_checks += 1
+            if replica.healthy and (refused or replica.failed_checks >= self.pool.settings.health_failures):
                 log.warning("replica %s of %s failed its health check", replica.url, replica.backend)
-            replica.healthy = False
+                replica.healthy = False
         self.publish(replica)
 
     async def scrape(self, replica: Replica) -> None:

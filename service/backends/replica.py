@@ -26,7 +26,8 @@ class Replica:
     healthy: bool = True  # optimistic until the first check says otherwise
     in_flight: int = 0
     load: ScrapedLoad = field(default_factory=ScrapedLoad)
-    consecutive_failures: int = 0
+    consecutive_failures: int = 0  # failed requests in a row (circuit breaker)
+    failed_checks: int = 0  # failed health checks in a row
     ejected_until: float = 0.0
 
     def available(self, now: float | None = None) -> bool:
