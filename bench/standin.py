@@ -38,9 +38,8 @@ def load_standin(path: str) -> StandInRouter:
 
 
 def main() -> int:
-    import uvicorn
-
     from service.app import create_app
+    from service.commands.serve import serve_app
     from service.config import load_settings
     from service.gateway import Gateway
 
@@ -50,10 +49,7 @@ def main() -> int:
     args = parser.parse_args()
     settings = load_settings(args.config)
     gateway = Gateway(settings, loaders={"router": load_standin})
-    # The options of `switchyard serve` (service/commands/serve.py).
-    uvicorn.run(create_app(settings, gateway=gateway), host=settings.server.host, port=args.port,
-                log_level="warning", access_log=False, loop="auto", http="auto", timeout_keep_alive=30,
-                timeout_graceful_shutdown=10)
+    serve_app(create_app(settings, gateway=gateway), settings, port=args.port, log_level="warning")
     return 0
 
 
