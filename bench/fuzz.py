@@ -323,8 +323,8 @@ def run_schemathesis(url: str, examples: int, workdir: Path) -> bool:
                     "response_schema_conformance,negative_data_rejection",
     ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=workdir)
-    summary = [line for line in result.stdout.splitlines() if line.strip()][-12:]
-    print("\n".join("  " + line for line in summary))
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    print("\n".join("  " + line for line in lines[-12 if result.returncode == 0 else -80:]))
     return result.returncode == 0
 
 
