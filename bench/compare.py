@@ -44,7 +44,7 @@ import yaml  # noqa: E402
 
 from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.procstat import cpu_seconds  # noqa: E402
-from bench.servers import REPO, free_port, process, sim_process  # noqa: E402
+from bench.servers import REPO, free_port, gateway_command, process, sim_process  # noqa: E402
 
 TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router")
 VENVS = REPO / ".cache" / "bench"
@@ -112,9 +112,7 @@ def switchyard(sims: dict[str, str], directory: Path, router: str | None) -> Ite
     path = directory / "switchyard.yaml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    module = ["service.cli", "serve", "--log-level", "warning"] if router else ["bench.standin"]
-    args = [*pinned(0), sys.executable, "-m", *module, "--config", str(path), "--port", str(port)]
-    with process(args, f"http://127.0.0.1:{port}/ready") as proc:
+    with process(gateway_command(path, port, router, pinned(0)), f"http://127.0.0.1:{port}/ready") as proc:
         yield Target("switchyard", f"http://127.0.0.1:{port}", "sim-a", proc.pid)
 
 
