@@ -49,6 +49,13 @@ from bench.servers import REPO, free_port, gateway_command, process, sim_process
 TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router")
 VENVS = REPO / ".cache" / "bench"
 LITELLM_KEY = "sk-bench-local"
+READING = [
+    "Reading the table: `req/CPU-s` (requests per second of the proxy's own CPU time) is the capacity of "
+    "one core and holds when other jobs share the machine; wall-clock `req/s` at low concurrency is bounded "
+    "by the simulator. With a load average far above the core count, every hop through another process "
+    "waits for a CPU, so added latencies then measure the scheduler more than the proxy; compare them "
+    "between proxies (vllm-router is the floor) and with the load average above.",
+]
 BODY = {"messages": [{"role": "user", "content": "Say hello in a few words."}], "max_tokens": 16}
 
 
@@ -358,7 +365,7 @@ def main() -> int:
         f"{args.duration:g} s per target and load, in {args.rounds} interleaved rounds each after "
         f"{args.warmup:g} s warm-up", f"- {versions()}", "",
         *table(rows), "", "Targets:", "", *(f"- {line}" for line in verdicts(rows)), "",
-        *(f"- {note}" for note in notes),
+        *(f"- {note}" for note in notes), "", *READING,
     ]
     print("\n".join(report))
     if str(args.output) != "-":
