@@ -1,4 +1,7 @@
-"""A small closed-loop HTTP load generator: N concurrent clients, each sending requests back to back."""
+"""A small closed-loop HTTP load generator: N concurrent clients, each sending requests back to back.
+
+A request counts as a success only when it answers 200 and, for a stream, ends with `data: [DONE]`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,8 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import orjson
+
+_DONE = b"data: [DONE]"
 
 
 @dataclass
@@ -33,27 +38,36 @@ class LoadResult:
         return statistics.fmean(self.latencies) if self.latencies else float("nan")
 
 
-async def run_load(url: str, body: dict, *, concurrency: int, requests: int, stream: bool = False,
+async def run_load(url: str, body: dict, *, concurrency: int, requests: int | None = None,
+                   duration: float | None = None, stream: bool = False,
                    headers: dict[str, str] | None = None) -> LoadResult:
-    """Send `requests` POSTs to `url` from `concurrency` workers; stream bodies are read to the end."""
+    """Send POSTs to `url` from `concurrency` workers until `requests` are sent or `duration` seconds pass.
+
+    Stream bodies are read to the end and must finish with `[DONE]`; `first_bytes` holds the time to
+    the first body chunk (time to first token for a stream).
+    """
+    assert requests is not None or duration is not None, "give requests or duration"
     payload = orjson.dumps({**body, "stream": stream})
     result = LoadResult()
-    remaining = requests
+    remaining = requests if requests is not None else 1 << 62
     connector = aiohttp.TCPConnector(limit=0)
     send_headers = {"Content-Type": "application/json", **(headers or {})}
     async with aiohttp.ClientSession(connector=connector) as session:
+        stop_at = time.perf_counter() + duration if duration is not None else float("inf")
 
         async def worker() -> None:
             nonlocal remaining
-            while remaining > 0:
+            while remaining > 0 and time.perf_counter() < stop_at:
                 remaining -= 1
                 started = time.perf_counter()
+                first: float | None = None
+                tail = b""
                 try:
                     async with session.post(url, data=payload, headers=send_headers) as response:
-                        first = None
-                        async for _ in response.content.iter_any():
+                        async for chunk in response.content.iter_any():
                             first = first or time.perf_counter()
-                        ok = response.status == 200
+                            tail = (tail + chunk)[-64:]
+                        ok = response.status == 200 and (not stream or _DONE in tail)
                 except aiohttp.ClientError:
                     ok = False
                 if ok:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +41,13 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
 
 
 @contextlib.contextmanager
-def process(args: list[str], ready_url: str, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+def process(args: list[str], ready_url: str, *, timeout: float = 60,
+            **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` in its own session until the block ends; ready when `ready_url` answers 200."""
     proc = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, **popen)
     try:
-        wait_ready(ready_url, proc)
+        wait_ready(ready_url, proc, timeout)
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -87,3 +90,68 @@ def gateway_process(backends: dict[str, str], directory: Path, *, prefix: list[s
     url = f"http://127.0.0.1:{port}"
     with process(args, url + "/ready"):
         yield url
+
+
+def gateway_command(config: Path, port: int, router: str | None, prefix: list[str] | None = None) -> list[str]:
+    """`switchyard serve` when a router artifact is given, else the same gateway with the stand-in router."""
+    module = ["service.cli", "serve", "--log-level", "warning"] if router else ["bench.standin"]
+    return [*(prefix or []), sys.executable, "-m", *module, "--config", str(config), "--port", str(port)]
+
+
+class Restartable:
+    """A server process that can be killed (SIGKILL, like a crash) and started again on the same port."""
+
+    def __init__(self, args: list[str], ready: Callable[[], bool], name: str) -> None:
+        self.args = args
+        self.ready = ready
+        self.name = name
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30) -> Restartable:
+        self.proc = subprocess.Popen(self.args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while not self.ready():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} did not start")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def sim_server(model: str, port: int | None = None, *options: str) -> tuple[Restartable, str]:
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-m", "service.cli", "sim", "--port", str(port), "--model", model, *options]
+    return Restartable(args, lambda: _answers(url + "/health"), f"simulator {model}"), url
+
+
+def redis_server(directory: Path) -> tuple[Restartable, str]:
+    """A loopback redis-server without persistence: a restart loses every key, as a fresh Redis would."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed (make services installs it)")
+    port = free_port()
+    args = [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no",
+            "--dir", str(directory)]
+    return Restartable(args, lambda: _redis_answers(port), "redis"), f"redis://127.0.0.1:{port}/0"
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False

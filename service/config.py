@@ -50,6 +50,8 @@ class ServerSettings(_Strict):
     max_body_bytes: int = Field(1_048_576, gt=0)
     max_tokens_limit: int = Field(32_768, gt=0)
     max_n: int = Field(8, gt=0)
+    max_head_bytes: int = Field(65_536, gt=0, description="Largest request line plus headers; more gets 431.")
+    head_timeout_s: float = Field(10.0, gt=0, description="Time a client has to send a request head; then 408.")
 
 
 class AuthSettings(_Strict):

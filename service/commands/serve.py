@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 
 def register(subparsers: Any) -> None:
@@ -23,8 +26,6 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from service.app import create_app
     from service.config import ConfigError, load_settings
 
@@ -34,15 +35,27 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return 2
+    serve_app(create_app(settings), settings, host=args.host, port=args.port, log_level=args.log_level,
+              access_log=args.access_log)
+    return 0
+
+
+def serve_app(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None,
+              log_level: str = "info", access_log: bool = False) -> None:
+    """Run `app` under uvicorn until stopped, with the request-head limits of `settings.server`."""
+    import uvicorn
+
+    from service.http_protocol import guarded_protocol
+
+    server = settings.server
     uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.server.host,
-        port=args.port or settings.server.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
+        app,
+        host=host or server.host,
+        port=port or server.port,
+        log_level=log_level,
+        access_log=access_log,
         loop="auto",
-        http="auto",
+        http=guarded_protocol(server.max_head_bytes, server.head_timeout_s),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
     )
-    return 0

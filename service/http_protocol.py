@@ -1,0 +1,106 @@
+"""uvicorn's httptools protocol with two limits on the request head that uvicorn does not enforce.
+
+- Size: httptools accumulates a header by concatenating the pieces it reads, so one client sending a
+  32 MiB header kept the event loop busy for ~9 s, stalling every other client (and failing health
+  checks, which ejected healthy replicas). A head larger than `max_head_bytes` is answered 431.
+- Time: a connection whose request head is not complete within `head_timeout_s` (a slow-loris client
+  trickling headers, or one that opened a connection and went quiet) is answered 408 and closed,
+  so such clients cannot pile up open connections. Bodies are not limited here: the handlers read
+  them with their own size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from service.errors import error_body
+
+
+def _reply(status: int, reason: str, message: str) -> bytes:
+    body = orjson.dumps(error_body(message, "invalid_request_error", code="request_head_rejected"))
+    return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+            f"connection: close\r\n\r\n").encode() + body
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    max_head_bytes = 65_536
+    head_timeout_s = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._in_body = False  # between the end of a request head and the end of its body
+        self._head_deadline: asyncio.TimerHandle | None = None
+        self._rejected = False  # answered by this guard: the rest of the bytes are ignored
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self._rejected:
+            return
+        if not self._in_body:
+            self._arm_deadline()
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if not self._in_body and self._head_bytes > self.max_head_bytes:
+            self._reject(431, "Request Header Fields Too Large",
+                         f"request head is larger than {self.max_head_bytes} bytes")
+
+    def on_headers_complete(self) -> None:
+        self._in_body = True
+        self._head_bytes = 0
+        self._disarm_deadline()
+        # The byte count above may include a body read together with the head: measure the head itself.
+        head = len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
+        if head > self.max_head_bytes:
+            self._reject(431, "Request Header Fields Too Large",
+                         f"request head is larger than {self.max_head_bytes} bytes")
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._rejected:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._rejected:
+            super().on_message_complete()
+        self._in_body = False
+
+    def _arm_deadline(self) -> None:
+        if self._head_deadline is None:
+            self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_too_slow)
+
+    def _disarm_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        # A keep-alive connection idle between requests is the keep-alive timeout's business.
+        if self._head_bytes or self.cycle is None:
+            self._reject(408, "Request Timeout", f"request head not received within {self.head_timeout_s:g} s")
+
+    def _reject(self, status: int, reason: str, message: str) -> None:
+        self._rejected = True
+        self._disarm_deadline()
+        if not self.transport.is_closing():
+            self.transport.write(_reply(status, reason, message))
+            self.transport.close()
+
+
+def guarded_protocol(max_head_bytes: int, head_timeout_s: float) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class uvicorn should use (its `http` option), with the configured limits."""
+    return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
+                {"max_head_bytes": max_head_bytes, "head_timeout_s": head_timeout_s})
