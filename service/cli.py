@@ -17,6 +17,9 @@ COMMANDS: tuple[str, ...] = (
     "service.commands.sim",
     "router_models.cli.train",
     "router_models.cli.eval",
+    "router_models.cli.split",
+    "router_models.cli.collect",
+    "router_models.cli.label",
 )
 
 
