@@ -36,8 +36,14 @@ class Router(ABC):
 
     @classmethod
     @abstractmethod
-    def fit(cls, train: RoutingTable, config: Any, val: RoutingTable | None = None,
-            workdir: Path | None = None, resume: bool = False) -> Router:
+    def fit(
+        cls,
+        train: RoutingTable,
+        config: Any,
+        val: RoutingTable | None = None,
+        workdir: Path | None = None,
+        resume: bool = False,
+    ) -> Router:
         """Learn from the training table. The validation table, if given, picks among checkpoints;
         `workdir` keeps resumable checkpoints of long fits, `resume` continues from them."""
 
@@ -55,8 +61,12 @@ class Router(ABC):
         return [self.candidates[i] for i in self.score(queries).argmax(axis=1)]
 
     def save(self, directory: str | Path) -> Manifest:
-        manifest = Manifest(kind=self.kind, candidates=self.candidates, encoder=self.encoder,
-                            config=dataclasses.asdict(self.config))
+        manifest = Manifest(
+            kind=self.kind,
+            candidates=self.candidates,
+            encoder=self.encoder,
+            config=dataclasses.asdict(self.config),
+        )
         written = save_artifact(directory, manifest, self.tensors())
         self.version = written.version
         return written

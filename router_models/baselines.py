@@ -36,16 +36,23 @@ class RandomRouter(Router):
         return np.array(rows, dtype=np.float32).reshape(len(queries), len(self.candidates))
 
     @classmethod
-    def fit(cls, train: RoutingTable, config: RandomConfig, val: RoutingTable | None = None,
-            workdir: Path | None = None, resume: bool = False) -> RandomRouter:
+    def fit(
+        cls,
+        train: RoutingTable,
+        config: RandomConfig,
+        val: RoutingTable | None = None,
+        workdir: Path | None = None,
+        resume: bool = False,
+    ) -> RandomRouter:
         return cls(train.candidates, config)
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {}
 
     @classmethod
-    def from_tensors(cls, candidates: list[str], config: RandomConfig,
-                     tensors: dict[str, torch.Tensor]) -> RandomRouter:
+    def from_tensors(
+        cls, candidates: list[str], config: RandomConfig, tensors: dict[str, torch.Tensor]
+    ) -> RandomRouter:
         return cls(candidates, config)
 
 
@@ -68,24 +75,30 @@ class BestSingleRouter(Router):
         return np.tile(self.means, (len(queries), 1))
 
     @classmethod
-    def fit(cls, train: RoutingTable, config: BestSingleConfig,
-            val: RoutingTable | None = None,
-            workdir: Path | None = None, resume: bool = False) -> BestSingleRouter:
+    def fit(
+        cls,
+        train: RoutingTable,
+        config: BestSingleConfig,
+        val: RoutingTable | None = None,
+        workdir: Path | None = None,
+        resume: bool = False,
+    ) -> BestSingleRouter:
         return cls(train.candidates, config, train.normalised.mean(axis=0))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"means": torch.from_numpy(self.means)}
 
     @classmethod
-    def from_tensors(cls, candidates: list[str], config: BestSingleConfig,
-                     tensors: dict[str, torch.Tensor]) -> BestSingleRouter:
+    def from_tensors(
+        cls, candidates: list[str], config: BestSingleConfig, tensors: dict[str, torch.Tensor]
+    ) -> BestSingleRouter:
         return cls(candidates, config, tensors["means"].numpy())
 
 
 @dataclass(frozen=True)
 class KnnConfig:
     k: int = 100
-    max_query_tokens: int = 256
+    max_query_tokens: int = 128  # MiniLM's training length
     batch_size: int = 64
 
 
@@ -97,8 +110,14 @@ class KnnRouter(Router):
     config_class = KnnConfig
     encoder = ENCODER_NAME
 
-    def __init__(self, candidates: list[str], config: KnnConfig, keys: torch.Tensor, values: torch.Tensor,
-                 sentence_encoder: SentenceEncoder | None = None) -> None:
+    def __init__(
+        self,
+        candidates: list[str],
+        config: KnnConfig,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        sentence_encoder: SentenceEncoder | None = None,
+    ) -> None:
         super().__init__(candidates, config)
         self.keys = keys.float()  # (N, 384), unit norm
         self.values = values.float()  # (N, T) normalised scores
@@ -113,17 +132,26 @@ class KnnRouter(Router):
         return self.values[nearest].mean(dim=1).numpy()  # (Q, T)
 
     @classmethod
-    def fit(cls, train: RoutingTable, config: KnnConfig, val: RoutingTable | None = None,
-            workdir: Path | None = None, resume: bool = False) -> KnnRouter:
+    def fit(
+        cls,
+        train: RoutingTable,
+        config: KnnConfig,
+        val: RoutingTable | None = None,
+        workdir: Path | None = None,
+        resume: bool = False,
+    ) -> KnnRouter:
         sentence_encoder = SentenceEncoder(max_length=config.max_query_tokens)
         keys = sentence_encoder.encode(train.prompts, batch_size=config.batch_size)
-        return cls(train.candidates, config, keys, torch.from_numpy(train.normalised).float(), sentence_encoder)
+        return cls(
+            train.candidates, config, keys, torch.from_numpy(train.normalised).float(), sentence_encoder
+        )
 
     def tensors(self) -> dict[str, torch.Tensor]:
         # fp16 halves the artifact; cosine similarities lose nothing that changes a top-k
         return {"keys": self.keys.half(), "values": self.values.half()}
 
     @classmethod
-    def from_tensors(cls, candidates: list[str], config: KnnConfig,
-                     tensors: dict[str, torch.Tensor]) -> KnnRouter:
+    def from_tensors(
+        cls, candidates: list[str], config: KnnConfig, tensors: dict[str, torch.Tensor]
+    ) -> KnnRouter:
         return cls(candidates, config, tensors["keys"], tensors["values"])

@@ -51,7 +51,11 @@ def read_prompts(path: str | Path) -> list[dict[str, Any]]:
             if not text.strip():
                 continue
             row = json.loads(text)
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("prompt"), str):
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("id"), str)
+                or not isinstance(row.get("prompt"), str)
+            ):
                 raise ValueError(f"{path}:{number}: expected an object with string 'id' and 'prompt'")
             rows.append(row)
     return rows
@@ -64,14 +68,22 @@ def done_ids(path: Path) -> set[str]:
         return {json.loads(line)["id"] for line in lines if line.strip()}
 
 
-async def chat(session: aiohttp.ClientSession, endpoint: Endpoint, prompt: str, options: CollectOptions) -> str:
+async def chat(
+    session: aiohttp.ClientSession, endpoint: Endpoint, prompt: str, options: CollectOptions
+) -> str:
     """One chat completion, retried with exponential back-off on errors."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    body = {"model": endpoint.name, "messages": [{"role": "user", "content": prompt}],
-            "max_tokens": options.max_tokens, "temperature": options.temperature}
+    body = {
+        "model": endpoint.name,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": options.max_tokens,
+        "temperature": options.temperature,
+    }
     for attempt in range(options.retries + 1):
         try:
-            async with session.post(f"{endpoint.base_url}/chat/completions", json=body, headers=headers) as reply:
+            async with session.post(
+                f"{endpoint.base_url}/chat/completions", json=body, headers=headers
+            ) as reply:
                 reply.raise_for_status()
                 data = await reply.json()
                 return str(data["choices"][0]["message"].get("content") or "")
@@ -82,8 +94,13 @@ async def chat(session: aiohttp.ClientSession, endpoint: Endpoint, prompt: str, 
     raise AssertionError("unreachable")
 
 
-async def collect(prompts: list[dict[str, Any]], endpoints: list[Endpoint], out: Path,
-                  options: CollectOptions, on_request: Callable[[], None] = lambda: None) -> tuple[int, int]:
+async def collect(
+    prompts: list[dict[str, Any]],
+    endpoints: list[Endpoint],
+    out: Path,
+    options: CollectOptions,
+    on_request: Callable[[], None] = lambda: None,
+) -> tuple[int, int]:
     """Ask every endpoint every prompt not yet in `out` (appending finished lines). Returns
     (prompts written, prompts that failed)."""
     finished = done_ids(out)
@@ -104,9 +121,14 @@ async def collect(prompts: list[dict[str, Any]], endpoints: list[Endpoint], out:
         async def one(row: dict[str, Any]) -> dict[str, Any]:
             answers = await asyncio.gather(*(ask(e, row["prompt"]) for e in endpoints))
             meta = {**row.get("meta", {}), "candidate_models": [e.name for e in endpoints]}
-            return {"id": row["id"], "benchmark": row.get("benchmark", "custom"), "prompt": row["prompt"],
-                    "responses": {e.name: a for e, a in zip(endpoints, answers, strict=True)}, "scores": {},
-                    "meta": meta}
+            return {
+                "id": row["id"],
+                "benchmark": row.get("benchmark", "custom"),
+                "prompt": row["prompt"],
+                "responses": {e.name: a for e, a in zip(endpoints, answers, strict=True)},
+                "scores": {},
+                "meta": meta,
+            }
 
         with _open_text(out, "at") as sink:
             for task in asyncio.as_completed([one(row) for row in todo]):

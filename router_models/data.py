@@ -52,8 +52,14 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "benchmark": self.benchmark, "prompt": self.prompt,
-                "responses": self.responses, "scores": self.scores, "meta": self.meta}
+        return {
+            "id": self.id,
+            "benchmark": self.benchmark,
+            "prompt": self.prompt,
+            "responses": self.responses,
+            "scores": self.scores,
+            "meta": self.meta,
+        }
 
 
 def _open_text(path: Path, mode: str = "rt") -> io.TextIOBase:
@@ -69,11 +75,19 @@ def _parse_line(text: str, where: str) -> Record:
         raise DataFormatError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(obj, dict):
         raise DataFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    for key, kind in (("id", str), ("benchmark", str), ("prompt", str), ("responses", dict), ("scores", dict)):
+    for key, kind in (
+        ("id", str),
+        ("benchmark", str),
+        ("prompt", str),
+        ("responses", dict),
+        ("scores", dict),
+    ):
         if key not in obj:
             raise DataFormatError(f"{where}: missing field {key!r}")
         if not isinstance(obj[key], kind):
-            raise DataFormatError(f"{where}: field {key!r} must be {kind.__name__}, got {type(obj[key]).__name__}")
+            raise DataFormatError(
+                f"{where}: field {key!r} must be {kind.__name__}, got {type(obj[key]).__name__}"
+            )
     for model, score in obj["scores"].items():
         if isinstance(score, bool) or not isinstance(score, int | float) or not math.isfinite(score):
             raise DataFormatError(f"{where}: score of {model!r} must be a finite number, got {score!r}")
@@ -83,8 +97,14 @@ def _parse_line(text: str, where: str) -> Record:
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise DataFormatError(f"{where}: field 'meta' must be an object")
-    return Record(obj["id"], obj["benchmark"], obj["prompt"], obj["responses"],
-                  {k: float(v) for k, v in obj["scores"].items()}, meta)
+    return Record(
+        obj["id"],
+        obj["benchmark"],
+        obj["prompt"],
+        obj["responses"],
+        {k: float(v) for k, v in obj["scores"].items()},
+        meta,
+    )
 
 
 def read_records(paths: Iterable[str | Path]) -> list[Record]:
@@ -165,7 +185,13 @@ class SplitSpec:
         if pinned in ("train", "validation"):  # a training set with its own split has no test part
             return "train" if pinned == "train" else "val"
         u = id_fraction(record.id)
-        return "test" if u < self.test_fraction else "val" if u < self.test_fraction + self.val_fraction else "train"
+        return (
+            "test"
+            if u < self.test_fraction
+            else "val"
+            if u < self.test_fraction + self.val_fraction
+            else "train"
+        )
 
 
 def split_records(records: Sequence[Record], spec: SplitSpec) -> dict[Split, list[Record]]:
@@ -215,7 +241,8 @@ class RoutingTable:
             prompts=[r.prompt for r in kept],
             responses=[[r.responses.get(m, "") for m in candidates] for r in kept],
             scores=np.array([[r.scores[m] for m in candidates] for r in kept], dtype=np.float64).reshape(
-                len(kept), len(candidates)),
+                len(kept), len(candidates)
+            ),
             dropped=len(records) - len(kept),
         )
 
@@ -231,9 +258,14 @@ class RoutingTable:
         return routing_labels(self.scores)
 
     def subset(self, rows: Sequence[int]) -> RoutingTable:
-        return RoutingTable(self.candidates, [self.ids[i] for i in rows], [self.benchmarks[i] for i in rows],
-                            [self.prompts[i] for i in rows], [self.responses[i] for i in rows],
-                            self.scores[list(rows)].reshape(len(rows), len(self.candidates)))
+        return RoutingTable(
+            self.candidates,
+            [self.ids[i] for i in rows],
+            [self.benchmarks[i] for i in rows],
+            [self.prompts[i] for i in rows],
+            [self.responses[i] for i in rows],
+            self.scores[list(rows)].reshape(len(rows), len(self.candidates)),
+        )
 
     def by_benchmark(self) -> dict[str, RoutingTable]:
         groups: dict[str, list[int]] = {}
@@ -242,8 +274,12 @@ class RoutingTable:
         return {name: self.subset(rows) for name, rows in sorted(groups.items())}
 
 
-def load_table(paths: Iterable[str | Path], candidates: Sequence[str] | None = None,
-               spec: SplitSpec | None = None, split: Split | None = None) -> RoutingTable:
+def load_table(
+    paths: Iterable[str | Path],
+    candidates: Sequence[str] | None = None,
+    spec: SplitSpec | None = None,
+    split: Split | None = None,
+) -> RoutingTable:
     """Read files into a table; with `spec` and `split`, keep only that part of the split."""
     records = read_records(paths)
     if spec is not None and split is not None:

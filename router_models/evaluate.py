@@ -24,8 +24,10 @@ Results = dict[str, dict[str, dict[str, float]]]  # {"average": {router: µn}, "
 def best_single_choices(table: RoutingTable) -> np.ndarray:
     """(N,) the fixed candidate with the best mean µn over the benchmarks present."""
     groups = table.by_benchmark()
-    mean = [np.mean([mu_n(g.scores, np.full(len(g), t)) for g in groups.values()])
-            for t in range(len(table.candidates))]
+    mean = [
+        np.mean([mu_n(g.scores, np.full(len(g), t)) for g in groups.values()])
+        for t in range(len(table.candidates))
+    ]
     return np.full(len(table), int(np.argmax(mean)))
 
 
@@ -69,8 +71,10 @@ def plot_results(results: Results, path: str | Path, title: str = "Routing quali
 
     groups = [*results["benchmarks"], "average"]
     names = [n for n in results["average"] if n != "oracle"]  # oracle is 100 everywhere
-    values = {n: [results["benchmarks"][g][n] if g != "average" else results["average"][n] for g in groups]
-              for n in names}
+    values = {
+        n: [results["benchmarks"][g][n] if g != "average" else results["average"][n] for g in groups]
+        for n in names
+    }
     fig, ax = plt.subplots(figsize=(max(8, 1.4 * len(groups)), 4.5))
     width = 0.8 / max(1, len(names))
     for k, name in enumerate(names):
@@ -108,8 +112,10 @@ def eval_command(args: argparse.Namespace) -> int:
     table = load_table(args.data, candidates)
     if not len(table):
         raise SystemExit("no evaluation lines score every candidate")
-    print(f"{len(table)} queries, {len(set(table.benchmarks))} benchmarks"
-          + (f" ({table.dropped} lines lacking a candidate's score dropped)" if table.dropped else ""))
+    print(
+        f"{len(table)} queries, {len(set(table.benchmarks))} benchmarks"
+        + (f" ({table.dropped} lines lacking a candidate's score dropped)" if table.dropped else "")
+    )
     results = evaluate(dict(zip(unique_names(routers), routers, strict=True)), table)
     print(format_table(results))
     if args.json:

@@ -26,7 +26,7 @@ from router_models.data import Record, _open_text
 JUDGE_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
     "to the user question displayed below. Be as objective as possible. After a short explanation, rate the "
-    "response on a scale of 1 to 10 by strictly following this format: \"Rating: [[5]]\".\n\n"
+    'response on a scale of 1 to 10 by strictly following this format: "Rating: [[5]]".\n\n'
     "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
 )
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -78,8 +78,13 @@ async def score_code(response: str, tests: str, timeout_s: float = 10.0) -> floa
         program = Path(scratch) / "candidate.py"
         program.write_text(extract_code(response) + "\n\n" + tests + "\n")
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-I", str(program), cwd=scratch,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            sys.executable,
+            "-I",
+            str(program),
+            cwd=scratch,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
         try:
             return float(await asyncio.wait_for(process.wait(), timeout_s) == 0)
         except TimeoutError:
@@ -93,15 +98,21 @@ def parse_rating(verdict: str) -> float:
     return float(match.group(1)) if match else -1.0
 
 
-async def score_judge(session: aiohttp.ClientSession, judge: Endpoint, question: str, answer: str,
-                      options: CollectOptions) -> float:
+async def score_judge(
+    session: aiohttp.ClientSession, judge: Endpoint, question: str, answer: str, options: CollectOptions
+) -> float:
     verdict = await chat(session, judge, JUDGE_PROMPT.format(question=question, answer=answer), options)
     return parse_rating(verdict)
 
 
-async def label_record(record: Record, method: str, session: aiohttp.ClientSession | None = None,
-                       judge: Endpoint | None = None, options: CollectOptions | None = None,
-                       timeout_s: float = 10.0) -> Record:
+async def label_record(
+    record: Record,
+    method: str,
+    session: aiohttp.ClientSession | None = None,
+    judge: Endpoint | None = None,
+    options: CollectOptions | None = None,
+    timeout_s: float = 10.0,
+) -> Record:
     """The record with a score for every response."""
     scores: dict[str, float] = {}
     for model, response in record.responses.items():
@@ -123,8 +134,15 @@ async def label_record(record: Record, method: str, session: aiohttp.ClientSessi
     return Record(record.id, record.benchmark, record.prompt, record.responses, scores, record.meta)
 
 
-async def label_file(records: list[Record], out: Path, method: str, judge: Endpoint | None,
-                     options: CollectOptions, timeout_s: float, on_line: Callable[[], None] = lambda: None) -> int:
+async def label_file(
+    records: list[Record],
+    out: Path,
+    method: str,
+    judge: Endpoint | None,
+    options: CollectOptions,
+    timeout_s: float,
+    on_line: Callable[[], None] = lambda: None,
+) -> int:
     """Score records `options.concurrency` at a time, appending each finished line to `out`."""
     limit = asyncio.Semaphore(options.concurrency)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -16,8 +16,13 @@ def register(subparsers: Any) -> None:
         "Then score them with `switchyard label`.",
     )
     parser.add_argument("--prompts", required=True, metavar="FILE", help='JSONL lines {"id", "prompt", ...}')
-    parser.add_argument("--model", action="append", required=True, metavar="NAME=URL",
-                        help="a candidate: served model name and API base, e.g. qwen=http://127.0.0.1:8000/v1")
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME=URL",
+        help="a candidate: served model name and API base, e.g. qwen=http://127.0.0.1:8000/v1",
+    )
     parser.add_argument("--out", required=True, metavar="FILE", help="routing data to write (JSONL, .gz ok)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     parser.add_argument("--max-tokens", type=int, default=1024)
@@ -42,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     options = CollectOptions(args.max_tokens, args.temperature, args.concurrency)
     with tqdm(total=pending * len(endpoints), desc="collect", unit="req") as bar:
         written, failed = asyncio.run(collect(prompts, endpoints, out, options, lambda: bar.update(1)))
-    print(f"{out}: {written} prompts written, {failed} failed (rerun to retry), "
-          f"{len(prompts) - pending} already there")
+    print(
+        f"{out}: {written} prompts written, {failed} failed (rerun to retry), "
+        f"{len(prompts) - pending} already there"
+    )
     return 1 if failed else 0

@@ -15,7 +15,9 @@ def register(subparsers: Any) -> None:
         description="Split routing data files the way `switchyard train` does, and write OUT/train.jsonl.gz, "
         "OUT/val.jsonl.gz and OUT/test.jsonl.gz, e.g. to evaluate on the test part with `switchyard eval`.",
     )
-    parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="routing data (JSONL, .gz ok)")
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="FILE", help="routing data (JSONL, .gz ok)"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the three files")
     parser.add_argument("--protocol", default="in-distribution", choices=["in-distribution", "leave-one-out"])
     parser.add_argument("--holdout", metavar="BENCH", help="the benchmark held out (leave-one-out)")

@@ -14,8 +14,13 @@ import yaml
 from router_models.base import Router
 from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
 
-FLAG_FIELDS = {"epochs": "epochs", "block_size": "block_size", "max_query_tokens": "max_query_tokens",
-               "max_train_queries": "max_train_queries", "seed": "seed"}
+FLAG_FIELDS = {
+    "epochs": "epochs",
+    "block_size": "block_size",
+    "max_query_tokens": "max_query_tokens",
+    "max_train_queries": "max_train_queries",
+    "seed": "seed",
+}
 
 
 def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
@@ -53,14 +58,19 @@ def train_command(args: argparse.Namespace) -> int:
     cls = router_class(args.kind)
     config = build_config(cls, args)
     train, val = training_tables(args)
-    print(f"{args.kind}: {len(train)} training and {len(val) if val else 0} validation queries, "
-          f"candidates {', '.join(train.candidates)}"
-          + (f" ({train.dropped} lines lacking a candidate's score dropped)" if train.dropped else ""))
+    print(
+        f"{args.kind}: {len(train)} training and {len(val) if val else 0} validation queries, "
+        f"candidates {', '.join(train.candidates)}"
+        + (f" ({train.dropped} lines lacking a candidate's score dropped)" if train.dropped else "")
+    )
     out = Path(args.out)
     workdir = out / "checkpoint"
     start = time.perf_counter()
     router = cls.fit(train, config, val, workdir=workdir, resume=args.resume)
     manifest = router.save(out)
     shutil.rmtree(workdir, ignore_errors=True)  # finished: the artifact is all that is needed
-    print(f"wrote {out} (kind {manifest.kind}, version {manifest.version}) in {time.perf_counter() - start:.0f} s")
+    print(
+        f"wrote {out} (kind {manifest.kind}, version {manifest.version}) "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
     return 0

@@ -56,19 +56,31 @@ class LookaheadCausal(nn.Module):
         ids = self.model_ids[candidate_index.clamp(min=0)].to(embeds.dtype)
         return torch.where(candidate_index.ge(0).unsqueeze(-1), ids, embeds)
 
-    def training_losses(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, candidate_index: torch.Tensor,
-                        id_position: torch.Tensor, labels: torch.Tensor, n_candidates: int,
-                        targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def training_losses(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        candidate_index: torch.Tensor,
+        id_position: torch.Tensor,
+        labels: torch.Tensor,
+        n_candidates: int,
+        targets: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One sequence per (query, candidate), rows ordered query-major: (B*T, L) tensors.
         `id_position` (B*T,) locates `<Model_t>`, `labels` (B*T, L) are next-token targets (IGNORE
         outside the response), `targets` (B, T) the routing labels. Returns (routing BCE, LM CE)."""
-        out = self.lm(inputs_embeds=self._embed(input_ids, candidate_index), attention_mask=attention_mask,
-                      output_hidden_states=True)
+        out = self.lm(
+            inputs_embeds=self._embed(input_ids, candidate_index),
+            attention_mask=attention_mask,
+            output_hidden_states=True,
+        )
         last = out.hidden_states[-1]  # (B*T, L, H)
         at_id = last[torch.arange(last.shape[0]), id_position]  # (B*T, H)
         logits = self.score_head(self.dropout(at_id)).view(-1, n_candidates)  # (B, T)
         route = F.binary_cross_entropy_with_logits(logits.float(), targets)
-        lm = F.cross_entropy(out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE)
+        lm = F.cross_entropy(
+            out.logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE
+        )
         return route, lm
 
     def score(self, query_ids: list[list[int]], n_candidates: int, pad_id: int) -> torch.Tensor:
@@ -97,8 +109,12 @@ class LookaheadCausal(nn.Module):
             allowed[b, idx, idx] = True
         mask = torch.zeros((batch, 1, total, total), dtype=self.score_head.weight.dtype)
         mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(mask.dtype).min)  # additive 4D mask
-        out = self.lm(inputs_embeds=self._embed(input_ids, cand), attention_mask=mask, position_ids=positions,
-                      output_hidden_states=True)
+        out = self.lm(
+            inputs_embeds=self._embed(input_ids, cand),
+            attention_mask=mask,
+            position_ids=positions,
+            output_hidden_states=True,
+        )
         last = out.hidden_states[-1]  # (B, L, H)
         rows = torch.arange(batch).unsqueeze(1)
         slots = torch.tensor(lengths).unsqueeze(1) + torch.arange(n_candidates)  # (B, T)

@@ -33,8 +33,17 @@ def _backbone(config: CausalConfig) -> tuple[torch.nn.Module, PreTrainedTokenize
     return AutoModelForCausalLM.from_config(lm_config), load_tokenizer(), config
 
 
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    """Right-pad ragged rows into one (N, L) tensor."""
+    length = max(map(len, rows))
+    return torch.tensor([row + [value] * (length - len(row)) for row in rows])
+
+
 def _tokenize(tokenizer: PreTrainedTokenizerBase, texts: list[str], limit: int) -> list[list[int]]:
-    return [ids[:limit] for ids in tokenizer([t[: 16 * limit] for t in texts], add_special_tokens=False)["input_ids"]]
+    return [
+        ids[:limit]
+        for ids in tokenizer([t[: 16 * limit] for t in texts], add_special_tokens=False)["input_ids"]
+    ]
 
 
 class CausalLookaheadRouter(Router):
@@ -42,23 +51,40 @@ class CausalLookaheadRouter(Router):
     config_class = CausalConfig
     encoder = "SmolLM2-135M"
 
-    def __init__(self, candidates: list[str], config: CausalConfig, model: LookaheadCausal,
-                 tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(
+        self,
+        candidates: list[str],
+        config: CausalConfig,
+        model: LookaheadCausal,
+        tokenizer: PreTrainedTokenizerBase,
+    ) -> None:
         super().__init__(candidates, config)
         self.model = model.eval()
         self.tokenizer = tokenizer
-        self.pad_id = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0)
+        self.pad_id = int(
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id or 0
+        )
 
     @torch.inference_mode()
     def score(self, queries: list[str]) -> np.ndarray:
         ids = _tokenize(self.tokenizer, queries, self.config.max_query_tokens)
-        chunks = [self.model.score(ids[i : i + self.config.inference_batch_size], len(self.candidates), self.pad_id)
-                  for i in range(0, len(ids), self.config.inference_batch_size)]
-        return torch.cat(chunks).float().numpy() if chunks else np.zeros((0, len(self.candidates)), np.float32)
+        chunks = [
+            self.model.score(ids[i : i + self.config.inference_batch_size], len(self.candidates), self.pad_id)
+            for i in range(0, len(ids), self.config.inference_batch_size)
+        ]
+        return (
+            torch.cat(chunks).float().numpy() if chunks else np.zeros((0, len(self.candidates)), np.float32)
+        )
 
     @classmethod
-    def fit(cls, train: RoutingTable, config: CausalConfig, val: RoutingTable | None = None,
-            workdir: Path | None = None, resume: bool = False) -> CausalLookaheadRouter:
+    def fit(
+        cls,
+        train: RoutingTable,
+        config: CausalConfig,
+        val: RoutingTable | None = None,
+        workdir: Path | None = None,
+        resume: bool = False,
+    ) -> CausalLookaheadRouter:
         torch.manual_seed(config.seed)
         lm, tokenizer, config = _backbone(config)
         n_cand = len(train.candidates)
@@ -76,8 +102,9 @@ class CausalLookaheadRouter(Router):
         bar = tqdm(range(steps), desc="train lookahead_causal", dynamic_ncols=True)
         for step in bar:
             order = np.random.default_rng(config.seed + step // math.ceil(len(rows) / config.batch_size))
-            pick = order.permutation(len(rows))[(step % math.ceil(len(rows) / config.batch_size)) * config.batch_size:][
-                : config.batch_size]
+            per_epoch = math.ceil(len(rows) / config.batch_size)
+            offset = (step % per_epoch) * config.batch_size
+            pick = order.permutation(len(rows))[offset : offset + config.batch_size]
             seqs, cands, id_pos, targets = [], [], [], []
             for b in pick:  # one sequence per (query, candidate): query <Model_t> response EOS
                 for t in range(n_cand):
@@ -86,11 +113,16 @@ class CausalLookaheadRouter(Router):
                     cands.append([-1] * len(q) + [t] + [-1] * (len(r) + 1))
                     id_pos.append(len(q))
                     targets.append([IGNORE] * (len(q) + 1) + [*r, eos])
-            length = max(map(len, seqs))
-            fill = lambda rows_, v: torch.tensor([x + [v] * (length - len(x)) for x in rows_])  # noqa: E731
-            mask = torch.tensor([[1] * len(x) + [0] * (length - len(x)) for x in seqs])
-            route, lm_loss = model.training_losses(fill(seqs, pad), mask, fill(cands, -1), torch.tensor(id_pos),
-                                                   fill(targets, IGNORE), n_cand, labels[pick])
+            mask = _pad([[1] * len(x) for x in seqs], 0)
+            route, lm_loss = model.training_losses(
+                _pad(seqs, pad),
+                mask,
+                _pad(cands, -1),
+                torch.tensor(id_pos),
+                _pad(targets, IGNORE),
+                n_cand,
+                labels[pick],
+            )
             loss = route + config.lm_weight * lm_loss
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -103,8 +135,12 @@ class CausalLookaheadRouter(Router):
         return dict(self.model.state_dict())
 
     def save(self, directory: str | Path) -> Manifest:
-        manifest = Manifest(kind=self.kind, candidates=self.candidates, encoder=self.encoder,
-                            config=dataclasses.asdict(self.config))
+        manifest = Manifest(
+            kind=self.kind,
+            candidates=self.candidates,
+            encoder=self.encoder,
+            config=dataclasses.asdict(self.config),
+        )
         # shared embedding/LM-head storage cannot be saved twice by safetensors: keep one copy
         tensors = {k: v for k, v in self.tensors().items() if k != "lm.lm_head.weight" or not self._tied()}
         written = save_artifact(directory, manifest, tensors)
@@ -116,13 +152,19 @@ class CausalLookaheadRouter(Router):
         return bool(getattr(self.model.lm.config, "tie_word_embeddings", False))
 
     @classmethod
-    def from_tensors(cls, candidates: list[str], config: CausalConfig,
-                     tensors: dict[str, torch.Tensor]) -> CausalLookaheadRouter:
+    def from_tensors(
+        cls, candidates: list[str], config: CausalConfig, tensors: dict[str, torch.Tensor]
+    ) -> CausalLookaheadRouter:
         raise NotImplementedError("the causal router needs its tokenizer directory: use load_router(path)")
 
     @classmethod
-    def load(cls, directory: str | Path, candidates: list[str], config: CausalConfig,
-             tensors: dict[str, torch.Tensor]) -> CausalLookaheadRouter:
+    def load(
+        cls,
+        directory: str | Path,
+        candidates: list[str],
+        config: CausalConfig,
+        tensors: dict[str, torch.Tensor],
+    ) -> CausalLookaheadRouter:
         lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.backbone))
         model = LookaheadCausal(config, len(candidates), lm)
         model.load_state_dict(tensors, strict=False)  # a tied LM head is restored by the tie itself

@@ -1,4 +1,5 @@
-"""The typed config saved with every masked-Lookahead / MLC artifact; the loader rebuilds the model from it."""
+"""The typed config saved with every masked-Lookahead / MLC artifact; the loader rebuilds the model
+from it."""
 
 from __future__ import annotations
 
@@ -30,10 +31,12 @@ class LookaheadConfig:
     warmup_frac: float = 0.05
     mask_start: float = 0.3  # share of hidden slots at the start of the curriculum
     curriculum_frac: float = 0.3  # share of training over which it rises linearly to 1.0
-    max_train_queries: int = 3000  # a seeded random subset (0 = all): what 2 CPU cores train in 30 minutes
-    max_val_queries: int = 600  # validation subset used to pick the best state (0 = all)
-    eval_every: int = 64  # validate (and keep the best state) every N steps; 0 = at each epoch end
-    checkpoint_every: int = 50  # steps between resumable checkpoints
+    max_train_queries: int = (
+        1000  # a seeded random subset (0 = all): what a shared 2-core CPU trains in 30 min
+    )
+    max_val_queries: int = 300  # validation subset used to pick the best state (0 = all)
+    eval_every: int = 25  # validate (and keep the best state) every N steps; 0 = at each epoch end
+    checkpoint_every: int = 20  # steps between resumable checkpoints
     seed: int = 0
     # inference
     inference_batch_size: int = 32

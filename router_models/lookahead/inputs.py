@@ -28,7 +28,9 @@ class Batch:
     slot_targets: torch.Tensor  # (B, L) the true token at hidden slots, IGNORE elsewhere
 
 
-def tokenize_queries(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_tokens: int) -> list[list[int]]:
+def tokenize_queries(
+    tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_tokens: int
+) -> list[list[int]]:
     """Token ids without specials, at most `max_tokens - 2`: the head (3/4) and the tail (1/4), since
     the tail often carries the format instruction that tells the task apart."""
     budget = max(1, max_tokens - 2)
@@ -38,11 +40,14 @@ def tokenize_queries(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], m
     clipped = [t if len(t) <= 16 * budget else t[: 12 * budget] + " " + t[-6 * budget :] for t in texts]
     ids = tokenizer(clipped, add_special_tokens=False)["input_ids"]
     tail = budget // 4
-    return [seq if len(seq) <= budget else seq[: budget - tail] + (seq[-tail:] if tail else []) for seq in ids]
+    return [
+        seq if len(seq) <= budget else seq[: budget - tail] + (seq[-tail:] if tail else []) for seq in ids
+    ]
 
 
-def tokenize_responses(tokenizer: PreTrainedTokenizerBase, responses: Sequence[Sequence[str]],
-                       block_size: int) -> np.ndarray:
+def tokenize_responses(
+    tokenizer: PreTrainedTokenizerBase, responses: Sequence[Sequence[str]], block_size: int
+) -> np.ndarray:
     """(N, T, m) the first m response tokens of each candidate, IGNORE-padded."""
     n, t = len(responses), len(responses[0]) if responses else 0
     out = np.full((n, t, block_size), IGNORE, dtype=np.int64)
@@ -55,9 +60,17 @@ def tokenize_responses(tokenizer: PreTrainedTokenizerBase, responses: Sequence[S
     return out
 
 
-def build_batch(queries: Sequence[list[int]], n_candidates: int, block_size: int, hidden: int,
-                cls_id: int, sep_id: int, pad_id: int, placeholder_id: int,
-                responses: np.ndarray | None = None) -> Batch:
+def build_batch(
+    queries: Sequence[list[int]],
+    n_candidates: int,
+    block_size: int,
+    hidden: int,
+    cls_id: int,
+    sep_id: int,
+    pad_id: int,
+    placeholder_id: int,
+    responses: np.ndarray | None = None,
+) -> Batch:
     """Lay out a batch. `hidden` end slots per block are hidden (all of them at inference, where
     `responses` is None); visible slots show the true response token where there is one."""
     rows = []

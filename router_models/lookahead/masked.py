@@ -22,7 +22,10 @@ class LookaheadMasked(nn.Module):
         start = words.detach().mean(0, keepdim=True).repeat(n_candidates, 1)
         self.model_ids = nn.Parameter(start + 0.02 * torch.randn_like(start))  # (T, H)
         self.route_head = nn.Sequential(
-            nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width), nn.Dropout(config.dropout),
+            nn.Linear(width, width),
+            nn.GELU(),
+            nn.LayerNorm(width),
+            nn.Dropout(config.dropout),
             nn.Linear(width, n_candidates),
         )
         self.mlm_head = nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width))
@@ -33,8 +36,12 @@ class LookaheadMasked(nn.Module):
         embeds = self.encoder.get_input_embeddings()(batch.input_ids)  # (B, L, H)
         is_slot = batch.candidate_index.ge(0).unsqueeze(-1)  # (B, L, 1)
         embeds = torch.where(is_slot, self.model_ids[batch.candidate_index.clamp(min=0)], embeds)
-        out = self.encoder(inputs_embeds=embeds, attention_mask=batch.attention_mask,
-                           position_ids=batch.position_ids, token_type_ids=torch.zeros_like(batch.input_ids))
+        out = self.encoder(
+            inputs_embeds=embeds,
+            attention_mask=batch.attention_mask,
+            position_ids=batch.position_ids,
+            token_type_ids=torch.zeros_like(batch.input_ids),
+        )
         return out.last_hidden_state
 
     def route_logits(self, hidden: torch.Tensor) -> torch.Tensor:

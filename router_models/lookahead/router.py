@@ -40,8 +40,14 @@ class LookaheadRouter(Router):
         return score_token_ids(self.model, ids, len(self.candidates), self.special)
 
     @classmethod
-    def fit(cls, train: RoutingTable, config: LookaheadConfig, val: RoutingTable | None = None,
-            workdir: Path | None = None, resume: bool = False) -> LookaheadRouter:
+    def fit(
+        cls,
+        train: RoutingTable,
+        config: LookaheadConfig,
+        val: RoutingTable | None = None,
+        workdir: Path | None = None,
+        resume: bool = False,
+    ) -> LookaheadRouter:
         config = cls.adapt_config(config)
         return cls(train.candidates, config, train_masked(train, config, val, workdir, resume))
 
@@ -49,8 +55,9 @@ class LookaheadRouter(Router):
         return dict(self.model.state_dict())
 
     @classmethod
-    def from_tensors(cls, candidates: list[str], config: LookaheadConfig,
-                     tensors: dict[str, torch.Tensor]) -> LookaheadRouter:
+    def from_tensors(
+        cls, candidates: list[str], config: LookaheadConfig, tensors: dict[str, torch.Tensor]
+    ) -> LookaheadRouter:
         model = LookaheadMasked(config, len(candidates), build_encoder(load_encoder_config()))
         model.load_state_dict(tensors)
         return cls(candidates, config, model)

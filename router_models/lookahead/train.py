@@ -28,13 +28,18 @@ def layout_ids(tokenizer: object) -> dict[str, int]:
     """Special token ids for `build_batch` (the placeholder under ID slots is [MASK]; its embedding is
     replaced by the model-ID embedding)."""
     t = tokenizer
-    return {"cls_id": t.cls_token_id, "sep_id": t.sep_token_id, "pad_id": t.pad_token_id,  # type: ignore[attr-defined]
-            "placeholder_id": t.mask_token_id}  # type: ignore[attr-defined]
+    return {
+        "cls_id": t.cls_token_id,
+        "sep_id": t.sep_token_id,
+        "pad_id": t.pad_token_id,  # type: ignore[attr-defined]
+        "placeholder_id": t.mask_token_id,
+    }  # type: ignore[attr-defined]
 
 
 @torch.inference_mode()
-def score_token_ids(model: LookaheadMasked, query_ids: list[list[int]], n_candidates: int,
-                    special: dict[str, int]) -> np.ndarray:
+def score_token_ids(
+    model: LookaheadMasked, query_ids: list[list[int]], n_candidates: int, special: dict[str, int]
+) -> np.ndarray:
     """(Q,) tokenised queries -> (Q, T) routing logits; every response slot hidden, as at inference."""
     config = model.config
     was_training = model.training
@@ -43,8 +48,9 @@ def score_token_ids(model: LookaheadMasked, query_ids: list[list[int]], n_candid
     out = np.zeros((len(query_ids), n_candidates), dtype=np.float32)
     for start in range(0, len(order), config.inference_batch_size):
         rows = order[start : start + config.inference_batch_size]
-        batch = build_batch([query_ids[i] for i in rows], n_candidates, config.block_size,
-                            config.block_size, **special)
+        batch = build_batch(
+            [query_ids[i] for i in rows], n_candidates, config.block_size, config.block_size, **special
+        )
         out[rows] = model.route_logits(model(batch)).float().numpy()
     model.train(was_training)
     return out
@@ -61,8 +67,14 @@ def _schedule(config: LookaheadConfig, total: int) -> object:
     return factor
 
 
-def train_masked(train: RoutingTable, config: LookaheadConfig, val: RoutingTable | None = None,
-                 workdir: Path | None = None, resume: bool = False, progress: bool = True) -> LookaheadMasked:
+def train_masked(
+    train: RoutingTable,
+    config: LookaheadConfig,
+    val: RoutingTable | None = None,
+    workdir: Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> LookaheadMasked:
     """Fit a masked Lookahead (or, with block_size 0, an MLC) network; return the best state on
     validation (the last one without validation data)."""
     torch.manual_seed(config.seed)
@@ -80,7 +92,11 @@ def train_masked(train: RoutingTable, config: LookaheadConfig, val: RoutingTable
     labels = torch.from_numpy(train.labels[rows])  # (N, T)
     if val is not None and config.max_val_queries and len(val) > config.max_val_queries:
         val = val.subset(sorted(rng.choice(len(val), config.max_val_queries, replace=False).tolist()))
-    val_ids = tokenize_queries(tokenizer, val.prompts, config.max_query_tokens) if val is not None and len(val) else None
+    val_ids = (
+        tokenize_queries(tokenizer, val.prompts, config.max_query_tokens)
+        if val is not None and len(val)
+        else None
+    )
 
     per_epoch = math.ceil(len(rows) / config.batch_size)
     total = max(1, math.ceil(per_epoch * config.epochs))
@@ -115,20 +131,40 @@ def train_masked(train: RoutingTable, config: LookaheadConfig, val: RoutingTable
             return
         checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = checkpoint_path.with_suffix(".tmp")
-        torch.save({"config": asdict(config), "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "step": step, "best_score": best_score,
-                    "best_state": best_state}, tmp)
+        torch.save(
+            {
+                "config": asdict(config),
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "step": step,
+                "best_score": best_score,
+                "best_state": best_state,
+            },
+            tmp,
+        )
         os.replace(tmp, checkpoint_path)  # a crash mid-write never leaves a broken checkpoint
 
-    bar = tqdm(total=total, initial=step, desc=f"train {'lookahead' if config.block_size else 'mlc'}",
-               disable=not progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=step,
+        desc=f"train {'lookahead' if config.block_size else 'mlc'}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
     while step < total:
         epoch, offset = divmod(step, per_epoch)
         order = np.random.default_rng(config.seed + epoch).permutation(len(rows))
         batch_rows = order[offset * config.batch_size : (offset + 1) * config.batch_size]
         hidden = config.hidden_slots(step / total)
-        batch = build_batch([query_ids[i] for i in batch_rows], n_cand, config.block_size, hidden, **special,
-                            responses=response_ids[batch_rows])
+        batch = build_batch(
+            [query_ids[i] for i in batch_rows],
+            n_cand,
+            config.block_size,
+            hidden,
+            **special,
+            responses=response_ids[batch_rows],
+        )
         states = model(batch)  # (B, L, H)
         route_loss = F.binary_cross_entropy_with_logits(model.route_logits(states), labels[batch_rows])
         loss = route_loss

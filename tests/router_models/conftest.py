@@ -29,5 +29,26 @@ def sample_table() -> RoutingTable:
 
 @pytest.fixture
 def tiny_config() -> LookaheadConfig:
-    return LookaheadConfig(block_size=3, max_query_tokens=16, batch_size=8, max_train_queries=16,
-                           max_val_queries=8, eval_every=1, checkpoint_every=1, epochs=1.0)
+    return LookaheadConfig(
+        block_size=3,
+        max_query_tokens=16,
+        batch_size=8,
+        max_train_queries=16,
+        max_val_queries=8,
+        eval_every=1,
+        checkpoint_every=1,
+        epochs=1.0,
+    )
+
+
+def run_cli(*argv: str) -> int:
+    """Run a router_models subcommand exactly as `switchyard` would dispatch it."""
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="switchyard")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for name in ("train", "eval", "split", "collect", "label"):
+        importlib.import_module(f"router_models.cli.{name}").register(subparsers)
+    args = parser.parse_args(list(argv))
+    return int(args.func(args) or 0)

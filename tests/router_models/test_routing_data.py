@@ -16,8 +16,14 @@ from router_models.data import (
     write_records,
 )
 
-GOOD = {"id": "b:1", "benchmark": "b", "prompt": "p", "responses": {"x": "a", "y": "b"},
-        "scores": {"x": 1.0, "y": 0.0}, "meta": {}}
+GOOD = {
+    "id": "b:1",
+    "benchmark": "b",
+    "prompt": "p",
+    "responses": {"x": "a", "y": "b"},
+    "scores": {"x": 1.0, "y": 0.0},
+    "meta": {},
+}
 
 
 def write_lines(path: Path, lines: list[str]) -> Path:
@@ -25,14 +31,20 @@ def write_lines(path: Path, lines: list[str]) -> Path:
     return path
 
 
-@pytest.mark.parametrize(("bad", "message"), [
-    ("{not json", "invalid JSON"),
-    (json.dumps({k: v for k, v in GOOD.items() if k != "prompt"} | {"id": "b:2"}), "missing field 'prompt'"),
-    (json.dumps(GOOD | {"id": "b:2", "scores": {"x": "high"}}), "score of 'x' must be a finite number"),
-    (json.dumps(GOOD | {"id": "b:2", "responses": {"x": 3}}), "response of 'x' must be a string"),
-    (json.dumps(GOOD), "duplicate id 'b:1'"),
-    ("[1, 2]", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("{not json", "invalid JSON"),
+        (
+            json.dumps({k: v for k, v in GOOD.items() if k != "prompt"} | {"id": "b:2"}),
+            "missing field 'prompt'",
+        ),
+        (json.dumps(GOOD | {"id": "b:2", "scores": {"x": "high"}}), "score of 'x' must be a finite number"),
+        (json.dumps(GOOD | {"id": "b:2", "responses": {"x": 3}}), "response of 'x' must be a string"),
+        (json.dumps(GOOD), "duplicate id 'b:1'"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
 def test_loader_names_the_bad_line(tmp_path: Path, bad: str, message: str) -> None:
     path = write_lines(tmp_path / "d.jsonl", [json.dumps(GOOD), "", bad])
     with pytest.raises(DataFormatError, match=rf"d\.jsonl:3: .*{message}"):
@@ -59,7 +71,9 @@ def test_splits_are_deterministic_disjoint_and_cover(sample_path: Path) -> None:
     records = read_records([sample_path])
     first = split_records(records, SplitSpec())
     again = split_records(list(reversed(records)), SplitSpec())
-    assert {k: sorted(r.id for r in v) for k, v in first.items()} == {k: sorted(r.id for r in v) for k, v in again.items()}
+    assert {k: sorted(r.id for r in v) for k, v in first.items()} == {
+        k: sorted(r.id for r in v) for k, v in again.items()
+    }
     ids = [r.id for part in first.values() for r in part]
     assert sorted(ids) == sorted(r.id for r in records)
     assert first["test"] and first["train"]
@@ -78,13 +92,19 @@ def test_leave_one_out_holds_out_the_whole_benchmark(sample_path: Path) -> None:
 
 
 def test_normalisation_and_labels_handle_ties_and_scales() -> None:
-    scores = np.array([[1.0, 2.0, 2.0, 10.0],  # clear best
-                       [0.0, 1.0, 1.0, 0.0],  # tie for best: both positive
-                       [5.0, 5.0, 5.0, 5.0],  # all equal: all positive
-                       [-6.0, -1.0, 0.0, 6.0],  # arena-style margins
-                       [-1.0, 8.0, 7.5, 2.0]])  # a missing judge grade (-1) ranks lowest
+    scores = np.array(
+        [
+            [1.0, 2.0, 2.0, 10.0],  # clear best
+            [0.0, 1.0, 1.0, 0.0],  # tie for best: both positive
+            [5.0, 5.0, 5.0, 5.0],  # all equal: all positive
+            [-6.0, -1.0, 0.0, 6.0],  # arena-style margins
+            [-1.0, 8.0, 7.5, 2.0],
+        ]
+    )  # a missing judge grade (-1) ranks lowest
     normalised = normalise_scores(scores)
     assert normalised.min() == 0.0 and normalised.max() == 1.0
     np.testing.assert_allclose(normalised[3], [0.0, 5 / 12, 0.5, 1.0])
     labels = routing_labels(scores)
-    np.testing.assert_array_equal(labels, [[0, 0, 0, 1], [0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1], [0, 1, 1, 0]])
+    np.testing.assert_array_equal(
+        labels, [[0, 0, 0, 1], [0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1], [0, 1, 1, 0]]
+    )

@@ -57,11 +57,16 @@ def test_tokenisation_keeps_head_and_tail_and_caps_responses() -> None:
     text = tokenizer.decode(ids)
     assert len(ids) == 16 and text.startswith("start") and text.endswith("instruction")
     responses = tokenize_responses(tokenizer, [["hello there world", ""]], block_size=2)
-    assert responses.shape == (1, 2, 2) and (responses[0, 0] != IGNORE).all() and (responses[0, 1] == IGNORE).all()
+    assert (
+        responses.shape == (1, 2, 2)
+        and (responses[0, 0] != IGNORE).all()
+        and (responses[0, 1] == IGNORE).all()
+    )
 
 
-def test_training_lowers_the_routing_loss_on_a_fixed_batch(sample_table: RoutingTable,
-                                                            tiny_config: LookaheadConfig) -> None:
+def test_training_lowers_the_routing_loss_on_a_fixed_batch(
+    sample_table: RoutingTable, tiny_config: LookaheadConfig
+) -> None:
     """Several epochs over 16 queries must fit them better than the untrained network does."""
     config = dataclasses.replace(tiny_config, epochs=6, lr=3e-4, eval_every=0)
     table = sample_table.subset(range(16))
@@ -78,8 +83,9 @@ def test_training_lowers_the_routing_loss_on_a_fixed_batch(sample_table: Routing
     assert loss(trained) < loss(untrained) - 0.02
 
 
-def test_resume_continues_from_the_checkpoint(sample_table: RoutingTable, tiny_config: LookaheadConfig,
-                                              tmp_path: Path) -> None:
+def test_resume_continues_from_the_checkpoint(
+    sample_table: RoutingTable, tiny_config: LookaheadConfig, tmp_path: Path
+) -> None:
     table = sample_table.subset(range(16))
     full = train_masked(table, tiny_config, workdir=tmp_path / "a", progress=False)
     saved = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
@@ -89,5 +95,10 @@ def test_resume_continues_from_the_checkpoint(sample_table: RoutingTable, tiny_c
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
     with pytest.raises(ValueError, match="another config"):
-        train_masked(table, dataclasses.replace(tiny_config, lr=1.0), workdir=tmp_path / "a", resume=True,
-                     progress=False)
+        train_masked(
+            table,
+            dataclasses.replace(tiny_config, lr=1.0),
+            workdir=tmp_path / "a",
+            resume=True,
+            progress=False,
+        )

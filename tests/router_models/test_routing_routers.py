@@ -23,8 +23,9 @@ def fit(kind: str, table: RoutingTable, tiny: LookaheadConfig, workdir: Path):  
 
 
 @pytest.mark.parametrize("kind", sorted(ROUTERS))
-def test_fit_save_load_score(kind: str, sample_table: RoutingTable, tiny_config: LookaheadConfig,
-                             tmp_path: Path) -> None:
+def test_fit_save_load_score(
+    kind: str, sample_table: RoutingTable, tiny_config: LookaheadConfig, tmp_path: Path
+) -> None:
     router = fit(kind, sample_table, tiny_config, tmp_path / "work")
     scores = router.score(QUERIES)
     assert scores.shape == (3, 5) and np.isfinite(scores).all()
@@ -35,7 +36,11 @@ def test_fit_save_load_score(kind: str, sample_table: RoutingTable, tiny_config:
     assert set(written["config"]) == {f.name for f in dataclasses.fields(router.config_class)}
 
     loaded = load_router(tmp_path / "artifact", threads=1)
-    assert (loaded.kind, loaded.candidates, loaded.version) == (kind, sample_table.candidates, manifest.version)
+    assert (loaded.kind, loaded.candidates, loaded.version) == (
+        kind,
+        sample_table.candidates,
+        manifest.version,
+    )
     np.testing.assert_allclose(loaded.score(QUERIES), scores, rtol=1e-4, atol=1e-4)
     assert loaded.score([]).shape == (0, 5)
 
