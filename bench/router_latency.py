@@ -47,8 +47,10 @@ def main() -> None:
         for p in picked
     ]
     median = statistics.median(len(tokenizer(q)["input_ids"]) for q in queries)
-    print(f"{len(queries)} queries, median {median} tokens; {args.threads} threads; "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"{len(queries)} queries, median {median} tokens; {args.threads} threads; "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     for path in args.router:
         router = load_router(path, threads=args.threads)
         for q in queries[:5]:  # warm-up: first calls allocate

@@ -16,6 +16,8 @@ from router_models.data import RoutingTable
 
 class Router(ABC):
     """Scores every candidate for each query: higher is better; the gateway routes to the argmax.
+    Every kind scores in [0, 1], readable as the candidate's expected quality: the learned routers
+    give the probability that the answer is among the best, kNN and best_single mean normalised scores.
 
     `version` is the artifact's content hash ("" until saved or loaded): cache keys include it, so a
     retrained router never reuses decisions of the previous one.

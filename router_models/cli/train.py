@@ -61,6 +61,7 @@ def register(subparsers: Any) -> None:
     router.add_argument("--max-query-tokens", type=int, help="query tokens the router reads")
     router.add_argument("--max-train-queries", type=int, help="train on a seeded subset of this size")
     router.add_argument("--seed", type=int, help="random seed")
+    router.add_argument("--k", type=int, help="neighbours averaged (knn)")
     router.add_argument(
         "--resume", action="store_true", help="continue from DIR/checkpoint/ of an interrupted run"
     )

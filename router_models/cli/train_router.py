@@ -20,6 +20,7 @@ FLAG_FIELDS = {
     "max_query_tokens": "max_query_tokens",
     "max_train_queries": "max_train_queries",
     "seed": "seed",
+    "k": "k",
 }
 
 

@@ -72,9 +72,9 @@ class CausalLookaheadRouter(Router):
             self.model.score(ids[i : i + self.config.inference_batch_size], len(self.candidates), self.pad_id)
             for i in range(0, len(ids), self.config.inference_batch_size)
         ]
-        return (
-            torch.cat(chunks).float().numpy() if chunks else np.zeros((0, len(self.candidates)), np.float32)
-        )
+        if not chunks:
+            return np.zeros((0, len(self.candidates)), np.float32)
+        return torch.cat(chunks).float().sigmoid().numpy()  # probabilities, like the masked router
 
     @classmethod
     def fit(

@@ -19,7 +19,8 @@ from router_models.lookahead.train import layout_ids, score_token_ids, train_mas
 
 class LookaheadRouter(Router):
     """Masked Lookahead: scores come from [CLS] after the encoder has 'foreseen' every candidate's
-    response in its own block (all slots hidden at inference, so only the query is needed)."""
+    response in its own block (all slots hidden at inference, so only the query is needed). A score
+    is the predicted probability that the candidate's answer is among the best (label of §1)."""
 
     kind = "lookahead"
     config_class = LookaheadConfig
@@ -37,7 +38,8 @@ class LookaheadRouter(Router):
 
     def score(self, queries: list[str]) -> np.ndarray:
         ids = tokenize_queries(self.tokenizer, queries, self.config.max_query_tokens)
-        return score_token_ids(self.model, ids, len(self.candidates), self.special)
+        logits = score_token_ids(self.model, ids, len(self.candidates), self.special)
+        return 1.0 / (1.0 + np.exp(-logits))  # P(candidate is among the best), the quality the gateway reads
 
     @classmethod
     def fit(
