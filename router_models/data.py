@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import io
 import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 
@@ -62,7 +61,7 @@ class Record:
         }
 
 
-def _open_text(path: Path, mode: str = "rt") -> io.TextIOBase:
+def _open_text(path: Path, mode: str = "rt") -> IO[str]:
     if path.suffix == ".gz":
         return gzip.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
     return open(path, mode, encoding="utf-8")  # noqa: SIM115 - the caller closes it

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
 
@@ -71,6 +79,6 @@ def load_encoder_config() -> PretrainedConfig:
     return AutoConfig.from_pretrained(str(encoder_path()))
 
 
-def build_encoder(config: PretrainedConfig) -> torch.nn.Module:
+def build_encoder(config: PretrainedConfig) -> PreTrainedModel:
     """An untrained MiniLM-shaped BertModel, for weights that come from an artifact."""
-    return AutoModel.from_config(config)
+    return cast(PreTrainedModel, AutoModel.from_config(config))

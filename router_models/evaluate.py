@@ -11,6 +11,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -18,7 +19,12 @@ from router_models.base import Router
 from router_models.data import RoutingTable, load_table
 from router_models.metrics import mu_n
 
-Results = dict[str, dict[str, dict[str, float]]]  # {"average": {router: µn}, "benchmarks": {b: {router: µn}}}
+
+class Results(TypedDict):
+    """The `--json` contract: {"average": {router: µn}, "benchmarks": {benchmark: {router: µn}}}."""
+
+    average: dict[str, float]
+    benchmarks: dict[str, dict[str, float]]
 
 
 def best_single_choices(table: RoutingTable) -> np.ndarray:

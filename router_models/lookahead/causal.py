@@ -10,11 +10,12 @@ position and cannot see each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedModel
 
 IGNORE = -100
 
@@ -40,11 +41,11 @@ class CausalConfig:
 
 
 class LookaheadCausal(nn.Module):
-    def __init__(self, config: CausalConfig, n_candidates: int, lm: nn.Module) -> None:
+    def __init__(self, config: CausalConfig, n_candidates: int, lm: PreTrainedModel) -> None:
         super().__init__()
         self.config = config
         self.lm = lm
-        words = lm.get_input_embeddings().weight  # (V, H)
+        words = cast(nn.Embedding, lm.get_input_embeddings()).weight  # (V, H)
         # the <Model_t> tokens: mean of the existing embeddings plus noise (REFERENCE §1)
         start = words.detach().float().mean(0, keepdim=True).repeat(n_candidates, 1)
         self.model_ids = nn.Parameter(start + 0.02 * start.std() * torch.randn_like(start))  # (T, H)
@@ -52,7 +53,7 @@ class LookaheadCausal(nn.Module):
         self.score_head = nn.Linear(words.shape[1], 1)
 
     def _embed(self, input_ids: torch.Tensor, candidate_index: torch.Tensor) -> torch.Tensor:
-        embeds = self.lm.get_input_embeddings()(input_ids)  # (B, L, H)
+        embeds = cast(nn.Embedding, self.lm.get_input_embeddings())(input_ids)  # (B, L, H)
         ids = self.model_ids[candidate_index.clamp(min=0)].to(embeds.dtype)
         return torch.where(candidate_index.ge(0).unsqueeze(-1), ids, embeds)
 

@@ -9,11 +9,18 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 from tqdm import tqdm
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from router_models.artifact import Manifest, save_artifact
 from router_models.base import Router
@@ -22,15 +29,17 @@ from router_models.encoder import load_tokenizer
 from router_models.lookahead.causal import IGNORE, CausalConfig, LookaheadCausal
 
 
-def _backbone(config: CausalConfig) -> tuple[torch.nn.Module, PreTrainedTokenizerBase, CausalConfig]:
+def _backbone(config: CausalConfig) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, CausalConfig]:
     """The LM and tokenizer to start from: a pretrained directory, or (tests) a random init of
     `config.backbone` with the packaged MiniLM tokenizer."""
     if config.backbone_path:
-        lm = AutoModelForCausalLM.from_pretrained(config.backbone_path, torch_dtype=torch.float32)
+        lm = cast(
+            PreTrainedModel, AutoModelForCausalLM.from_pretrained(config.backbone_path, dtype=torch.float32)
+        )
         tokenizer = AutoTokenizer.from_pretrained(config.backbone_path)
         return lm, tokenizer, dataclasses.replace(config, backbone=lm.config.to_dict())
     lm_config = AutoConfig.for_model(**config.backbone)
-    return AutoModelForCausalLM.from_config(lm_config), load_tokenizer(), config
+    return cast(PreTrainedModel, AutoModelForCausalLM.from_config(lm_config)), load_tokenizer(), config
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -165,7 +174,7 @@ class CausalLookaheadRouter(Router):
         config: CausalConfig,
         tensors: dict[str, torch.Tensor],
     ) -> CausalLookaheadRouter:
-        lm = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.backbone))
+        lm = cast(PreTrainedModel, AutoModelForCausalLM.from_config(AutoConfig.for_model(**config.backbone)))
         model = LookaheadCausal(config, len(candidates), lm)
         model.load_state_dict(tensors, strict=False)  # a tied LM head is restored by the tie itself
         if cls._missing(model, tensors):

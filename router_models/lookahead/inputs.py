@@ -11,12 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
 IGNORE = -100
+
+
+class SpecialIds(TypedDict):
+    """Token ids `build_batch` lays out: [CLS], [SEP], padding, and the placeholder under ID slots."""
+
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    placeholder_id: int
 
 
 @dataclass

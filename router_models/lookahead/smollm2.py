@@ -34,7 +34,7 @@ def convert(gguf: Path, out: Path) -> None:
         str(gguf.parent), gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True)
     )
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    model.to(torch.bfloat16).save_pretrained(str(out))
+    model.to(torch.bfloat16).save_pretrained(str(out))  # type: ignore[arg-type]
     tokenizer.save_pretrained(str(out))
 
 

@@ -8,37 +8,44 @@ import math
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from router_models.data import RoutingTable
 from router_models.encoder import load_encoder, load_tokenizer
 from router_models.lookahead.config import LookaheadConfig
-from router_models.lookahead.inputs import IGNORE, build_batch, tokenize_queries, tokenize_responses
+from router_models.lookahead.inputs import (
+    IGNORE,
+    SpecialIds,
+    build_batch,
+    tokenize_queries,
+    tokenize_responses,
+)
 from router_models.lookahead.masked import LookaheadMasked
 from router_models.metrics import mean_mu_n
 
 CHECKPOINT = "checkpoint.pt"
 
 
-def layout_ids(tokenizer: object) -> dict[str, int]:
+def layout_ids(tokenizer: PreTrainedTokenizerBase) -> SpecialIds:
     """Special token ids for `build_batch` (the placeholder under ID slots is [MASK]; its embedding is
     replaced by the model-ID embedding)."""
-    t = tokenizer
-    return {
-        "cls_id": t.cls_token_id,
-        "sep_id": t.sep_token_id,
-        "pad_id": t.pad_token_id,  # type: ignore[attr-defined]
-        "placeholder_id": t.mask_token_id,
-    }  # type: ignore[attr-defined]
+    return SpecialIds(
+        cls_id=int(tokenizer.cls_token_id),
+        sep_id=int(tokenizer.sep_token_id),
+        pad_id=int(tokenizer.pad_token_id),
+        placeholder_id=int(tokenizer.mask_token_id),
+    )
 
 
 @torch.inference_mode()
 def score_token_ids(
-    model: LookaheadMasked, query_ids: list[list[int]], n_candidates: int, special: dict[str, int]
+    model: LookaheadMasked, query_ids: list[list[int]], n_candidates: int, special: SpecialIds
 ) -> np.ndarray:
     """(Q,) tokenised queries -> (Q, T) routing logits; every response slot hidden, as at inference."""
     config = model.config
@@ -81,7 +88,7 @@ def train_masked(
     tokenizer = load_tokenizer()
     special = layout_ids(tokenizer)
     n_cand = len(train.candidates)
-    model = LookaheadMasked(config, n_cand, load_encoder()).train()
+    model = LookaheadMasked(config, n_cand, cast(PreTrainedModel, load_encoder())).train()
 
     rng = np.random.default_rng(config.seed)
     rows = np.arange(len(train))
