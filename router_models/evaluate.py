@@ -76,7 +76,7 @@ def plot_results(results: Results, path: str | Path, title: str = "Routing quali
     import matplotlib.pyplot as plt
 
     groups = [*results["benchmarks"], "average"]
-    names = [n for n in results["average"] if n != "oracle"]  # oracle is 100 everywhere
+    names = [n for n in results["average"] if n not in ("oracle", "random")]  # 100 and 0 by definition
     values = {
         n: [results["benchmarks"][g][n] if g != "average" else results["average"][n] for g in groups]
         for n in names

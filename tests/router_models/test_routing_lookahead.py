@@ -65,6 +65,7 @@ def test_tokenisation_keeps_head_and_tail_and_caps_responses() -> None:
     )
 
 
+@pytest.mark.slow  # a few real training steps of the full-size encoder
 def test_training_lowers_the_routing_loss_on_a_fixed_batch(
     sample_table: RoutingTable, tiny_config: LookaheadConfig
 ) -> None:
