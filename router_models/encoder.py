@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import cast
 
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
 
@@ -63,3 +71,14 @@ class SentenceEncoder:
             hidden = self.model(**batch).last_hidden_state
             chunks.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1))
         return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+
+
+def load_encoder_config() -> PretrainedConfig:
+    """The MiniLM architecture, to rebuild a saved fine-tuned encoder without reading the packaged weights."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return AutoConfig.from_pretrained(str(encoder_path()))
+
+
+def build_encoder(config: PretrainedConfig) -> PreTrainedModel:
+    """An untrained MiniLM-shaped BertModel, for weights that come from an artifact."""
+    return cast(PreTrainedModel, AutoModel.from_config(config))

@@ -19,6 +19,9 @@ COMMANDS: tuple[str, ...] = (
     "service.commands.demo",
     "router_models.cli.train",
     "router_models.cli.eval",
+    "router_models.cli.split",
+    "router_models.cli.collect",
+    "router_models.cli.label",
     "router_models.thinkswitch.collect",
 )
 

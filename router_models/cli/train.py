@@ -8,6 +8,12 @@ from typing import Any
 
 # kind -> "module:function"; the function takes the parsed arguments and returns an exit code.
 TRAINERS: dict[str, str] = {
+    "lookahead": "router_models.cli.train_router:train_command",
+    "lookahead_causal": "router_models.cli.train_router:train_command",
+    "mlc": "router_models.cli.train_router:train_command",
+    "knn": "router_models.cli.train_router:train_command",
+    "best_single": "router_models.cli.train_router:train_command",
+    "random": "router_models.cli.train_router:train_command",
     "thinkswitch": "router_models.thinkswitch.train:train_command",
 }
 
@@ -19,11 +25,48 @@ def register(subparsers: Any) -> None:
         description="Train a model on data files and write its artifact directory "
         "(safetensors weights + JSON manifest).",
     )
-    parser.add_argument("--kind", default="lookahead", choices=sorted(TRAINERS) or None,
-                        help="what to train (default: lookahead, the router the gateway loads)")
-    parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="training data (JSONL, .gz ok)")
+    parser.add_argument(
+        "--kind",
+        default="lookahead",
+        choices=sorted(TRAINERS) or None,
+        help="what to train (default: lookahead, the router the gateway loads)",
+    )
+    parser.add_argument(
+        "--data", nargs="+", required=True, metavar="FILE", help="training data (JSONL, .gz ok)"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
-    parser.add_argument("--config", metavar="FILE", help="kind-specific options (JSON; see the kind's docs)")
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="JSON/YAML object of config fields for the kind (routers: router_models/lookahead/config.py; "
+        "thinkswitch: docs/thinkswitch.md); the flags below override it",
+    )
+    router = parser.add_argument_group(
+        "router options",
+        "Routers train on the 'train' part of the split of --data and pick their best checkpoint on its "
+        "'val' part; the 'test' part is never read (`switchyard split` writes the parts as files).",
+    )
+    router.add_argument(
+        "--protocol",
+        default="in-distribution",
+        choices=["in-distribution", "leave-one-out", "all"],
+        help="in-distribution: every benchmark gives train/val/test by id hash (default); "
+        "leave-one-out: --holdout BENCH is excluded; all: train on every line, no validation",
+    )
+    router.add_argument("--holdout", metavar="BENCH", help="benchmark held out (leave-one-out)")
+    router.add_argument(
+        "--candidates", metavar="A,B,...", help="routed models (default: meta.candidate_models)"
+    )
+    router.add_argument("--epochs", type=float, help="passes over the training data")
+    router.add_argument("--block-size", type=int, help="response slots per candidate (lookahead)")
+    router.add_argument("--max-query-tokens", type=int, help="query tokens the router reads")
+    router.add_argument("--max-train-queries", type=int, help="train on a seeded subset of this size")
+    router.add_argument("--seed", type=int, help="random seed")
+    router.add_argument("--k", type=int, help="neighbours averaged (knn)")
+    router.add_argument(
+        "--resume", action="store_true", help="continue from DIR/checkpoint/ of an interrupted run"
+    )
+    router.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 

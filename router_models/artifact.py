@@ -1,0 +1,73 @@
+"""Router artifacts on disk: a directory with `model.safetensors` (weights) and `manifest.json`.
+
+The manifest names the router kind, its candidates, the encoder it builds on, a version (a stable
+hash of weights and manifest, used by the gateway in cache keys) and the model's config dataclass,
+from which the loader rebuilds the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+WEIGHTS = "model.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class Manifest:
+    kind: str
+    candidates: list[str]
+    encoder: str | None
+    config: dict[str, Any]
+    version: str = ""
+    format: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def content_version(manifest: Manifest, tensors: dict[str, torch.Tensor]) -> str:
+    """A stable 16-hex-digit hash of what the artifact computes: kind, candidates, config, weights."""
+    digest = hashlib.sha256()
+    head = {k: v for k, v in manifest.to_json().items() if k != "version"}
+    digest.update(json.dumps(head, sort_keys=True).encode())
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(repr(tuple(tensor.shape)).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()[:16]
+
+
+def save_artifact(directory: str | Path, manifest: Manifest, tensors: dict[str, torch.Tensor]) -> Manifest:
+    """Write weights and manifest (with its version filled in); return the manifest written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in tensors.items()}
+    manifest = dataclasses.replace(manifest, version=content_version(manifest, tensors))
+    save_file(tensors, str(directory / WEIGHTS))
+    (directory / MANIFEST).write_text(json.dumps(manifest.to_json(), indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(directory: str | Path) -> Manifest:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise FileNotFoundError(f"{directory}: not a router artifact (no {MANIFEST})")
+    data = json.loads(path.read_text())
+    if data.get("format") != FORMAT_VERSION:
+        raise ValueError(f"{path}: unsupported artifact format {data.get('format')!r}")
+    return Manifest(**data)
+
+
+def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    return load_file(str(Path(directory) / WEIGHTS))

@@ -1,0 +1,54 @@
+"""`switchyard collect`: ask every candidate model every prompt of a file (resumable)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "collect",
+        help="collect every candidate's answers to a prompt file through OpenAI-compatible endpoints",
+        description="Send each prompt of --prompts to every --model NAME=URL (chat completions) and append "
+        "routing-data lines with the responses to --out. Rerunning skips prompts already in --out. "
+        "Then score them with `switchyard label`.",
+    )
+    parser.add_argument("--prompts", required=True, metavar="FILE", help='JSONL lines {"id", "prompt", ...}')
+    parser.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME=URL",
+        help="a candidate: served model name and API base, e.g. qwen=http://127.0.0.1:8000/v1",
+    )
+    parser.add_argument("--out", required=True, metavar="FILE", help="routing data to write (JSONL, .gz ok)")
+    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
+    parser.add_argument("--max-tokens", type=int, default=1024)
+    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from router_models.collect import CollectOptions, Endpoint, collect, done_ids, read_prompts
+
+    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    endpoints = [Endpoint.parse(spec, key) for spec in args.model]
+    prompts = read_prompts(args.prompts)
+    out = Path(args.out)
+    pending = len([p for p in prompts if p["id"] not in done_ids(out)])
+    options = CollectOptions(args.max_tokens, args.temperature, args.concurrency)
+    with tqdm(total=pending * len(endpoints), desc="collect", unit="req") as bar:
+        written, failed = asyncio.run(collect(prompts, endpoints, out, options, lambda: bar.update(1)))
+    print(
+        f"{out}: {written} prompts written, {failed} failed (rerun to retry), "
+        f"{len(prompts) - pending} already there"
+    )
+    return 1 if failed else 0

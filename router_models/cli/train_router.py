@@ -1,0 +1,77 @@
+"""The router half of `switchyard train`: build the config, split the data, fit, save."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from router_models.base import Router
+from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
+
+FLAG_FIELDS = {
+    "epochs": "epochs",
+    "block_size": "block_size",
+    "max_query_tokens": "max_query_tokens",
+    "max_train_queries": "max_train_queries",
+    "seed": "seed",
+    "k": "k",
+}
+
+
+def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
+    """The kind's config dataclass: defaults, then --config FILE, then the flags that the kind has."""
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    values: dict[str, Any] = {}
+    if args.config:
+        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        unknown = set(loaded) - fields
+        if unknown:
+            raise SystemExit(f"{args.config}: unknown {cls.kind} config fields {sorted(unknown)}")
+        values |= loaded
+    for flag, name in FLAG_FIELDS.items():
+        if getattr(args, flag, None) is not None:
+            if name not in fields:
+                raise SystemExit(f"--{flag.replace('_', '-')} does not apply to --kind {cls.kind}")
+            values[name] = getattr(args, flag)
+    return cls.config_class(**values)
+
+
+def training_tables(args: argparse.Namespace) -> tuple[RoutingTable, RoutingTable | None]:
+    records = read_records(args.data)
+    candidates = args.candidates.split(",") if args.candidates else default_candidates(records)
+    if args.protocol == "all":
+        return RoutingTable.build(records, candidates), None
+    spec = SplitSpec(args.protocol, args.holdout)
+    parts = split_records(records, spec)
+    val = RoutingTable.build(parts["val"], candidates)
+    return RoutingTable.build(parts["train"], candidates), (val if len(val) else None)
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from router_models.registry import router_class
+
+    cls = router_class(args.kind)
+    config = build_config(cls, args)
+    train, val = training_tables(args)
+    print(
+        f"{args.kind}: {len(train)} training and {len(val) if val else 0} validation queries, "
+        f"candidates {', '.join(train.candidates)}"
+        + (f" ({train.dropped} lines lacking a candidate's score dropped)" if train.dropped else "")
+    )
+    out = Path(args.out)
+    workdir = out / "checkpoint"
+    start = time.perf_counter()
+    router = cls.fit(train, config, val, workdir=workdir, resume=args.resume)
+    manifest = router.save(out)
+    shutil.rmtree(workdir, ignore_errors=True)  # finished: the artifact is all that is needed
+    print(
+        f"wrote {out} (kind {manifest.kind}, version {manifest.version}) "
+        f"in {time.perf_counter() - start:.0f} s"
+    )
+    return 0

@@ -1,0 +1,143 @@
+"""Collect every candidate's answer to a prompt file through OpenAI-compatible endpoints.
+
+Input lines: `{"id", "prompt"}` (optionally `benchmark`, `meta`; a routing-data line works too).
+Output: routing-data lines with `responses` filled and `scores` empty (`switchyard label` fills them).
+A line is written once all candidates have answered its prompt, so a rerun skips finished prompts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from router_models.data import _open_text
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A candidate: its name (sent as `model`) and the base URL of its API (…/v1)."""
+
+    name: str
+    base_url: str
+    api_key: str | None = None
+
+    @classmethod
+    def parse(cls, spec: str, api_key: str | None = None) -> Endpoint:
+        name, sep, url = spec.partition("=")
+        if not sep or not name or not url.startswith(("http://", "https://")):
+            raise ValueError(f"expected NAME=URL (e.g. qwen=http://127.0.0.1:8000/v1), got {spec!r}")
+        return cls(name, url.rstrip("/"), api_key)
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    max_tokens: int = 1024
+    temperature: float = 0.0
+    concurrency: int = 8
+    retries: int = 3
+    timeout_s: float = 600.0
+
+
+def read_prompts(path: str | Path) -> list[dict[str, Any]]:
+    rows = []
+    with _open_text(Path(path)) as lines:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            row = json.loads(text)
+            if (
+                not isinstance(row, dict)
+                or not isinstance(row.get("id"), str)
+                or not isinstance(row.get("prompt"), str)
+            ):
+                raise ValueError(f"{path}:{number}: expected an object with string 'id' and 'prompt'")
+            rows.append(row)
+    return rows
+
+
+def done_ids(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    with _open_text(path) as lines:
+        return {json.loads(line)["id"] for line in lines if line.strip()}
+
+
+async def chat(
+    session: aiohttp.ClientSession, endpoint: Endpoint, prompt: str, options: CollectOptions
+) -> str:
+    """One chat completion, retried with exponential back-off on errors."""
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    body = {
+        "model": endpoint.name,
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": options.max_tokens,
+        "temperature": options.temperature,
+    }
+    for attempt in range(options.retries + 1):
+        try:
+            async with session.post(
+                f"{endpoint.base_url}/chat/completions", json=body, headers=headers
+            ) as reply:
+                reply.raise_for_status()
+                data = await reply.json()
+                return str(data["choices"][0]["message"].get("content") or "")
+        except (TimeoutError, aiohttp.ClientError, KeyError):
+            if attempt == options.retries:
+                raise
+            await asyncio.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+async def collect(
+    prompts: list[dict[str, Any]],
+    endpoints: list[Endpoint],
+    out: Path,
+    options: CollectOptions,
+    on_request: Callable[[], None] = lambda: None,
+) -> tuple[int, int]:
+    """Ask every endpoint every prompt not yet in `out` (appending finished lines). Returns
+    (prompts written, prompts that failed)."""
+    finished = done_ids(out)
+    todo = [p for p in prompts if p["id"] not in finished]
+    limit = asyncio.Semaphore(options.concurrency)
+    written = failed = 0
+    out.parent.mkdir(parents=True, exist_ok=True)
+    timeout = aiohttp.ClientTimeout(total=options.timeout_s)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+
+        async def ask(endpoint: Endpoint, prompt: str) -> str:
+            async with limit:
+                try:
+                    return await chat(session, endpoint, prompt, options)
+                finally:
+                    on_request()
+
+        async def one(row: dict[str, Any]) -> dict[str, Any]:
+            answers = await asyncio.gather(*(ask(e, row["prompt"]) for e in endpoints))
+            meta = {**row.get("meta", {}), "candidate_models": [e.name for e in endpoints]}
+            return {
+                "id": row["id"],
+                "benchmark": row.get("benchmark", "custom"),
+                "prompt": row["prompt"],
+                "responses": {e.name: a for e, a in zip(endpoints, answers, strict=True)},
+                "scores": {},
+                "meta": meta,
+            }
+
+        with _open_text(out, "at") as sink:
+            for task in asyncio.as_completed([one(row) for row in todo]):
+                try:
+                    line = await task
+                except (TimeoutError, aiohttp.ClientError, KeyError):
+                    failed += 1
+                    continue
+                sink.write(json.dumps(line, ensure_ascii=False) + "\n")
+                sink.flush()  # every finished prompt survives an interruption
+                written += 1
+    return written, failed

@@ -1,0 +1,160 @@
+"""Score collected responses: reference-answer match (math), unit tests (code), or a judge model.
+
+math  — `meta.reference_answer`; the answer is the last `\\boxed{...}` of the response, else its last
+        number; 1 if it equals the reference (after light normalisation), else 0.
+code  — `meta.test_asserts` (Python asserts); the response's code (its first ```python block, else the
+        whole text) runs with the asserts in a subprocess with a timeout; 1 if it exits cleanly, else 0.
+judge — a model behind an OpenAI-compatible endpoint grades each answer 1–10 (MT-Bench style
+        "Rating: [[x]]"); an unparseable verdict gives -1, like a missing grade in the routing data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from router_models.collect import CollectOptions, Endpoint, chat
+from router_models.data import Record, _open_text
+
+JUDGE_PROMPT = (
+    "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
+    "to the user question displayed below. Be as objective as possible. After a short explanation, rate the "
+    'response on a scale of 1 to 10 by strictly following this format: "Rating: [[5]]".\n\n'
+    "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
+)
+NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+
+
+def boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...}, braces balanced."""
+    start = text.rfind("\\boxed{")
+    if start < 0:
+        return None
+    depth, i = 0, start + len("\\boxed")
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i + 1 : j]
+    return None
+
+
+def normalise_answer(answer: str) -> str:
+    answer = answer.strip().strip("$ .").replace("\\!", "").replace("\\,", "").replace(" ", "")
+    answer = re.sub(r"\\text\{([^}]*)\}", r"\1", answer).replace("dfrac", "frac").replace("tfrac", "frac")
+    if NUMBER.fullmatch(answer):
+        number = float(answer.replace(",", ""))
+        return str(int(number)) if number.is_integer() else str(number)
+    return answer
+
+
+def extract_answer(response: str) -> str | None:
+    found = boxed(response)
+    if found is not None:
+        return found
+    numbers = NUMBER.findall(response)
+    return numbers[-1] if numbers else None
+
+
+def score_math(response: str, reference: str) -> float:
+    answer = extract_answer(response)
+    return float(answer is not None and normalise_answer(answer) == normalise_answer(reference))
+
+
+def extract_code(response: str) -> str:
+    match = re.search(r"```(?:python|py)?\s*\n(.*?)```", response, re.DOTALL)
+    return match.group(1) if match else response
+
+
+async def score_code(response: str, tests: str, timeout_s: float = 10.0) -> float:
+    """1.0 if the response's code passes the asserts in a fresh interpreter within the timeout."""
+    with tempfile.TemporaryDirectory() as scratch:
+        program = Path(scratch) / "candidate.py"
+        program.write_text(extract_code(response) + "\n\n" + tests + "\n")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-I",
+            str(program),
+            cwd=scratch,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        try:
+            return float(await asyncio.wait_for(process.wait(), timeout_s) == 0)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            return 0.0
+
+
+def parse_rating(verdict: str) -> float:
+    match = re.search(r"\[\[(\d+(?:\.\d+)?)\]\]", verdict) or re.search(r"Rating:\s*(\d+(?:\.\d+)?)", verdict)
+    return float(match.group(1)) if match else -1.0
+
+
+async def score_judge(
+    session: aiohttp.ClientSession, judge: Endpoint, question: str, answer: str, options: CollectOptions
+) -> float:
+    verdict = await chat(session, judge, JUDGE_PROMPT.format(question=question, answer=answer), options)
+    return parse_rating(verdict)
+
+
+async def label_record(
+    record: Record,
+    method: str,
+    session: aiohttp.ClientSession | None = None,
+    judge: Endpoint | None = None,
+    options: CollectOptions | None = None,
+    timeout_s: float = 10.0,
+) -> Record:
+    """The record with a score for every response."""
+    scores: dict[str, float] = {}
+    for model, response in record.responses.items():
+        if method == "math":
+            reference = record.meta.get("reference_answer")
+            if reference is None:
+                raise ValueError(f"{record.id}: math labelling needs meta.reference_answer")
+            scores[model] = score_math(response, str(reference))
+        elif method == "code":
+            tests = record.meta.get("test_asserts")
+            if not tests:
+                raise ValueError(f"{record.id}: code labelling needs meta.test_asserts")
+            scores[model] = await score_code(response, str(tests), timeout_s)
+        elif method == "judge":
+            assert session is not None and judge is not None and options is not None
+            scores[model] = await score_judge(session, judge, record.prompt, response, options)
+        else:
+            raise ValueError(f"unknown labelling method {method!r}")
+    return Record(record.id, record.benchmark, record.prompt, record.responses, scores, record.meta)
+
+
+async def label_file(
+    records: list[Record],
+    out: Path,
+    method: str,
+    judge: Endpoint | None,
+    options: CollectOptions,
+    timeout_s: float,
+    on_line: Callable[[], None] = lambda: None,
+) -> int:
+    """Score records `options.concurrency` at a time, appending each finished line to `out`."""
+    limit = asyncio.Semaphore(options.concurrency)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=options.timeout_s)) as session:
+
+        async def one(record: Record) -> Record:
+            async with limit:
+                return await label_record(record, method, session, judge, options, timeout_s)
+
+        with _open_text(out, "at") as sink:
+            for task in asyncio.as_completed([one(r) for r in records]):
+                sink.write(json.dumps((await task).to_json(), ensure_ascii=False) + "\n")
+                sink.flush()
+                on_line()
+    return len(records)

@@ -1,0 +1,55 @@
+"""The typed config saved with every masked-Lookahead / MLC artifact; the loader rebuilds the model
+from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LookaheadConfig:
+    """Model and training settings. `block_size` 0 is the query-only classifier (MLC): same encoder,
+    same head, same training loop, no response modelling — the comparison isolates that one thing.
+
+    The defaults are the CPU budget: 8 response slots per candidate and 64 query tokens keep a
+    5-candidate sequence near 110 tokens (the paper uses 64 slots and 2048 tokens on a GPU).
+    """
+
+    # model
+    block_size: int = 8  # m: response slots per candidate
+    max_query_tokens: int = 64  # query tokens the router reads (head and tail kept), [CLS]/[SEP] included
+    mlm_weight: float = 0.2  # lambda in L = L_route + lambda * L_mlm
+    mlm_max_slots: int = 128  # hidden slots reconstructed per batch (a random subset): the 30k-way softmax
+    # over every slot would cost more than the encoder on CPU
+    dropout: float = 0.1
+    train_word_embeddings: bool = False  # frozen vocabulary: a much cheaper optimiser step on CPU
+    # training
+    epochs: float = 1.0
+    batch_size: int = 16
+    lr: float = 8e-5
+    weight_decay: float = 0.01
+    warmup_frac: float = 0.05
+    mask_start: float = 0.3  # share of hidden slots at the start of the curriculum
+    curriculum_frac: float = 0.3  # share of training over which it rises linearly to 1.0
+    max_train_queries: int = (
+        1000  # a seeded random subset (0 = all): what a shared 2-core CPU trains in 30 min
+    )
+    max_val_queries: int = 300  # validation subset used to pick the best state (0 = all)
+    eval_every: int = 25  # validate (and keep the best state) every N steps; 0 = at each epoch end
+    checkpoint_every: int = 20  # steps between resumable checkpoints
+    seed: int = 0
+    # inference
+    inference_batch_size: int = 32
+
+    def mask_rate(self, progress: float) -> float:
+        """End-masking curriculum: share of each block hidden at `progress` in [0, 1] of training."""
+        if self.curriculum_frac <= 0:
+            return 1.0
+        rise = min(1.0, progress / self.curriculum_frac)
+        return self.mask_start + (1.0 - self.mask_start) * rise
+
+    def hidden_slots(self, progress: float) -> int:
+        """Hidden slots per block: the last ones, rounded up so at least one is always predicted."""
+        if self.block_size == 0:
+            return 0
+        return max(1, min(self.block_size, round(self.mask_rate(progress) * self.block_size + 0.4999)))

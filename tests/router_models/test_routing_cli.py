@@ -1,0 +1,125 @@
+"""`switchyard split`, `train` and `eval` end to end on the committed sample."""
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from router_models import load_router
+from router_models.data import read_records
+
+TINY = {
+    "block_size": 2,
+    "max_query_tokens": 16,
+    "batch_size": 8,
+    "max_train_queries": 8,
+    "max_val_queries": 4,
+    "eval_every": 1,
+}
+
+
+def test_split_writes_three_disjoint_parts(sample_path: Path, tmp_path: Path) -> None:
+    assert run_cli("split", "--data", str(sample_path), "--out", str(tmp_path)) == 0
+    parts = {name: read_records([tmp_path / f"{name}.jsonl.gz"]) for name in ("train", "val", "test")}
+    ids = [r.id for part in parts.values() for r in part]
+    assert len(ids) == len(set(ids)) == len(read_records([sample_path]))
+    assert (
+        run_cli(
+            "split",
+            "--data",
+            str(sample_path),
+            "--out",
+            str(tmp_path / "lobo"),
+            "--protocol",
+            "leave-one-out",
+            "--holdout",
+            "MBPP",
+        )
+        == 0
+    )
+    with gzip.open(tmp_path / "lobo" / "test.jsonl.gz", "rt") as f:
+        assert {json.loads(line)["benchmark"] for line in f} == {"MBPP"}
+
+
+def test_train_then_eval_writes_the_json_contract_and_a_plot(sample_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    assert (
+        run_cli(
+            "train",
+            "--data",
+            str(sample_path),
+            "--out",
+            str(tmp_path / "la"),
+            "--config",
+            str(config),
+            "--epochs",
+            "1",
+            "--quiet",
+        )
+        == 0
+    )
+    assert load_router(tmp_path / "la").config.block_size == 2
+    assert not (tmp_path / "la" / "checkpoint").exists()  # finished runs keep only the artifact
+    (tmp_path / "knn.yaml").write_text("k: 3\n")
+    assert (
+        run_cli(
+            "train",
+            "--kind",
+            "knn",
+            "--data",
+            str(sample_path),
+            "--out",
+            str(tmp_path / "knn"),
+            "--config",
+            str(tmp_path / "knn.yaml"),
+        )
+        == 0
+    )
+    assert run_cli("split", "--data", str(sample_path), "--out", str(tmp_path / "split")) == 0
+
+    out, plot = tmp_path / "results.json", tmp_path / "results.png"
+    assert (
+        run_cli(
+            "eval",
+            "--router",
+            str(tmp_path / "la"),
+            "--router",
+            str(tmp_path / "knn"),
+            "--data",
+            str(tmp_path / "split" / "test.jsonl.gz"),
+            "--json",
+            str(out),
+            "--plot",
+            str(plot),
+        )
+        == 0
+    )
+    results = json.loads(out.read_text())
+    assert set(results) == {"average", "benchmarks"}
+    names = {"random", "oracle", "best_single", "lookahead", "knn"}
+    assert set(results["average"]) == names
+    assert results["benchmarks"] and all(set(row) == names for row in results["benchmarks"].values())
+    assert {b for b in results["benchmarks"]} <= {r.benchmark for r in read_records([sample_path])}
+    assert all(row["random"] == 0.0 for row in results["benchmarks"].values())
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_flags_that_do_not_apply_are_refused(sample_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="--block-size does not apply"):
+        run_cli(
+            "train", "--kind", "knn", "--data", str(sample_path), "--out", str(tmp_path), "--block-size", "4"
+        )
+    (tmp_path / "bad.json").write_text('{"blocks": 3}')
+    with pytest.raises(SystemExit, match="unknown lookahead config fields"):
+        run_cli(
+            "train",
+            "--data",
+            str(sample_path),
+            "--out",
+            str(tmp_path),
+            "--config",
+            str(tmp_path / "bad.json"),
+        )
