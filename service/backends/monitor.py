@@ -67,7 +67,7 @@ class ReplicaMonitor:
                 ok = response.status == 200
         except aiohttp.ClientConnectorError:
             ok, refused = False, True
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             ok = False
         if ok:
             replica.failed_checks = 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from service.strategies.lookahead import as_quality, choose
-from tests.harness import GatewayServer, RedisServer, SimProcess, direct_config, free_port, wait_until
+from tests.harness import REPO, GatewayServer, RedisServer, SimProcess, direct_config, free_port, wait_until
 
 
 def always(index: int) -> bool:
@@ -167,3 +167,18 @@ def test_shared_redis_shares_decisions_across_gateways(two_sims: list[SimProcess
             GatewayServer(config, loaders={"router": lambda p: router}) as two:
         assert ask(one, "shared question").headers["x-switchyard-cache"] == "miss"
         assert ask(two, "shared question").headers["x-switchyard-cache"] == "hit"
+
+
+def test_auto_with_the_shipped_simulator_router(two_sims: list[SimProcess]) -> None:
+    """The real artifact through the real loader (`router_models.load_router`), as deploy/local/sim.yaml uses it."""
+    config = auto_config(two_sims)
+    config["models"][-1]["strategy"]["router"] = str(REPO / "deploy" / "local" / "artifacts" / "sim-router")
+    with GatewayServer(config) as gateway:
+        decision = httpx.post(gateway.url + "/v1/route", json={
+            "model": "auto", "messages": [{"role": "user", "content": "Write a Python function to reverse a list"}]})
+        assert decision.status_code == 200, decision.text
+        scores = decision.json()["scores"]
+        assert set(scores) == {"sim-a", "sim-b"} and all(0.0 <= v <= 1.0 for v in scores.values())
+        response = ask(gateway, "Write a Python function to reverse a list")
+        assert response.status_code == 200
+        assert response.headers["x-switchyard-model"] == decision.json()["backend"]
