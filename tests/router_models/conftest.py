@@ -39,16 +39,3 @@ def tiny_config() -> LookaheadConfig:
         checkpoint_every=1,
         epochs=1.0,
     )
-
-
-def run_cli(*argv: str) -> int:
-    """Run a router_models subcommand exactly as `switchyard` would dispatch it."""
-    import argparse
-    import importlib
-
-    parser = argparse.ArgumentParser(prog="switchyard")
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    for name in ("train", "eval", "split", "collect", "label"):
-        importlib.import_module(f"router_models.cli.{name}").register(subparsers)
-    args = parser.parse_args(list(argv))
-    return int(args.func(args) or 0)

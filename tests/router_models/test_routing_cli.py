@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from routing_cli import run_cli
 
 from router_models import load_router
 from router_models.data import read_records

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from conftest import run_cli
+from routing_cli import run_cli
 
 from router_models.data import read_records
 from router_models.labelling import extract_answer, score_code, score_math
