@@ -124,9 +124,12 @@ def _ask(base_url: str, model: str) -> None:
     client = OpenAI(base_url=f"{base_url}/v1", api_key="not-needed", timeout=300, max_retries=0)
     say(f"\n-- model {model!r}: {PROMPT}\n   ", end="")
     start = time.monotonic()
-    stream = client.chat.completions.create(
+    raw = client.chat.completions.with_raw_response.create(
         model=model, messages=[{"role": "user", "content": PROMPT}], max_tokens=40, temperature=0,
         stream=True, stream_options={"include_usage": True})
+    decided = {name.removeprefix("x-switchyard-"): value for name, value in raw.headers.items()
+               if name.startswith("x-switchyard-")}
+    stream = raw.parse()
     usage = None
     for chunk in stream:
         if chunk.choices and chunk.choices[0].delta.content:
@@ -135,7 +138,8 @@ def _ask(base_url: str, model: str) -> None:
             usage = chunk.usage
     elapsed = time.monotonic() - start
     tokens = usage.completion_tokens if usage else 0
-    say(f"\n   [{tokens} tokens in {elapsed:.1f} s, {tokens / elapsed:.1f} tokens/s]")
+    say(f"\n   [{tokens} tokens in {elapsed:.1f} s, {tokens / elapsed:.1f} tokens/s; "
+        + ", ".join(f"{k}: {v}" for k, v in decided.items()) + "]")
     fusion = (usage.model_extra or {}).get("fusion") if usage else None
     if fusion:  # the `fusion` model reports its work in a usage extension
         say(f"   [fusion: {fusion['steps']} steps, {fusion['member_calls']} member calls, "
