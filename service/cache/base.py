@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from service.metrics import Metrics
@@ -50,3 +51,15 @@ class DecisionCache(ABC):
 
     @abstractmethod
     async def _set(self, key: str, value: Any) -> None: ...
+
+
+async def cached(cache: DecisionCache | None, key: str,
+                 compute: Callable[[], Awaitable[Any]]) -> tuple[Any, CacheOutcome]:
+    """The cached value for `key`, or `compute()`'s result, stored for next time; with the cache outcome."""
+    if cache is None:
+        return await compute(), "off"
+    value, outcome = await cache.get(key)
+    if value is None:
+        value = await compute()
+        await cache.set(key, value)
+    return value, outcome

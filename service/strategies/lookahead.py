@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
+from service.cache.base import cached
 from service.cache.keys import decision_key
 from service.inference import BatchedInference
 from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
@@ -138,21 +139,15 @@ class LookaheadStrategy(Strategy):
         if query is None:
             return None, "off"
         assert self.router is not None and self._infer is not None
-        cache = self.deps.cache
-        key = ""
-        if cache is not None:
-            key = decision_key(self.kind, self.config_version, self.router.version, query)
-            cached, outcome = await cache.get(key)
-            if cached is not None:
-                return list(cached["quality"]), outcome
-        else:
-            outcome = "off"
-        row = await self._infer(query)
-        quality = as_quality([row[c] for c in self._columns])
-        if cache is not None:
-            await cache.set(key, {"quality": quality, "backend": self.config.candidates[
-                max(range(len(quality)), key=quality.__getitem__)].backend})
-        return quality, outcome
+        infer = self._infer
+
+        async def predict() -> dict[str, list[float]]:
+            row = await infer(query)
+            return {"quality": as_quality([row[c] for c in self._columns])}
+
+        key = decision_key(self.kind, self.config_version, self.router.version, query)
+        value, outcome = await cached(self.deps.cache, key, predict)
+        return list(value["quality"]), outcome
 
     async def decide(self, request: GatewayRequest) -> Decision:
         started = time.perf_counter()

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
+from service.cache.base import cached
 from service.cache.keys import decision_key
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
@@ -121,19 +122,15 @@ class ThinkingSwitch:
 
     async def _predict(self, query: str) -> tuple[list[float], CacheOutcome]:
         assert self.switcher is not None and self._infer is not None
-        cache = self.deps.cache
+        infer = self._infer
+
+        async def predict() -> dict[str, list[float]]:
+            row = await infer(query)
+            return {"pass_rates": [float(row[0]), float(row[1])]}
+
         key = decision_key("thinkswitch", self.config_version, self.switcher.version, query)
-        if cache is not None:
-            cached, outcome = await cache.get(key)
-            if cached is not None:
-                return list(cached["pass_rates"]), outcome
-        else:
-            outcome = "off"
-        row = await self._infer(query)
-        pass_rates = [float(row[0]), float(row[1])]
-        if cache is not None:
-            await cache.set(key, {"pass_rates": pass_rates})
-        return pass_rates, outcome
+        value, outcome = await cached(self.deps.cache, key, predict)
+        return list(value["pass_rates"]), outcome
 
     async def route(self, request: GatewayRequest) -> tuple[dict[str, Any], Mode, str, CacheOutcome]:
         """The rewritten body, the mode, why (switcher, client, default) and the cache outcome."""
