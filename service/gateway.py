@@ -72,14 +72,14 @@ class Gateway:
         self.strategies: dict[str, Strategy] = {}
         self._session: aiohttp.ClientSession | None = None
         self._monitor: ReplicaMonitor | None = None
-        self.dispatcher: Dispatcher | None = None
+        self._dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
                                          enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
                                               skip_auto_headers=("User-Agent",))
-        self.dispatcher = Dispatcher(self.settings, self.pool, self._session, self.metrics)
+        self._dispatcher = Dispatcher(self.settings, self.pool, self._session, self.metrics)
         api_keys = {b.name: b.api_key for b in self.settings.backends}
         self._monitor = ReplicaMonitor(self.pool, self._session, self.metrics, api_keys)
         await self._monitor.start()
@@ -101,6 +101,13 @@ class Gateway:
         await self.cache.close()
         if self._session is not None:
             await self._session.close()
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """The dispatcher, available once the gateway has started."""
+        if self._dispatcher is None:
+            raise RuntimeError("the gateway has not started")
+        return self._dispatcher
 
     def resolve(self, model: str) -> Route:
         """Find the strategy of a public model name, accepting a `name:tradeoff` suffix."""

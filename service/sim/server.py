@@ -231,8 +231,9 @@ class Simulator:
         if (body.get("stream_options") or {}).get("include_usage"):
             usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
                      "total_tokens": prompt_tokens + len(words)}
-            chunk = {"id": ident, "object": kind, "model": self.settings.model, "choices": [], "usage": usage}
-            await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            final: dict[str, Any] = {"id": ident, "object": kind, "model": self.settings.model, "choices": [],
+                                     "usage": usage}
+            await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response

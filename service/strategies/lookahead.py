@@ -170,7 +170,7 @@ class LookaheadStrategy(Strategy):
         metrics = self.deps.metrics
         metrics.decisions.labels(self.public_model, self.kind, backend, reason).inc()
         metrics.decision_duration.labels(self.kind, outcome).observe(time.perf_counter() - started)
-        body, headers = request.body, {}
+        body, headers = request.body, dict[str, str]()
         switch = self.switches.get(backend)
         if switch is not None:
             body, mode, _, _ = await switch.route(request)

@@ -135,14 +135,15 @@ class ThinkingSwitch:
     async def route(self, request: GatewayRequest) -> tuple[dict[str, Any], Mode, str, CacheOutcome]:
         """The rewritten body, the mode, why (switcher, client, default) and the cache outcome."""
         started = time.perf_counter()
+        outcome: CacheOutcome = "off"
         requested = client_mode(request.body, self.config)
         query = query_text(request)
         if request.endpoint != "chat":
-            mode, why, outcome, body = requested or "long", "client" if requested else "default", "off", request.body
+            mode, why, body = requested or "long", "client" if requested else "default", request.body
         elif requested is not None:
-            mode, why, outcome, body = requested, "client", "off", request.body
+            mode, why, body = requested, "client", request.body
         elif query is None:
-            mode, why, outcome = "long", "default", "off"
+            mode, why = "long", "default"
             body = apply_mode(request.body, self.config, mode)
         else:
             (short, long), outcome = await self._predict(query)
