@@ -23,6 +23,7 @@ from service.errors import InvalidRequest, ModelNotFound
 from service.metrics import Metrics
 from service.strategies import Strategy, build_strategy
 from service.strategies.base import StrategyDeps
+from service.validation import Limits
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Gateway:
         self.loaders = {kind: _import_loader(spec) for kind, spec in DEFAULT_LOADERS.items()}
         self.loaders.update(loaders or {})
         self.pool = ReplicaPool(settings.backends, settings.dispatch)
+        self.limits = Limits(settings.server.max_tokens_limit, settings.server.max_n)
         self.strategies: dict[str, Strategy] = {}
         self._session: aiohttp.ClientSession | None = None
         self._monitor: ReplicaMonitor | None = None

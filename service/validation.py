@@ -7,6 +7,7 @@ rebuilds the body: the client's dict travels on as it came.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import orjson
@@ -71,12 +72,12 @@ class CompletionBody(_Sampling):
 _BODIES: dict[Endpoint, type[_Sampling]] = {"chat": ChatBody, "completions": CompletionBody}
 
 
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Request limits from the server settings, checked after the schema."""
 
-    def __init__(self, max_tokens: int, max_n: int) -> None:
-        self.max_tokens = max_tokens
-        self.max_n = max_n
+    max_tokens: int
+    max_n: int
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -89,9 +90,14 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def validate_request(endpoint: Endpoint, raw: bytes, limits: Limits) -> GatewayRequest:
-    """Parse and check a request body; raise `InvalidRequest` naming the first offending field."""
+def validate_request(endpoint: Endpoint | None, raw: bytes, limits: Limits) -> GatewayRequest:
+    """Parse and check a request body; raise `InvalidRequest` naming the first offending field.
+
+    `endpoint` None (for `/v1/route`) takes a body with `messages` as chat, any other as a completion.
+    """
     body = parse_json_object(raw)
+    if endpoint is None:
+        endpoint = "chat" if "messages" in body else "completions"
     try:
         parsed = _BODIES[endpoint].model_validate(body)
     except ValidationError as error:

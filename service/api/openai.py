@@ -15,7 +15,7 @@ from service.api.replies import ClientDisconnected, RequestRecorder, to_response
 from service.errors import GatewayError
 from service.gateway import Gateway, Route
 from service.types import Endpoint, GatewayRequest
-from service.validation import Limits, validate_request
+from service.validation import validate_request
 
 router = APIRouter()
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
@@ -25,15 +25,12 @@ CLIENT_CLOSED = 499
 
 
 async def _parse(endpoint: Endpoint | None, request: Request, gateway: Gateway) -> tuple[GatewayRequest, Route]:
-    """Read, validate and resolve a request; `endpoint` None guesses chat or completions from the body."""
-    server = gateway.settings.server
-    raw = await read_json_body(request, server.max_body_bytes)
-    if endpoint is None:
-        endpoint = "completions" if b'"prompt"' in raw and b'"messages"' not in raw else "chat"
-    parsed = validate_request(endpoint, raw, Limits(server.max_tokens_limit, server.max_n))
+    """Read, validate and resolve a request; `endpoint` None takes chat or completions from the body."""
+    raw = await read_json_body(request, gateway.settings.server.max_body_bytes)
+    parsed = validate_request(endpoint, raw, gateway.limits)
     route = gateway.resolve(parsed.public_model)
     return GatewayRequest(
-        endpoint=endpoint, public_model=route.public_model, body=parsed.body, stream=parsed.stream,
+        endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body, stream=parsed.stream,
         tradeoff=parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff,
     ), route
 

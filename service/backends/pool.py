@@ -52,5 +52,6 @@ class ReplicaPool:
         unsaturated = [r for r in candidates if not r.saturated(self.settings.saturation_queue)]
         if not unsaturated:
             raise Saturated(f"every replica of backend {backend!r} is saturated; retry later")
-        best = min(r.load_score() for r in unsaturated)
-        return random.choice([r for r in unsaturated if r.load_score() == best])
+        scores = [r.load_score() for r in unsaturated]
+        best = min(scores)
+        return random.choice([r for r, score in zip(unsaturated, scores, strict=True) if score == best])

@@ -182,3 +182,11 @@ def test_auto_with_the_shipped_simulator_router(two_sims: list[SimProcess]) -> N
         response = ask(gateway, "Write a Python function to reverse a list")
         assert response.status_code == 200
         assert response.headers["x-switchyard-model"] == decision.json()["backend"]
+
+
+def test_route_endpoint_takes_completion_bodies(auto_gateway: GatewayServer) -> None:
+    decision = httpx.post(auto_gateway.url + "/v1/route", json={"model": "auto", "prompt": "write code now"})
+    assert decision.status_code == 200, decision.text
+    assert decision.json()["backend"] == "sim-b"  # the prompt was read as the query
+    bad = httpx.post(auto_gateway.url + "/v1/route", json={"model": "auto"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"
