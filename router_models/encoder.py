@@ -17,6 +17,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from router_models.fast_encoder import FastEncoder
+
 ENCODER_NAME = "all-MiniLM-L6-v2"
 
 
@@ -50,13 +52,15 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 
 class SentenceEncoder:
-    """Frozen MiniLM sentence embeddings (mean-pooled, L2-normalised), batched and gradient-free."""
+    """Frozen MiniLM sentence embeddings (mean-pooled, L2-normalised), batched and gradient-free,
+    computed by the lean `FastEncoder` forward (bfloat16 where the CPU runs it natively)."""
 
     dim = 384
 
     def __init__(self, max_length: int = 256) -> None:
         self.tokenizer = load_tokenizer()
         self.model = load_encoder()
+        self.fast = FastEncoder(self.model)
         self.max_length = max_length
 
     @torch.inference_mode()
@@ -68,7 +72,7 @@ class SentenceEncoder:
                 texts[start : start + batch_size], padding=True, truncation=True,
                 max_length=self.max_length, return_tensors="pt",
             )
-            hidden = self.model(**batch).last_hidden_state
+            hidden = self.fast(self.fast.embed(batch["input_ids"]), batch["attention_mask"])
             chunks.append(torch.nn.functional.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1))
         return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
 

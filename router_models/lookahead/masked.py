@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
+from router_models.fast_encoder import FastEncoder
 from router_models.lookahead.config import LookaheadConfig
 from router_models.lookahead.inputs import Batch
 
@@ -38,18 +39,26 @@ class LookaheadMasked(nn.Module):
         """The encoder's vocabulary embedding (frozen by default; tied to the MLM decoder)."""
         return cast(nn.Embedding, self.encoder.get_input_embeddings())
 
-    def forward(self, batch: Batch) -> torch.Tensor:
-        """Final hidden states (B, L, H)."""
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Input embeddings (B, L, H): words, with each candidate's model-ID embedding in its hidden slots."""
         embeds = self.words()(batch.input_ids)  # (B, L, H)
         is_slot = batch.candidate_index.ge(0).unsqueeze(-1)  # (B, L, 1)
-        embeds = torch.where(is_slot, self.model_ids[batch.candidate_index.clamp(min=0)], embeds)
+        return torch.where(is_slot, self.model_ids[batch.candidate_index.clamp(min=0)], embeds)
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        """Final hidden states (B, L, H)."""
         out = self.encoder(
-            inputs_embeds=embeds,
+            inputs_embeds=self.embed(batch),
             attention_mask=batch.attention_mask,
             position_ids=batch.position_ids,
             token_type_ids=torch.zeros_like(batch.input_ids),
         )
         return out.last_hidden_state
+
+    @torch.inference_mode()
+    def fast_route_logits(self, batch: Batch, encoder: FastEncoder) -> torch.Tensor:
+        """`route_logits(forward(batch))` through `encoder`, a `FastEncoder` copy of this model's encoder."""
+        return self.route_logits(encoder(self.embed(batch), batch.attention_mask, batch.position_ids, first_only=True))
 
     def route_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """(B, L, H) -> (B, T): one logit per candidate from [CLS]."""

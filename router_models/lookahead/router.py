@@ -11,6 +11,7 @@ import torch
 from router_models.base import Router
 from router_models.data import RoutingTable
 from router_models.encoder import ENCODER_NAME, build_encoder, load_encoder_config, load_tokenizer
+from router_models.fast_encoder import FastEncoder
 from router_models.lookahead.config import LookaheadConfig
 from router_models.lookahead.inputs import tokenize_queries
 from router_models.lookahead.masked import LookaheadMasked
@@ -29,6 +30,7 @@ class LookaheadRouter(Router):
     def __init__(self, candidates: list[str], config: LookaheadConfig, model: LookaheadMasked) -> None:
         super().__init__(candidates, config)
         self.model = model.eval()
+        self.fast = FastEncoder(model.encoder)  # the inference copy of the (trained) encoder
         self.tokenizer = load_tokenizer()
         self.special = layout_ids(self.tokenizer)
 
@@ -38,7 +40,7 @@ class LookaheadRouter(Router):
 
     def score(self, queries: list[str]) -> np.ndarray:
         ids = tokenize_queries(self.tokenizer, queries, self.config.max_query_tokens)
-        logits = score_token_ids(self.model, ids, len(self.candidates), self.special)
+        logits = score_token_ids(self.model, ids, len(self.candidates), self.special, self.fast)
         return 1.0 / (1.0 + np.exp(-logits))  # P(candidate is among the best), the quality the gateway reads
 
     @classmethod

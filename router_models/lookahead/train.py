@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from router_models.data import RoutingTable
 from router_models.encoder import load_encoder, load_tokenizer
+from router_models.fast_encoder import FastEncoder
 from router_models.lookahead.config import LookaheadConfig
 from router_models.lookahead.inputs import (
     IGNORE,
@@ -45,9 +46,14 @@ def layout_ids(tokenizer: PreTrainedTokenizerBase) -> SpecialIds:
 
 @torch.inference_mode()
 def score_token_ids(
-    model: LookaheadMasked, query_ids: list[list[int]], n_candidates: int, special: SpecialIds
+    model: LookaheadMasked,
+    query_ids: list[list[int]],
+    n_candidates: int,
+    special: SpecialIds,
+    fast: FastEncoder | None = None,
 ) -> np.ndarray:
-    """(Q,) tokenised queries -> (Q, T) routing logits; every response slot hidden, as at inference."""
+    """(Q,) tokenised queries -> (Q, T) routing logits; every response slot hidden, as at inference.
+    With `fast` (a `FastEncoder` copy of the model's encoder) the encoder runs through it."""
     config = model.config
     was_training = model.training
     model.eval()
@@ -58,7 +64,8 @@ def score_token_ids(
         batch = build_batch(
             [query_ids[i] for i in rows], n_candidates, config.block_size, config.block_size, **special
         )
-        out[rows] = model.route_logits(model(batch)).float().numpy()
+        logits = model.fast_route_logits(batch, fast) if fast else model.route_logits(model(batch))
+        out[rows] = logits.float().numpy()
     model.train(was_training)
     return out
 

@@ -50,9 +50,10 @@ def test_load_and_predict(artifact: Path) -> None:
     pred = switcher.predict(queries)
     assert pred.shape == (7, 2) and pred.dtype == np.float32
     assert bool(((pred > 0) & (pred < 1)).all())
-    # Batching and length-sorting do not change a question's prediction.
-    np.testing.assert_allclose(switcher.predict(queries[3:4])[0], pred[3], atol=1e-5)
-    np.testing.assert_allclose(switcher.predict(queries[::-1]), pred[::-1], atol=1e-5)
+    # Batching and length-sorting do not change a question's prediction (beyond bfloat16 kernels rounding
+    # differently for different batch shapes: ~1e-5, where distinct questions differ by ~1e-3).
+    np.testing.assert_allclose(switcher.predict(queries[3:4])[0], pred[3], atol=1e-4)
+    np.testing.assert_allclose(switcher.predict(queries[::-1]), pred[::-1], atol=1e-4)
     assert switcher.predict([]).shape == (0, 2)
     assert switcher.go_long(queries, tau=-1.0).all() and not switcher.go_long(queries, tau=1.0).any()
 
@@ -63,7 +64,7 @@ def test_predict_from_many_threads(artifact: Path) -> None:
     expected = switcher.predict(queries)
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(lambda q: switcher.predict([q])[0], queries * 3))
-    np.testing.assert_allclose(np.stack(results), np.concatenate([expected] * 3), atol=1e-5)
+    np.testing.assert_allclose(np.stack(results), np.concatenate([expected] * 3), atol=1e-4)
 
 
 def test_eval_writes_contract_json_and_png(artifact: Path, tmp_path: Path) -> None:

@@ -1,0 +1,78 @@
+"""The lean inference forward computes what transformers' BertModel computes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from router_models.encoder import load_encoder
+from router_models.fast_encoder import FastEncoder, inference_dtype
+
+
+@pytest.fixture(scope="module")
+def bert() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return load_encoder()
+
+
+def reference(bert: torch.nn.Module, embeds: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        out = bert(
+            inputs_embeds=embeds,
+            attention_mask=mask,
+            position_ids=positions,
+            token_type_ids=torch.zeros_like(mask),
+        )
+    return out.last_hidden_state
+
+
+def padded_batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    embeds = 0.05 * torch.randn(3, 20, 384)
+    mask = torch.ones(3, 20, dtype=torch.long)
+    mask[1, 12:] = 0
+    mask[2, 5:] = 0
+    positions = torch.cat([torch.arange(8), torch.arange(4, 16)]).expand(3, -1)  # restarting, as in Lookahead
+    return embeds, mask, positions
+
+
+def test_float32_matches_bert_on_real_tokens(bert: torch.nn.Module) -> None:
+    embeds, mask, positions = padded_batch()
+    expected = reference(bert, embeds, mask, positions)
+    got = FastEncoder(bert, torch.float32)(embeds, mask, positions)
+    real = mask.bool().unsqueeze(-1)
+    torch.testing.assert_close(got.masked_fill(~real, 0), expected.masked_fill(~real, 0), atol=1e-5, rtol=1e-5)
+
+
+def test_first_only_returns_the_first_row(bert: torch.nn.Module) -> None:
+    embeds, mask, positions = padded_batch()
+    fast = FastEncoder(bert, torch.float32)
+    first = fast(embeds, mask, positions, first_only=True)
+    assert first.shape == (3, 1, 384)
+    torch.testing.assert_close(first, fast(embeds, mask, positions)[:, :1], atol=1e-5, rtol=1e-5)
+
+
+def test_bfloat16_stays_close_and_returns_float32(bert: torch.nn.Module) -> None:
+    embeds = 0.05 * torch.randn(2, 30, 384)
+    mask = torch.ones(2, 30, dtype=torch.long)
+    positions = torch.arange(30).expand(2, -1)
+    expected = reference(bert, embeds, mask, positions)
+    got = FastEncoder(bert, torch.bfloat16)(embeds, mask)
+    assert got.dtype == torch.float32
+    cosine = torch.nn.functional.cosine_similarity(got, expected, dim=-1)
+    assert float(cosine.min()) > 0.999
+
+
+def test_word_lookup_matches_the_embedding_table(bert: torch.nn.Module) -> None:
+    ids = torch.tensor([[101, 2023, 2003, 102]])
+    fast = FastEncoder(bert, torch.float32)
+    torch.testing.assert_close(fast.embed(ids), bert.get_input_embeddings()(ids))
+
+
+def test_dtype_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SWITCHYARD_INFERENCE_DTYPE", "float32")
+    assert inference_dtype() == torch.float32
+    monkeypatch.setenv("SWITCHYARD_INFERENCE_DTYPE", "bfloat16")
+    assert inference_dtype() == torch.bfloat16
+    monkeypatch.setenv("SWITCHYARD_INFERENCE_DTYPE", "half")
+    with pytest.raises(ValueError, match="SWITCHYARD_INFERENCE_DTYPE"):
+        inference_dtype()
