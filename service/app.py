@@ -1,4 +1,4 @@
-"""The app factory: `create_app(settings)` builds a FastAPI app around one `Gateway`."""
+"""The app factory: `create_app(settings)` builds the ASGI app around one `Gateway`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from service import __version__
 from service.api import openai, ops
 from service.api.deps import ApiKeyCheck
 from service.api.errors import install_error_handlers
+from service.api.hot_path import HotPath
 from service.api.openai import ModelList
 from service.config import Settings
 from service.gateway import Gateway
@@ -19,8 +20,9 @@ from service.metrics import Metrics
 ROUTERS = (openai.router, ops.router)
 
 
-def create_app(settings: Settings, *, metrics: Metrics | None = None, gateway: Gateway | None = None) -> FastAPI:
-    """Build the app; the gateway (clients, pools, models) starts and stops with the app's lifespan."""
+def create_app(settings: Settings, *, metrics: Metrics | None = None, gateway: Gateway | None = None) -> HotPath:
+    """Build the app: the request path (`HotPath`) in front of FastAPI, which serves everything else; the
+    gateway (clients, pools, models) starts and stops with the app's lifespan."""
     gateway = gateway or Gateway(settings, metrics)
 
     @asynccontextmanager
@@ -39,4 +41,4 @@ def create_app(settings: Settings, *, metrics: Metrics | None = None, gateway: G
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
-    return app
+    return HotPath(app, gateway, auth)

@@ -5,6 +5,7 @@
     ├── AuthenticationFailed           401     authentication_error
     ├── ModelNotFound                  404     not_found_error
     ├── NotFound                       404     not_found_error
+    ├── MethodNotAllowed               405     invalid_request_error
     ├── PayloadTooLarge                413     invalid_request_error
     ├── UnsupportedMediaType           415     invalid_request_error
     ├── Saturated                      429     rate_limit_error
@@ -50,6 +51,10 @@ class ModelNotFound(GatewayError):
 
 class NotFound(GatewayError):
     status, type, code = 404, "not_found_error", "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status, type, code = 405, "invalid_request_error", "method_not_allowed"
 
 
 class PayloadTooLarge(GatewayError):

@@ -7,17 +7,20 @@
   trickling headers, or one that opened a connection and went quiet) is answered 408 and closed,
   so such clients cannot pile up open connections. Bodies are not limited here: the handlers read
   them with their own size limit.
+
+Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.errors import error_body
+from service.write_coalescing import CoalescingTransport
 
 
 def _reply(status: int, reason: str, message: str) -> bytes:
@@ -38,7 +41,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._rejected = False  # answered by this guard: the rest of the bytes are ignored
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
         self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:

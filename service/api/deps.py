@@ -1,4 +1,4 @@
-"""Request-scoped access to the gateway, authentication and bounded body reading."""
+"""Request-scoped access to the gateway, and authentication."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import hashlib
 
 from fastapi import Request
 
-from service.errors import AuthenticationFailed, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import AuthenticationFailed
 from service.gateway import Gateway
 
 
@@ -24,32 +24,14 @@ class ApiKeyCheck:
         self.public_paths = frozenset(public_paths)
 
     async def __call__(self, request: Request) -> None:
-        if not self.hashes or request.url.path in self.public_paths:
+        self.check(request.url.path, request.headers.get("authorization", ""))
+
+    def check(self, path: str, authorization: str) -> None:
+        """Raise `AuthenticationFailed` unless `path` is public or `authorization` carries a known key."""
+        if not self.hashes or path in self.public_paths:
             return
-        header = request.headers.get("authorization", "")
-        scheme, _, key = header.partition(" ")
+        scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key:
             raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
         if hashlib.sha256(key.strip().encode()).hexdigest() not in self.hashes:
             raise AuthenticationFailed("invalid API key")
-
-
-async def read_json_body(request: Request, limit: int) -> bytes:
-    """The raw request body, refused early when it is too large or not JSON."""
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
-    if content_type != "application/json" and not content_type.endswith("+json"):
-        raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type!r}")
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidRequest("Content-Length header is not a number")
-        if int(declared) > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -1,45 +1,47 @@
-"""Turning a strategy's `Reply` into an HTTP response, with request metrics and disconnect handling."""
+"""Sending a strategy's `Reply` over ASGI, with request metrics and disconnect handling."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
-from fastapi import Request
-from fastapi.responses import Response, StreamingResponse
+from starlette.types import Receive, Send
 
 from service.metrics import Metrics
 from service.types import Reply
 
 T = TypeVar("T")
 
-_STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+_STREAM_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                   (b"x-accel-buffering", b"no"))
 
 
 class ClientDisconnected(Exception):
-    """The client went away before the reply was ready; the upstream work was cancelled."""
+    """The client went away before the reply was done; the upstream work was cancelled."""
 
 
-async def _wait_for_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
+async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object]) -> None:
+    while (await receive())["type"] != "http.disconnect":
         pass
+    task.cancel()
 
 
-async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
-    """Await `work`, cancelling it (and so its upstream request) if the client disconnects first."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_wait_for_disconnect(request))
+async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work` in this task, cancelling it (and so its upstream request) if the client disconnects."""
+    task = asyncio.current_task()
+    assert task is not None
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
     try:
-        await asyncio.wait((task, watcher), return_when=asyncio.FIRST_COMPLETED)
+        return await work
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():
+            task.uncancel()
+            raise ClientDisconnected from None
+        raise
     finally:
         watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if task.cancelled():
-        raise ClientDisconnected
-    return task.result()
 
 
 class RequestRecorder:
@@ -65,23 +67,51 @@ class RequestRecorder:
             m.overhead.labels(self.model).observe(max(0.0, elapsed - upstream_s))
 
 
-def to_response(reply: Reply, recorder: RequestRecorder) -> Response:
+def _headers(headers: dict[str, str], *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+            if name.lower() != "content-type" or not extra] + list(extra)
+
+
+async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """A complete response in two ASGI messages (the server writes them as one)."""
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", b"%d" % len(body))]})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_reply(send: Send, receive: Receive, reply: Reply, recorder: RequestRecorder) -> None:
+    """Send a buffered reply, or relay a stream until it ends or the client disconnects."""
     if reply.stream is None:
         recorder.finish(reply.status, reply.backend, reply.upstream_s)
-        return Response(reply.body, status_code=reply.status, headers=reply.headers)
-    headers = {**reply.headers, **_STREAM_HEADERS}
-    headers.pop("content-type", None)
-    return StreamingResponse(_recorded(reply, recorder), status_code=reply.status, headers=headers,
-                             media_type="text/event-stream")
-
-
-async def _recorded(reply: Reply, recorder: RequestRecorder) -> AsyncIterator[bytes]:
-    assert reply.stream is not None
+        headers = _headers(reply.headers)
+        if "content-type" not in reply.headers:
+            headers.append((b"content-type", b"application/json"))
+        await send_body(send, reply.status, reply.body, headers)
+        return
     first_byte_at: float | None = None
+    status = reply.status
     try:
-        async for chunk in reply.stream:
-            if first_byte_at is None:
-                first_byte_at = time.perf_counter()
-            yield chunk
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": _headers(reply.headers, *_STREAM_HEADERS)})
+
+        async def relay() -> None:
+            nonlocal first_byte_at
+            assert reply.stream is not None
+            async for chunk in reply.stream:
+                if first_byte_at is None:
+                    first_byte_at = time.perf_counter()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+
+        await unless_disconnected(receive, relay())
+    except ClientDisconnected:
+        status = CLIENT_CLOSED
     finally:
-        recorder.finish(reply.status, reply.backend, reply.upstream_s, first_byte_at)
+        aclose = getattr(reply.stream, "aclose", None)
+        if aclose is not None:
+            await aclose()  # ends the upstream request when the stream stopped early
+        recorder.finish(status, reply.backend, reply.upstream_s, first_byte_at)
+
+
+# Status nginx uses for "client closed request": recorded, never sent.
+CLIENT_CLOSED = 499

@@ -1,0 +1,147 @@
+"""The request path: chat completions, completions and `/v1/route`, served straight from ASGI messages.
+
+These endpoints carry every request, so they skip the framework's routing, dependency solving and
+middleware layers (a third of the gateway's time per request at low load); every other path is passed
+to the FastAPI app. Errors get the same OpenAI-shaped bodies as everywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from service.api.deps import ApiKeyCheck
+from service.api.replies import (
+    CLIENT_CLOSED,
+    ClientDisconnected,
+    RequestRecorder,
+    send_body,
+    send_reply,
+    unless_disconnected,
+)
+from service.errors import (
+    GatewayError,
+    InvalidRequest,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    error_body,
+)
+from service.gateway import Gateway, Route
+from service.types import Endpoint, GatewayRequest
+from service.validation import validate_request
+
+log = logging.getLogger(__name__)
+
+# path -> the endpoint it serves; None takes chat or completions from the body (`/v1/route`)
+ENDPOINTS: dict[str, Endpoint | None] = {
+    "/v1/chat/completions": "chat",
+    "/v1/completions": "completions",
+    "/v1/route": None,
+}
+_JSON = ((b"content-type", b"application/json"),)
+
+
+class HotPath:
+    """ASGI app: POSTs to `ENDPOINTS` are served here, everything else by `app`."""
+
+    def __init__(self, app: ASGIApp, gateway: Gateway, auth: ApiKeyCheck) -> None:
+        self.app = app
+        self.gateway = gateway
+        self.auth = auth
+        self.max_body_bytes = gateway.settings.server.max_body_bytes
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)  # `state`, `routes`, ... of the wrapped app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] != "http" or path not in ENDPOINTS:
+            await self.app(scope, receive, send)
+            return
+        try:
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"{scope['method']} {path}: use POST")
+            headers = _headers(scope)
+            self.auth.check(path, headers.get("authorization", ""))
+            raw = await read_json_body(headers, receive, self.max_body_bytes)
+            if path == "/v1/route":
+                await self._route(raw, send)
+            else:
+                await self._serve(ENDPOINTS[path], raw, receive, send)
+        except GatewayError as error:
+            extra = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
+            if isinstance(error, MethodNotAllowed):
+                extra.append((b"allow", b"POST"))
+            await send_body(send, error.status, orjson.dumps(error.body()), [*_JSON, *extra])
+        except ClientDisconnected:
+            pass
+        except Exception:
+            log.exception("unexpected error on %s %s", scope["method"], path)
+            await send_body(send, 500, orjson.dumps(error_body("internal gateway error", "internal_error")), _JSON)
+
+    def _parse(self, endpoint: Endpoint | None, raw: bytes) -> tuple[GatewayRequest, Route]:
+        parsed = validate_request(endpoint, raw, self.gateway.limits)
+        route = self.gateway.resolve(parsed.public_model)
+        tradeoff = parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff
+        return GatewayRequest(endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body,
+                              stream=parsed.stream, tradeoff=tradeoff), route
+
+    async def _serve(self, endpoint: Endpoint | None, raw: bytes, receive: Receive, send: Send) -> None:
+        request, route = self._parse(endpoint, raw)
+        recorder = RequestRecorder(self.gateway.metrics, route.public_model)
+        try:
+            reply = await unless_disconnected(receive, route.strategy.respond(request, self.gateway.dispatcher))
+        except GatewayError as error:
+            recorder.finish(error.status, "", 0.0)
+            raise
+        except ClientDisconnected:
+            recorder.finish(CLIENT_CLOSED, "", 0.0)
+            raise
+        await send_reply(send, receive, reply, recorder)
+
+    async def _route(self, raw: bytes, send: Send) -> None:
+        """The decision for a chat or completion body, with every candidate's score, without generating."""
+        request, route = self._parse(None, raw)
+        decision = await route.strategy.decide(request)
+        body = orjson.dumps({
+            "model": route.public_model, "strategy": decision.strategy, "backend": decision.backend,
+            "reason": decision.reason, "cache": decision.cache, "scores": decision.scores,
+            "headers": decision.headers,
+        })
+        await send_body(send, 200, body, _JSON)
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    """The request headers this path reads, by lower-case name."""
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+            if name in (b"authorization", b"content-type", b"content-length")}
+
+
+async def read_json_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+    """The raw request body, refused early when it is too large or not JSON."""
+    content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type!r}")
+    declared = headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("Content-Length header is not a number")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -1,0 +1,52 @@
+"""A transport wrapper that joins the writes of one event-loop turn into one socket write.
+
+uvicorn writes a response's head and its body with separate `transport.write` calls, so a small JSON
+answer leaves as two TCP segments: two system calls here and two wake-ups at the client. Holding writes
+until the end of the current loop turn sends head and body together; a streamed chunk still goes out in
+the turn it is written. At most one turn's writes are held, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class CoalescingTransport:
+    """Forwards everything to `transport`; `write` is deferred to the end of the loop turn."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._pending: list[bytes] = []
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if not data:
+            return
+        if not self._pending:
+            self._loop.call_soon(self.flush)
+        self._pending.append(bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        for data in lines:
+            self.write(data)
+
+    def flush(self) -> None:
+        """Send what is held now (also called before closing)."""
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        if not self._transport.is_closing():
+            self._transport.write(data)
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
