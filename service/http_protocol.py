@@ -8,7 +8,9 @@
   so such clients cannot pile up open connections. Bodies are not limited here: the handlers read
   them with their own size limit.
 
-Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment.
+Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment, and each
+request's scope carries the connection's `CONNECTION_LOST` future (under `extensions`), so a handler
+learns of a client that went away without a task waiting on `receive()`.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ def _reply(status: int, reason: str, message: str) -> bytes:
             f"connection: close\r\n\r\n").encode() + body
 
 
+CONNECTION_LOST = "switchyard.connection_lost"
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 65_536
     head_timeout_s = 10.0
@@ -39,6 +44,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = False  # between the end of a request head and the end of its body
         self._head_deadline: asyncio.TimerHandle | None = None
         self._rejected = False  # answered by this guard: the rest of the bytes are ignored
+        self._lost: asyncio.Future[None] = self.loop.create_future()  # resolved when the connection is lost
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
@@ -46,6 +52,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_deadline()
+        if not self._lost.done():
+            self._lost.set_result(None)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -69,6 +77,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._reject(431, "Request Header Fields Too Large",
                          f"request head is larger than {self.max_head_bytes} bytes")
             return
+        extensions = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
+        extensions[CONNECTION_LOST] = self._lost
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

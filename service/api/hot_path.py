@@ -71,7 +71,7 @@ class HotPath:
             if path == "/v1/route":
                 await self._route(raw, send)
             else:
-                await self._serve(ENDPOINTS[path], raw, receive, send)
+                await self._serve(ENDPOINTS[path], raw, scope, receive, send)
         except GatewayError as error:
             extra = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
             if isinstance(error, MethodNotAllowed):
@@ -90,18 +90,18 @@ class HotPath:
         return GatewayRequest(endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body,
                               stream=parsed.stream, tradeoff=tradeoff), route
 
-    async def _serve(self, endpoint: Endpoint | None, raw: bytes, receive: Receive, send: Send) -> None:
+    async def _serve(self, endpoint: Endpoint | None, raw: bytes, scope: Scope, receive: Receive, send: Send) -> None:
         request, route = self._parse(endpoint, raw)
         recorder = RequestRecorder(self.gateway.metrics, route.public_model)
         try:
-            reply = await unless_disconnected(receive, route.strategy.respond(request, self.gateway.dispatcher))
+            reply = await unless_disconnected(scope, receive, route.strategy.respond(request, self.gateway.dispatcher))
         except GatewayError as error:
             recorder.finish(error.status, "", 0.0)
             raise
         except ClientDisconnected:
             recorder.finish(CLIENT_CLOSED, "", 0.0)
             raise
-        await send_reply(send, receive, reply, recorder)
+        await send_reply(scope, receive, send, reply, recorder)
 
     async def _route(self, raw: bytes, send: Send) -> None:
         """The decision for a chat or completion body, with every candidate's score, without generating."""

@@ -7,8 +7,9 @@ import time
 from collections.abc import Awaitable, Iterable
 from typing import TypeVar
 
-from starlette.types import Receive, Send
+from starlette.types import Receive, Scope, Send
 
+from service.http_protocol import CONNECTION_LOST
 from service.metrics import Metrics
 from service.types import Reply
 
@@ -28,11 +29,27 @@ async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object]) ->
     task.cancel()
 
 
-async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
-    """Await `work` in this task, cancelling it (and so its upstream request) if the client disconnects."""
+async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
+    """Await `work` in this task, cancelling it (and so its upstream request) if the client disconnects.
+
+    The server's connection-lost future (`CONNECTION_LOST` in the scope's extensions) is watched where
+    there is one; otherwise a watcher task waits on `receive()`.
+    """
     task = asyncio.current_task()
     assert task is not None
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task))
+    lost: asyncio.Future[None] | None = scope.get("extensions", {}).get(CONNECTION_LOST)
+    watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task)) if lost is None else lost
+
+    def cancel(_: object) -> None:
+        task.cancel()
+
+    if lost is not None:
+        if lost.done():
+            close = getattr(work, "close", None)  # a coroutine never started
+            if close is not None:
+                close()
+            raise ClientDisconnected
+        lost.add_done_callback(cancel)
     try:
         return await work
     except asyncio.CancelledError:
@@ -41,7 +58,10 @@ async def unless_disconnected(receive: Receive, work: Awaitable[T]) -> T:
             raise ClientDisconnected from None
         raise
     finally:
-        watcher.cancel()
+        if lost is None:
+            watcher.cancel()
+        else:
+            lost.remove_done_callback(cancel)
 
 
 class RequestRecorder:
@@ -79,7 +99,7 @@ async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tupl
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_reply(send: Send, receive: Receive, reply: Reply, recorder: RequestRecorder) -> None:
+async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, recorder: RequestRecorder) -> None:
     """Send a buffered reply, or relay a stream until it ends or the client disconnects."""
     if reply.stream is None:
         recorder.finish(reply.status, reply.backend, reply.upstream_s)
@@ -103,7 +123,7 @@ async def send_reply(send: Send, receive: Receive, reply: Reply, recorder: Reque
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 
-        await unless_disconnected(receive, relay())
+        await unless_disconnected(scope, receive, relay())
     except ClientDisconnected:
         status = CLIENT_CLOSED
     finally:

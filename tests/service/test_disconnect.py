@@ -1,0 +1,78 @@
+"""A client that goes away cancels the work done for it: through the server's connection-lost future,
+or (under other ASGI servers) through a watcher waiting on `receive()`."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from service.api.replies import ClientDisconnected, unless_disconnected
+from service.http_protocol import CONNECTION_LOST
+
+
+class Upstream:
+    """Work that runs until cancelled, remembering that it was."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.cancelled = False
+
+    async def run(self) -> str:
+        self.started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return "never"
+
+
+async def test_connection_lost_future_cancels_the_work() -> None:
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    upstream = Upstream()
+
+    async def never_receive() -> dict[str, Any]:
+        raise AssertionError("receive() must not be needed when the server reports lost connections")
+
+    waiting = asyncio.ensure_future(unless_disconnected({"extensions": {CONNECTION_LOST: lost}}, never_receive,
+                                                        upstream.run()))
+    await upstream.started.wait()
+    lost.set_result(None)
+    with pytest.raises(ClientDisconnected):
+        await waiting
+    assert upstream.cancelled
+    assert not lost._callbacks  # type: ignore[attr-defined]  # the request's callback was removed
+
+
+async def test_receive_watcher_cancels_the_work_without_the_extension() -> None:
+    gone = asyncio.Event()
+    upstream = Upstream()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    waiting = asyncio.ensure_future(unless_disconnected({}, receive, upstream.run()))
+    await upstream.started.wait()
+    gone.set()
+    with pytest.raises(ClientDisconnected):
+        await waiting
+    assert upstream.cancelled
+
+
+async def test_finished_work_returns_and_leaves_no_watcher() -> None:
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def answer() -> str:
+        return "ok"
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("not called")
+
+    assert await unless_disconnected({"extensions": {CONNECTION_LOST: lost}}, receive, answer()) == "ok"
+    assert not lost._callbacks  # type: ignore[attr-defined]
+    lost.set_result(None)
+    with pytest.raises(ClientDisconnected):  # a request arriving on a connection already lost
+        await unless_disconnected({"extensions": {CONNECTION_LOST: lost}}, receive, answer())
