@@ -60,8 +60,9 @@ def switch_loss(
         L = ½[(ŷ_s − y_s)² + (ŷ_l − y_l)²] + λ·((ŷ_l − ŷ_s) − (y_l − y_s))²
 
     averaged over questions (weighted by `weight` where given). pred, target: (..., 2) as (short, long);
-    weight: pred.shape[:-1]. The difference term is what the decision reads (long when ŷ_l − ŷ_s ≥ τ): it ties the two outputs to the observed gain.
-    It is kept small: single-sample gains are ±1 coin flips, and a large λ makes the head chase them.
+    weight: pred.shape[:-1]. The difference term is what the decision reads (long when ŷ_l − ŷ_s ≥ τ): it ties
+    the two outputs to the observed gain. It is kept light (λ = 0.25 by default): single-sample gains are ±1
+    coin flips, and a large λ makes the head chase them instead of learning how hard a question is.
     """
     mse = 0.5 * ((pred - target) ** 2).sum(-1)
     gain_error = ((pred[..., 1] - pred[..., 0]) - (target[..., 1] - target[..., 0])) ** 2
