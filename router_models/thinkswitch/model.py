@@ -11,7 +11,7 @@ for free.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -19,8 +19,10 @@ from torch import nn
 from router_models.encoder import ENCODER_NAME
 from router_models.thinkswitch.features import FEATURE_NAMES
 
-# Extra outputs trained where the data has them: how long each mode writes and how often long mode runs out of
-# tokens. They only shape the hidden layer (cost and difficulty are what the gain depends on); not served.
+# Extra outputs trained where the data has them (`train.aux_targets` defines them): how long each mode writes,
+# how often long mode runs out of tokens, the benchmark's difficulty level, pass rates at other token caps
+# (`long_pass@512`). They only shape the hidden layer (cost and difficulty are what the gain depends on); not
+# served. The default list is the one checkpoints without an `aux_targets` field were built with.
 AUX_TARGETS: tuple[str, ...] = ("short_tokens", "long_tokens", "long_hit_cap")
 
 
@@ -36,9 +38,10 @@ class ThinkSwitchConfig:
     folds: int = 5  # member k never sees the questions of fold k % folds
     members: int = 15  # bagged MLPs (K), folds × repeats
     dropout: float = 0.2
-    margin_weight: float = 4.0  # λ of the difference term in `switch_loss`
+    margin_weight: float = 0.25  # λ of the difference term in `switch_loss`
     offset_logit: bool = True  # predict long as an offset of short's logit (see `members_forward`)
-    aux_weight: float = 0.0  # weight of the auxiliary cost targets (see `AUX_TARGETS`), where known
+    aux_weight: float = 0.0  # weight of the auxiliary targets in the loss, where known
+    aux_targets: list[str] = field(default_factory=lambda: list(AUX_TARGETS))  # their names (see above)
     epochs: int = 60
     batch_size: int = 64
     lr: float = 1e-3
@@ -47,15 +50,19 @@ class ThinkSwitchConfig:
 
 
 def switch_loss(
-    pred: torch.Tensor, target: torch.Tensor, margin_weight: float, weight: torch.Tensor | None = None
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    margin_weight: float,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """MSE on both pass rates plus λ times the squared error of the predicted gain of thinking:
 
         L = ½[(ŷ_s − y_s)² + (ŷ_l − y_l)²] + λ·((ŷ_l − ŷ_s) − (y_l − y_s))²
 
     averaged over questions (weighted by `weight` where given). pred, target: (..., 2) as (short, long);
-    weight: pred.shape[:-1]. The difference term is what the decision reads (long when ŷ_l − ŷ_s ≥ τ): on
-    data where both modes are mostly right, plain MSE learns the level and leaves the gain to noise.
+    weight: pred.shape[:-1]. The difference term is what the decision reads (long when ŷ_l − ŷ_s ≥ τ): it ties
+    the two outputs to the observed gain. It is kept light (λ = 0.25 by default): single-sample gains are ±1
+    coin flips, and a large λ makes the head chase them instead of learning how hard a question is.
     """
     mse = 0.5 * ((pred - target) ** 2).sum(-1)
     gain_error = ((pred[..., 1] - pred[..., 0]) - (target[..., 1] - target[..., 0])) ** 2
@@ -87,7 +94,7 @@ class ThinkSwitchHead(nn.Module):
         self.register_buffer("feature_std", torch.ones(config.n_features))
         self.w1 = nn.Parameter(torch.empty(k, d, h).uniform_(-(d**-0.5), d**-0.5))  # as nn.Linear
         self.b1 = nn.Parameter(torch.zeros(k, 1, h))
-        outputs = 2 + len(AUX_TARGETS)
+        outputs = 2 + len(config.aux_targets)
         self.w2 = nn.Parameter(torch.empty(k, h, outputs).uniform_(-(h**-0.5), h**-0.5))
         self.b2 = nn.Parameter(torch.zeros(k, 1, outputs))
         self.dropout = nn.Dropout(config.dropout)

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from router_models.encoder import SentenceEncoder, set_threads
 from router_models.thinkswitch.artifact import save_artifact
 from router_models.thinkswitch.curves import Outcomes, baselines, best_within_budget, sweep
-from router_models.thinkswitch.data import ThinkRecord, benchmarks, load_records, select_split
+from router_models.thinkswitch.data import MODES, ThinkRecord, benchmarks, load_records, select_split
 from router_models.thinkswitch.features import feature_matrix
 from router_models.thinkswitch.model import (
     AUX_TARGETS,
@@ -60,21 +60,37 @@ def fold_of(record_id: str, folds: int) -> int:
     return int.from_bytes(hashlib.sha256(f"fold:{record_id}".encode()).digest()[:8], "big") % folds
 
 
-def aux_targets(records: Sequence[ThinkRecord]) -> torch.Tensor:
-    """(N, A) auxiliary targets in [0, 1], NaN where unknown: log tokens over log cap, long cap-hit share."""
+def aux_value(record: ThinkRecord, name: str) -> float:
+    """One auxiliary target of a question in [0, 1], NaN where its data does not say.
+
+    `short_tokens` / `long_tokens`: log tokens over log cap; `long_hit_cap`: long mode's cap-hit share;
+    `level`: `meta.level` (1..5, e.g. MATH) mapped to [0, 1]; `MODE_pass@CAP`: the mode's pass rate at token
+    cap CAP from `meta.by_cap` (e.g. `long_pass@512`).
+    """
 
     def log_share(tokens: float | None, cap: int | None) -> float:
         return math.nan if tokens is None else math.log1p(tokens) / math.log1p(cap or 32768)
 
-    rows = [
-        [
-            log_share(r.short.mean_tokens, r.max_tokens),
-            log_share(r.long.mean_tokens, r.max_tokens),
-            math.nan if r.long.hit_cap is None else r.long.hit_cap / r.long.samples,
-        ]
-        for r in records
-    ]
-    return torch.tensor(rows, dtype=torch.float32).reshape(len(records), len(AUX_TARGETS))
+    if name == "short_tokens":
+        return log_share(record.short.mean_tokens, record.max_tokens)
+    if name == "long_tokens":
+        return log_share(record.long.mean_tokens, record.max_tokens)
+    if name == "long_hit_cap":
+        return math.nan if record.long.hit_cap is None else record.long.hit_cap / record.long.samples
+    if name == "level":
+        level = record.meta.get("level")
+        return (float(level) - 1) / 4 if isinstance(level, int | float) and 1 <= level <= 5 else math.nan
+    mode, _, cap = name.partition("_pass@")
+    if mode in MODES and cap.isdigit():
+        results = record.by_cap.get(int(cap))
+        return math.nan if results is None else results[MODES.index(mode)].pass_rate
+    raise ValueError(f"unknown auxiliary target {name!r}")
+
+
+def aux_targets(records: Sequence[ThinkRecord], names: Sequence[str] = AUX_TARGETS) -> torch.Tensor:
+    """(N, A) auxiliary targets `names` in [0, 1], NaN where unknown (see `aux_value`)."""
+    rows = [[aux_value(r, name) for name in names] for r in records]
+    return torch.tensor(rows, dtype=torch.float32).reshape(len(records), len(names))
 
 
 def fit_head(
@@ -157,7 +173,8 @@ def train(
     features = torch.from_numpy(feature_matrix(texts))  # (N, F)
     targets = torch.tensor([[r.short.pass_rate, r.long.pass_rate] for r in records], dtype=torch.float32)
     folds = torch.tensor([fold_of(r.id, config.folds) for r in records], dtype=torch.long)
-    head = fit_head(embeddings, features, targets, folds, config, progress, aux_targets(records))
+    aux = aux_targets(records, config.aux_targets)
+    head = fit_head(embeddings, features, targets, folds, config, progress, aux)
     pred = heldout_predictions(head, embeddings, features, folds)
     gain = pred[:, 1] - pred[:, 0]
     taus = {}

@@ -72,3 +72,11 @@ def test_offset_logit_gain_fades_where_short_is_sure() -> None:
             pred = head(torch.zeros(1, config.embedding_dim), torch.zeros(1, config.n_features))
             gains.append((pred[0, 1] - pred[0, 0]).item())
     assert gains[0] > 0.3 and 0 < gains[1] < 1e-3
+
+
+def test_aux_targets_set_the_head_width() -> None:
+    config = ThinkSwitchConfig(members=2, folds=2, hidden=4, aux_targets=["level"])
+    head = ThinkSwitchHead(config).eval()
+    out = head.members_forward(torch.zeros(3, config.embedding_dim), torch.zeros(3, config.n_features))
+    assert out.shape == (2, 3, 3)
+
