@@ -10,6 +10,7 @@ closed-loop load (streaming and not) through:
     switchyard-auto    Switchyard `auto` (lookahead) with a warm decision cache
     litellm            LiteLLM proxy in its own venv (.cache/bench/litellm-venv, installed on first run)
     vllm-router        the Rust vllm-router from PyPI (.cache/bench/vllm-router-venv), plain dispatch
+    bare-asgi          bench/bare_proxy.py: uvicorn + aiohttp forwarding bodies, the floor of a Python proxy
 
 Each proxy runs pinned to core 0 (taskset); this process, the load generator and the simulators run
 on the other cores. Besides wall-clock throughput, the proxy's CPU time per request is read from
@@ -46,7 +47,7 @@ from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.procstat import cpu_seconds  # noqa: E402
 from bench.servers import REPO, free_port, gateway_command, process, sim_process  # noqa: E402
 
-TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router")
+TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router", "bare-asgi")
 VENVS = REPO / ".cache" / "bench"
 LITELLM_KEY = "sk-bench-local"
 READING = [
@@ -153,6 +154,16 @@ def vllm_router(sim: str) -> Iterator[Target]:
         yield Target("vllm-router", f"http://127.0.0.1:{port}", "sim-a", proc.pid)
 
 
+@contextlib.contextmanager
+def bare_asgi(sim: str) -> Iterator[Target]:
+    port = free_port()
+    args = [*pinned(0), sys.executable, "-m", "uvicorn", "bench.bare_proxy:app", "--host", "127.0.0.1",
+            "--port", str(port), "--http", "httptools", "--loop", "uvloop", "--log-level", "warning",
+            "--no-access-log"]
+    with process(args, f"http://127.0.0.1:{port}/health", env={**os.environ, "UPSTREAM": sim}) as proc:
+        yield Target("bare-asgi", f"http://127.0.0.1:{port}", "sim-a", proc.pid)
+
+
 # Measuring ----------------------------------------------------------------------------------------
 def merge(into: LoadResult, part: LoadResult) -> None:
     into.latencies += part.latencies
@@ -235,7 +246,8 @@ def run_all(args: argparse.Namespace, directory: Path) -> tuple[list[Row], list[
             targets += [(name, gateway, model) for name, model in
                         (("switchyard-direct", "sim-a"), ("switchyard-auto", "auto")) if name in args.targets]
         for name, starter in (("litellm", lambda: litellm(sim_a, directory)),
-                              ("vllm-router", lambda: vllm_router(sim_a))):
+                              ("vllm-router", lambda: vllm_router(sim_a)),
+                              ("bare-asgi", lambda: bare_asgi(sim_a))):
             if name in args.targets:
                 try:
                     targets.append((name, stack.enter_context(starter()), "sim-a"))
