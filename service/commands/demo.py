@@ -99,10 +99,14 @@ class _GatewayThread:
 
         from service.app import create_app
         from service.config import parse_settings
+        from service.http_protocol import guarded_protocol
 
-        app = create_app(parse_settings(config))
+        settings = parse_settings(config)
+        app = create_app(settings)
         self.url = f"http://127.0.0.1:{port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+        protocol = guarded_protocol(settings.server.max_head_bytes, settings.server.head_timeout_s)
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                                    http=protocol))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> None:
