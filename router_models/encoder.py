@@ -59,8 +59,7 @@ class SentenceEncoder:
 
     def __init__(self, max_length: int = 256) -> None:
         self.tokenizer = load_tokenizer()
-        self.model = load_encoder()
-        self.fast = FastEncoder(self.model)
+        self.fast = FastEncoder(load_encoder())  # the framework model is not kept: the copy is all it needs
         self.max_length = max_length
 
     @torch.inference_mode()
