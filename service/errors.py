@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 
@@ -25,6 +25,7 @@ class GatewayError(Exception):
     status = 500
     type = "internal_error"
     code: str | None = None
+    headers: ClassVar[dict[str, str]] = {}  # sent with the error response
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -43,6 +44,7 @@ class InvalidRequest(GatewayError):
 
 class AuthenticationFailed(GatewayError):
     status, type, code = 401, "authentication_error", "invalid_api_key"
+    headers = {"WWW-Authenticate": "Bearer"}
 
 
 class ModelNotFound(GatewayError):
@@ -55,6 +57,7 @@ class NotFound(GatewayError):
 
 class MethodNotAllowed(GatewayError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
+    headers = {"Allow": "POST"}  # raised for the POST-only generation endpoints
 
 
 class PayloadTooLarge(GatewayError):
@@ -83,6 +86,9 @@ class UpstreamTimeout(UpstreamError):
 
 def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+INTERNAL_ERROR_BODY = orjson.dumps(error_body("internal gateway error", "internal_error"))
 
 
 def sse_error_event(error: GatewayError) -> bytes:

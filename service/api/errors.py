@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from service.api.json import json_response
-from service.errors import GatewayError, error_body
+from service.errors import INTERNAL_ERROR_BODY, GatewayError, error_body
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +19,7 @@ _HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error"}
 
 async def _gateway_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, GatewayError)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return json_response(error.body(), status_code=error.status, headers=headers)
+    return json_response(error.body(), status_code=error.status, headers=error.headers)
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -39,7 +38,7 @@ async def _validation_error(request: Request, error: Exception) -> Response:
 
 async def _unexpected_error(request: Request, error: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
-    return json_response(error_body("internal gateway error", "internal_error"), status_code=500)
+    return Response(INTERNAL_ERROR_BODY, status_code=500, media_type="application/json")
 
 
 def install_error_handlers(app: FastAPI) -> None:

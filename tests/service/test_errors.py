@@ -47,7 +47,12 @@ def test_valid_key_passes(locked_gateway: GatewayServer) -> None:
 
 
 def test_missing_key_is_401(locked_gateway: GatewayServer) -> None:
-    assert_error(post(locked_gateway, CHAT, key=None), 401, says="missing API key")
+    response = post(locked_gateway, CHAT, key=None)
+    assert_error(response, 401, says="missing API key")
+    assert response.headers["www-authenticate"] == "Bearer"
+    models = httpx.get(locked_gateway.url + "/v1/models")  # served by FastAPI, same error and header
+    assert_error(models, 401, says="missing API key")
+    assert models.headers["www-authenticate"] == "Bearer"
 
 
 def test_wrong_key_is_401(locked_gateway: GatewayServer) -> None:
@@ -111,7 +116,9 @@ def test_wrong_content_type_is_415(locked_gateway: GatewayServer) -> None:
 def test_unknown_path_is_404_openai_shaped() -> None:
     with sims("x") as (sim,), GatewayServer(direct_config({"x": [sim.url]})) as gateway:
         assert_error(httpx.get(gateway.url + "/v1/nothing"), 404)
-        assert_error(httpx.get(gateway.url + "/v1/chat/completions"), 405)
+        wrong_method = httpx.get(gateway.url + "/v1/chat/completions")
+        assert_error(wrong_method, 405)
+        assert wrong_method.headers["allow"] == "POST"
 
 
 def test_backend_client_error_is_relayed_as_is() -> None:
