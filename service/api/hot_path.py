@@ -8,7 +8,6 @@ to the FastAPI app. Errors get the same OpenAI-shaped bodies as everywhere else.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -17,18 +16,20 @@ from service.api.deps import ApiKeyCheck
 from service.api.replies import (
     CLIENT_CLOSED,
     ClientDisconnected,
+    ModelMetrics,
     RequestRecorder,
+    encode_headers,
     send_body,
     send_reply,
     unless_disconnected,
 )
 from service.errors import (
+    INTERNAL_ERROR_BODY,
     GatewayError,
     InvalidRequest,
     MethodNotAllowed,
     PayloadTooLarge,
     UnsupportedMediaType,
-    error_body,
 )
 from service.gateway import Gateway, Route
 from service.types import Endpoint, GatewayRequest
@@ -53,9 +54,7 @@ class HotPath:
         self.gateway = gateway
         self.auth = auth
         self.max_body_bytes = gateway.settings.server.max_body_bytes
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)  # `state`, `routes`, ... of the wrapped app
+        self.model_metrics = {m.name: ModelMetrics(gateway.metrics, m.name) for m in gateway.settings.models}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -73,15 +72,12 @@ class HotPath:
             else:
                 await self._serve(ENDPOINTS[path], raw, scope, receive, send)
         except GatewayError as error:
-            extra = [(b"www-authenticate", b"Bearer")] if error.status == 401 else []
-            if isinstance(error, MethodNotAllowed):
-                extra.append((b"allow", b"POST"))
-            await send_body(send, error.status, orjson.dumps(error.body()), [*_JSON, *extra])
+            await send_body(send, error.status, orjson.dumps(error.body()), [*_JSON, *encode_headers(error.headers)])
         except ClientDisconnected:
             pass
         except Exception:
             log.exception("unexpected error on %s %s", scope["method"], path)
-            await send_body(send, 500, orjson.dumps(error_body("internal gateway error", "internal_error")), _JSON)
+            await send_body(send, 500, INTERNAL_ERROR_BODY, _JSON)
 
     def _parse(self, endpoint: Endpoint | None, raw: bytes) -> tuple[GatewayRequest, Route]:
         parsed = validate_request(endpoint, raw, self.gateway.limits)
@@ -92,7 +88,7 @@ class HotPath:
 
     async def _serve(self, endpoint: Endpoint | None, raw: bytes, scope: Scope, receive: Receive, send: Send) -> None:
         request, route = self._parse(endpoint, raw)
-        recorder = RequestRecorder(self.gateway.metrics, route.public_model)
+        recorder = RequestRecorder(self.model_metrics[route.public_model])
         try:
             reply = await unless_disconnected(scope, receive, route.strategy.respond(request, self.gateway.dispatcher))
         except GatewayError as error:

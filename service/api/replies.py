@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Iterable
-from typing import TypeVar
+from collections.abc import Awaitable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -15,6 +15,8 @@ from service.types import Reply
 
 T = TypeVar("T")
 
+# Status nginx uses for "client closed request": recorded, never sent.
+CLIENT_CLOSED = 499
 _STREAM_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no"))
 
@@ -23,73 +25,88 @@ class ClientDisconnected(Exception):
     """The client went away before the reply was done; the upstream work was cancelled."""
 
 
-async def _cancel_on_disconnect(receive: Receive, task: asyncio.Task[object]) -> None:
+async def _wait_for_disconnect(receive: Receive) -> None:
     while (await receive())["type"] != "http.disconnect":
         pass
-    task.cancel()
 
 
 async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
     """Await `work` in this task, cancelling it (and so its upstream request) if the client disconnects.
 
-    The server's connection-lost future (`CONNECTION_LOST` in the scope's extensions) is watched where
-    there is one; otherwise a watcher task waits on `receive()`.
+    "Gone" is the server's connection-lost future (`CONNECTION_LOST` in the scope's extensions) where
+    there is one; otherwise a watcher task that waits on `receive()`.
     """
     task = asyncio.current_task()
     assert task is not None
     lost: asyncio.Future[None] | None = scope.get("extensions", {}).get(CONNECTION_LOST)
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, task)) if lost is None else lost
+    gone = lost if lost is not None else asyncio.ensure_future(_wait_for_disconnect(receive))
+    if gone.done():
+        close = getattr(work, "close", None)  # a coroutine never started
+        if close is not None:
+            close()
+        raise ClientDisconnected
 
     def cancel(_: object) -> None:
         task.cancel()
 
-    if lost is not None:
-        if lost.done():
-            close = getattr(work, "close", None)  # a coroutine never started
-            if close is not None:
-                close()
-            raise ClientDisconnected
-        lost.add_done_callback(cancel)
+    gone.add_done_callback(cancel)
     try:
         return await work
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled():
+        if gone.done():
             task.uncancel()
             raise ClientDisconnected from None
         raise
     finally:
-        if lost is None:
-            watcher.cancel()
-        else:
-            lost.remove_done_callback(cancel)
+        gone.remove_done_callback(cancel)
+        if gone is not lost:
+            gone.cancel()
+
+
+class ModelMetrics:
+    """One public model's request metrics with their label children bound once, not looked up per request."""
+
+    def __init__(self, metrics: Metrics, model: str) -> None:
+        self.model = model
+        self.requests = metrics.requests
+        self.in_flight = metrics.in_flight.labels(model)
+        self.duration = metrics.request_duration.labels(model)
+        self.first_byte = metrics.time_to_first_byte.labels(model)
+        self.overhead = metrics.overhead.labels(model)
+        self._outcomes: dict[tuple[str, int], Any] = {}  # (backend, status) -> counter child; a small set
+
+    def count(self, backend: str, status: int) -> None:
+        child = self._outcomes.get((backend, status))
+        if child is None:
+            child = self._outcomes[backend, status] = self.requests.labels(self.model, backend or "none", str(status))
+        child.inc()
 
 
 class RequestRecorder:
     """Records one request's metrics: status, latency, time to first byte and the gateway's own overhead."""
 
-    __slots__ = ("metrics", "model", "started")
+    __slots__ = ("metrics", "started")
 
-    def __init__(self, metrics: Metrics, model: str) -> None:
+    def __init__(self, metrics: ModelMetrics) -> None:
         self.metrics = metrics
-        self.model = model
         self.started = time.perf_counter()
-        metrics.in_flight.labels(model).inc()
+        metrics.in_flight.inc()
 
     def finish(self, status: int, backend: str, upstream_s: float, first_byte_at: float | None = None) -> None:
         now = time.perf_counter()
         elapsed = now - self.started
         m = self.metrics
-        m.in_flight.labels(self.model).dec()
-        m.requests.labels(self.model, backend or "none", str(status)).inc()
-        m.request_duration.labels(self.model).observe(elapsed)
-        m.time_to_first_byte.labels(self.model).observe((first_byte_at or now) - self.started)
+        m.in_flight.dec()
+        m.count(backend, status)
+        m.duration.observe(elapsed)
+        m.first_byte.observe((first_byte_at or now) - self.started)
         if upstream_s:
-            m.overhead.labels(self.model).observe(max(0.0, elapsed - upstream_s))
+            m.overhead.observe(max(0.0, elapsed - upstream_s))
 
 
-def _headers(headers: dict[str, str], *extra: tuple[bytes, bytes]) -> list[tuple[bytes, bytes]]:
-    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
-            if name.lower() != "content-type" or not extra] + list(extra)
+def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
+    """A header mapping in ASGI form."""
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> None:
@@ -103,35 +120,32 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
     """Send a buffered reply, or relay a stream until it ends or the client disconnects."""
     if reply.stream is None:
         recorder.finish(reply.status, reply.backend, reply.upstream_s)
-        headers = _headers(reply.headers)
+        headers = encode_headers(reply.headers)
         if "content-type" not in reply.headers:
             headers.append((b"content-type", b"application/json"))
         await send_body(send, reply.status, reply.body, headers)
         return
+    stream = reply.stream
+    relayed = {name: value for name, value in reply.headers.items() if name != "content-type"}
     first_byte_at: float | None = None
+
+    async def relay() -> None:
+        nonlocal first_byte_at
+        await send({"type": "http.response.start", "status": reply.status,
+                    "headers": [*encode_headers(relayed), *_STREAM_HEADERS]})
+        async for chunk in stream:
+            if first_byte_at is None:
+                first_byte_at = time.perf_counter()
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
     status = reply.status
     try:
-        await send({"type": "http.response.start", "status": reply.status,
-                    "headers": _headers(reply.headers, *_STREAM_HEADERS)})
-
-        async def relay() -> None:
-            nonlocal first_byte_at
-            assert reply.stream is not None
-            async for chunk in reply.stream:
-                if first_byte_at is None:
-                    first_byte_at = time.perf_counter()
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-
         await unless_disconnected(scope, receive, relay())
     except ClientDisconnected:
         status = CLIENT_CLOSED
     finally:
-        aclose = getattr(reply.stream, "aclose", None)
+        aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()  # ends the upstream request when the stream stopped early
         recorder.finish(status, reply.backend, reply.upstream_s, first_byte_at)
-
-
-# Status nginx uses for "client closed request": recorded, never sent.
-CLIENT_CLOSED = 499
