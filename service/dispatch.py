@@ -11,7 +11,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from service.backends.pool import ReplicaPool
@@ -20,28 +19,22 @@ from service.config import Backend, Settings
 from service.errors import GatewayError, NoHealthyReplica, UpstreamError, UpstreamTimeout, sse_error_event
 from service.metrics import Metrics
 from service.types import Decision, GatewayRequest, Reply
+from service.upstream import Response, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
 
 _DONE = b"data: [DONE]"
 _RELAYED_HEADERS = ("content-type",)
+_JSON_HEADER = b"Content-Type: application/json\r\n"
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, pool: ReplicaPool, session: aiohttp.ClientSession,
-                 metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, pool: ReplicaPool, client: UpstreamClient, metrics: Metrics) -> None:
         self.settings = settings
         self.pool = pool
-        self.session = session
+        self.client = client
         self.metrics = metrics
         self.backends: dict[str, Backend] = {b.name: b for b in settings.backends}
-        self._timeouts = {
-            b.name: aiohttp.ClientTimeout(total=b.timeouts.total_s, sock_connect=b.timeouts.connect_s)
-            for b in settings.backends
-        }
-        self._auth = {
-            b.name: {"Authorization": f"Bearer {b.api_key}", "Content-Type": "application/json"}
-            if b.api_key else {"Content-Type": "application/json"}
-            for b in settings.backends
-        }
+        # Header lines of every call to a backend, encoded once.
+        self._headers = {b.name: _JSON_HEADER + bearer_header(b.api_key) for b in settings.backends}
 
     async def relay(self, request: GatewayRequest, decision: Decision) -> Reply:
         """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
@@ -86,13 +79,11 @@ class Dispatcher:
         timeouts = backend.timeouts
         started = time.perf_counter()
         replica.in_flight += 1
-        response: aiohttp.ClientResponse | None = None
+        response: Response | None = None
         try:
             async with asyncio.timeout(timeouts.first_byte_s if stream else timeouts.total_s):
-                response = await self.session.post(
-                    replica.url + path, data=payload, headers=self._auth[backend.name],
-                    timeout=self._timeouts[backend.name],
-                )
+                response = await self.client.request(replica.url, "POST", path, payload, self._headers[backend.name],
+                                                     connect_timeout_s=timeouts.connect_s)
                 if response.status >= 500:
                     detail = (await response.read())[:200]
                     raise _StatusError(f"backend {backend.name!r} answered {response.status}: {detail!r}")
@@ -100,7 +91,7 @@ class Dispatcher:
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 if not (stream and is_sse):
                     body = await response.read()
-                    response.release()
+                    self.client.release(response)
                     replica.record_success()
                     replica.in_flight -= 1
                     return Reply(status=response.status, headers=headers, body=body, backend=backend.name,
@@ -108,7 +99,7 @@ class Dispatcher:
         except BaseException as error:
             replica.in_flight -= 1
             if response is not None:
-                response.close()
+                response.connection.close()
             raise self._failure(replica, error) from None
         replica.record_success()
         reply = Reply(status=response.status, headers=headers, backend=backend.name)
@@ -120,14 +111,14 @@ class Dispatcher:
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
         settings = self.settings.dispatch
-        if isinstance(error, aiohttp.ClientConnectorError):
+        if isinstance(error, UpstreamConnectError):
             kind, mapped = "connect", UpstreamError(f"cannot connect to a replica of {replica.backend!r}")
             replica.healthy = False  # passive marking: the next health check may readmit it
-        elif isinstance(error, TimeoutError | asyncio.TimeoutError):
+        elif isinstance(error, TimeoutError):
             kind, mapped = "timeout", UpstreamTimeout(f"a replica of {replica.backend!r} timed out")
         elif isinstance(error, _StatusError):
             kind, mapped = "status", UpstreamError(str(error))
-        elif isinstance(error, aiohttp.ClientError):
+        elif isinstance(error, UpstreamConnectionError):
             kind, mapped = "connection", UpstreamError(f"connection to a replica of {replica.backend!r} failed")
         else:
             return error
@@ -135,7 +126,7 @@ class Dispatcher:
         replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s)
         return mapped
 
-    async def _relay_stream(self, response: aiohttp.ClientResponse, replica: Replica, reply: Reply,
+    async def _relay_stream(self, response: Response, replica: Replica, reply: Reply,
                             started: float, idle_s: float) -> AsyncIterator[bytes]:
         """Yield upstream SSE bytes as they arrive; end a broken stream with an error event and `[DONE]`."""
         tail = b""
@@ -143,7 +134,7 @@ class Dispatcher:
         try:
             while True:
                 async with asyncio.timeout(idle_s):
-                    chunk = await response.content.readany()
+                    chunk = await response.chunk()
                 if not chunk:
                     break
                 tail = (tail + chunk)[-32:]
@@ -152,14 +143,17 @@ class Dispatcher:
             if not complete:
                 self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
                 yield sse_error_event(UpstreamError("the backend closed the stream before it was complete"))
-        except (aiohttp.ClientError, TimeoutError):
+        except (UpstreamConnectionError, TimeoutError):
             self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
             replica.record_failure(self.settings.dispatch.breaker_failures,
                                    self.settings.dispatch.breaker_cooldown_s)
             yield sse_error_event(UpstreamError("the backend stream broke off"))
         finally:
-            # A fully read response returns its connection to the pool; a broken one is dropped.
-            response.release() if complete else response.close()
+            # A fully read response returns its connection to the pool; a broken or abandoned one is closed.
+            if complete:
+                self.client.release(response)
+            else:
+                response.connection.close()
             replica.in_flight -= 1
             reply.upstream_s = time.perf_counter() - started
 

@@ -12,8 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
 from service.backends.monitor import ReplicaMonitor
 from service.backends.pool import ReplicaPool
 from service.cache import DecisionCache, MemoryCache, RedisCache
@@ -23,6 +21,7 @@ from service.errors import InvalidRequest, ModelNotFound
 from service.metrics import Metrics
 from service.strategies import Strategy, build_strategy
 from service.strategies.base import StrategyDeps
+from service.upstream import UpstreamClient
 from service.validation import Limits
 
 log = logging.getLogger(__name__)
@@ -72,18 +71,15 @@ class Gateway:
         self.pool = ReplicaPool(settings.backends, settings.dispatch)
         self.limits = Limits(settings.server.max_tokens_limit, settings.server.max_n)
         self.strategies: dict[str, Strategy] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._client: UpstreamClient | None = None
         self._monitor: ReplicaMonitor | None = None
         self._dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=30,
-                                         enable_cleanup_closed=True)
-        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False,
-                                              skip_auto_headers=("User-Agent",))
-        self._dispatcher = Dispatcher(self.settings, self.pool, self._session, self.metrics)
+        self._client = UpstreamClient()
+        self._dispatcher = Dispatcher(self.settings, self.pool, self._client, self.metrics)
         api_keys = {b.name: b.api_key for b in self.settings.backends}
-        self._monitor = ReplicaMonitor(self.pool, self._session, self.metrics, api_keys)
+        self._monitor = ReplicaMonitor(self.pool, self._client, self.metrics, api_keys)
         await self._monitor.start()
         await self.cache.start()
         deps = StrategyDeps(settings=self.settings, metrics=self.metrics, pool=self.pool,
@@ -101,8 +97,8 @@ class Gateway:
         if self._monitor is not None:
             await self._monitor.close()
         await self.cache.close()
-        if self._session is not None:
-            await self._session.close()
+        if self._client is not None:
+            await self._client.close()
 
     @property
     def dispatcher(self) -> Dispatcher:

@@ -7,12 +7,11 @@ import contextlib
 import logging
 import time
 
-import aiohttp
-
 from service.backends.pool import ReplicaPool
 from service.backends.replica import Replica, ScrapedLoad
 from service.backends.scrape import parse_vllm_load
 from service.metrics import Metrics
+from service.upstream import UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +19,12 @@ log = logging.getLogger(__name__)
 class ReplicaMonitor:
     """One task per replica; scrapes load every `scrape_interval_s`, checks health every `health_interval_s`."""
 
-    def __init__(self, pool: ReplicaPool, session: aiohttp.ClientSession, metrics: Metrics,
+    def __init__(self, pool: ReplicaPool, client: UpstreamClient, metrics: Metrics,
                  api_keys: dict[str, str | None]) -> None:
         self.pool = pool
-        self.session = session
+        self.client = client
         self.metrics = metrics
-        self.api_keys = api_keys
+        self._headers = {backend: bearer_header(key) for backend, key in api_keys.items()}
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -52,22 +51,29 @@ class ReplicaMonitor:
                 await self.scrape(replica)
             self.publish(replica)
 
-    def _headers(self, replica: Replica) -> dict[str, str]:
-        key = self.api_keys.get(replica.backend)
-        return {"Authorization": f"Bearer {key}"} if key else {}
+    async def _get(self, replica: Replica, path: str, timeout_s: float) -> tuple[int, bytes]:
+        """Status and body of a GET to the replica, within `timeout_s` in all."""
+        async with asyncio.timeout(timeout_s):
+            headers = self._headers.get(replica.backend, b"")
+            response = await self.client.request(replica.url, "GET", path, headers=headers)
+            try:
+                body = await response.read()
+            except BaseException:
+                response.connection.close()
+                raise
+            self.client.release(response)
+            return response.status, body
 
     async def check_health(self, replica: Replica) -> None:
         """A refused connection marks the replica down at once; a slow or failing answer only after
         `health_failures` checks in a row (a busy CPU engine can miss one deadline without being down)."""
-        timeout = aiohttp.ClientTimeout(total=self.pool.settings.health_timeout_s)
         refused = False
         try:
-            async with self.session.get(replica.url + "/health", timeout=timeout,
-                                        headers=self._headers(replica)) as response:
-                ok = response.status == 200
-        except aiohttp.ClientConnectorError:
+            status, _ = await self._get(replica, "/health", self.pool.settings.health_timeout_s)
+            ok = status == 200
+        except UpstreamConnectError:
             ok, refused = False, True
-        except (TimeoutError, aiohttp.ClientError):
+        except (TimeoutError, UpstreamConnectionError):
             ok = False
         if ok:
             replica.failed_checks = 0
@@ -84,17 +90,13 @@ class ReplicaMonitor:
         self.publish(replica)
 
     async def scrape(self, replica: Replica) -> None:
-        timeout = aiohttp.ClientTimeout(total=max(0.5, self.pool.settings.scrape_interval_s * 2))
         try:
-            async with self.session.get(replica.url + "/metrics", timeout=timeout,
-                                        headers=self._headers(replica)) as response:
-                if response.status != 200:
-                    return
-                text = await response.text()
-        except (TimeoutError, aiohttp.ClientError):
+            status, body = await self._get(replica, "/metrics", max(0.5, self.pool.settings.scrape_interval_s * 2))
+        except (TimeoutError, UpstreamConnectionError):
             replica.load = ScrapedLoad()
             return
-        replica.load = parse_vllm_load(text)
+        if status == 200:
+            replica.load = parse_vllm_load(body.decode("utf-8", "replace"))
 
     def publish(self, replica: Replica) -> None:
         labels = (replica.backend, replica.url)
