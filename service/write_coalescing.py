@@ -1,9 +1,10 @@
-"""A transport wrapper that joins the writes of one event-loop turn into one socket write.
+"""A transport wrapper that sends a response's head together with the first body bytes.
 
 uvicorn writes a response's head and its body with separate `transport.write` calls, so a small JSON
-answer leaves as two TCP segments: two system calls here and two wake-ups at the client. Holding writes
-until the end of the current loop turn sends head and body together; a streamed chunk still goes out in
-the turn it is written. At most one turn's writes are held, so memory stays bounded.
+answer would leave as two TCP segments: two system calls here and two wake-ups at the client. A write
+is held until the next write, which goes out joined with it at once, or until the end of the current
+loop turn, whichever comes first: head and body leave in one segment as soon as the body is written,
+and a streamed chunk still goes out in the turn it is written. At most one write is held.
 """
 
 from __future__ import annotations
@@ -24,8 +25,11 @@ class CoalescingTransport:
         if not data:
             return
         if not self._pending:
+            self._pending.append(bytes(data))
             self._loop.call_soon(self.flush)
+            return
         self._pending.append(bytes(data))
+        self.flush()
 
     def writelines(self, lines: Any) -> None:
         for data in lines:

@@ -21,9 +21,9 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.app import create_app
+from service.commands.serve import server_config
 from service.config import parse_settings
 from service.gateway import Gateway
-from service.http_protocol import guarded_protocol
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -95,9 +95,9 @@ class GatewayServer:
         self.gateway = Gateway(self.settings, **gateway_options)
         self.port = free_port()
         app = create_app(self.settings, gateway=self.gateway)
-        protocol = guarded_protocol(self.settings.server.max_head_bytes, self.settings.server.head_timeout_s)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on", http=protocol))
+        config = server_config(app, self.settings, host="127.0.0.1", port=self.port, log_level="warning")
+        config.lifespan = "on"
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     @property

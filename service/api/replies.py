@@ -119,11 +119,13 @@ async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tupl
 async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, recorder: RequestRecorder) -> None:
     """Send a buffered reply, or relay a stream until it ends or the client disconnects."""
     if reply.stream is None:
-        recorder.finish(reply.status, reply.backend, reply.upstream_s)
         headers = encode_headers(reply.headers)
         if "content-type" not in reply.headers:
             headers.append((b"content-type", b"application/json"))
-        await send_body(send, reply.status, reply.body, headers)
+        try:
+            await send_body(send, reply.status, reply.body, headers)
+        finally:  # after the answer has left: the client does not wait for the bookkeeping
+            recorder.finish(reply.status, reply.backend, reply.upstream_s)
         return
     stream = reply.stream
     relayed = {name: value for name, value in reply.headers.items() if name != "content-type"}

@@ -98,15 +98,13 @@ class _GatewayThread:
         import uvicorn
 
         from service.app import create_app
+        from service.commands.serve import server_config
         from service.config import parse_settings
-        from service.http_protocol import guarded_protocol
 
         settings = parse_settings(config)
         app = create_app(settings)
         self.url = f"http://127.0.0.1:{port}"
-        protocol = guarded_protocol(settings.server.max_head_bytes, settings.server.head_timeout_s)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                                    http=protocol))
+        self.server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> None:

@@ -8,6 +8,8 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from service.config import Settings
 
 
@@ -42,13 +44,24 @@ def run(args: argparse.Namespace) -> int:
 
 def serve_app(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None,
               log_level: str = "info", access_log: bool = False) -> None:
-    """Run `app` under uvicorn until stopped, with the request-head limits of `settings.server`."""
+    """Run `app` under uvicorn until stopped."""
+    import uvicorn
+
+    uvicorn.Server(server_config(app, settings, host=host, port=port, log_level=log_level,
+                                 access_log=access_log)).run()
+
+
+def server_config(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None,
+                  log_level: str = "info", access_log: bool = False) -> uvicorn.Config:
+    """How the gateway is served, by `serve`, the demo and the tests alike: the guarded HTTP protocol with
+    the request-head limits of `settings.server`, and no proxy-header rewriting (the gateway reads no
+    client address, so that per-request work is skipped)."""
     import uvicorn
 
     from service.http_protocol import guarded_protocol
 
     server = settings.server
-    uvicorn.run(
+    return uvicorn.Config(
         app,
         host=host or server.host,
         port=port or server.port,
@@ -56,6 +69,7 @@ def serve_app(app: Any, settings: Settings, *, host: str | None = None, port: in
         access_log=access_log,
         loop="auto",
         http=guarded_protocol(server.max_head_bytes, server.head_timeout_s),
+        proxy_headers=False,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=10,
     )

@@ -1,4 +1,4 @@
-"""Writes made in one event-loop turn leave as one socket write; closing sends what is held first."""
+"""A held write leaves with the next one, or at the end of the loop turn; closing sends what is held first."""
 
 from __future__ import annotations
 
@@ -26,18 +26,28 @@ class RecordingTransport(asyncio.Transport):
         return ("127.0.0.1", 1) if name == "peername" else default
 
 
-async def test_writes_of_one_turn_are_joined() -> None:
+async def test_a_head_leaves_with_the_body_as_soon_as_the_body_is_written() -> None:
     inner = RecordingTransport()
     transport = CoalescingTransport(inner, asyncio.get_running_loop())
     transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
     transport.write(b"")
+    assert inner.writes == []
     transport.write(b'{"ok": true}')
+    assert inner.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"ok": true}']  # at once, not at the end of the turn
+    await asyncio.sleep(0)
+    assert len(inner.writes) == 1  # nothing left to flush
+
+
+async def test_a_lone_write_leaves_at_the_end_of_the_turn() -> None:
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    transport.write(b"data: 1\n\n")
     assert inner.writes == []
     await asyncio.sleep(0)  # let the loop turn end
-    assert inner.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"ok": true}']
-    transport.write(b"data: 1\n\n")  # a later turn: its own write
+    assert inner.writes == [b"data: 1\n\n"]
+    transport.write(b"data: 2\n\n")  # a later turn: its own write
     await asyncio.sleep(0)
-    assert inner.writes[1:] == [b"data: 1\n\n"]
+    assert inner.writes[1:] == [b"data: 2\n\n"]
 
 
 async def test_close_flushes_first_and_other_calls_pass_through() -> None:
