@@ -25,6 +25,7 @@ from service.local_backends.paths import CacheDir
 from service.local_backends.specs import Instance
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+BLOCK_SIZE = 32  # KV-cache block (tokens); vLLM-CPU wants a multiple of 32
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,30 @@ def server_command(cache: CacheDir, instance: Instance, *, enforce_eager: bool,
         "--model", str(cache.model_dir(instance.spec.name)),
         "--served-model-name", instance.spec.name,
         "--dtype", "bfloat16", "--max-model-len", str(max_model_len),
+        # Prefix caching reuses whole blocks only; vLLM-CPU's default of 128 tokens would recompute most of
+        # a short prompt on every call (fusion drafts, chats that grow by a turn).
+        "--block-size", str(BLOCK_SIZE),
     ]
     if instance.spec.chat_template_path:  # the repository's copy, so template edits apply on restart
         command += ["--chat-template", str(instance.spec.chat_template_path)]
     if enforce_eager:
         command.append("--enforce-eager")
     return command
+
+
+def confine_to_core(cpu: int) -> Callable[[], None]:
+    """Run the whole server (HTTP front end, engine core, worker) on its one core.
+
+    vLLM's engine core and worker wait for each other by spinning on shared memory (yielding the core
+    between polls). Bound to one core, the spinning process yields to its own partner; left free, it
+    takes the other core, where a second server's worker is decoding, and slows that server by half.
+    A core this process may not use leaves the server unconfined.
+    """
+    def confine() -> None:
+        if cpu in os.sched_getaffinity(0):
+            os.sched_setaffinity(0, {cpu})
+
+    return confine
 
 
 def server_env(cache: CacheDir, instance: Instance) -> dict[str, str]:
@@ -143,6 +162,7 @@ def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False,
             server_command(cache, instance, enforce_eager=enforce_eager, max_model_len=max_model_len),
             env=server_env(cache, instance), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: `stop` ends the engine workers too
+            preexec_fn=confine_to_core(instance.cpu),
         )
     record = {"pid": process.pid, "port": instance.port, "model": instance.spec.name, "started": time.time()}
     path.write_text(json.dumps(record))

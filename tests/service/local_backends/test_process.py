@@ -24,6 +24,7 @@ def test_launch_waits_for_health_then_reuses_and_stops(fake_cache: CacheDir) -> 
     pid, reused = process.launch(fake_cache, server)
     assert not reused
     process.wait_healthy(fake_cache, [server], timeout_s=20)
+    assert os.sched_getaffinity(pid) == {server.cpu}  # the whole server on its core
     assert process.launch(fake_cache, server) == (pid, True)
     [record] = process.list_records(fake_cache)
     assert (record.id, record.pid, record.port, record.alive, record.healthy) == (server.id, pid, server.port,
@@ -86,3 +87,9 @@ def test_waiting_is_reported_while_a_server_starts(fake_cache: CacheDir) -> None
                          on_ready=lambda i, elapsed: ready.append(i.id))
     assert waits and all(w == [slow.id] for w in waits)
     assert ready == [slow.id]
+
+
+def test_a_core_the_machine_does_not_offer_leaves_the_server_unconfined() -> None:
+    allowed = os.sched_getaffinity(0)
+    process.confine_to_core(max(allowed) + 1000)()  # run here: it must neither fail nor narrow anything
+    assert os.sched_getaffinity(0) == allowed
