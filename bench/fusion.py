@@ -1,12 +1,13 @@
 """Cool-Fusion over the local vLLM-CPU backends: speed against each member alone, and answer quality.
 
     python bench/fusion.py --qa bench/data/simple_qa.jsonl [--size 40] [--speed-prompts 4]
-                           [--max-tokens 64] [--segment-tokens 8 16] [--sequential]
+                           [--max-tokens 64] [--segment-tokens 8 16] [--sequential] [--echo]
                            [--config deploy/local/cpu.yaml]
 
 Expects `switchyard backends up` (SmolLM2-135M-Instruct and Gemma-3-270M). Starts `switchyard serve`
 with the config plus one `fusion-<k>` public model per `--segment-tokens` value (and `fusion-<k>-seq`
-without speculative drafting, with `--sequential`), then prints two tables:
+without speculative drafting, with `--sequential`; `fusion-<k>-echo` scoring by echo only, with `--echo`),
+then prints two tables:
 
 1. Speed: chat answers to a few open questions from every model, interleaved so that machine load
    hits all alike; wall-clock seconds per generated token, and fusion's ratio to the slower member.
@@ -50,15 +51,18 @@ FEW_SHOT = ("Answer with a word or two.\n\nQ: What is the capital of Portugal?\n
             "Q: What colour is coal?\nA: Black\n\nQ: How many wheels does a bicycle have?\nA: Two\n\n")
 
 
-def gateway_config(base: Path, segment_tokens: list[int], sequential: bool) -> dict[str, Any]:
-    """The base config plus `fusion-<k>` (and with `sequential`, `fusion-<k>-seq`) public models."""
+# Model-name suffix -> what that fusion variant changes in the config's `fusion` strategy.
+VARIANTS: dict[str, dict[str, Any]] = {"": {}, "-seq": {"speculate": False}, "-echo": {"scoring": "echo"}}
+
+
+def gateway_config(base: Path, segment_tokens: list[int], suffixes: list[str]) -> dict[str, Any]:
+    """The base config plus one `fusion-<k><suffix>` public model per draft length and variant."""
     config = yaml.safe_load(base.read_text())
     fusion = next(m for m in config["models"] if m["strategy"]["kind"] == "fusion")
     for k in segment_tokens:
-        strategy = {**fusion["strategy"], "segment_tokens": k}
-        config["models"].append({"name": f"fusion-{k}", "strategy": {**strategy, "speculate": True}})
-        if sequential:
-            config["models"].append({"name": f"fusion-{k}-seq", "strategy": {**strategy, "speculate": False}})
+        for suffix in suffixes:
+            strategy = {**fusion["strategy"], "segment_tokens": k, **VARIANTS[suffix]}
+            config["models"].append({"name": f"fusion-{k}{suffix}", "strategy": strategy})
     return config
 
 
@@ -134,16 +138,18 @@ def main() -> int:
                         help="fusion draft lengths to compare (one fusion-<k> model each)")
     parser.add_argument("--sequential", action="store_true",
                         help="also time each fusion-<k> without speculative drafting (fusion-<k>-seq)")
+    parser.add_argument("--echo", action="store_true",
+                        help="also time each fusion-<k> scoring by echo only, never by forced tokens (fusion-<k>-echo)")
     parser.add_argument("--config", type=Path, default=REPO / "deploy" / "local" / "cpu.yaml")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     args = parser.parse_args()
     items = [json.loads(line) for line in args.qa.read_text().splitlines() if line.strip()][:args.size]
-    fusions = [f"fusion-{k}{suffix}" for k in args.segment_tokens
-               for suffix in (["", "-seq"] if args.sequential else [""])]
+    suffixes = [""] + ["-seq"] * args.sequential + ["-echo"] * args.echo
+    fusions = [f"fusion-{k}{suffix}" for k in args.segment_tokens for suffix in suffixes]
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "gateway.yaml"
-        config_path.write_text(yaml.safe_dump(gateway_config(args.config, args.segment_tokens, args.sequential)))
+        config_path.write_text(yaml.safe_dump(gateway_config(args.config, args.segment_tokens, suffixes)))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         serve = [sys.executable, "-m", "service.cli", "serve", "--config", str(config_path), "--port", str(port),

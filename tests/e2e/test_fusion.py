@@ -7,7 +7,13 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
+import yaml
 
+from service.config import parse_settings
+from service.gateway import Gateway
+from service.strategies.fusion.members import Member
+from tests.e2e.conftest import CPU_CONFIG, Backends
 from tests.harness import GatewayServer
 
 MEMBERS = {"smollm2-135m-instruct", "gemma3-270m"}
@@ -71,3 +77,39 @@ def test_completion_with_cool_r_reranks_full_answers(cpu_gateway: GatewayServer)
     assert body["object"] == "text_completion" and body["choices"][0]["text"].strip()
     fusion = check_usage(body["usage"], "cool+r")
     assert fusion["chosen"] in MEMBERS | {"fusion"}
+
+
+LONG_QUESTION = [{"role": "user", "content": "A farmer keeps sheep, goats and a few cows on a hill farm. In winter "
+                  "the animals stay in a barn, and the farmer has to plan how much hay each of them eats, how "
+                  "much water they need, and how to keep the barn warm and dry. Explain briefly how to plan it."}]
+
+
+def test_a_long_context_is_scored_by_forced_tokens(cpu_gateway: GatewayServer) -> None:
+    response = post(cpu_gateway, "/v1/chat/completions", {"messages": LONG_QUESTION, "max_tokens": 24})
+    assert response.status_code == 200, response.text
+    fusion = check_usage(response.json()["usage"], "cool")
+    # Both members' contexts pass `forced_from_tokens` (64): every scoring call read the prefix cache.
+    assert set(fusion["scoring"]) == {"forced"} and fusion["scoring"]["forced"] >= 2
+
+
+@pytest.mark.parametrize("backend", sorted(MEMBERS))
+async def test_forced_scores_are_the_echo_scores(backends: Backends, backend: str) -> None:
+    """The two scoring methods read the same numbers from real vLLM, tokens and log-probabilities alike,
+    across the context's end and for characters outside ASCII."""
+    config = yaml.safe_load(CPU_CONFIG.read_text())
+    config["models"] = [m for m in config["models"] if m["strategy"]["kind"] == "direct"]
+    gateway = Gateway(parse_settings(config))
+    await gateway.start()
+    try:
+        member = Member(backend, gateway.dispatcher)
+        prompt = await member.render_chat([{"role": "user", "content": "Why is the sky blue? Be naïve: 3 €."}], None)
+        for answer, candidates in [("", ["The sky is blue", " Well, it's Rayleigh scattering."]),
+                                   ("The sky is blue because", [" of Rayleigh  scattering,", "\nthe café's 3 €"])]:
+            echo = await member.score_echo(prompt, answer, candidates)
+            by_force = await member.score_forced(prompt, answer, candidates)
+            assert by_force is not None
+            for e, f in zip(echo, by_force, strict=True):
+                assert f.starts == e.starts
+                assert f.logprobs == pytest.approx(e.logprobs, abs=0.05)
+    finally:
+        await gateway.close()

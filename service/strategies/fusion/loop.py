@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from service.errors import GatewayError, UpstreamError
-from service.strategies.fusion.members import Draft, Member, Prompt, Sampling
+from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, ScoringMethod
 from service.strategies.fusion.scoring import TokenScores, average_perplexity, perplexity, select
 from service.strategies.fusion.segments import aligned_cut
 from service.strategies.fusion.speculation import Speculation
@@ -48,6 +48,7 @@ class FusionStats:
     steps: int = 0
     member_calls: int = 0
     selected: Counter[str] = field(default_factory=Counter)
+    scoring: Counter[str] = field(default_factory=Counter)  # scoring calls by method (echo, forced)
     dropped: list[str] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
     upstream_s: float = 0.0
@@ -179,10 +180,16 @@ class FusionLoop:
         if len(candidates) > 1 and len(self.members.active) > 1:
             answer, prompts = self.answer, self.members.prompts
 
-            def score(m: Member) -> Awaitable[list[TokenScores]]:
-                return m.score(prompts[m.backend], answer, [d.text for d in candidates if d.member != m.backend])
+            # A member's context length in its own tokens, from its draft (or the longest other one).
+            context_tokens = {d.member: d.prompt_tokens for d in candidates}
+            longest = max(context_tokens.values())
 
-            for member, results in (await self.members.gather("score", score)).items():
+            def score(m: Member) -> Awaitable[tuple[list[TokenScores], ScoringMethod]]:
+                return m.score(prompts[m.backend], answer, [d.text for d in candidates if d.member != m.backend],
+                               context_tokens.get(m.backend, longest))
+
+            for member, (results, method) in (await self.members.gather("score", score)).items():
+                self.members.stats.scoring[method] += 1
                 others = iter(results)
                 scores[member] = [d.scores if d.member == member else next(others) for d in candidates]
         else:  # a single candidate wins unscored (one member left, or the others would stop here)

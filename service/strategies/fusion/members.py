@@ -10,10 +10,12 @@ the drafts prefix-cache friendly.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from service.errors import UpstreamError
+from service.strategies.fusion import forced
 from service.strategies.fusion.scoring import TokenScores
 from service.strategies.fusion.segments import token_starts
 
@@ -60,10 +62,29 @@ class Draft:
     prompt_tokens: int
 
 
+ScoringMethod = Literal["echo", "forced"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringPolicy:
+    """How a member scores candidates: `echo`, `forced`, or `auto` (forced once its context reaches
+    `forced_from_tokens` tokens: echo's cost grows with the context, forced scoring's does not)."""
+
+    mode: Literal["auto", "echo", "forced"] = "auto"
+    forced_from_tokens: int = 64
+
+    def method(self, context_tokens: int) -> ScoringMethod:
+        if self.mode == "auto":
+            return "forced" if context_tokens >= self.forced_from_tokens else "echo"
+        return self.mode
+
+
 class Member:
-    def __init__(self, backend: str, dispatcher: Dispatcher) -> None:
+    def __init__(self, backend: str, dispatcher: Dispatcher, scoring: ScoringPolicy | None = None) -> None:
         self.backend = backend
         self.dispatcher = dispatcher
+        self.scoring = scoring or ScoringPolicy()
+        self.forced_unsupported = False  # the backend ignored what forced scoring asks for: echo from then on
 
     async def render_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any] | None) -> Prompt:
         """The conversation in this member's chat template, ending with the assistant turn's opening."""
@@ -94,8 +115,18 @@ class Member:
         return Draft(member=self.backend, text=text, scores=scores, finished=choice.get("finish_reason") == "stop",
                      prompt_tokens=int(usage.get("prompt_tokens") or 0))
 
-    async def score(self, prompt: Prompt, answer: str, candidates: list[str]) -> list[TokenScores]:
-        """This member's token log-probabilities of each candidate after `answer`, in one request."""
+    async def score(self, prompt: Prompt, answer: str, candidates: list[str],
+                    context_tokens: int = 0) -> tuple[list[TokenScores], ScoringMethod]:
+        """This member's token log-probabilities of each candidate after `answer` (a context of about
+        `context_tokens` of its tokens), and the method that computed them."""
+        if self.scoring.method(context_tokens) == "forced" and not self.forced_unsupported:
+            scores = await self.score_forced(prompt, answer, candidates)
+            if scores is not None:
+                return scores, "forced"
+        return await self.score_echo(prompt, answer, candidates), "echo"
+
+    async def score_echo(self, prompt: Prompt, answer: str, candidates: list[str]) -> list[TokenScores]:
+        """Scores from the echoed log-probabilities of `context + candidate`, all candidates in one request."""
         context = prompt.text + answer
         body = {"prompt": [context + c for c in candidates], "max_tokens": 0, "echo": True, "logprobs": 0,
                 "temperature": 0.0, "add_special_tokens": prompt.add_special_tokens}
@@ -104,6 +135,32 @@ class Member:
         if len(choices) != len(candidates):
             raise UpstreamError(f"backend {self.backend!r} scored {len(choices)} of {len(candidates)} candidates")
         return [_candidate_scores(choice, len(context), self.backend) for choice in choices]
+
+    async def score_forced(self, prompt: Prompt, answer: str, candidates: list[str]) -> list[TokenScores] | None:
+        """Scores by forced next tokens (`forced`), or None where they cannot be had."""
+        context = prompt.text + answer
+        texts = [context, *(context + c for c in candidates)]
+        tokenized = await asyncio.gather(*(self._tokenize(text, prompt.add_special_tokens) for text in texts))
+        if any(t is None for t in tokenized):
+            return None
+        (context_ids, _), *rest = tokenized  # type: ignore[misc]
+        request = forced.plan(context, context_ids, candidates, rest)  # type: ignore[arg-type]
+        if request is None:
+            return None
+        scores = forced.read(request, candidates, await self.dispatcher.post_json(
+            self.backend, "/v1/completions", request.body()))
+        if scores is None:
+            self.forced_unsupported = True
+        return scores
+
+    async def _tokenize(self, text: str, add_special_tokens: bool) -> forced.Tokenized | None:
+        reply = await self.dispatcher.post_json(self.backend, "/tokenize", {
+            "prompt": text, "add_special_tokens": add_special_tokens, "return_token_strs": True})
+        ids, strs = reply.get("tokens"), reply.get("token_strs")
+        if not isinstance(ids, list) or not isinstance(strs, list) or len(ids) != len(strs):
+            self.forced_unsupported = True  # a tokenizer endpoint without vocabulary strings
+            return None
+        return [int(i) for i in ids], [str(s) for s in strs]
 
 
 def _first_choice(reply: Any, backend: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """The fused answer in OpenAI shapes: a completion object, or SSE chunks as segments are accepted.
 
 Usage counts the final answer's tokens as the members that wrote it tokenized them, plus the
-`usage.fusion` extension: `{variant, steps, member_calls, selected: {member: steps won}, dropped,
-step_seconds_mean}`; for `cool+r` also `chosen` (`fusion` or the member whose own answer won).
+`usage.fusion` extension: `{variant, steps, member_calls, selected: {member: steps won},
+scoring: {method: scoring calls}, dropped, step_seconds_mean}`; for `cool+r` also `chosen` (`fusion`
+or the member whose own answer won).
 """
 
 from __future__ import annotations
@@ -63,6 +64,7 @@ def usage(stats: FusionStats, completion_tokens: int, variant: str, chosen: str 
         "steps": stats.steps,
         "member_calls": stats.member_calls,
         "selected": dict(stats.selected),
+        "scoring": dict(stats.scoring),
         "dropped": list(stats.dropped),
         "step_seconds_mean": round(sum(stats.step_seconds) / len(stats.step_seconds), 4)
         if stats.step_seconds else 0.0,

@@ -37,7 +37,7 @@ async def rerank(members: MemberSet, answers: list[Answer]) -> Answer:
         return distinct[0] if distinct else answers[0]
     texts = [a.text for a in distinct]
     prompts = members.prompts
-    scored = await members.gather("rerank", lambda m: m.score(prompts[m.backend], "", texts))
+    scored = await members.gather("rerank", lambda m: m.score_echo(prompts[m.backend], "", texts))
     averages = [average_perplexity({m: perplexity(s[i].logprobs) for m, s in scored.items()})
                 for i in range(len(distinct))]
     return distinct[select(averages)]

@@ -16,7 +16,7 @@ from service.errors import GatewayError, InvalidRequest, sse_error_event
 from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.fusion.config import VARIANTS, FusionConfig
 from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
-from service.strategies.fusion.members import Member, Prompt, Sampling
+from service.strategies.fusion.members import Member, Prompt, Sampling, ScoringPolicy
 from service.strategies.fusion.replies import DONE, AnswerFormat, usage
 from service.strategies.fusion.rerank import FUSED, Answer, rerank, solo_answer
 from service.types import Decision, GatewayRequest, Reply
@@ -44,6 +44,7 @@ class FusionStrategy(Strategy):
         self.public_model = public_model
         self.config = config
         self.deps = deps
+        self.scoring = ScoringPolicy(config.scoring, config.forced_from_tokens)
         self.headers = {"x-switchyard-strategy": self.kind, "x-switchyard-model": ",".join(config.members),
                         "x-switchyard-cache": "off"}
 
@@ -56,7 +57,7 @@ class FusionStrategy(Strategy):
         plan = self._plan(request)
         stats = FusionStats()
         metrics = self.deps.metrics
-        members = MemberSet([Member(name, dispatcher) for name in self.config.members],
+        members = MemberSet([Member(name, dispatcher, self.scoring) for name in self.config.members],
                             self.config.member_timeout_s, stats,
                             lambda member, phase: metrics.fusion_member_calls.labels(
                                 self.public_model, member, phase).inc())

@@ -25,14 +25,14 @@ def fusion_config(processes: list[SimProcess], **strategy: Any) -> dict[str, Any
 
 
 @contextlib.contextmanager
-def fusion_gateway(agree: bool = False, speculate: bool = True,
+def fusion_gateway(agree: bool = False, speculate: bool = True, strategy: dict[str, Any] | None = None,
                    **sim_options: Any) -> Iterator[tuple[GatewayServer, list[SimProcess]]]:
     """Two simulator members; unless they `agree`, fb drafts its words one vocabulary step ahead of fa."""
     processes = [SimProcess("fa", **sim_options), SimProcess("fb", first_word=0 if agree else 1, **sim_options)]
     try:
         for process in processes:
             process.start()
-        with GatewayServer(fusion_config(processes, speculate=speculate)) as gateway:
+        with GatewayServer(fusion_config(processes, speculate=speculate, **(strategy or {}))) as gateway:
             yield gateway, processes
     finally:
         for process in processes:
@@ -70,6 +70,15 @@ def test_fused_answer_counts_its_work() -> None:
         assert sum(fusion["selected"].values()) == fusion["steps"] and fusion["dropped"] == []
         assert gateway.metric("switchyard_fusion_steps_total", model="fusion") == fusion["steps"]
         assert gateway.metric("switchyard_fusion_member_calls_total", member="fb", phase="score") == fusion["steps"]
+
+
+def test_a_backend_without_forced_scoring_is_scored_by_echo() -> None:
+    # The simulator's /tokenize has no vocabulary strings, so forced scoring cannot read its tokens.
+    with fusion_gateway(speculate=False, strategy={"scoring": "forced"}) as (gateway, _):
+        response = chat(gateway)
+        assert response.status_code == 200, response.text
+        fusion = response.json()["usage"]["fusion"]
+        assert fusion["scoring"] == {"echo": 2 * fusion["steps"]} and fusion["dropped"] == []
 
 
 def test_stream_sends_segments_as_chunks_then_usage_and_done() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from service.errors import UpstreamError
 from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
-from service.strategies.fusion.members import Draft, Member, Prompt, Sampling
+from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, ScoringMethod
 from service.strategies.fusion.scoring import TokenScores
 from service.strategies.fusion.segments import token_starts
 
@@ -42,11 +42,12 @@ class ScriptedMember(Member):
         text = "".join(words[:max_tokens]) if len(words) > max_tokens else text
         return Draft(self.backend, text, self._scores(text), finished and len(words) <= max_tokens, 7)
 
-    async def score(self, prompt: Prompt, answer: str, candidates: list[str]) -> list[TokenScores]:
+    async def score(self, prompt: Prompt, answer: str, candidates: list[str],
+                    context_tokens: int = 0) -> tuple[list[TokenScores], ScoringMethod]:
         if self.fail_on == "score":
             raise UpstreamError("score failed")
         self.scored.append(candidates)
-        return [self._scores(c) for c in candidates]
+        return [self._scores(c) for c in candidates], "echo"
 
 
 def repeat(words: str) -> Script:
