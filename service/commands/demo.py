@@ -102,7 +102,7 @@ class _GatewayThread:
         from service.config import parse_settings
 
         settings = parse_settings(config)
-        app = create_app(settings)
+        app = create_app(settings, freeze_heap=True)
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)

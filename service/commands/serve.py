@@ -37,8 +37,8 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return 2
-    serve_app(create_app(settings), settings, host=args.host, port=args.port, log_level=args.log_level,
-              access_log=args.access_log)
+    serve_app(create_app(settings, freeze_heap=True), settings, host=args.host, port=args.port,
+              log_level=args.log_level, access_log=args.access_log)
     return 0
 
 
