@@ -6,6 +6,9 @@ All names carry the `switchyard_` prefix; the README's metrics reference lists t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -95,5 +98,30 @@ class Metrics:
             "switchyard_fusion_member_calls", "Backend calls made by fusion, by member and phase.",
             ["model", "member", "phase"], registry=r)
 
+        for metric in vars(self).values():
+            if isinstance(metric, Counter | Gauge | Histogram) and metric._labelnames:
+                _remember_children(metric)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def _remember_children(metric: Counter | Gauge | Histogram) -> None:
+    """Make `metric.labels(*values)` keep each child once found.
+
+    prometheus_client validates the values and takes a lock on every `labels()` call; the request path
+    asks for the same few label sets (public models, backends, outcomes, all from the config or small
+    enumerations) over and over.
+    """
+    children: dict[tuple[str, ...], Any] = {}
+    labels: Callable[..., Any] = metric.labels
+
+    def remembered(*values: str, **by_name: str) -> Any:
+        if by_name:
+            return labels(*values, **by_name)
+        child = children.get(values)
+        if child is None:
+            child = children[values] = labels(*values)
+        return child
+
+    metric.labels = remembered  # type: ignore[method-assign, assignment]

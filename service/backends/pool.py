@@ -33,11 +33,12 @@ class ReplicaPool:
         now = time.monotonic()
         return any(r.available(now) for r in self.replicas(backend))
 
-    def all_saturated(self, backend: str) -> bool:
-        """True when every available replica's queue is over the limit (load-aware routing uses this)."""
+    def can_take(self, backend: str) -> bool:
+        """An available replica whose queue is under the limit: a request sent now is served without
+        queueing behind saturated engines (load-aware routing asks this)."""
         now = time.monotonic()
-        available = [r for r in self.replicas(backend) if r.available(now)]
-        return bool(available) and all(r.saturated(self.settings.saturation_queue) for r in available)
+        limit = self.settings.saturation_queue
+        return any(r.available(now) and not r.saturated(limit) for r in self.replicas(backend))
 
     def pick(self, backend: str, exclude: Iterable[Replica] = ()) -> Replica:
         """The least-loaded available replica not in `exclude`; ties broken at random.

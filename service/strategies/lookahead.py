@@ -156,8 +156,7 @@ class LookaheadStrategy(Strategy):
         pool = self.deps.pool
 
         def can_serve(index: int) -> bool:
-            backend = candidates[index].backend
-            return pool.has_available(backend) and not pool.all_saturated(backend)
+            return pool.can_take(candidates[index].backend)
 
         tradeoff = self.config.tradeoff if request.tradeoff is None else request.tradeoff
         if quality is None:  # nothing to read (token-id prompt): the cheapest candidate that can serve

@@ -48,11 +48,22 @@ def test_unhealthy_ejected_and_excluded_replicas_are_skipped() -> None:
 
 def test_all_saturated_raises_saturated() -> None:
     pool = make_pool(2, saturation_queue=4)
-    for replica in pool.replicas("m"):
-        replica.load = ScrapedLoad(waiting=4)
-    assert pool.all_saturated("m")
+    a, b = pool.replicas("m")
+    a.load = ScrapedLoad(waiting=4)
+    assert pool.can_take("m")  # b still can
+    b.load = ScrapedLoad(waiting=4)
+    assert not pool.can_take("m")
     with pytest.raises(Saturated):
         pool.pick("m")
+
+
+def test_a_backend_without_an_available_replica_cannot_take_a_request() -> None:
+    pool = make_pool(2)
+    a, b = pool.replicas("m")
+    a.healthy = False
+    assert pool.can_take("m")
+    b.record_failure(threshold=1, cooldown_s=60)  # ejected by the breaker
+    assert not pool.can_take("m")
 
 
 def test_breaker_ejects_after_consecutive_failures_only() -> None:
