@@ -58,6 +58,16 @@ async def read_request(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
     return head, await reader.readexactly(length)
 
 
+def answering(reply: bytes) -> Handler:
+    """A handler that reads one request, writes `reply` and closes the connection."""
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(reply)
+        await writer.drain()
+
+    return handler
+
+
 async def answer_every_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     while True:
         await read_request(reader)
@@ -144,12 +154,7 @@ async def test_a_chunked_body_arrives_piece_by_piece_before_it_is_complete() -> 
 
 
 async def test_a_body_delimited_by_the_connection_closing_is_complete_and_the_connection_not_kept() -> None:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it")
-        await writer.drain()
-
-    async with serve(handler) as server:
+    async with serve(answering(b"HTTP/1.0 200 OK\r\ncontent-type: text/plain\r\n\r\nall of it")) as server:
         client = UpstreamClient()
         response = await client.request(server.url, "GET", "/metrics")
         assert await response.read() == b"all of it"
@@ -175,11 +180,7 @@ async def test_a_kept_connection_the_server_closed_on_arrival_is_replaced_withou
 
 
 async def test_a_connection_lost_mid_response_is_an_error_not_a_retry() -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")
-
-    async with serve(cut) as server:
+    async with serve(answering(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")) as server:
         client = UpstreamClient()
         response = await client.request(server.url, "POST", "/v1/completions", b"{}")
         with pytest.raises(UpstreamConnectionError, match="before the response was complete"):
@@ -198,11 +199,7 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
 
 
 async def test_a_reply_that_is_not_http_is_a_connection_error() -> None:
-    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
-
-    async with serve(garbage) as server:
+    async with serve(answering(b"SSH-2.0-OpenSSH\r\n\r\n")) as server:
         client = UpstreamClient()
         with pytest.raises(UpstreamConnectionError, match="malformed"):
             await client.request(server.url, "GET", "/health")
