@@ -99,7 +99,7 @@ class Dispatcher:
         except BaseException as error:
             replica.in_flight -= 1
             if response is not None:
-                response.connection.close()
+                self.client.release(response)  # closed unless the whole answer was read
             raise self._failure(replica, error) from None
         replica.record_success()
         reply = Reply(status=response.status, headers=headers, backend=backend.name)
@@ -150,10 +150,7 @@ class Dispatcher:
             yield sse_error_event(UpstreamError("the backend stream broke off"))
         finally:
             # A fully read response returns its connection to the pool; a broken or abandoned one is closed.
-            if complete:
-                self.client.release(response)
-            else:
-                response.connection.close()
+            self.client.release(response)
             replica.in_flight -= 1
             reply.upstream_s = time.perf_counter() - started
 

@@ -57,12 +57,9 @@ class ReplicaMonitor:
             headers = self._headers.get(replica.backend, b"")
             response = await self.client.request(replica.url, "GET", path, headers=headers)
             try:
-                body = await response.read()
-            except BaseException:
-                response.connection.close()
-                raise
-            self.client.release(response)
-            return response.status, body
+                return response.status, await response.read()
+            finally:
+                self.client.release(response)  # closed unless the whole answer was read
 
     async def check_health(self, replica: Replica) -> None:
         """A refused connection marks the replica down at once; a slow or failing answer only after
