@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from starlette.types import Receive, Scope, Send
 
@@ -73,13 +73,9 @@ class ModelMetrics:
         self.duration = metrics.request_duration.labels(model)
         self.first_byte = metrics.time_to_first_byte.labels(model)
         self.overhead = metrics.overhead.labels(model)
-        self._outcomes: dict[tuple[str, int], Any] = {}  # (backend, status) -> counter child; a small set
 
     def count(self, backend: str, status: int) -> None:
-        child = self._outcomes.get((backend, status))
-        if child is None:
-            child = self._outcomes[backend, status] = self.requests.labels(self.model, backend or "none", str(status))
-        child.inc()
+        self.requests.labels(self.model, backend or "none", str(status)).inc()
 
 
 class RequestRecorder:

@@ -14,6 +14,7 @@ once more on a fresh connection.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import time
 
@@ -33,7 +34,6 @@ class UpstreamClient:
     def __init__(self, *, max_idle_per_origin: int = 256, idle_timeout_s: float = 30.0) -> None:
         self.max_idle_per_origin = max_idle_per_origin
         self.idle_timeout_s = idle_timeout_s
-        self._origins: dict[str, Origin] = {}
         self._idle: dict[Origin, list[Connection]] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
@@ -42,30 +42,17 @@ class UpstreamClient:
                       connect_timeout_s: float | None = None) -> Response:
         """Send a request and wait for the head of its answer. `headers` are ready-encoded header lines
         (`b"Name: value\\r\\n"` each); `Host` and `Content-Length` are added here."""
-        origin = self._origin(url)
+        origin = origin_of(url)
         data = b"%s %s%s HTTP/1.1\r\nHost: %s\r\n%sContent-Length: %d\r\n\r\n%s" % (
             method.encode(), origin.prefix.encode(), path.encode(), origin.host_header, headers, len(body), body)
         connection = self._take_idle(origin)
         if connection is not None:
-            response = connection.send(data)
             try:
-                await response.wait_head()
-                return response
+                return await _exchange(connection, data)
             except UpstreamConnectionError:
-                connection.close()
-                if response.received_any:
-                    raise
-            except BaseException:
-                connection.close()
-                raise
-        connection = await self._connect(origin, connect_timeout_s)
-        response = connection.send(data)
-        try:
-            await response.wait_head()
-        except BaseException:
-            connection.close()
-            raise
-        return response
+                if connection.response is None or connection.response.received_any:
+                    raise  # the server answered something: not the idle-close race, so not safe to resend
+        return await _exchange(await self._connect(origin, connect_timeout_s), data)
 
     def release(self, response: Response) -> None:
         """Done with `response`: its connection goes back to the pool if it can carry another request."""
@@ -92,30 +79,18 @@ class UpstreamClient:
     def idle_connections(self) -> int:
         return sum(len(idle) for idle in self._idle.values())
 
-    def _origin(self, url: str) -> Origin:
-        origin = self._origins.get(url)
-        if origin is None:
-            if len(self._origins) > 4096:  # base URLs come from the config; bound it all the same
-                self._origins.clear()
-            origin = self._origins[url] = Origin.parse(url)
-        return origin
-
     def _take_idle(self, origin: Origin) -> Connection | None:
         """The most recently used idle connection that is still open and fresh (LIFO keeps few warm)."""
         idle = self._idle.get(origin)
-        if not idle:
-            return None
         oldest_fresh = time.monotonic() - self.idle_timeout_s
         while idle:
             connection = idle.pop()
-            if connection.lost or connection.idle_since < oldest_fresh:
-                connection.close()
-                if connection.idle_since < oldest_fresh:  # the rest are older still
-                    for stale in idle:
-                        stale.close()
-                    idle.clear()
-                continue
-            return connection
+            if connection.idle_since < oldest_fresh:  # released in order: the ones below are older still
+                for stale in (connection, *idle):
+                    stale.close()
+                idle.clear()
+            elif not connection.lost:
+                return connection
         return None
 
     async def _connect(self, origin: Origin, timeout_s: float | None) -> Connection:
@@ -137,6 +112,23 @@ class UpstreamClient:
         if self._tls is None:
             self._tls = ssl.create_default_context()
         return self._tls
+
+
+@functools.lru_cache(maxsize=1024)
+def origin_of(url: str) -> Origin:
+    """A base URL, parsed once (base URLs come from the config: a handful)."""
+    return Origin.parse(url)
+
+
+async def _exchange(connection: Connection, data: bytes) -> Response:
+    """Send one request on `connection` and wait for the head of its answer; a failure closes it."""
+    response = connection.send(data)
+    try:
+        await response.wait_head()
+    except BaseException:
+        connection.close()
+        raise
+    return response
 
 
 def bearer_header(api_key: str | None) -> bytes:

@@ -179,6 +179,24 @@ async def test_a_kept_connection_the_server_closed_on_arrival_is_replaced_withou
         await client.close()
 
 
+async def test_a_kept_connection_that_dies_after_answering_part_of_the_head_is_not_resent() -> None:
+    async def once_then_half(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(OK)
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\n")  # the server took the request: sending it again could run it twice
+
+    async with serve(once_then_half) as server:
+        client = UpstreamClient()
+        first = await client.request(server.url, "POST", "/v1/completions", b"{}")
+        await first.read()
+        client.release(first)
+        with pytest.raises(UpstreamConnectionError):
+            await client.request(server.url, "POST", "/v1/completions", b"{}")
+        assert server.connections == 1
+        await client.close()
+
+
 async def test_a_connection_lost_mid_response_is_an_error_not_a_retry() -> None:
     async with serve(answering(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part")) as server:
         client = UpstreamClient()

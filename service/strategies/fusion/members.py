@@ -140,11 +140,12 @@ class Member:
         """Scores by forced next tokens (`forced`), or None where they cannot be had."""
         context = prompt.text + answer
         texts = [context, *(context + c for c in candidates)]
-        tokenized = await asyncio.gather(*(self._tokenize(text, prompt.add_special_tokens) for text in texts))
-        if any(t is None for t in tokenized):
+        replies = await asyncio.gather(*(self._tokenize(text, prompt.add_special_tokens) for text in texts))
+        tokenized = [t for t in replies if t is not None]
+        if len(tokenized) != len(replies):
             return None
-        (context_ids, _), *rest = tokenized  # type: ignore[misc]
-        request = forced.plan(context, context_ids, candidates, rest)  # type: ignore[arg-type]
+        (context_ids, _), *rest = tokenized
+        request = forced.plan(context, context_ids, candidates, rest)
         if request is None:
             return None
         scores = forced.read(request, candidates, await self.dispatcher.post_json(
