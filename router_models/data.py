@@ -29,14 +29,14 @@ from typing import IO, Any, Literal
 
 import numpy as np
 
+from router_models.errors import DataFormatError
+
 LABEL_THRESHOLD = 0.8  # y_t = 1 iff normalised s_t >= 0.8 * max_j s_j (REFERENCE §1)
 Split = Literal["train", "val", "test"]
 Protocol = Literal["in-distribution", "leave-one-out"]
 PROTOCOLS: tuple[str, ...] = ("in-distribution", "leave-one-out")
 
 
-class DataFormatError(ValueError):
-    """A data line breaks the format; the message starts with `file:line:`."""
 
 
 @dataclass(frozen=True)

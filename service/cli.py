@@ -12,6 +12,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from router_models.errors import DataFormatError
+
 COMMANDS: tuple[str, ...] = (
     "service.commands.serve",
     "service.commands.sim",
@@ -41,9 +43,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    result = args.func(args)
-    return int(result or 0)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except DataFormatError as error:  # a bad data line: the message names file and line
+        parser.exit(2, f"switchyard {args.command}: {error}\n")
+    except OSError as error:
+        if error.filename is None:  # not about a file the user named
+            raise
+        parser.exit(2, f"switchyard {args.command}: {error.filename}: {error.strerror}\n")
 
 
 if __name__ == "__main__":
