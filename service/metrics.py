@@ -88,6 +88,11 @@ class Metrics:
         self.thinking_tokens = Counter(
             "switchyard_thinking_generated_tokens", "Completion tokens generated, by public model and mode.",
             ["model", "mode"], registry=r)
+        self.thinking_retries = Counter(
+            "switchyard_thinking_short_retries",
+            "Long answers cut at max_tokens and asked again in short mode, by public model and result "
+            "(answered: the short answer replaced the cut one; failed: the cut one stood).",
+            ["model", "result"], registry=r)
         # Fusion.
         self.fusion_steps = Counter(
             "switchyard_fusion_steps", "Cool-Fusion generate-score-select steps.", ["model"], registry=r)

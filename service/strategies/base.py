@@ -64,12 +64,19 @@ class Strategy(ABC):
     async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
         decision = await self.decide(request)
         reply = await dispatcher.relay(request, decision)
-        reply.headers.update(decision_headers(decision))
         self.observe(decision, reply)
+        reply = await self.follow_up(request, decision, reply, dispatcher)
+        reply.headers.update(decision_headers(decision))
         return reply
 
     def observe(self, decision: Decision, reply: Reply) -> None:
         """Look at a relayed reply (e.g. to count tokens); must not delay or buffer a stream."""
+
+    async def follow_up(
+        self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
+    ) -> Reply:
+        """The reply to send, given the relayed one (e.g. a cut answer asked again); default: unchanged."""
+        return reply
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:

@@ -14,7 +14,7 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
@@ -23,9 +23,12 @@ from service.cache.keys import decision_key
 from service.inference import BatchedInference
 from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
-from service.strategies.thinking import ThinkingConfig, ThinkingSwitch
+from service.strategies.thinking import MODE_HEADER, ThinkingConfig, ThinkingSwitch
 from service.strategies.usage import count_completion_tokens
 from service.types import CacheOutcome, Decision, GatewayRequest, Reply
+
+if TYPE_CHECKING:
+    from service.dispatch import Dispatcher
 
 
 class Router(Protocol):
@@ -173,12 +176,18 @@ class LookaheadStrategy(Strategy):
         switch = self.switches.get(backend)
         if switch is not None:
             body, mode, _, _ = await switch.route(request)
-            headers["x-switchyard-thinking"] = mode
+            headers[MODE_HEADER] = mode
         return Decision(backend=backend, body=body, strategy=self.kind, cache=outcome, reason=reason,
                         scores={c.backend: round(q, 6) for c, q in zip(candidates, quality, strict=True)},
                         headers=headers)
 
     def observe(self, decision: Decision, reply: Reply) -> None:
-        mode = decision.headers.get("x-switchyard-thinking")
+        mode = decision.headers.get(MODE_HEADER)
         if mode is not None:
             count_completion_tokens(reply, self.deps.metrics.thinking_tokens.labels(self.public_model, mode))
+
+    async def follow_up(
+        self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
+    ) -> Reply:
+        switch = self.switches.get(decision.backend)
+        return reply if switch is None else await switch.retry_if_cut(request, decision, reply, dispatcher)

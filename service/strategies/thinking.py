@@ -10,6 +10,9 @@ reasoning family. A client that sets the mode itself always wins.
 - `reasoning-effort`: `reasoning_effort` "low" (short) or "high" (long).
 - `custom`: the config's `short` or `long` body fields are merged in.
 
+A long answer the switch chose that stops at `max_tokens` is asked again in short mode where `short_retry`
+is on (`service.strategies.short_retry`).
+
 Only chat requests are rewritten; completions carry their own prompt and are relayed as sent.
 """
 
@@ -18,7 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import time
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
@@ -27,8 +30,14 @@ from service.cache.keys import decision_key
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
-from service.types import CacheOutcome, GatewayRequest
+from service.strategies.short_retry import ask_short, combined, was_cut
+from service.strategies.usage import count_completion_tokens
+from service.types import CacheOutcome, Decision, GatewayRequest, Reply
 
+if TYPE_CHECKING:
+    from service.dispatch import Dispatcher
+
+MODE_HEADER = "x-switchyard-thinking"
 Mode = Literal["short", "long"]
 Family = Literal["qwen3", "deepseek-r1", "reasoning-effort", "custom"]
 R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
@@ -39,6 +48,7 @@ class Switcher(Protocol):
 
     version: str
     default_tau: float
+    short_retry: bool  # whether its τ was chosen for the short retry
 
     def predict(self, queries: list[str]) -> Any: ...  # (N, 2) predicted pass rates (short, long)
 
@@ -49,6 +59,9 @@ class ThinkingConfig(StrategyConfigBase):
     tau: float | None = Field(None, description="Long when ŷ_long − ŷ_short ≥ tau (default: the artifact's).")
     short: dict[str, Any] = Field(default_factory=dict, description="custom family: body fields for short mode.")
     long: dict[str, Any] = Field(default_factory=dict, description="custom family: body fields for long mode.")
+    short_retry: bool | None = Field(
+        None, description="Ask a long answer cut at max_tokens again in short mode (buffered chat replies; "
+        "default: as the switcher was trained).")
     max_batch: int = Field(32, ge=1)
 
     @model_validator(mode="after")
@@ -106,12 +119,15 @@ class ThinkingSwitch:
         self.config_version = hashlib.blake2b(config.model_dump_json().encode(), digest_size=6).hexdigest()
         self.switcher: Switcher | None = None
         self.tau = 0.0
+        self.short_retry = False
         self._infer: BatchedInference | None = None
 
     async def start(self) -> None:
         switcher = self.deps.loaders["switcher"](self.config.switcher)
         self.switcher = switcher
         self.tau = switcher.default_tau if self.config.tau is None else self.config.tau
+        retry = self.config.short_retry
+        self.short_retry = bool(getattr(switcher, "short_retry", False)) if retry is None else retry
         self._infer = BatchedInference(lambda queries: switcher.predict(queries), max_batch=self.config.max_batch,
                                        name="switcher")
         await self._infer.warm()
@@ -154,3 +170,19 @@ class ThinkingSwitch:
         metrics.thinking_mode.labels(self.public_model, mode).inc()
         metrics.decision_duration.labels("thinkswitch", outcome).observe(time.perf_counter() - started)
         return body, mode, why, outcome
+
+    async def retry_if_cut(
+        self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
+    ) -> Reply:
+        """`reply`, or, where it is a long answer this switch chose that stopped at max_tokens, the question
+        answered again in short mode (`service.strategies.short_retry`)."""
+        if not (self.short_retry and request.endpoint == "chat" and decision.headers.get(MODE_HEADER) == "long"
+                and client_mode(request.body, self.config) is None and was_cut(reply)):
+            return reply
+        metrics = self.deps.metrics
+        short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)
+        metrics.thinking_retries.labels(self.public_model, "failed" if short is None else "answered").inc()
+        if short is None:
+            return reply
+        count_completion_tokens(short, metrics.thinking_tokens.labels(self.public_model, "short"))
+        return combined(reply, short)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
-from service.strategies.thinking import ThinkingConfig, ThinkingSwitch
+from service.strategies.thinking import MODE_HEADER, ThinkingConfig, ThinkingSwitch
 from service.strategies.usage import count_completion_tokens
 from service.types import Decision, GatewayRequest, Reply
+
+if TYPE_CHECKING:
+    from service.dispatch import Dispatcher
 
 
 class ThinkSwitchConfig(StrategyConfigBase):
@@ -38,8 +41,13 @@ class ThinkSwitchStrategy(Strategy):
         body, mode, why, outcome = await self.switch.route(request)
         self.metrics.decisions.labels(self.public_model, self.kind, self.backend, why).inc()
         return Decision(backend=self.backend, body=body, strategy=self.kind, cache=outcome, reason=why,
-                        headers={"x-switchyard-thinking": mode})
+                        headers={MODE_HEADER: mode})
 
     def observe(self, decision: Decision, reply: Reply) -> None:
-        mode = decision.headers["x-switchyard-thinking"]
+        mode = decision.headers[MODE_HEADER]
         count_completion_tokens(reply, self.metrics.thinking_tokens.labels(self.public_model, mode))
+
+    async def follow_up(
+        self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
+    ) -> Reply:
+        return await self.switch.retry_if_cut(request, decision, reply, dispatcher)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import Iterator
 
+import httpx
+import pytest
+import yaml
+
+from tests.e2e.conftest import CPU_CONFIG, Backends
 from tests.harness import GatewayServer
 
 
-def ask(gateway: GatewayServer, text: str, **extra: object) -> httpx.Response:
+def ask(gateway: GatewayServer, text: str, model: str = "reasoner", **extra: object) -> httpx.Response:
     return httpx.post(gateway.url + "/v1/chat/completions", timeout=300, json={
-        "model": "reasoner", "messages": [{"role": "user", "content": text}], "max_tokens": 8, **extra})
+        "model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 8, **extra})
 
 
 def test_switcher_decides_and_vllm_accepts_the_rewrite(cpu_gateway: GatewayServer) -> None:
@@ -27,3 +32,25 @@ def test_client_mode_wins_and_short_mode_prefills_an_empty_thought(cpu_gateway: 
     assert response.headers["x-switchyard-thinking"] == "short"
     mode = cpu_gateway.metric("switchyard_thinking_mode_total", model="reasoner", mode="short")
     assert mode >= 1
+
+
+@pytest.fixture(scope="module")
+def always_long(backends: Backends) -> Iterator[GatewayServer]:
+    """deploy/local/cpu.yaml plus a thinkswitch model that sends everything long, with the short retry."""
+    config = yaml.safe_load(CPU_CONFIG.read_text())
+    reasoner = next(m for m in config["models"] if m["name"] == "reasoner")
+    thinking = {**reasoner["strategy"]["thinking"], "tau": -1.0, "short_retry": True}
+    config["models"].append({"name": "thinker", "strategy": {**reasoner["strategy"], "thinking": thinking}})
+    with GatewayServer(config) as server:
+        yield server
+
+
+def test_a_long_answer_cut_at_max_tokens_is_answered_again_in_short_mode(always_long: GatewayServer) -> None:
+    response = ask(always_long, "Explain step by step why the sky is blue.", model="thinker")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-switchyard-thinking"] == "long"
+    assert response.headers["x-switchyard-thinking-retry"] == "short"
+    body = response.json()
+    assert body["choices"][0]["message"]["content"]
+    assert body["usage"]["completion_tokens"] == 8 + 8  # vLLM stopped both calls at max_tokens
+    assert always_long.metric("switchyard_thinking_short_retries_total", model="thinker", result="answered") == 1

@@ -147,3 +147,56 @@ def test_auto_applies_the_switch_to_a_reasoning_candidate(two_sims: list[SimProc
         assert response.headers["x-switchyard-model"] == "sim-a"
         assert response.headers["x-switchyard-thinking"] == "short"
         assert two_sims[0].last_request()["body"]["reasoning_effort"] == "low"
+
+
+HARD = "prove that there are infinitely many primes please"
+
+
+@pytest.fixture(scope="module")
+def retrying(two_sims: list[SimProcess]) -> Iterator[GatewayServer]:
+    """A thinkswitch model with the short retry on (the simulator always stops at max_tokens)."""
+    sim = two_sims[0]
+    config_ = direct_config({sim.model: [sim.url]})
+    config_["models"].append({"name": "reasoner", "strategy": {
+        "kind": "thinkswitch", "backend": sim.model,
+        "thinking": {"switcher": "unused", "family": "qwen3", "short_retry": True}}})
+    with GatewayServer(config_, loaders={"switcher": lambda path: LengthSwitcher()}) as server:
+        yield server
+
+
+def test_a_cut_long_answer_is_asked_again_in_short_mode(retrying: GatewayServer, two_sims: list[SimProcess]) -> None:
+    before = {mode: retrying.metric("switchyard_thinking_generated_tokens_total", model="reasoner", mode=mode)
+              for mode in ("short", "long")}
+    response = ask(retrying, HARD)
+    assert response.status_code == 200
+    assert response.headers["x-switchyard-thinking"] == "long"
+    assert response.headers["x-switchyard-thinking-retry"] == "short"
+    assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": False}
+    usage = response.json()["usage"]
+    assert usage["completion_tokens"] == 3 + 3  # both calls are billed
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert retrying.metric("switchyard_thinking_short_retries_total", model="reasoner", result="answered") == 1
+    for mode in ("short", "long"):
+        after = retrying.metric("switchyard_thinking_generated_tokens_total", model="reasoner", mode=mode)
+        assert after - before[mode] == 3
+
+
+def test_no_retry_for_streams_short_answers_or_the_clients_own_long(retrying: GatewayServer) -> None:
+    easy = ask(retrying, "2 + 2?")
+    own = ask(retrying, HARD, chat_template_kwargs={"enable_thinking": True})
+    with httpx.stream("POST", retrying.url + "/v1/chat/completions", json={
+            "model": "reasoner", "messages": [{"role": "user", "content": HARD}], "max_tokens": 3,
+            "stream": True}) as streamed:
+        list(streamed.iter_lines())
+    assert own.headers["x-switchyard-thinking"] == streamed.headers["x-switchyard-thinking"] == "long"
+    for response in (easy, own, streamed):
+        assert "x-switchyard-thinking-retry" not in response.headers
+    assert own.json()["usage"]["completion_tokens"] == 3
+
+
+def test_the_retry_is_off_by_default_for_a_switcher_not_trained_for_it(
+        reasoner: GatewayServer, two_sims: list[SimProcess]) -> None:
+    response = ask(reasoner, HARD)
+    assert response.headers["x-switchyard-thinking"] == "long"
+    assert "x-switchyard-thinking-retry" not in response.headers
+    assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": True}
