@@ -35,7 +35,13 @@ sys.path.insert(0, str(ROOT))
 
 from router_models.encoder import SentenceEncoder, set_threads  # noqa: E402
 from router_models.thinkswitch.curves import Outcomes, best_within_budget, sweep  # noqa: E402
-from router_models.thinkswitch.data import ThinkRecord, benchmarks, load_records, select_split  # noqa: E402
+from router_models.thinkswitch.data import (  # noqa: E402
+    ThinkRecord,
+    benchmarks,
+    load_records,
+    select_split,
+    under_short_retry,
+)
 from router_models.thinkswitch.features import feature_matrix  # noqa: E402
 from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
 from router_models.thinkswitch.switcher import embed  # noqa: E402
@@ -44,6 +50,7 @@ from router_models.thinkswitch.train import (  # noqa: E402
     fit_head,
     fold_of,
     heldout_predictions,
+    pass_rate_targets,
 )
 
 SHARES = {"GSM8K": (0.05, 0.1, 0.2), "MATH": (0.3, 0.4, 0.5)}  # long shares judged (default: 0.5)
@@ -69,28 +76,33 @@ def subset(outcomes: Outcomes, mask: np.ndarray) -> Outcomes:
     return Outcomes(outcomes.short[mask], outcomes.long[mask], outcomes.short_tokens[mask], outcomes.long_tokens[mask])
 
 
-def nested_choice(gain: np.ndarray, outcomes: Outcomes, folds: np.ndarray) -> np.ndarray:
-    """(N,) bool: per fold, long where gain ≥ the τ the budget rule picks on the other folds."""
+def nested_choice(gain: np.ndarray, outcomes: Outcomes, plain: Outcomes, folds: np.ndarray) -> np.ndarray:
+    """(N,) bool: per fold, long where gain ≥ the τ the budget rule picks on the other folds (`outcomes`: the
+    policy's, `plain`: as measured, for the token budget)."""
     go = np.zeros(len(gain), dtype=bool)
     for fold in np.unique(folds):
         rest = folds != fold
         part = subset(outcomes, rest)
-        tau = best_within_budget(sweep(gain[rest], part), part, 0.5, 0.4).get("tau", 0.0)
+        tau = best_within_budget(sweep(gain[rest], part), subset(plain, rest), 0.5, 0.4).get("tau", 0.0)
         go[~rest] = gain[~rest] >= tau
     return go
 
 
-def metrics(gain: np.ndarray, outcomes: Outcomes, folds: np.ndarray, shares: tuple[float, ...]) -> dict[str, Figure]:
-    """The figures of one run on one benchmark: "nested" (τ by the budget rule on the other folds) and "@q"."""
-    go = nested_choice(gain, outcomes, folds)
-    nested = 100 * (outcomes.row(go)["accuracy"] - reference(outcomes))
+def metrics(
+    gain: np.ndarray, outcomes: Outcomes, plain: Outcomes, folds: np.ndarray, shares: tuple[float, ...]
+) -> dict[str, Figure]:
+    """The figures of one run on one benchmark: "nested" (τ by the budget rule on the other folds) and "@q",
+    in points of the policy's `outcomes` against the reference of the `plain` ones (as measured)."""
+    go = nested_choice(gain, outcomes, plain, folds)
+    nested = 100 * (outcomes.row(go)["accuracy"] - reference(plain))
     out: dict[str, Figure] = {"nested": (nested, [], float(go.mean()))}
     for share in shares:
         per_fold = []
         for fold in np.unique(folds):
             part = subset(outcomes, folds == fold)
-            per_fold.append(100 * (part.row(top_share(gain[folds == fold], share))["accuracy"] - reference(part)))
-        pooled = 100 * (outcomes.row(top_share(gain, share))["accuracy"] - reference(outcomes))
+            base = reference(subset(plain, folds == fold))
+            per_fold.append(100 * (part.row(top_share(gain[folds == fold], share))["accuracy"] - base))
+        pooled = 100 * (outcomes.row(top_share(gain, share))["accuracy"] - reference(plain))
         out[f"@{share:.2f}"] = (pooled, per_fold, share)
     return out
 
@@ -119,13 +131,14 @@ def run_variant(
 def summarise(
     runs: list[tuple[np.ndarray, np.ndarray]],
     outcomes: Outcomes,
+    plain: Outcomes,
     mask: np.ndarray,
     shares: tuple[float, ...],
     first: dict[str, Any] | None,
 ) -> tuple[dict[str, Any], str]:
     """One benchmark's figures over the seeds (for `--json`) and their printed line; `first`: the first
     variant's figures, to difference against fold by fold."""
-    per_seed = [metrics(score[mask], outcomes, folds[mask], shares) for score, folds in runs]
+    per_seed = [metrics(score[mask], outcomes, plain, folds[mask], shares) for score, folds in runs]
     figures: dict[str, Any] = {}
     texts = []
     for key in per_seed[0]:
@@ -163,6 +176,13 @@ def main() -> int:
         help="score the decision reads: the predicted gain ŷ_long − ŷ_short (the switcher's rule) or, as a "
         "diagnostic, −ŷ_short (long for the questions short mode is least likely to get right)",
     )
+    parser.add_argument(
+        "--short-retry",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="train and judge the policy that asks a long answer cut at the token cap again in short mode, as "
+        "`switchyard train` does by default (the reference stays the modes as measured)",
+    )
     args = parser.parse_args()
     set_threads(args.threads)
     records: list[ThinkRecord] = select_split(load_records(args.data), "train", "val")
@@ -174,7 +194,8 @@ def main() -> int:
         if args.cache:
             torch.save(embeddings, args.cache)
     features = torch.from_numpy(feature_matrix(texts))  # (N, F)
-    targets = torch.tensor([[r.short.pass_rate, r.long.pass_rate] for r in records], dtype=torch.float32)
+    switched = under_short_retry(records, args.short_retry)
+    targets = pass_rate_targets(switched)  # (N, 2)
     variants = [("base", "{}")] + [tuple(v.split("=", 1)) for v in args.variant]
     report: dict[str, dict[str, Any]] = {}
     for name, overrides in tqdm(variants, desc="variants", unit="variant"):
@@ -183,9 +204,10 @@ def main() -> int:
         report[name] = {}
         for bench in benchmarks(records):
             mask = np.array([r.benchmark == bench for r in records])
-            outcomes = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
+            outcomes = Outcomes.of([r for r, m in zip(switched, mask, strict=True) if m])
+            plain = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
             first = report["base"][bench] if name != "base" else None
-            report[name][bench], line = summarise(runs, outcomes, mask, SHARES.get(bench, (0.5,)), first)
+            report[name][bench], line = summarise(runs, outcomes, plain, mask, SHARES.get(bench, (0.5,)), first)
             tqdm.write(f"{name:<12} {bench:<6} {line}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")

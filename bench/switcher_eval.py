@@ -59,6 +59,13 @@ def main() -> int:
     parser.add_argument(
         "--split", default="test", choices=("train", "val", "test"), help="questions to judge on"
     )
+    parser.add_argument(
+        "--short-retry",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="judge long answers cut at the token cap as asked again in short mode, as the gateway does "
+        "(default: as the artifact was trained)",
+    )
     parser.add_argument("--json", help="write the eval JSON here")
     parser.add_argument("--plot", help="write the accuracy-vs-cost PNG here")
     args = parser.parse_args()
@@ -73,8 +80,10 @@ def main() -> int:
     switcher = load_switcher(path)
     records = select_split(load_records(args.data), args.split)
     pred = switcher.predict([record.prompt for record in records])
-    results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau)
-    print(f"\nswitcher {switcher.version} on the {args.split} split ({len(records)} questions)")
+    short_retry = switcher.short_retry if args.short_retry is None else args.short_retry
+    results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, 1.0, short_retry)
+    retry = "on" if short_retry else "off"
+    print(f"\nswitcher {switcher.version} on the {args.split} split ({len(records)} questions, short retry: {retry})")
     print(report(results, 1.0))
     for result in results:
         print(f"{result.name}: {verdict(result)}")

@@ -26,6 +26,9 @@ def register(subparsers: Any) -> None:
                         help="evaluate only the questions of this id-hash split (switcher; default: all)")
     parser.add_argument("--target-drop", type=float, default=1.0, metavar="POINTS",
                         help="switcher: report the cheapest τ at most POINTS below always-long (default 1)")
+    parser.add_argument("--short-retry", action=argparse.BooleanOptionalAction, default=None,
+                        help="switcher: judge its long answers cut at the token cap as asked again in short "
+                        "mode, as the gateway does (default: as the artifact was trained)")
     parser.set_defaults(func=run)
 
 

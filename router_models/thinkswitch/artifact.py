@@ -55,7 +55,8 @@ def load_head(path: str | Path) -> tuple[ThinkSwitchHead, dict[str, Any]]:
     """Rebuild the head from the manifest's config and load its weights; returns (head, manifest)."""
     manifest = read_manifest(path)
     known = {f.name for f in fields(ThinkSwitchConfig)}
-    config = ThinkSwitchConfig(**{k: v for k, v in manifest["config"].items() if k in known})
+    values = {"question_offset": True, **manifest["config"]}  # older checkpoints read it from the question
+    config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in known})
     head = ThinkSwitchHead(config)
     head.load_state_dict(load_file(str(Path(path) / WEIGHTS)))
     return head.eval(), manifest

@@ -24,14 +24,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from router_models.errors import DataFormatError
+
 MODES = ("short", "long")
 Split = Literal["train", "val", "test"]
 # Share of questions per split, in hash order: train, then validation, then test.
 SPLIT_FRACTIONS: dict[str, float] = {"train": 0.70, "val": 0.15, "test": 0.15}
 
 
-class DataFormatError(ValueError):
-    """A line of a data file does not follow the documented format; the message names file and line."""
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,20 @@ class ThinkRecord:
             raise KeyError(f"{self.id}: no results at cap {cap}")
         short, long = self.by_cap[cap]
         return replace(self, short=short, long=long, max_tokens=cap)
+
+    def with_short_retry(self) -> ThinkRecord:
+        """This question under the gateway's short retry: a long answer cut at the token cap is asked again
+        in short mode. Long's cut samples then score as short mode does and cost long's tokens plus short's.
+        Exact for one sample per mode; with several, the cut samples are taken to have been wrong."""
+        long, short = self.long, self.short
+        if not long.hit_cap:
+            return self
+        cut = long.hit_cap / long.samples
+        rate = short.pass_rate if long.samples == 1 else min(1.0, long.pass_rate + cut * short.pass_rate)
+        tokens = None
+        if long.mean_tokens is not None and short.mean_tokens is not None:
+            tokens = long.mean_tokens + cut * short.mean_tokens
+        return replace(self, long=replace(long, pass_rate=rate, mean_tokens=tokens))
 
 
 def _mode(obj: Any, where: str) -> ModeResult:
@@ -198,6 +212,12 @@ def split_of(record_id: str, fractions: dict[str, float] = SPLIT_FRACTIONS) -> s
 def select_split(records: Sequence[ThinkRecord], *splits: str) -> list[ThinkRecord]:
     """The records whose id hashes into one of `splits`."""
     return [record for record in records if split_of(record.id) in splits]
+
+
+def under_short_retry(records: Sequence[ThinkRecord], short_retry: bool = True) -> list[ThinkRecord]:
+    """The records as the switch's policy sees them: with the short retry (`ThinkRecord.with_short_retry`)
+    when `short_retry`, else as measured."""
+    return [record.with_short_retry() for record in records] if short_retry else list(records)
 
 
 def benchmarks(records: Sequence[ThinkRecord]) -> list[str]:

@@ -1,9 +1,11 @@
 """`switchyard eval --switcher DIR --data FILE...`: sweep τ per benchmark and judge the curve.
 
-Prints, per benchmark, always-short, always-long, the oracle, random mixing at the chosen point's long share,
-the artifact's recommended τ and the cheapest τ within `--target-drop` points of always-long; `--plot` draws
-accuracy against mean tokens (or long share where the data has no token counts) with all of them on the same
-axes; `--json` writes `{benchmark: {"always_short", "always_long", "oracle", "curve"}}`.
+Prints, per benchmark, always-short, always-long, the oracle, always-long with the short retry (where the
+switcher's policy has it: a long answer cut at the token cap is asked again in short mode), random mixing at
+the chosen point's long share, the artifact's recommended τ and the cheapest τ within `--target-drop` points
+of always-long; `--plot` draws accuracy against mean tokens (or long share where the data has no token
+counts) with all of them on the same axes; `--json` writes `{benchmark: {"always_short", "always_long",
+"oracle", "curve"}}`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ from router_models.thinkswitch.curves import (
     sweep,
     with_tau,
 )
-from router_models.thinkswitch.data import ThinkRecord, benchmarks, load_records, select_split
+from router_models.thinkswitch.data import (
+    ThinkRecord,
+    benchmarks,
+    load_records,
+    select_split,
+    under_short_retry,
+)
 
 
 @dataclass
@@ -35,11 +43,13 @@ class BenchmarkResult:
     """Everything measured on one benchmark."""
 
     name: str
-    outcomes: Outcomes
+    outcomes: Outcomes  # as measured: the baselines and random mixing
     baselines: dict[str, Row]
-    curve: list[Row]
+    curve: list[Row]  # the switcher's policy, with the short retry where it is on
     chosen: Row  # at the artifact's τ for this benchmark
     target: Row | None  # cheapest point within the target drop
+    switched: Outcomes  # the switcher's policy: as measured, or with the short retry
+    short_retry: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**self.baselines, "curve": self.curve}
@@ -51,20 +61,24 @@ def evaluate(
     taus: dict[str, float],
     default_tau: float,
     target_drop: float = 1.0,
+    short_retry: bool = False,
 ) -> list[BenchmarkResult]:
-    """Judge predictions (N, 2) on `records`, benchmark by benchmark."""
+    """Judge predictions (N, 2) on `records`, benchmark by benchmark. With `short_retry` the switcher's
+    long answers cut at the cap are asked again in short mode (`ThinkRecord.with_short_retry`); the
+    baselines it is judged against stay as measured."""
     gain = pred[:, 1] - pred[:, 0]
     results = []
     for name in benchmarks(records):
         mask = np.array([record.benchmark == name for record in records])
-        outcomes = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
-        curve = sweep(gain[mask], outcomes)
+        chosen_records = [r for r, m in zip(records, mask, strict=True) if m]
+        outcomes = Outcomes.of(chosen_records)
+        switched = Outcomes.of(under_short_retry(chosen_records, short_retry))
+        curve = sweep(gain[mask], switched)
         tau = taus.get(name, default_tau)
-        chosen = with_tau(outcomes.row(gain[mask] >= tau), tau)
+        chosen = with_tau(switched.row(gain[mask] >= tau), tau)
+        target = meets_target(curve, outcomes, target_drop)
         results.append(
-            BenchmarkResult(
-                name, outcomes, baselines(outcomes), curve, chosen, meets_target(curve, outcomes, target_drop)
-            )
+            BenchmarkResult(name, outcomes, baselines(outcomes), curve, chosen, target, switched, short_retry)
         )
     return results
 
@@ -87,7 +101,11 @@ def report(results: list[BenchmarkResult], target_drop: float) -> str:
             f"  always short        {_fmt(result.baselines['always_short'])}",
             f"  always long         {_fmt(result.baselines['always_long'])}",
             f"  oracle              {_fmt(result.baselines['oracle'])}",
+            *([f"  long, short retry   {_fmt(baselines(result.switched)['always_long'])}"]
+              if result.short_retry else []),
             f"  random, same share  {_fmt(chosen_random)}",
+            *([f"  ... with retry      {_fmt(random_mix(result.switched, result.chosen['long_share']))}"]
+              if result.short_retry else []),
             f"  switcher (chosen)   {_fmt(result.chosen)}",
             f"  {f'≤{target_drop:g} pt below long':<20}{_fmt(result.target)}",
             f"  curve above random mixing at every long share: {above_random(result.curve, result.outcomes)}",
@@ -119,7 +137,7 @@ def plot(results: list[BenchmarkResult], path: str | Path) -> None:
             [y(r) for r in result.curve],
             "-",
             color="C0",
-            label="switcher (τ sweep)",
+            label="switcher (τ sweep" + (", short retry)" if result.short_retry else ")"),
         )
         ax.plot([x(short), x(long)], [y(short), y(long)], "--", color="grey", label="random mixing")
         for key, marker, color in (
@@ -129,6 +147,9 @@ def plot(results: list[BenchmarkResult], path: str | Path) -> None:
         ):
             row = result.baselines[key]
             ax.plot([x(row)], [y(row)], marker, color=color, markersize=10, label=key.replace("_", " "))
+        if result.short_retry:
+            row = baselines(result.switched)["always_long"]
+            ax.plot([x(row)], [y(row)], "d", color="C5", markersize=9, label="always long, short retry")
         ax.plot(
             [x(result.chosen)],
             [y(result.chosen)],
@@ -143,7 +164,7 @@ def plot(results: list[BenchmarkResult], path: str | Path) -> None:
         ax.set_xlabel("mean generated tokens" if cost == "mean_tokens" else "questions sent to long mode (%)")
         ax.set_ylabel("accuracy (%)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -165,9 +186,13 @@ def eval_command(args: argparse.Namespace) -> int:
         records = select_split(records, split)
     switcher = load_switcher(args.switcher)
     manifest = read_manifest(args.switcher)
+    short_retry = getattr(args, "short_retry", None)
+    if short_retry is None:
+        short_retry = switcher.short_retry
     pred = switcher.predict([record.prompt for record in records])
-    results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, target_drop)
-    print(f"switcher {switcher.version} on {len(records)} questions (split: {split})")
+    results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, target_drop, short_retry)
+    retry = "on" if short_retry else "off"
+    print(f"switcher {switcher.version} on {len(records)} questions (split: {split}, short retry: {retry})")
     print(report(results, target_drop))
     if args.json:
         write_json(results, args.json)

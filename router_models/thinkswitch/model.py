@@ -40,6 +40,9 @@ class ThinkSwitchConfig:
     dropout: float = 0.2
     margin_weight: float = 0.25  # λ of the difference term in `switch_loss`
     offset_logit: bool = True  # predict long as an offset of short's logit (see `members_forward`)
+    # That offset: one learned constant per member (the gain of thinking is a fixed shift of the logit, worth
+    # most on questions of middling difficulty), or read from the question (checkpoints without this field).
+    question_offset: bool = False
     aux_weight: float = 0.0  # weight of the auxiliary targets in the loss, where known
     aux_targets: list[str] = field(default_factory=lambda: list(AUX_TARGETS))  # their names (see above)
     epochs: int = 60
@@ -112,7 +115,8 @@ class ThinkSwitchHead(nn.Module):
         logits = torch.bmm(self.dropout(hidden), self.w2) + self.b2  # (K, B, 2 + A)
         if self.config.offset_logit:
             # long's logit = short's + a learned offset: the predicted gain fades where short is surely right
-            logits = torch.cat([logits[..., :1], logits[..., :1] + logits[..., 1:2], logits[..., 2:]], dim=-1)
+            offset = logits[..., 1:2] if self.config.question_offset else self.b2[..., 1:2].expand_as(logits[..., :1])
+            logits = torch.cat([logits[..., :1], logits[..., :1] + offset, logits[..., 2:]], dim=-1)
         return torch.sigmoid(logits)
 
     def forward(self, embedding: torch.Tensor, features: torch.Tensor) -> torch.Tensor:

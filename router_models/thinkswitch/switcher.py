@@ -31,12 +31,19 @@ class Switcher:
     """
 
     def __init__(
-        self, head: ThinkSwitchHead, encoder: SentenceEncoder, version: str, default_tau: float
+        self,
+        head: ThinkSwitchHead,
+        encoder: SentenceEncoder,
+        version: str,
+        default_tau: float,
+        short_retry: bool = False,
     ) -> None:
         self.head = head
         self.encoder = encoder
         self.version = version
         self.default_tau = default_tau
+        # whether τ was chosen for the policy that asks a long answer cut at the cap again in short mode
+        self.short_retry = short_retry
         self._lock = threading.Lock()
 
     @torch.inference_mode()
@@ -60,4 +67,5 @@ def load_switcher(path: str | Path, threads: int | None = None) -> Switcher:
     set_threads(threads)
     head, manifest = load_head(path)
     encoder = SentenceEncoder(max_length=head.config.max_length)
-    return Switcher(head, encoder, manifest["version"], float(manifest["default_tau"]))
+    short_retry = bool(manifest.get("train_options", {}).get("short_retry", False))
+    return Switcher(head, encoder, manifest["version"], float(manifest["default_tau"]), short_retry)

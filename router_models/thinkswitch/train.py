@@ -24,7 +24,14 @@ from tqdm import tqdm
 from router_models.encoder import SentenceEncoder, set_threads
 from router_models.thinkswitch.artifact import save_artifact
 from router_models.thinkswitch.curves import Outcomes, baselines, best_within_budget, sweep
-from router_models.thinkswitch.data import MODES, ThinkRecord, benchmarks, load_records, select_split
+from router_models.thinkswitch.data import (
+    MODES,
+    ThinkRecord,
+    benchmarks,
+    load_records,
+    select_split,
+    under_short_retry,
+)
 from router_models.thinkswitch.features import feature_matrix
 from router_models.thinkswitch.model import (
     AUX_TARGETS,
@@ -44,6 +51,8 @@ class TrainOptions:
     splits: list[str] = field(default_factory=lambda: ["train", "val"])
     max_long_share: float = 0.5  # τ budget: at most this share sent long ...
     max_token_ratio: float = 0.4  # ... and, where tokens are known, at most this × always-long's tokens
+    # the gateway asks a long answer cut at the cap again in short mode: train and choose τ for that policy
+    short_retry: bool = True
     threads: int | None = None
 
 
@@ -91,6 +100,11 @@ def aux_targets(records: Sequence[ThinkRecord], names: Sequence[str] = AUX_TARGE
     """(N, A) auxiliary targets `names` in [0, 1], NaN where unknown (see `aux_value`)."""
     rows = [[aux_value(r, name) for name in names] for r in records]
     return torch.tensor(rows, dtype=torch.float32).reshape(len(records), len(names))
+
+
+def pass_rate_targets(records: Sequence[ThinkRecord]) -> torch.Tensor:
+    """(N, 2) what the head learns: each question's pass rate in short and in long mode."""
+    return torch.tensor([[r.short.pass_rate, r.long.pass_rate] for r in records], dtype=torch.float32)
 
 
 def fit_head(
@@ -151,10 +165,11 @@ def heldout_predictions(
 
 
 def choose_tau(gain: np.ndarray, records: Sequence[ThinkRecord], options: TrainOptions) -> float:
-    """The τ of the most accurate point within the budget on held-out predictions."""
-    outcomes = Outcomes.of(records)
+    """The τ of the most accurate point within the budget on held-out predictions (the policy's outcomes,
+    with the short retry where the options say; the token budget relative to plain always-long)."""
+    switched = Outcomes.of(under_short_retry(records, options.short_retry))
     best = best_within_budget(
-        sweep(gain, outcomes), outcomes, options.max_long_share, options.max_token_ratio
+        sweep(gain, switched), Outcomes.of(records), options.max_long_share, options.max_token_ratio
     )
     return best.get("tau", 0.0)
 
@@ -171,7 +186,7 @@ def train(
     encoder = encoder or SentenceEncoder(max_length=config.max_length)
     embeddings = embed(encoder, texts)  # (N, 384)
     features = torch.from_numpy(feature_matrix(texts))  # (N, F)
-    targets = torch.tensor([[r.short.pass_rate, r.long.pass_rate] for r in records], dtype=torch.float32)
+    targets = pass_rate_targets(under_short_retry(records, options.short_retry))  # (N, 2)
     folds = torch.tensor([fold_of(r.id, config.folds) for r in records], dtype=torch.long)
     aux = aux_targets(records, config.aux_targets)
     head = fit_head(embeddings, features, targets, folds, config, progress, aux)
@@ -184,15 +199,18 @@ def train(
     return TrainResult(head, gain, taus, choose_tau(gain, records, options))
 
 
-def heldout_summary(result: TrainResult, records: Sequence[ThinkRecord]) -> dict[str, Any]:
+def heldout_summary(
+    result: TrainResult, records: Sequence[ThinkRecord], short_retry: bool
+) -> dict[str, Any]:
     """Per benchmark: the baselines and the chosen τ's ROW on held-out predictions (for the manifest)."""
     summary = {}
     for name, tau in result.taus.items():
         mask = np.array([r.benchmark == name for r in records])
-        outcomes = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
+        chosen = [r for r, m in zip(records, mask, strict=True) if m]
+        switched = Outcomes.of(under_short_retry(chosen, short_retry))
         summary[name] = {
-            **baselines(outcomes),
-            "chosen": outcomes.row(result.heldout_gain[mask] >= tau),
+            **baselines(Outcomes.of(chosen)),
+            "chosen": switched.row(result.heldout_gain[mask] >= tau),
             "questions": int(mask.sum()),
         }
     return summary
@@ -221,7 +239,7 @@ def train_command(args: argparse.Namespace) -> int:
         raise SystemExit("no training questions in the given files and splits")
     print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
     result = train(records, config, options)
-    summary = heldout_summary(result, records)
+    summary = heldout_summary(result, records, options.short_retry)
     extra = {
         "taus": result.taus,
         "train_options": asdict(options),

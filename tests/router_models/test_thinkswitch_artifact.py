@@ -12,8 +12,8 @@ import pytest
 
 from router_models.thinkswitch import load_switcher
 from router_models.thinkswitch.curves import Outcomes, baselines, meets_target, random_mix, sweep
-from router_models.thinkswitch.data import read_records
-from router_models.thinkswitch.evaluate import eval_command
+from router_models.thinkswitch.data import parse_record, read_records
+from router_models.thinkswitch.evaluate import eval_command, evaluate, report
 from router_models.thinkswitch.train import train_command
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "thinking_small.jsonl"
@@ -40,12 +40,14 @@ def test_artifact_layout_and_manifest(artifact: Path) -> None:
     assert manifest["config"]["members"] == 4 and manifest["config"]["hidden"] == 16
     assert set(manifest["taus"]) == {"GSM8K", "MATH"}
     assert isinstance(manifest["default_tau"], float)
+    assert manifest["train_options"]["short_retry"] is True  # the default policy
 
 
 def test_load_and_predict(artifact: Path) -> None:
     switcher = load_switcher(artifact, threads=1)
     manifest = json.loads((artifact / "manifest.json").read_text())
     assert switcher.version == manifest["version"] and switcher.default_tau == manifest["default_tau"]
+    assert switcher.short_retry is True
     queries = [r.prompt for r in read_records(FIXTURE)[:7]]
     pred = switcher.predict(queries)
     assert pred.shape == (7, 2) and pred.dtype == np.float32
@@ -112,3 +114,36 @@ def test_curve_baselines_on_hand_made_outcomes() -> None:
         meets_target(curve, outcomes, target_drop=-25.0) == curve[1]
     )  # 25 points above long: the oracle point
     assert meets_target(curve, outcomes, target_drop=-50.0) is None
+
+
+def test_short_retry_changes_the_curve_not_the_baselines() -> None:
+    line = json.loads(FIXTURE.read_text().splitlines()[0])
+    modes = [  # (short right, long right, long cut)
+        (1.0, 0.0, 1), (0.0, 1.0, 0), (1.0, 1.0, 0), (0.0, 0.0, 1),
+    ]
+    records = [
+        parse_record({**line, "id": f"q{i}", "modes": {
+            "short": {"samples": 1, "pass_rate": s, "mean_tokens": 100.0},
+            "long": {"samples": 1, "pass_rate": lo, "mean_tokens": 2048.0 if cut else 500.0, "hit_cap": cut}}})
+        for i, (s, lo, cut) in enumerate(modes)
+    ]
+    gain = np.array([[0.5, 0.6], [0.5, 0.9], [0.5, 0.5], [0.5, 0.7]])
+    plain, = evaluate(gain, records, {}, 10.0)
+    retried, = evaluate(gain, records, {}, 10.0, short_retry=True)
+    assert retried.baselines == plain.baselines
+    assert plain.baselines["always_long"]["accuracy"] == 0.5
+    assert plain.curve[-1]["accuracy"] == 0.5 and retried.curve[-1]["accuracy"] == 0.75
+    assert retried.curve[-1]["mean_tokens"] == (2148 + 500 + 500 + 2148) / 4
+    assert "long, short retry" in report([retried], 1.0) and "long, short retry" not in report([plain], 1.0)
+
+
+def test_a_checkpoint_without_question_offset_reads_the_offset_from_the_question(
+        artifact: Path, tmp_path: Path) -> None:
+    old = tmp_path / "old"
+    old.mkdir()
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    del manifest["config"]["question_offset"]
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    (old / "model.safetensors").write_bytes((artifact / "model.safetensors").read_bytes())
+    assert load_switcher(old).head.config.question_offset is True
+    assert load_switcher(artifact).head.config.question_offset is False

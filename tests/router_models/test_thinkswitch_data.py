@@ -16,6 +16,7 @@ from router_models.thinkswitch.data import (
     record_to_json,
     select_split,
     split_of,
+    under_short_retry,
 )
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "thinking_small.jsonl"
@@ -102,3 +103,20 @@ def test_select_split_ignores_file_order() -> None:
     backward = {r.id for r in select_split(records[::-1], "test")}
     assert forward == backward
     assert {r.id for r in select_split(records, "train", "val", "test")} == {r.id for r in records}
+
+
+def test_short_retry_scores_a_cut_long_answer_as_short_mode() -> None:
+    line = json.loads(FIXTURE.read_text().splitlines()[0])
+    cut = {**line, "modes": {"short": {"samples": 1, "pass_rate": 1.0, "mean_tokens": 80.0},
+                             "long": {"samples": 1, "pass_rate": 0.0, "mean_tokens": 2048.0, "hit_cap": 1}}}
+    retried = parse_record(cut).with_short_retry()
+    assert (retried.long.pass_rate, retried.long.mean_tokens) == (1.0, 2048.0 + 80.0)
+    assert retried.short == parse_record(cut).short
+    whole = parse_record(line)
+    assert whole.with_short_retry() is whole  # nothing cut: unchanged
+    # With several samples the cut ones count as wrong, then as short mode's pass rate.
+    many = {**line, "modes": {"short": {"samples": 8, "pass_rate": 0.5, "mean_tokens": None},
+                              "long": {"samples": 8, "pass_rate": 0.5, "mean_tokens": None, "hit_cap": 2}}}
+    retried = parse_record(many).with_short_retry()
+    assert retried.long.pass_rate == 0.5 + 0.25 * 0.5 and retried.long.mean_tokens is None
+    assert [r.long.pass_rate for r in under_short_retry([parse_record(cut)], False)] == [0.0]

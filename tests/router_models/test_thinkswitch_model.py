@@ -74,6 +74,17 @@ def test_offset_logit_gain_fades_where_short_is_sure() -> None:
     assert gains[0] > 0.3 and 0 < gains[1] < 1e-3
 
 
+@pytest.mark.parametrize("question_offset", [False, True])
+def test_the_logit_offset_is_one_constant_per_member_unless_read_from_the_question(question_offset: bool) -> None:
+    config = ThinkSwitchConfig(members=3, folds=3, hidden=8, dropout=0.0, question_offset=question_offset)
+    head = ThinkSwitchHead(config).eval()
+    torch.manual_seed(0)
+    out = head.members_forward(torch.randn(5, config.embedding_dim), torch.randn(5, config.n_features))
+    offset = torch.logit(out[..., 1]) - torch.logit(out[..., 0])  # (K, B)
+    spread = (offset.max(1).values - offset.min(1).values).max().item()
+    assert (spread < 1e-4) != question_offset
+
+
 def test_aux_targets_set_the_head_width() -> None:
     config = ThinkSwitchConfig(members=2, folds=2, hidden=4, aux_targets=["level"])
     head = ThinkSwitchHead(config).eval()
