@@ -5,12 +5,16 @@ then (Qwen3-8B on GSM8K at 2,048 tokens: about a third of the time), while the s
 is usually right and cheap. So when a long answer the switch chose stops for length, the gateway asks once
 more in short mode and sends that answer instead, with the usage of both calls.
 
-Only buffered chat replies with one choice are retried: a stream has already reached the client.
+Chat replies with one choice are retried, buffered or streamed. A stream is relayed as it comes until its
+finish event says "length"; that event goes out without its finish reason, and the short answer's events
+follow in the same stream (under the first stream's id, its usage summed with the cut one's). A buffered
+reply says so in `x-switchyard-thinking-retry: short`; a stream's headers have left before the cut is seen.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 
 RETRY_HEADER = "x-switchyard-thinking-retry"
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+DATA = b"data: "
 log = logging.getLogger(__name__)
 
 
@@ -54,14 +59,114 @@ async def ask_short(
     return reply
 
 
-def combined(cut: Reply, short: Reply) -> Reply:
-    """The short answer, with the cut call's tokens added to its usage and the retry header set."""
-    answer = orjson.loads(short.body)
-    first = orjson.loads(cut.body).get("usage") or {}
-    usage = answer.get("usage")
-    if isinstance(usage, dict):
+def add_usage(usage: Any, first: Any) -> None:
+    """Add the token counts of `first` (a usage object) into `usage`, where both have them."""
+    if isinstance(usage, dict) and isinstance(first, dict):
         for name in USAGE_FIELDS:
             if isinstance(usage.get(name), int) and isinstance(first.get(name), int):
                 usage[name] += first[name]
+
+
+def combined(cut: Reply, short: Reply) -> Reply:
+    """The short answer, with the cut call's tokens added to its usage and the retry header set."""
+    answer = orjson.loads(short.body)
+    add_usage(answer.get("usage"), orjson.loads(cut.body).get("usage"))
     return replace(short, body=orjson.dumps(answer), headers={**short.headers, RETRY_HEADER: "short"},
                    upstream_s=cut.upstream_s + short.upstream_s)
+
+
+def _event_json(event: bytes) -> dict[str, Any] | None:
+    """The JSON object of one SSE `data:` event, or None ([DONE], comments, anything else)."""
+    if not event.startswith(DATA):
+        return None
+    try:
+        value = orjson.loads(event[len(DATA):])
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _stops_for_length(event: bytes) -> bool:
+    """Whether an SSE event is a one-choice chunk whose choice finishes at `max_tokens`."""
+    if b'"length"' not in event:
+        return False
+    chunk = _event_json(event)
+    choices = chunk.get("choices") if chunk else None
+    return (isinstance(choices, list) and len(choices) == 1 and isinstance(choices[0], dict)
+            and choices[0].get("finish_reason") == "length")
+
+
+async def retrying_stream(
+    stream: AsyncIterator[bytes],
+    ask: Callable[[], Awaitable[Reply | None]],
+    answered: Callable[[bool], None],
+) -> AsyncIterator[bytes]:
+    """Relay a long answer's SSE stream; where it finishes for length, continue it with the short answer's
+    events from `ask()` (None: the retry failed, and the held finish, usage and [DONE] go out as they
+    came). `answered(ok)` is told the retry's outcome."""
+    buffer = b""
+    held: list[bytes] = []  # from the finish event on: the finish, the usage, [DONE]
+    try:
+        async for chunk in stream:
+            buffer += chunk
+            *events, buffer = buffer.split(b"\n\n")
+            ready = []
+            for event in events:
+                if held or _stops_for_length(event):
+                    held.append(event)
+                else:
+                    ready.append(event + b"\n\n")
+            if ready:
+                yield b"".join(ready)
+    finally:
+        await _close(stream)
+    if buffer and not held:
+        yield buffer
+    if not held:
+        return
+    short = await ask()
+    answered(short is not None and short.stream is not None)
+    if short is None or short.stream is None:
+        yield b"".join(event + b"\n\n" for event in held)
+        return
+    async for piece in _continuation(held, short.stream):
+        yield piece
+
+
+async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The cut stream's finish event without its finish reason, then the short answer's events under the cut
+    stream's id, its usage summed with the cut one's."""
+    finish = _event_json(held[0]) or {}
+    finish["choices"][0]["finish_reason"] = None
+    first_usage = next((chunk["usage"] for chunk in map(_event_json, held) if chunk and chunk.get("usage")), None)
+    yield DATA + orjson.dumps(finish) + b"\n\n"
+    buffer = b""
+    try:
+        async for chunk in stream:
+            buffer += chunk
+            *events, buffer = buffer.split(b"\n\n")
+            out = []
+            for event in events:
+                value = _event_json(event)
+                if value is not None:
+                    value["id"] = finish.get("id", value.get("id"))
+                    for choice in value.get("choices") or []:
+                        if isinstance(choice, dict) and isinstance(choice.get("delta"), dict):
+                            choice["delta"].pop("role", None)  # the answer's role was said once already
+                    if value.get("usage"):
+                        add_usage(value["usage"], first_usage)
+                    event = DATA + orjson.dumps(value)
+                out.append(event + b"\n\n")
+            if out:
+                yield b"".join(out)
+        if buffer:
+            yield buffer
+    finally:
+        await _close(stream)
+
+
+async def _close(stream: AsyncIterator[bytes]) -> None:
+    """Close an async generator now (its cleanup returns or closes the backend connection)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        await close()

@@ -30,7 +30,7 @@ from service.cache.keys import decision_key
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
-from service.strategies.short_retry import ask_short, combined, was_cut
+from service.strategies.short_retry import ask_short, combined, retrying_stream, was_cut
 from service.strategies.usage import count_completion_tokens
 from service.types import CacheOutcome, Decision, GatewayRequest, Reply
 
@@ -60,8 +60,8 @@ class ThinkingConfig(StrategyConfigBase):
     short: dict[str, Any] = Field(default_factory=dict, description="custom family: body fields for short mode.")
     long: dict[str, Any] = Field(default_factory=dict, description="custom family: body fields for long mode.")
     short_retry: bool | None = Field(
-        None, description="Ask a long answer cut at max_tokens again in short mode (buffered chat replies; "
-        "default: as the switcher was trained).")
+        None, description="Ask a long answer cut at max_tokens again in short mode (chat requests with one "
+        "choice; default: as the switcher was trained).")
     max_batch: int = Field(32, ge=1)
 
     @model_validator(mode="after")
@@ -177,12 +177,25 @@ class ThinkingSwitch:
         """`reply`, or, where it is a long answer this switch chose that stopped at max_tokens, the question
         answered again in short mode (`service.strategies.short_retry`)."""
         if not (self.short_retry and request.endpoint == "chat" and decision.headers.get(MODE_HEADER) == "long"
-                and client_mode(request.body, self.config) is None and was_cut(reply)):
+                and request.body.get("n") in (None, 1) and client_mode(request.body, self.config) is None):
             return reply
         metrics = self.deps.metrics
-        short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)
-        metrics.thinking_retries.labels(self.public_model, "failed" if short is None else "answered").inc()
-        if short is None:
+
+        def answered(ok: bool) -> None:
+            metrics.thinking_retries.labels(self.public_model, "answered" if ok else "failed").inc()
+
+        async def ask() -> Reply | None:
+            short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)
+            if short is not None:
+                count_completion_tokens(short, metrics.thinking_tokens.labels(self.public_model, "short"))
+            return short
+
+        if reply.stream is not None:
+            if reply.status == 200:
+                reply.stream = retrying_stream(reply.stream, ask, answered)
             return reply
-        count_completion_tokens(short, metrics.thinking_tokens.labels(self.public_model, "short"))
-        return combined(reply, short)
+        if not was_cut(reply):
+            return reply
+        short = await ask()
+        answered(short is not None)
+        return reply if short is None else combined(reply, short)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 
 import httpx
@@ -54,3 +55,17 @@ def test_a_long_answer_cut_at_max_tokens_is_answered_again_in_short_mode(always_
     assert body["choices"][0]["message"]["content"]
     assert body["usage"]["completion_tokens"] == 8 + 8  # vLLM stopped both calls at max_tokens
     assert always_long.metric("switchyard_thinking_short_retries_total", model="thinker", result="answered") == 1
+
+
+def test_a_cut_long_stream_from_vllm_continues_with_the_short_answer(always_long: GatewayServer) -> None:
+    with httpx.stream("POST", always_long.url + "/v1/chat/completions", timeout=300, json={
+            "model": "thinker", "messages": [{"role": "user", "content": "Explain why the sky is blue."}],
+            "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}}) as streamed:
+        assert streamed.status_code == 200
+        events = [line[len("data: "):] for line in streamed.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert len({chunk["id"] for chunk in chunks}) == 1
+    finishes = [c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c.get("finish_reason")]
+    assert finishes == ["length"]  # the short answer's own end; the cut one's was taken out
+    assert chunks[-1]["usage"]["completion_tokens"] == 8 + 8

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from service.errors import NoHealthyReplica
-from service.strategies.short_retry import RETRY_HEADER, ask_short, combined, was_cut
+from service.strategies.short_retry import RETRY_HEADER, ask_short, combined, retrying_stream, was_cut
 from service.types import Decision, GatewayRequest, Reply
 
 REQUEST = GatewayRequest(endpoint="chat", public_model="reasoner", body={"messages": []}, stream=False)
@@ -59,3 +59,61 @@ def test_the_short_answer_carries_both_calls_usage() -> None:
     assert body["choices"][0]["finish_reason"] == "stop"
     assert out.headers[RETRY_HEADER] == "short"
     assert out.upstream_s == 1.0
+
+
+def events(*chunks: dict[str, Any] | str) -> list[bytes]:
+    return [b"data: " + (c.encode() if isinstance(c, str) else orjson.dumps(c)) + b"\n\n" for c in chunks]
+
+
+def chunk(content: str | None, finish: str | None = None, ident: str = "a", role: bool = False) -> dict[str, Any]:
+    delta: dict[str, Any] = {"content": content} if content is not None else {}
+    if role:
+        delta["role"] = "assistant"
+    return {"id": ident, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+USAGE_A = {"id": "a", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
+USAGE_B = {"id": "b", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}}
+
+
+async def stream_of(pieces: list[bytes]) -> Any:
+    for piece in pieces:
+        yield piece
+
+
+def relay(first: list[bytes], short: list[bytes] | None) -> tuple[bytes, list[bool]]:
+    """Run `retrying_stream` over `first` re-cut into 7-byte pieces; `short`: the retry's events or None."""
+    outcomes: list[bool] = []
+    whole = b"".join(first)
+    pieces = [whole[i:i + 7] for i in range(0, len(whole), 7)]  # events split anywhere
+
+    async def ask() -> Reply | None:
+        return None if short is None else Reply(status=200, headers={}, stream=stream_of(short))
+
+    async def run() -> bytes:
+        return b"".join([piece async for piece in retrying_stream(stream_of(pieces), ask, outcomes.append)])
+
+    return asyncio.run(run()), outcomes
+
+
+def test_a_stream_that_ends_by_itself_passes_unchanged() -> None:
+    first = events(chunk("Hi", role=True), chunk(" there", "stop"), USAGE_A, "[DONE]")
+    out, outcomes = relay(first, events(chunk("never")))
+    assert out == b"".join(first) and outcomes == []
+
+
+def test_a_cut_stream_continues_with_the_short_answer_under_one_id() -> None:
+    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")
+    short = events(chunk("4", ident="b", role=True), chunk(".", "stop", ident="b"), USAGE_B, "[DONE]")
+    out, outcomes = relay(first, short)
+    got = [orjson.loads(e[6:]) if e != b"data: [DONE]" else "[DONE]" for e in out.split(b"\n\n") if e]
+    assert got == [chunk("Let", role=True), chunk(" me"), {**chunk("4"), "id": "a"}, chunk(".", "stop"),
+                   {"id": "a", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5,
+                                                        "total_tokens": 15}}, "[DONE]"]
+    assert outcomes == [True]
+
+
+def test_a_failed_stream_retry_lets_the_cut_answer_end_as_it_came() -> None:
+    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")
+    out, outcomes = relay(first, None)
+    assert out == b"".join(first) and outcomes == [False]

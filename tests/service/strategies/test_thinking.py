@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -181,17 +182,35 @@ def test_a_cut_long_answer_is_asked_again_in_short_mode(retrying: GatewayServer,
         assert after - before[mode] == 3
 
 
-def test_no_retry_for_streams_short_answers_or_the_clients_own_long(retrying: GatewayServer) -> None:
+def test_no_retry_for_short_answers_or_the_clients_own_long(retrying: GatewayServer) -> None:
     easy = ask(retrying, "2 + 2?")
     own = ask(retrying, HARD, chat_template_kwargs={"enable_thinking": True})
-    with httpx.stream("POST", retrying.url + "/v1/chat/completions", json={
-            "model": "reasoner", "messages": [{"role": "user", "content": HARD}], "max_tokens": 3,
-            "stream": True}) as streamed:
-        list(streamed.iter_lines())
-    assert own.headers["x-switchyard-thinking"] == streamed.headers["x-switchyard-thinking"] == "long"
-    for response in (easy, own, streamed):
+    assert own.headers["x-switchyard-thinking"] == "long"
+    for response in (easy, own):
         assert "x-switchyard-thinking-retry" not in response.headers
     assert own.json()["usage"]["completion_tokens"] == 3
+
+
+def test_a_cut_long_stream_continues_with_the_short_answer(
+        retrying: GatewayServer, two_sims: list[SimProcess]) -> None:
+    before = retrying.metric("switchyard_thinking_short_retries_total", model="reasoner", result="answered")
+    with httpx.stream("POST", retrying.url + "/v1/chat/completions", json={
+            "model": "reasoner", "messages": [{"role": "user", "content": HARD}], "max_tokens": 3,
+            "stream": True, "stream_options": {"include_usage": True}}) as streamed:
+        assert streamed.headers["x-switchyard-thinking"] == "long"
+        events = [line[len("data: "):] for line in streamed.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]" and events.count("[DONE]") == 1
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert len({chunk["id"] for chunk in chunks}) == 1  # one stream to the client
+    deltas = [choice["delta"] for chunk in chunks for choice in chunk["choices"]]
+    assert sum(bool(d.get("content")) for d in deltas) == 3 + 3  # the cut answer's tokens, then the short one's
+    assert sum("role" in d for d in deltas) == 1
+    finishes = [c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c["finish_reason"]]
+    assert finishes == ["length"]  # only the short answer's own end
+    assert chunks[-1]["usage"]["completion_tokens"] == 3 + 3
+    assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": False}
+    after = retrying.metric("switchyard_thinking_short_retries_total", model="reasoner", result="answered")
+    assert after - before == 1
 
 
 def test_the_retry_is_off_by_default_for_a_switcher_not_trained_for_it(
