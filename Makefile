@@ -36,7 +36,7 @@ backends: install
 
 lint: install
 	$(BIN)/ruff check service router_models tests bench
-	$(BIN)/mypy service router_models
+	$(BIN)/mypy service router_models bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -175,7 +175,7 @@ def merge(into: LoadResult, part: LoadResult) -> None:
 def measure(targets: list[tuple[str, Target, str]], args: argparse.Namespace) -> list[Row]:
     """Every target under every load, in interleaved rounds so that slow drifts of a shared machine
     spread over all targets alike instead of favouring whichever ran in a quiet minute."""
-    rows = []
+    rows: list[Row] = []
     for stream in (False, True):
         for concurrency in args.concurrency:
             runs = {name: Row(name, stream, concurrency, LoadResult(), 0.0 if target.pid else None)

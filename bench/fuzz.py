@@ -20,9 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -162,7 +163,7 @@ def expect(data: bytes | list[bytes], statuses: set[int], *, openai: bool = True
     return check
 
 
-def while_attacked(attack: Callable[[int], Awaitable[object]], attackers: int = 1) -> Check:
+def while_attacked(attack: Callable[[int], Coroutine[Any, Any, object]], attackers: int = 1) -> Check:
     """Others are served while `attackers` connections run `attack`, which must still be going on."""
 
     async def check(port: int) -> str | None:

@@ -42,8 +42,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     prompts = [r.prompt for r in read_records(args.data)]
     picked = [prompts[i] for i in rng.choice(len(prompts), min(len(prompts), args.queries), replace=False)]
-    queries = [
-        tokenizer.decode(tokenizer(p, add_special_tokens=False)["input_ids"][: args.max_tokens])
+    queries: list[str] = [
+        str(tokenizer.decode(tokenizer(p, add_special_tokens=False)["input_ids"][: args.max_tokens]))
         for p in picked
     ]
     median = statistics.median(len(tokenizer(q)["input_ids"]) for q in queries)

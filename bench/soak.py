@@ -31,6 +31,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -132,6 +133,7 @@ async def one_request(session: aiohttp.ClientSession, base: str, rng: random.Ran
     stream = rng.random() < 0.5
     model = rng.choice(MODELS)
     prompt = rng.choice(PROMPTS)
+    body: dict[str, Any]
     if rng.random() < 0.8:
         path, body = "/v1/chat/completions", {"messages": [{"role": "user", "content": prompt}]}
     else:
