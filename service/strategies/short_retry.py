@@ -32,16 +32,23 @@ DATA = b"data: "
 log = logging.getLogger(__name__)
 
 
-def was_cut(reply: Reply) -> bool:
-    """Whether a buffered chat reply's only choice stopped at `max_tokens`."""
-    if reply.stream is not None or reply.status != 200 or b'"length"' not in reply.body:
-        return False
+def _cut_answer(data: bytes) -> dict[str, Any] | None:
+    """The JSON object `data` holds where its only choice stopped at `max_tokens`, else None."""
+    if b'"length"' not in data:  # the common case, without parsing
+        return None
     try:
-        choices = orjson.loads(reply.body).get("choices")
-    except (orjson.JSONDecodeError, AttributeError):
-        return False
-    return (isinstance(choices, list) and len(choices) == 1 and isinstance(choices[0], dict)
-            and choices[0].get("finish_reason") == "length")
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    choices = value.get("choices") if isinstance(value, dict) else None
+    cut = (isinstance(choices, list) and len(choices) == 1 and isinstance(choices[0], dict)
+           and choices[0].get("finish_reason") == "length")
+    return value if cut else None
+
+
+def cut_answer(reply: Reply) -> dict[str, Any] | None:
+    """A buffered chat reply's answer where its only choice stopped at `max_tokens`, else None."""
+    return _cut_answer(reply.body) if reply.stream is None and reply.status == 200 else None
 
 
 async def ask_short(
@@ -67,10 +74,10 @@ def add_usage(usage: Any, first: Any) -> None:
                 usage[name] += first[name]
 
 
-def combined(cut: Reply, short: Reply) -> Reply:
-    """The short answer, with the cut call's tokens added to its usage and the retry header set."""
+def combined(cut: Reply, cut_answer: dict[str, Any], short: Reply) -> Reply:
+    """The short answer, with the cut answer's tokens added to its usage and the retry header set."""
     answer = orjson.loads(short.body)
-    add_usage(answer.get("usage"), orjson.loads(cut.body).get("usage"))
+    add_usage(answer.get("usage"), cut_answer.get("usage"))
     return replace(short, body=orjson.dumps(answer), headers={**short.headers, RETRY_HEADER: "short"},
                    upstream_s=cut.upstream_s + short.upstream_s)
 
@@ -86,14 +93,24 @@ def _event_json(event: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
-def _stops_for_length(event: bytes) -> bool:
-    """Whether an SSE event is a one-choice chunk whose choice finishes at `max_tokens`."""
-    if b'"length"' not in event:
-        return False
-    chunk = _event_json(event)
-    choices = chunk.get("choices") if chunk else None
-    return (isinstance(choices, list) and len(choices) == 1 and isinstance(choices[0], dict)
-            and choices[0].get("finish_reason") == "length")
+async def _events(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    """The SSE events of `stream` (without their blank-line ends), as many as each chunk completes, then
+    whatever the stream left unterminated; the stream is closed however this ends."""
+    buffer = b""
+    try:
+        async for chunk in stream:
+            buffer += chunk
+            *events, buffer = buffer.split(b"\n\n")
+            if events:
+                yield events
+        if buffer:
+            yield [buffer]
+    finally:
+        await _close(stream)
+
+
+def _sse(events: list[bytes]) -> bytes:
+    return b"".join(event + b"\n\n" for event in events)
 
 
 async def retrying_stream(
@@ -104,30 +121,21 @@ async def retrying_stream(
     """Relay a long answer's SSE stream; where it finishes for length, continue it with the short answer's
     events from `ask()` (None: the retry failed, and the held finish, usage and [DONE] go out as they
     came). `answered(ok)` is told the retry's outcome."""
-    buffer = b""
     held: list[bytes] = []  # from the finish event on: the finish, the usage, [DONE]
-    try:
-        async for chunk in stream:
-            buffer += chunk
-            *events, buffer = buffer.split(b"\n\n")
-            ready = []
-            for event in events:
-                if held or _stops_for_length(event):
-                    held.append(event)
-                else:
-                    ready.append(event + b"\n\n")
-            if ready:
-                yield b"".join(ready)
-    finally:
-        await _close(stream)
-    if buffer and not held:
-        yield buffer
+    async for events in _events(stream):
+        if not held:
+            cut = next((i for i, event in enumerate(events)
+                        if event.startswith(DATA) and _cut_answer(event[len(DATA):])), len(events))
+            if cut:
+                yield _sse(events[:cut])
+            events = events[cut:]
+        held += events
     if not held:
         return
     short = await ask()
     answered(short is not None and short.stream is not None)
     if short is None or short.stream is None:
-        yield b"".join(event + b"\n\n" for event in held)
+        yield _sse(held)
         return
     async for piece in _continuation(held, short.stream):
         yield piece
@@ -140,29 +148,20 @@ async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> Asyn
     finish["choices"][0]["finish_reason"] = None
     first_usage = next((chunk["usage"] for chunk in map(_event_json, held) if chunk and chunk.get("usage")), None)
     yield DATA + orjson.dumps(finish) + b"\n\n"
-    buffer = b""
-    try:
-        async for chunk in stream:
-            buffer += chunk
-            *events, buffer = buffer.split(b"\n\n")
-            out = []
-            for event in events:
-                value = _event_json(event)
-                if value is not None:
-                    value["id"] = finish.get("id", value.get("id"))
-                    for choice in value.get("choices") or []:
-                        if isinstance(choice, dict) and isinstance(choice.get("delta"), dict):
-                            choice["delta"].pop("role", None)  # the answer's role was said once already
-                    if value.get("usage"):
-                        add_usage(value["usage"], first_usage)
-                    event = DATA + orjson.dumps(value)
-                out.append(event + b"\n\n")
-            if out:
-                yield b"".join(out)
-        if buffer:
-            yield buffer
-    finally:
-        await _close(stream)
+    async for events in _events(stream):
+        out = []
+        for event in events:
+            value = _event_json(event)
+            if value is not None:
+                value["id"] = finish.get("id", value.get("id"))
+                for choice in value.get("choices") or []:
+                    if isinstance(choice, dict) and isinstance(choice.get("delta"), dict):
+                        choice["delta"].pop("role", None)  # the answer's role was said once already
+                if value.get("usage"):
+                    add_usage(value["usage"], first_usage)
+                event = DATA + orjson.dumps(value)
+            out.append(event)
+        yield _sse(out)
 
 
 async def _close(stream: AsyncIterator[bytes]) -> None:

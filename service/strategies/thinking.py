@@ -30,7 +30,7 @@ from service.cache.keys import decision_key
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
-from service.strategies.short_retry import ask_short, combined, retrying_stream, was_cut
+from service.strategies.short_retry import ask_short, combined, cut_answer, retrying_stream
 from service.strategies.usage import count_completion_tokens
 from service.types import CacheOutcome, Decision, GatewayRequest, Reply
 
@@ -126,8 +126,7 @@ class ThinkingSwitch:
         switcher = self.deps.loaders["switcher"](self.config.switcher)
         self.switcher = switcher
         self.tau = switcher.default_tau if self.config.tau is None else self.config.tau
-        retry = self.config.short_retry
-        self.short_retry = bool(getattr(switcher, "short_retry", False)) if retry is None else retry
+        self.short_retry = switcher.short_retry if self.config.short_retry is None else self.config.short_retry
         self._infer = BatchedInference(lambda queries: switcher.predict(queries), max_batch=self.config.max_batch,
                                        name="switcher")
         await self._infer.warm()
@@ -179,23 +178,24 @@ class ThinkingSwitch:
         if not (self.short_retry and request.endpoint == "chat" and decision.headers.get(MODE_HEADER) == "long"
                 and request.body.get("n") in (None, 1) and client_mode(request.body, self.config) is None):
             return reply
-        metrics = self.deps.metrics
-
-        def answered(ok: bool) -> None:
-            metrics.thinking_retries.labels(self.public_model, "answered" if ok else "failed").inc()
-
-        async def ask() -> Reply | None:
-            short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)
-            if short is not None:
-                count_completion_tokens(short, metrics.thinking_tokens.labels(self.public_model, "short"))
-            return short
-
         if reply.stream is not None:
             if reply.status == 200:
-                reply.stream = retrying_stream(reply.stream, ask, answered)
+                reply.stream = retrying_stream(
+                    reply.stream, lambda: self._ask_short(request, decision, dispatcher), self._count_retry)
             return reply
-        if not was_cut(reply):
+        cut = cut_answer(reply)
+        if cut is None:
             return reply
-        short = await ask()
-        answered(short is not None)
-        return reply if short is None else combined(reply, short)
+        short = await self._ask_short(request, decision, dispatcher)
+        self._count_retry(short is not None)
+        return reply if short is None else combined(reply, cut, short)
+
+    async def _ask_short(self, request: GatewayRequest, decision: Decision, dispatcher: Dispatcher) -> Reply | None:
+        short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)
+        if short is not None:
+            count_completion_tokens(short, self.deps.metrics.thinking_tokens.labels(self.public_model, "short"))
+        return short
+
+    def _count_retry(self, answered: bool) -> None:
+        result = "answered" if answered else "failed"
+        self.deps.metrics.thinking_retries.labels(self.public_model, result).inc()

@@ -43,6 +43,7 @@ class LengthSwitcher:
 
     version = "len1"
     default_tau = 0.1
+    short_retry = False
 
     def predict(self, queries: list[str]) -> np.ndarray:
         return np.array([[0.6, 0.9] if len(q.split()) > 5 else [0.9, 0.9] for q in queries])  # (N, 2)

@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 
 from service.errors import NoHealthyReplica
-from service.strategies.short_retry import RETRY_HEADER, ask_short, combined, retrying_stream, was_cut
+from service.strategies.short_retry import RETRY_HEADER, ask_short, combined, cut_answer, retrying_stream
 from service.types import Decision, GatewayRequest, Reply
 
 REQUEST = GatewayRequest(endpoint="chat", public_model="reasoner", body={"messages": []}, stream=False)
@@ -22,12 +22,14 @@ def reply(finish: str | None = "length", status: int = 200, choices: int = 1, **
 
 
 def test_only_a_buffered_single_choice_stopped_for_length_is_cut() -> None:
-    assert was_cut(reply("length"))
-    assert not was_cut(reply("stop"))
-    assert not was_cut(reply("length", status=500))
-    assert not was_cut(reply("length", choices=2))
-    assert not was_cut(Reply(status=200, headers={}, body=b'{"choices": "length"'))  # not JSON
-    assert not was_cut(Reply(status=200, headers={}, body=b'["length"]'))  # not an object
+    cut = reply("length")
+    assert cut_answer(cut) == orjson.loads(cut.body)
+    assert cut_answer(reply("stop")) is None
+    assert cut_answer(reply("length", status=500)) is None
+    assert cut_answer(reply("length", choices=2)) is None
+    assert cut_answer(Reply(status=200, headers={}, body=b'{"choices": "length"')) is None  # not JSON
+    assert cut_answer(Reply(status=200, headers={}, body=b'["length"]')) is None  # not an object
+    assert cut_answer(Reply(status=200, headers={}, stream=stream_of([cut.body]))) is None  # a stream
 
 
 class Dispatcher:
@@ -53,7 +55,7 @@ def test_a_failed_retry_leaves_the_cut_answer_standing() -> None:
 def test_the_short_answer_carries_both_calls_usage() -> None:
     cut = reply("length", prompt_tokens=20, completion_tokens=2048, total_tokens=2068)
     short = reply("stop", prompt_tokens=20, completion_tokens=150, total_tokens=170)
-    out = combined(cut, short)
+    out = combined(cut, orjson.loads(cut.body), short)
     body = orjson.loads(out.body)
     assert body["usage"] == {"prompt_tokens": 40, "completion_tokens": 2198, "total_tokens": 2238}
     assert body["choices"][0]["finish_reason"] == "stop"
@@ -117,3 +119,9 @@ def test_a_failed_stream_retry_lets_the_cut_answer_end_as_it_came() -> None:
     first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")
     out, outcomes = relay(first, None)
     assert out == b"".join(first) and outcomes == [False]
+
+
+def test_nothing_after_the_cut_is_lost_when_the_stream_ends_unterminated() -> None:
+    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A)
+    out, outcomes = relay([*first, b"data: [DONE]"], None)  # the backend left off the last blank line
+    assert out == b"".join(first) + b"data: [DONE]\n\n" and outcomes == [False]
