@@ -6,9 +6,9 @@ Each variant is a JSON object of `ThinkSwitchConfig` fields applied over the def
 run first). For every variant and seed the bagged head is trained on the train+val splits exactly as `switchyard
 train` does, and each question is scored by the members that never saw it. Printed per benchmark:
 
-- `nested`: accuracy when τ is chosen on the other four folds' held-out predictions (the trainer's budget
-  rule: ≤ 50% long and, with token counts, ≤ 40% of always-long's tokens) and applied to the fifth: the honest
-  estimate of "the switcher at its chosen τ";
+- `nested`: accuracy when τ is chosen on the other four folds' held-out predictions (the trainer's rule and
+  budget, `TrainOptions`) and applied to the fifth (`bench/switcher_holdout.py` simulates the shipped
+  artifact more closely);
 - `@q`: accuracy when the top q of questions by predicted gain go long (no τ choice at all);
 - each in points against the reference (the better single mode where tokens are known, else always-long),
   the mean over seeds. Seed 0 uses the trainer's own folds; every other seed re-draws the 5-fold partition
@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router_models.encoder import SentenceEncoder, set_threads  # noqa: E402
-from router_models.thinkswitch.curves import Outcomes, best_within_budget, sweep  # noqa: E402
+from router_models.thinkswitch.curves import Outcomes, sweep  # noqa: E402
 from router_models.thinkswitch.data import (  # noqa: E402
     ThinkRecord,
     benchmarks,
@@ -46,11 +46,13 @@ from router_models.thinkswitch.features import feature_matrix  # noqa: E402
 from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
 from router_models.thinkswitch.switcher import embed  # noqa: E402
 from router_models.thinkswitch.train import (  # noqa: E402
+    TrainOptions,
     aux_targets,
     fit_head,
     fold_of,
     heldout_predictions,
     pass_rate_targets,
+    tau_point,
 )
 
 SHARES = {"GSM8K": (0.05, 0.1, 0.2), "MATH": (0.3, 0.4, 0.5)}  # long shares judged (default: 0.5)
@@ -77,13 +79,13 @@ def subset(outcomes: Outcomes, mask: np.ndarray) -> Outcomes:
 
 
 def nested_choice(gain: np.ndarray, outcomes: Outcomes, plain: Outcomes, folds: np.ndarray) -> np.ndarray:
-    """(N,) bool: per fold, long where gain ≥ the τ the budget rule picks on the other folds (`outcomes`: the
-    policy's, `plain`: as measured, for the token budget)."""
+    """(N,) bool: per fold, long where gain ≥ the τ the trainer's rule picks on the other folds (`outcomes`:
+    the policy's, `plain`: as measured, for the token budget)."""
     go = np.zeros(len(gain), dtype=bool)
     for fold in np.unique(folds):
         rest = folds != fold
         part = subset(outcomes, rest)
-        tau = best_within_budget(sweep(gain[rest], part), subset(plain, rest), 0.5, 0.4).get("tau", 0.0)
+        tau = tau_point(sweep(gain[rest], part), subset(plain, rest), TrainOptions()).get("tau", 0.0)
         go[~rest] = gain[~rest] >= tau
     return go
 

@@ -104,11 +104,11 @@ def meets_target(curve: list[Row], outcomes: Outcomes, target_drop: float) -> Ro
     return min(feasible, key=lambda row: row["long_share"]) if feasible else None
 
 
-def best_within_budget(
+def within_budget(
     curve: list[Row], outcomes: Outcomes, max_long_share: float, max_token_ratio: float
-) -> Row:
-    """The most accurate curve point with long share ≤ `max_long_share` and, where token counts exist, mean
-    tokens ≤ `max_token_ratio` × always-long's; ties go to the cheaper point. Used to pick τ."""
+) -> list[Row]:
+    """The curve points with long share ≤ `max_long_share` and, where token counts exist, mean tokens ≤
+    `max_token_ratio` × always-long's (at least the all-short point)."""
     long_tokens = baselines(outcomes)["always_long"]["mean_tokens"]
 
     def affordable(row: Row) -> bool:
@@ -117,8 +117,22 @@ def best_within_budget(
         tokens = row["mean_tokens"]
         return long_tokens is None or tokens is None or tokens <= max_token_ratio * long_tokens
 
-    candidates = [row for row in curve if affordable(row)] or curve[:1]
+    return [row for row in curve if affordable(row)] or curve[:1]
+
+
+def best_within_budget(
+    curve: list[Row], outcomes: Outcomes, max_long_share: float, max_token_ratio: float
+) -> Row:
+    """The most accurate curve point within the budget (`within_budget`); ties go to the cheaper point."""
+    candidates = within_budget(curve, outcomes, max_long_share, max_token_ratio)
     return max(candidates, key=lambda row: (round(row["accuracy"], 9), -row["long_share"]))
+
+
+def spend_budget(
+    curve: list[Row], outcomes: Outcomes, max_long_share: float, max_token_ratio: float
+) -> Row:
+    """The curve point within the budget (`within_budget`) that sends the most questions long."""
+    return max(within_budget(curve, outcomes, max_long_share, max_token_ratio), key=lambda row: row["long_share"])
 
 
 def above_random(curve: list[Row], outcomes: Outcomes) -> bool:

@@ -1,15 +1,17 @@
-"""Training inputs: auxiliary targets from the data's optional fields."""
+"""Training inputs (auxiliary targets from the data's optional fields) and the choice of τ."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from router_models.thinkswitch.curves import Outcomes, sweep
 from router_models.thinkswitch.data import read_records
-from router_models.thinkswitch.train import aux_targets, aux_value
+from router_models.thinkswitch.train import TrainOptions, aux_targets, aux_value, read_config, tau_point
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "thinking_small.jsonl"
 
@@ -29,3 +31,32 @@ def test_aux_values_read_level_and_other_caps() -> None:
     assert table.shape == (len(records), 2)
     assert bool(((table >= 0) & (table <= 1) | torch.isnan(table)).all())
 
+
+
+def test_tau_rules_spend_the_budget_or_take_the_most_accurate_point() -> None:
+    # Ranked by gain: q0 (long wins), q1 (long loses), q2 and q3 (ties); short 10 tokens, long 50.
+    outcomes = Outcomes(
+        short=np.array([0.0, 1.0, 1.0, 1.0]),
+        long=np.array([1.0, 0.0, 1.0, 1.0]),
+        short_tokens=np.full(4, 10.0),
+        long_tokens=np.full(4, 50.0),
+    )
+    curve = sweep(np.array([0.4, 0.3, 0.2, 0.1]), outcomes)  # long shares 0, 1/4, 1/2, 3/4, 1
+    budget = {"max_long_share": 0.5, "max_token_ratio": 1.0}
+    spend = tau_point(curve, outcomes, TrainOptions(**budget))
+    assert spend["long_share"] == 0.5 and spend["tau"] == pytest.approx(0.3)  # the most long within 50%
+    best = tau_point(curve, outcomes, TrainOptions(tau_rule="most_accurate", **budget))
+    assert best["long_share"] == 0.25 and best["accuracy"] == 1.0
+    # mean tokens at 1/4 long are 20 = 0.4 × always-long's 50: a 0.4 token budget stops there
+    assert tau_point(curve, outcomes, TrainOptions(max_long_share=1.0, max_token_ratio=0.4))["long_share"] == 0.25
+    # nothing affordable but all-short: all-short
+    assert tau_point(curve, outcomes, TrainOptions(max_long_share=0.1))["long_share"] == 0.0
+
+
+def test_an_unknown_tau_rule_is_refused_before_training(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text('{"tau_rule": "greedy"}')
+    with pytest.raises(SystemExit, match="tau_rule must be one of"):
+        read_config(str(config))
+    with pytest.raises(ValueError, match="tau_rule"):
+        tau_point([], Outcomes(*(np.zeros(1),) * 4), TrainOptions(tau_rule="greedy"))

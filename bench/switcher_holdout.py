@@ -1,0 +1,137 @@
+"""Simulate shipping the ThinkSwitcher on the training splits (never the test split).
+
+    python bench/switcher_holdout.py DATA... [--config FILE] [--seeds 0 1 2] [--cache emb.pt] [--json FILE]
+
+Per seed the train+val questions fall into 5 outer folds. Each fold in turn is held out entirely while the
+switcher is trained on the other four exactly as `switchyard train` does (its own inner folds, τ chosen per
+benchmark by the `--config` options' rule, default `TrainOptions`), and then decides the held-out fold's
+questions with all its members at that τ, as the shipped artifact decides new questions. Printed per
+benchmark, over the seeds: points against the reference (the better single mode where tokens are known, else
+always-long; the short retry's own gain counts, as in `switchyard eval`), long share and mean tokens as a
+share of always-long's, with the worst seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from router_models.encoder import SentenceEncoder, set_threads  # noqa: E402
+from router_models.thinkswitch.curves import Outcomes  # noqa: E402
+from router_models.thinkswitch.data import (  # noqa: E402
+    ThinkRecord,
+    benchmarks,
+    load_records,
+    select_split,
+    under_short_retry,
+)
+from router_models.thinkswitch.features import feature_matrix  # noqa: E402
+from router_models.thinkswitch.switcher import embed  # noqa: E402
+from router_models.thinkswitch.train import fit_switcher, fold_of, read_config  # noqa: E402
+
+OUTER_FOLDS = 5
+
+
+def decide_held_out(
+    records: list[ThinkRecord],
+    embeddings: torch.Tensor,
+    features: torch.Tensor,
+    config_file: str | None,
+    seed: int,
+    bar: tqdm,
+) -> np.ndarray:
+    """(N,) bool: each question's decision by the switcher trained without its outer fold."""
+    config, options = read_config(config_file)
+    outer = np.array([fold_of(f"outer{seed}:{r.id}", OUTER_FOLDS) for r in records])
+    go = np.zeros(len(records), dtype=bool)
+    for fold in range(OUTER_FOLDS):
+        train = np.flatnonzero(outer != fold)
+        result = fit_switcher(
+            [records[i] for i in train], embeddings[train], features[train], replace(config, seed=seed), options,
+            progress=False,
+        )
+        held = np.flatnonzero(outer == fold)
+        with torch.inference_mode():
+            pred = result.head(embeddings[held], features[held]).numpy()  # (n, 2), all members
+        taus = np.array([result.taus.get(records[i].benchmark, result.default_tau) for i in held])
+        go[held] = pred[:, 1] - pred[:, 0] >= taus
+        bar.update()
+    return go
+
+
+def figures(records: list[ThinkRecord], decisions: list[np.ndarray], short_retry: bool) -> dict[str, Any]:
+    """Per benchmark: per seed (points against the reference, long share, token share of always-long)."""
+    report: dict[str, Any] = {}
+    switched = under_short_retry(records, short_retry)
+    for bench in benchmarks(records):
+        mask = np.array([r.benchmark == bench for r in records])
+        plain = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
+        policy = Outcomes.of([r for r, m in zip(switched, mask, strict=True) if m])
+        reference = max(plain.short.mean(), plain.long.mean()) if plain.has_tokens else plain.long.mean()
+        runs = []
+        for go in decisions:
+            row = policy.row(go[mask])
+            tokens = None if row["mean_tokens"] is None else row["mean_tokens"] / float(plain.long_tokens.mean())
+            points = 100 * (row["accuracy"] - reference)
+            runs.append({"points": points, "long_share": row["long_share"], "token_share": tokens})
+        report[bench] = {"reference": float(reference), "questions": int(mask.sum()), "runs": runs}
+    return report
+
+
+def describe(bench: str, figure: dict[str, Any]) -> str:
+    points = np.array([run["points"] for run in figure["runs"]])
+    shares = np.array([run["long_share"] for run in figure["runs"]])
+    text = (
+        f"{bench:<6} {points.mean():+.2f} points (sd {points.std():.2f}, worst {points.min():+.2f}) against "
+        f"{100 * figure['reference']:.2f}%, long {100 * shares.mean():.0f}% (most {100 * shares.max():.0f}%)"
+    )
+    tokens = [run["token_share"] for run in figure["runs"] if run["token_share"] is not None]
+    if tokens:
+        text += f", tokens {100 * np.mean(tokens):.0f}% of always-long's (most {100 * max(tokens):.0f}%)"
+    return text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("data", nargs="+", help="thinking dataset files (JSONL, .gz ok)")
+    parser.add_argument("--config", help="JSON of model config and train options, as for `switchyard train`")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one outer partition per seed")
+    parser.add_argument("--cache", help="file to keep the question embeddings in between runs")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--json", help="write the figures to this file")
+    args = parser.parse_args()
+    set_threads(args.threads)
+    config, options = read_config(args.config)
+    records: list[ThinkRecord] = select_split(load_records(args.data, options.cap), *options.splits)
+    texts = [r.prompt for r in records]
+    if args.cache and Path(args.cache).exists():
+        embeddings = torch.load(args.cache)
+    else:
+        embeddings = embed(SentenceEncoder(max_length=config.max_length), texts)  # (N, 384)
+        if args.cache:
+            torch.save(embeddings, args.cache)
+    features = torch.from_numpy(feature_matrix(texts))  # (N, F)
+    with tqdm(total=len(args.seeds) * OUTER_FOLDS, desc="train without one outer fold", unit="fit") as bar:
+        decisions = [decide_held_out(records, embeddings, features, args.config, seed, bar) for seed in args.seeds]
+    report = figures(records, decisions, options.short_retry)
+    print(f"{len(records)} questions, {len(args.seeds)} outer partitions, options {options}")
+    for bench, figure in report.items():
+        print(describe(bench, figure))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
