@@ -33,18 +33,11 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from router_models.encoder import SentenceEncoder, set_threads  # noqa: E402
-from router_models.thinkswitch.curves import Outcomes, sweep  # noqa: E402
-from router_models.thinkswitch.data import (  # noqa: E402
-    ThinkRecord,
-    benchmarks,
-    load_records,
-    select_split,
-    under_short_retry,
-)
-from router_models.thinkswitch.features import feature_matrix  # noqa: E402
+from bench.switcher_inputs import training_inputs  # noqa: E402
+from router_models.encoder import set_threads  # noqa: E402
+from router_models.thinkswitch.curves import Outcomes, reference, sweep  # noqa: E402
+from router_models.thinkswitch.data import ThinkRecord, benchmarks, under_short_retry  # noqa: E402
 from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
-from router_models.thinkswitch.switcher import embed  # noqa: E402
 from router_models.thinkswitch.train import (  # noqa: E402
     TrainOptions,
     aux_targets,
@@ -64,13 +57,6 @@ def top_share(gain: np.ndarray, share: float) -> np.ndarray:
     go = np.zeros(len(gain), dtype=bool)
     go[np.argsort(-gain, kind="stable")[: int(round(share * len(gain)))]] = True
     return go
-
-
-def reference(outcomes: Outcomes) -> float:
-    """What the switcher is judged against: the better single mode with tokens, always-long without."""
-    if outcomes.has_tokens:
-        return max(outcomes.short.mean(), outcomes.long.mean())
-    return float(outcomes.long.mean())
 
 
 def subset(outcomes: Outcomes, mask: np.ndarray) -> Outcomes:
@@ -187,15 +173,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     set_threads(args.threads)
-    records: list[ThinkRecord] = select_split(load_records(args.data), "train", "val")
-    texts = [r.prompt for r in records]
-    if args.cache and Path(args.cache).exists():
-        embeddings = torch.load(args.cache)
-    else:
-        embeddings = embed(SentenceEncoder(max_length=ThinkSwitchConfig().max_length), texts)  # (N, 384)
-        if args.cache:
-            torch.save(embeddings, args.cache)
-    features = torch.from_numpy(feature_matrix(texts))  # (N, F)
+    records, embeddings, features = training_inputs(args.data, args.cache, ThinkSwitchConfig().max_length)
     switched = under_short_retry(records, args.short_retry)
     targets = pass_rate_targets(switched)  # (N, 2)
     variants = [("base", "{}")] + [tuple(v.split("=", 1)) for v in args.variant]

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router_models.thinkswitch.artifact import read_manifest  # noqa: E402
-from router_models.thinkswitch.curves import above_random  # noqa: E402
+from router_models.thinkswitch.curves import above_random, reference  # noqa: E402
 from router_models.thinkswitch.data import load_records, select_split  # noqa: E402
 from router_models.thinkswitch.evaluate import BenchmarkResult, evaluate, plot, report, write_json  # noqa: E402
 from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
@@ -27,11 +27,10 @@ from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
 
 def verdict(result: BenchmarkResult) -> str:
     """The issue's target for this benchmark, checked at the artifact's chosen τ."""
-    short, long = result.baselines["always_short"], result.baselines["always_long"]
+    long = result.baselines["always_long"]
     chosen = result.chosen
     if result.outcomes.has_tokens:
-        best = max(short["accuracy"], long["accuracy"])
-        gain = 100 * (chosen["accuracy"] - best)
+        gain = 100 * (chosen["accuracy"] - reference(result.outcomes))
         ratio = (chosen["mean_tokens"] or 0.0) / (long["mean_tokens"] or 1.0)
         ok = gain >= 0.5 and ratio <= 0.4 and above_random(result.curve, result.outcomes)
         return (

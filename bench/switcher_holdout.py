@@ -27,18 +27,12 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from router_models.encoder import SentenceEncoder, set_threads  # noqa: E402
-from router_models.thinkswitch.curves import Outcomes  # noqa: E402
-from router_models.thinkswitch.data import (  # noqa: E402
-    ThinkRecord,
-    benchmarks,
-    load_records,
-    select_split,
-    under_short_retry,
-)
-from router_models.thinkswitch.features import feature_matrix  # noqa: E402
-from router_models.thinkswitch.switcher import embed  # noqa: E402
-from router_models.thinkswitch.train import fit_switcher, fold_of, read_config  # noqa: E402
+from bench.switcher_inputs import training_inputs  # noqa: E402
+from router_models.encoder import set_threads  # noqa: E402
+from router_models.thinkswitch.curves import Outcomes, reference  # noqa: E402
+from router_models.thinkswitch.data import ThinkRecord, benchmarks, under_short_retry  # noqa: E402
+from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
+from router_models.thinkswitch.train import TrainOptions, fit_switcher, fold_of, read_config  # noqa: E402
 
 OUTER_FOLDS = 5
 
@@ -47,19 +41,18 @@ def decide_held_out(
     records: list[ThinkRecord],
     embeddings: torch.Tensor,
     features: torch.Tensor,
-    config_file: str | None,
-    seed: int,
+    config: ThinkSwitchConfig,
+    options: TrainOptions,
     bar: tqdm,
 ) -> np.ndarray:
-    """(N,) bool: each question's decision by the switcher trained without its outer fold."""
-    config, options = read_config(config_file)
-    outer = np.array([fold_of(f"outer{seed}:{r.id}", OUTER_FOLDS) for r in records])
+    """(N,) bool: each question's decision by the switcher trained without its outer fold (outer folds drawn
+    by `config.seed`)."""
+    outer = np.array([fold_of(f"outer{config.seed}:{r.id}", OUTER_FOLDS) for r in records])
     go = np.zeros(len(records), dtype=bool)
     for fold in range(OUTER_FOLDS):
         train = np.flatnonzero(outer != fold)
         result = fit_switcher(
-            [records[i] for i in train], embeddings[train], features[train], replace(config, seed=seed), options,
-            progress=False,
+            [records[i] for i in train], embeddings[train], features[train], config, options, progress=False
         )
         held = np.flatnonzero(outer == fold)
         with torch.inference_mode():
@@ -78,14 +71,14 @@ def figures(records: list[ThinkRecord], decisions: list[np.ndarray], short_retry
         mask = np.array([r.benchmark == bench for r in records])
         plain = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
         policy = Outcomes.of([r for r, m in zip(switched, mask, strict=True) if m])
-        reference = max(plain.short.mean(), plain.long.mean()) if plain.has_tokens else plain.long.mean()
+        base = reference(plain)
         runs = []
         for go in decisions:
             row = policy.row(go[mask])
             tokens = None if row["mean_tokens"] is None else row["mean_tokens"] / float(plain.long_tokens.mean())
-            points = 100 * (row["accuracy"] - reference)
+            points = 100 * (row["accuracy"] - base)
             runs.append({"points": points, "long_share": row["long_share"], "token_share": tokens})
-        report[bench] = {"reference": float(reference), "questions": int(mask.sum()), "runs": runs}
+        report[bench] = {"reference": base, "questions": int(mask.sum()), "runs": runs}
     return report
 
 
@@ -113,17 +106,14 @@ def main() -> int:
     args = parser.parse_args()
     set_threads(args.threads)
     config, options = read_config(args.config)
-    records: list[ThinkRecord] = select_split(load_records(args.data, options.cap), *options.splits)
-    texts = [r.prompt for r in records]
-    if args.cache and Path(args.cache).exists():
-        embeddings = torch.load(args.cache)
-    else:
-        embeddings = embed(SentenceEncoder(max_length=config.max_length), texts)  # (N, 384)
-        if args.cache:
-            torch.save(embeddings, args.cache)
-    features = torch.from_numpy(feature_matrix(texts))  # (N, F)
+    records, embeddings, features = training_inputs(
+        args.data, args.cache, config.max_length, options.cap, options.splits
+    )
     with tqdm(total=len(args.seeds) * OUTER_FOLDS, desc="train without one outer fold", unit="fit") as bar:
-        decisions = [decide_held_out(records, embeddings, features, args.config, seed, bar) for seed in args.seeds]
+        decisions = [
+            decide_held_out(records, embeddings, features, replace(config, seed=seed), options, bar)
+            for seed in args.seeds
+        ]
     report = figures(records, decisions, options.short_retry)
     print(f"{len(records)} questions, {len(args.seeds)} outer partitions, options {options}")
     for bench, figure in report.items():

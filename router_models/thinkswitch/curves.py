@@ -71,6 +71,14 @@ def baselines(outcomes: Outcomes) -> dict[str, Row]:
     }
 
 
+def reference(outcomes: Outcomes) -> float:
+    """What the switcher is judged against: the better single mode where tokens are known (the GSM8K target),
+    always-long without (the MATH one)."""
+    if outcomes.has_tokens:
+        return float(max(outcomes.short.mean(), outcomes.long.mean()))
+    return float(outcomes.long.mean())
+
+
 def random_mix(outcomes: Outcomes, long_share: float) -> Row:
     """Expected ROW of sending a random `long_share` of the questions to long mode."""
     short, long = baselines(outcomes)["always_short"], baselines(outcomes)["always_long"]

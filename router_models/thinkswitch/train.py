@@ -42,6 +42,8 @@ from router_models.thinkswitch.model import (
 )
 from router_models.thinkswitch.switcher import embed
 
+TAU_RULES = {"spend": spend_budget, "most_accurate": best_within_budget}
+
 
 @dataclass
 class TrainOptions:
@@ -60,6 +62,10 @@ class TrainOptions:
     # the gateway asks a long answer cut at the cap again in short mode: train and choose τ for that policy
     short_retry: bool = True
     threads: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tau_rule not in TAU_RULES:
+            raise ValueError(f"tau_rule must be one of {sorted(TAU_RULES)}, not {self.tau_rule!r}")
 
 
 @dataclass
@@ -170,14 +176,9 @@ def heldout_predictions(
     return ((members * held_out.unsqueeze(-1)).sum(0) / held_out.sum(0).clamp(min=1).unsqueeze(-1)).numpy()
 
 
-TAU_RULES = {"spend": spend_budget, "most_accurate": best_within_budget}
-
-
 def tau_point(curve: list[Row], plain: Outcomes, options: TrainOptions) -> Row:
     """The point of a held-out curve the options' τ rule picks (`plain`: the outcomes as measured, which
     the token budget is relative to)."""
-    if options.tau_rule not in TAU_RULES:
-        raise ValueError(f"tau_rule must be one of {sorted(TAU_RULES)}, not {options.tau_rule!r}")
     return TAU_RULES[options.tau_rule](curve, plain, options.max_long_share, options.max_token_ratio)
 
 
@@ -250,12 +251,11 @@ def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
     unknown = set(values) - model_keys - option_keys
     if unknown:
         raise SystemExit(f"--config: unknown keys {sorted(unknown)}")
-    if values.get("tau_rule", "spend") not in TAU_RULES:
-        raise SystemExit(f"--config: tau_rule must be one of {sorted(TAU_RULES)}, not {values['tau_rule']!r}")
-    return (
-        ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys}),
-        TrainOptions(**{k: v for k, v in values.items() if k in option_keys}),
-    )
+    try:
+        options = TrainOptions(**{k: v for k, v in values.items() if k in option_keys})
+    except ValueError as error:
+        raise SystemExit(f"--config: {error}") from None
+    return ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys}), options
 
 
 def train_command(args: argparse.Namespace) -> int:
