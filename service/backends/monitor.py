@@ -74,9 +74,10 @@ class ReplicaMonitor:
             ok = False
         if ok:
             replica.failed_checks = 0
-            if time.monotonic() >= replica.ejected_until:
-                if not replica.healthy:
-                    log.info("replica %s of %s is healthy again", replica.url, replica.backend)
+            if not replica.healthy and time.monotonic() >= replica.ejected_until:
+                # Readmitted with a clean slate. A replica that is already serving keeps its streak of
+                # failed requests: an engine can answer /health and still fail every completion.
+                log.info("replica %s of %s is healthy again", replica.url, replica.backend)
                 replica.healthy = True
                 replica.consecutive_failures = 0
         else:
