@@ -30,7 +30,8 @@ class _Strict(BaseModel):
 
 class Timeouts(_Strict):
     connect_s: float = Field(2.0, gt=0, description="TCP connect timeout to a replica.")
-    first_byte_s: float = Field(60.0, gt=0, description="Time allowed until the replica's response headers.")
+    first_byte_s: float = Field(
+        60.0, gt=0, description="Time allowed until the response headers, and between two chunks of a stream.")
     total_s: float = Field(600.0, gt=0, description="Whole-request limit, streaming included.")
 
 

@@ -2,6 +2,8 @@
 
 Retries go to another replica on connect errors, 5xx and timeouts, but only while nothing has been
 sent to the client. Once a stream has started, a failure ends it with an error event and `[DONE]`.
+A stream is relayed in whole server-sent events, so that error event never lands inside a half-sent one;
+`timeouts.total_s` bounds the whole answer, streamed or not.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from service.types import Decision, GatewayRequest, Reply
 from service.upstream import Response, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
 
 _DONE = b"data: [DONE]"
+_MAX_PENDING_EVENT = 1 << 20  # bytes of one unfinished event held back; a longer one is relayed as it comes
 _RELAYED_HEADERS = ("content-type",)
 _JSON_HEADER = b"Content-Type: application/json\r\n"
 
@@ -78,10 +81,12 @@ class Dispatcher:
                        stream: bool) -> Reply:
         timeouts = backend.timeouts
         started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeouts.total_s
         replica.in_flight += 1
         response: Response | None = None
         try:
-            async with asyncio.timeout(timeouts.first_byte_s if stream else timeouts.total_s):
+            async with asyncio.timeout_at(min(loop.time() + timeouts.first_byte_s, deadline) if stream else deadline):
                 response = await self.client.request(replica.url, "POST", path, payload, self._headers[backend.name],
                                                      connect_timeout_s=timeouts.connect_s)
                 if response.status >= 500:
@@ -103,7 +108,7 @@ class Dispatcher:
             raise self._failure(replica, error) from None
         replica.record_success()
         reply = Reply(status=response.status, headers=headers, backend=backend.name)
-        reply.stream = self._relay_stream(response, replica, reply, started, timeouts.first_byte_s)
+        reply.stream = self._relay_stream(response, replica, reply, started, deadline)
         return reply
 
     def _failure(self, replica: Replica, error: BaseException) -> BaseException:
@@ -127,32 +132,65 @@ class Dispatcher:
         return mapped
 
     async def _relay_stream(self, response: Response, replica: Replica, reply: Reply,
-                            started: float, idle_s: float) -> AsyncIterator[bytes]:
-        """Yield upstream SSE bytes as they arrive; end a broken stream with an error event and `[DONE]`."""
+                            started: float, deadline: float) -> AsyncIterator[bytes]:
+        """Yield upstream SSE bytes as whole events arrive; end a broken stream with an error event and `[DONE]`.
+
+        Each wait for more bytes is bounded by `timeouts.first_byte_s`, the whole stream by `deadline`.
+        """
+        timeouts = self.backends[replica.backend].timeouts
+        loop = asyncio.get_running_loop()
+        pending = b""  # the start of an event whose end has not arrived yet
         tail = b""
         complete = False
         try:
             while True:
-                async with asyncio.timeout(idle_s):
+                async with asyncio.timeout_at(min(loop.time() + timeouts.first_byte_s, deadline)):
                     chunk = await response.chunk()
                 if not chunk:
                     break
-                tail = (tail + chunk)[-32:]
-                yield chunk
+                pending = pending + chunk if pending else chunk
+                cut = whole_events_end(pending)
+                if not cut:
+                    if len(pending) < _MAX_PENDING_EVENT:
+                        continue
+                    cut = len(pending)
+                ready, pending = pending[:cut], pending[cut:]
+                tail = (tail + ready)[-32:]
+                yield ready
+            if pending.strip() == _DONE:  # an unterminated last line; any other unfinished event is dropped
+                tail, pending = _DONE, b""
+                yield _DONE + b"\n\n"
             complete = _DONE in tail
             if not complete:
                 self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
                 yield sse_error_event(UpstreamError("the backend closed the stream before it was complete"))
-        except (UpstreamConnectionError, TimeoutError):
-            self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
-            replica.record_failure(self.settings.dispatch.breaker_failures,
-                                   self.settings.dispatch.breaker_cooldown_s)
-            yield sse_error_event(UpstreamError("the backend stream broke off"))
+        except TimeoutError:
+            if loop.time() < deadline:
+                yield self._stream_broke(replica)
+            else:
+                self.metrics.upstream_errors.labels(replica.backend, replica.url, "timeout").inc()
+                yield sse_error_event(UpstreamTimeout(
+                    f"the answer of {replica.backend!r} took longer than its {timeouts.total_s:g} s limit"))
+        except UpstreamConnectionError:
+            yield self._stream_broke(replica)
         finally:
             # A fully read response returns its connection to the pool; a broken or abandoned one is closed.
             self.client.release(response)
             replica.in_flight -= 1
             reply.upstream_s = time.perf_counter() - started
+
+    def _stream_broke(self, replica: Replica) -> bytes:
+        """Count a stream that broke off or went silent against its replica; the event that ends it."""
+        self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
+        replica.record_failure(self.settings.dispatch.breaker_failures, self.settings.dispatch.breaker_cooldown_s)
+        return sse_error_event(UpstreamError("the backend stream broke off"))
+
+
+def whole_events_end(data: bytes) -> int:
+    """The length of the longest prefix of `data` made of whole server-sent events (0: none)."""
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
 
 class _StatusError(Exception):

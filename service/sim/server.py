@@ -3,11 +3,11 @@
 Tokens are words of a fixed vocabulary; latency, decode rate and concurrency are settable, and faults
 can be switched at start-up or at run time through `POST /sim/fault`:
 
-    {"mode": "none" | "error" | "reset" | "hang" | "drop_stream", "rate": 0.0-1.0}
+    {"mode": "none" | "error" | "reset" | "hang" | "drop_stream" | "cut_event", "rate": 0.0-1.0}
 
 `error` answers 500, `reset` closes the connection without a response, `hang` never answers (though
 `/health` still does, as with a stuck engine behind a live API server),
-`drop_stream` cuts a stream half way (without `[DONE]`).
+`drop_stream` cuts a stream half way (without `[DONE]`), `cut_event` too but inside an event.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Literal
 import orjson
 from aiohttp import web
 
-FaultMode = Literal["none", "error", "reset", "hang", "drop_stream"]
-FAULT_MODES: tuple[str, ...] = ("none", "error", "reset", "hang", "drop_stream")
+FaultMode = Literal["none", "error", "reset", "hang", "drop_stream", "cut_event"]
+FAULT_MODES: tuple[str, ...] = ("none", "error", "reset", "hang", "drop_stream", "cut_event")
 _WORDS = ("the", "quick", "model", "answers", "with", "care", "and", "a", "little", "speed")
 
 
@@ -206,10 +206,12 @@ class Simulator:
         await response.prepare(request)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{next(self._ids)}"
         kind = "chat.completion.chunk" if chat else "text_completion"
-        drop_at = len(words) // 2 if self._fault_now("drop_stream") else -1
+        drop_at = len(words) // 2 if self._fault_now("drop_stream", "cut_event") else -1
         per_token = 1 / self.settings.tokens_per_s if self.settings.tokens_per_s else 0.0
         for i, word in enumerate(words):
             if i == drop_at:
+                if self.settings.fault == "cut_event":
+                    await response.write(b'data: {"id": "' + ident.encode() + b'", "choi')
                 assert request.transport is not None
                 request.transport.close()
                 return response

@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import orjson
+import pytest
 
 from tests.harness import GatewayServer, direct_config, sims, wait_until
 
@@ -75,16 +76,38 @@ def test_failing_replica_is_ejected_and_readmitted_after_health_checks() -> None
                        what="replica readmitted after cool-down")
 
 
-def test_a_stream_dropped_half_way_ends_with_an_error_event_and_done() -> None:
-    with sims("m", fault="drop_stream") as (sim,), GatewayServer(direct_config({"m": [sim.url]})) as gw:
-        with httpx.stream("POST", gw.url + "/v1/chat/completions", json={**CHAT, "stream": True, "max_tokens": 10},
-                          timeout=10) as response:
-            events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+def stream_events(gateway: GatewayServer, **overrides: object) -> list[str]:
+    """The data of every event of a streamed chat answer."""
+    with httpx.stream("POST", gateway.url + "/v1/chat/completions", timeout=20,
+                      json={**CHAT, "stream": True, **overrides}) as response:
         assert response.status_code == 200
+        return [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+
+
+@pytest.mark.parametrize("fault", ["drop_stream", "cut_event"])
+def test_a_stream_dropped_half_way_ends_with_an_error_event_and_done(fault: str) -> None:
+    with sims("m", fault=fault) as (sim,), GatewayServer(direct_config({"m": [sim.url]})) as gw:
+        events = stream_events(gw, max_tokens=10)
         assert events[-1] == "[DONE]"
-        error = orjson.loads(events[-2])["error"]
+        chunks = [orjson.loads(event) for event in events[:-1]]  # every event whole, the cut one dropped
+        error = chunks[-1]["error"]
         assert error["type"] == "upstream_error" and "stream" in error["message"]
-        assert len(events) - 2 < 10  # the answer was cut short, and said so
+        assert [c["choices"][0]["delta"]["content"].strip() for c in chunks[:-1]] == \
+            ["the", "quick", "model", "answers", "with"]  # the answer was cut short, and said so
+
+
+def test_a_stream_is_cut_at_the_whole_request_limit() -> None:
+    with sims("m", tokens_per_s=20) as (sim,):
+        config = direct_config({"m": [sim.url]})
+        config["backends"][0]["timeouts"] = {"connect_s": 1, "first_byte_s": 5, "total_s": 1}
+        with GatewayServer(config) as gw:
+            events = stream_events(gw, max_tokens=400)  # 20 s of tokens, each well within first_byte_s
+            assert events[-1] == "[DONE]"
+            error = orjson.loads(events[-2])["error"]
+            assert error["type"] == "timeout_error" and "1 s limit" in error["message"]
+            assert len(events) - 2 < 400
+            assert gw.metric("switchyard_upstream_errors_total", replica=sim.url, kind="timeout") == 1
+            assert gw.gateway.pool.replicas("m")[0].in_flight == 0
 
 
 async def test_client_disconnect_cancels_the_upstream_request() -> None:
