@@ -53,13 +53,14 @@ class ServerSettings(_Strict):
     max_n: int = Field(8, gt=0)
     max_head_bytes: int = Field(65_536, gt=0, description="Largest request line plus headers; more gets 431.")
     head_timeout_s: float = Field(10.0, gt=0, description="Time a client has to send a request head; then 408.")
+    body_timeout_s: float = Field(30.0, gt=0, description="Time a client has to send a request body; then 408.")
 
 
 class AuthSettings(_Strict):
     """API keys stored hashed: `sha256:<hex>` of the key. Empty list: no authentication."""
 
     api_key_hashes: list[str] = []
-    public_paths: list[str] = ["/health", "/metrics"]
+    public_paths: list[str] = ["/health", "/ready", "/metrics"]
 
     @model_validator(mode="after")
     def _hashes_are_sha256(self) -> AuthSettings:

@@ -18,7 +18,14 @@ import orjson
 from service.backends.pool import ReplicaPool
 from service.backends.replica import Replica
 from service.config import Backend, Settings
-from service.errors import GatewayError, NoHealthyReplica, UpstreamError, UpstreamTimeout, sse_error_event
+from service.errors import (
+    GatewayError,
+    NoHealthyReplica,
+    UpstreamError,
+    UpstreamTimeout,
+    relayed_error_body,
+    sse_error_event,
+)
 from service.metrics import Metrics
 from service.types import Decision, GatewayRequest, Reply
 from service.upstream import Response, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
@@ -96,6 +103,9 @@ class Dispatcher:
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 if not (stream and is_sse):
                     body = await response.read()
+                    if response.status >= 400:
+                        body = relayed_error_body(response.status, body)
+                        headers = {"content-type": "application/json"}
                     self.client.release(response)
                     replica.record_success()
                     replica.in_flight -= 1

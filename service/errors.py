@@ -6,6 +6,7 @@
     ├── ModelNotFound                  404     not_found_error
     ├── NotFound                       404     not_found_error
     ├── MethodNotAllowed               405     invalid_request_error
+    ├── RequestTimeout                 408     invalid_request_error
     ├── PayloadTooLarge                413     invalid_request_error
     ├── UnsupportedMediaType           415     invalid_request_error
     ├── Saturated                      429     rate_limit_error
@@ -60,6 +61,10 @@ class MethodNotAllowed(GatewayError):
     headers = {"Allow": "POST"}  # raised for the POST-only generation endpoints
 
 
+class RequestTimeout(GatewayError):
+    status, type, code = 408, "invalid_request_error", "request_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     status, type, code = 413, "invalid_request_error", "payload_too_large"
 
@@ -89,6 +94,31 @@ def error_body(message: str, type_: str, *, param: str | None = None, code: str 
 
 
 INTERNAL_ERROR_BODY = orjson.dumps(error_body("internal gateway error", "internal_error"))
+
+_TYPE_OF_STATUS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                   404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
+                   429: "rate_limit_error"}
+
+
+def relayed_error_body(status: int, raw: bytes) -> bytes:
+    """A backend's 4xx body in the OpenAI shape, its message kept (vLLM's own has an integer `code` and
+    types like `BadRequestError`; older versions put the fields at the top level)."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        body = raw.decode("utf-8", "replace")
+    error = body.get("error", body) if isinstance(body, dict) else {"message": str(body)}
+    if not isinstance(error, dict):
+        error = {"message": str(error)}
+    message = error.get("message") or error.get("detail")  # `detail`: the web framework's own errors
+    code = error.get("code")
+    param = error.get("param")
+    return orjson.dumps(error_body(
+        message if isinstance(message, str) and message else f"the backend answered {status}",
+        _TYPE_OF_STATUS.get(status, "invalid_request_error"),
+        param=param if isinstance(param, str) else None,
+        code=None if code is None else str(code),
+    ))
 
 
 def sse_error_event(error: GatewayError) -> bytes:

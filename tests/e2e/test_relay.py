@@ -90,3 +90,15 @@ def test_vllm_sampling_extras_are_relayed(client: OpenAI) -> None:
         model="smollm2", messages=[{"role": "user", "content": "Say OK."}], max_tokens=24, temperature=0,
         extra_body={"min_tokens": 24, "top_k": 1, "repetition_penalty": 1.0})
     assert reply.usage is not None and reply.usage.completion_tokens == 24
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_request_vllm_refuses_is_a_400_in_the_openai_shape(cpu_gateway: GatewayServer, stream: bool) -> None:
+    """Past the gateway's checks but over the model's context: vLLM's own message, in the OpenAI shape."""
+    response = httpx.post(f"{cpu_gateway.url}/v1/chat/completions", timeout=120, json={
+        "model": "smollm2", "messages": [{"role": "user", "content": "Hi."}], "max_tokens": 4096, "stream": stream})
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "400"
+    assert "context length" in error["message"]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from service.config import hash_api_key
+from service.errors import relayed_error_body
 from tests.harness import GatewayServer, SimProcess, direct_config, sims, wait_until
 
 KEY = "sk-test-123"
@@ -60,8 +63,8 @@ def test_wrong_key_is_401(locked_gateway: GatewayServer) -> None:
 
 
 def test_public_paths_need_no_key(locked_gateway: GatewayServer) -> None:
-    assert httpx.get(locked_gateway.url + "/health").status_code == 200
-    assert httpx.get(locked_gateway.url + "/metrics").status_code == 200
+    for path in ("/health", "/ready", "/metrics"):
+        assert httpx.get(locked_gateway.url + path).status_code == 200, path
     assert httpx.get(locked_gateway.url + "/v1/models").status_code == 401
 
 
@@ -108,6 +111,23 @@ def test_body_too_large_is_413(locked_gateway: GatewayServer) -> None:
     assert_error(post(locked_gateway, big), 413, says="larger than 4096")
 
 
+def test_a_body_that_stops_arriving_is_408() -> None:
+    """A client that sends its head and part of its body, then nothing, is answered and let go."""
+    with sims("x") as (sim,), GatewayServer(direct_config({"x": [sim.url]}, server={"body_timeout_s": 0.5})) as gw:
+        connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        connection.putrequest("POST", "/v1/chat/completions")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", "100")
+        connection.endheaders(b'{"model": "x", ')  # 15 of the 100 bytes announced
+        response = connection.getresponse()
+        assert response.status == 408
+        assert orjson.loads(response.read())["error"] == {
+            "message": "request body not received within 0.5 s", "type": "invalid_request_error", "param": None,
+            "code": "request_timeout"}
+        connection.close()
+        assert sim.last_request()["body"] == {}, "nothing reached the backend"
+
+
 def test_wrong_content_type_is_415(locked_gateway: GatewayServer) -> None:
     response = post(locked_gateway, content=b"model=sim-a", headers={"Content-Type": "text/plain"})
     assert_error(response, 415, says="application/json")
@@ -121,15 +141,31 @@ def test_unknown_path_is_404_openai_shaped() -> None:
         assert wrong_method.headers["allow"] == "POST"
 
 
-def test_backend_client_error_is_relayed_as_is() -> None:
+def test_backend_client_error_is_relayed_with_its_message() -> None:
     """A 4xx from vLLM is the client's problem: relayed with vLLM's own message, not retried."""
     with sims("x") as (sim,):
         config = direct_config({"x": [sim.url]})
         config["backends"][0]["model"] = "renamed"  # the replica does not serve this name: it answers 404
         with GatewayServer(config) as gateway:
-            response = post(gateway, {**CHAT, "model": "x"}, key=None)
-            assert_error(response, 404, says="does not exist")
+            for stream in (False, True):
+                response = post(gateway, {**CHAT, "model": "x", "stream": stream}, key=None)
+                assert_error(response, 404, says="`renamed` does not exist")
+                assert response.json()["error"] | {"message": ""} == {
+                    "message": "", "type": "not_found_error", "param": None, "code": "404"}
             assert gateway.metric("switchyard_retries_total", backend="x") == 0
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    (b'{"error": {"message": "max_tokens is too large", "type": "BadRequestError", "param": "max_tokens", '
+     b'"code": 400}}', {"message": "max_tokens is too large", "param": "max_tokens", "code": "400"}),
+    (b'{"object": "error", "message": "bad prompt", "type": "BadRequestError", "param": null, "code": 400}',
+     {"message": "bad prompt", "param": None, "code": "400"}),
+    (b'{"detail": "Not Found"}', {"message": "Not Found", "param": None, "code": None}),
+    (b"<html>proxy error</html>", {"message": "<html>proxy error</html>", "param": None, "code": None}),
+    (b"", {"message": "the backend answered 400", "param": None, "code": None}),
+])
+def test_backend_error_bodies_are_reshaped_for_openai_clients(raw: bytes, expected: dict[str, Any]) -> None:
+    assert orjson.loads(relayed_error_body(400, raw)) == {"error": {**expected, "type": "invalid_request_error"}}
 
 
 def test_every_replica_failing_is_502() -> None:
