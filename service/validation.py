@@ -1,8 +1,9 @@
 """Validation of client request bodies.
 
-Known OpenAI fields are checked for type and range; every other field (vLLM extras such as
-`chat_template_kwargs`, `top_k`, `prompt_logprobs`) is relayed untouched. Validation never
-rebuilds the body: the client's dict travels on as it came.
+Known OpenAI fields, and the mode switches the reasoning strategy reads, are checked for type (strictly: no
+`"1.5"` for a number, no `2.0` for an integer, as the OpenAPI schema says) and range; every other field
+(vLLM extras such as `top_k`, `prompt_logprobs`) is relayed untouched. Validation never rebuilds the body:
+the client's dict travels on as it came.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ TRADEOFF_FIELD = "switchyard_tradeoff"
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     include_usage: StrictBool | None = None
 
 
 class _Sampling(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str = Field(min_length=1, max_length=256)
     stream: StrictBool | None = False
@@ -44,7 +45,7 @@ class _Sampling(BaseModel):
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
 
     role: Literal["system", "user", "assistant", "tool", "developer", "function"]
     content: str | list[dict[str, Any]] | None = None
@@ -54,6 +55,11 @@ class ChatBody(_Sampling):
     messages: list[Message] = Field(min_length=1)
     logprobs: StrictBool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
+    # vLLM's mode switches, read by the `thinkswitch` strategy
+    chat_template_kwargs: dict[str, Any] | None = None
+    reasoning_effort: str | None = Field(None, max_length=32)
+    continue_final_message: StrictBool | None = None
+    add_generation_prompt: StrictBool | None = None
 
 
 class CompletionBody(_Sampling):
@@ -110,8 +116,8 @@ def validate_request(endpoint: Endpoint | None, raw: bytes, limits: Limits) -> G
             raise InvalidRequest(f"{name} must be at most {limits.max_tokens}", param=name)
     if parsed.n is not None and parsed.n > limits.max_n:
         raise InvalidRequest(f"n must be at most {limits.max_n}", param="n")
-    tradeoff = body.pop(TRADEOFF_FIELD, None)
+    body.pop(TRADEOFF_FIELD, None)
     return GatewayRequest(
         endpoint=endpoint, public_model=parsed.model, body=body, stream=bool(parsed.stream),
-        tradeoff=tradeoff,
+        tradeoff=parsed.switchyard_tradeoff,
     )

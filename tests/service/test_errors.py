@@ -79,6 +79,12 @@ def test_public_paths_need_no_key(locked_gateway: GatewayServer) -> None:
     ({**CHAT, "n": 9}, "n", "at most 4"),
     ({**CHAT, "messages": [{"role": "wizard", "content": "x"}]}, "messages.0.role", "input should be"),
     ({**CHAT, "stream": "yes"}, "stream", "valid boolean"),
+    ({**CHAT, "temperature": "1.5"}, "temperature", "valid number"),
+    ({**CHAT, "max_tokens": True}, "max_tokens", "valid integer"),
+    ({**CHAT, "n": 2.0}, "n", "valid integer"),
+    ({**CHAT, "switchyard_tradeoff": "0.5"}, "switchyard_tradeoff", "valid number"),
+    ({**CHAT, "chat_template_kwargs": "x"}, "chat_template_kwargs", "valid dictionary"),
+    ({**CHAT, "continue_final_message": 1}, "continue_final_message", "valid boolean"),
 ])
 def test_invalid_fields_are_400_naming_the_field(locked_gateway: GatewayServer, body: dict[str, Any], param: str,
                                                   says: str) -> None:
