@@ -72,21 +72,22 @@ class ThinkingConfig(StrategyConfigBase):
 
 
 def client_mode(body: dict[str, Any], config: ThinkingConfig) -> Mode | None:
-    """The mode the client asked for itself, if any."""
-    if config.family == "qwen3":
-        kwargs = body.get("chat_template_kwargs")
-        if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
-            return "long" if kwargs["enable_thinking"] else "short"
-    elif config.family == "reasoning-effort":
-        effort = body.get("reasoning_effort")
-        if effort is not None:
-            return "short" if effort in ("low", "minimal", "none") else "long"
-    elif config.family == "deepseek-r1":
-        messages = body.get("messages") or []
-        if messages and messages[-1].get("role") == "assistant":
-            content = str(messages[-1].get("content") or "")
-            return "short" if "</think>" in content else "long"
-    elif any(key in body for key in (*config.short, *config.long)):
+    """The mode the client asked for itself, if any, whatever the configured family.
+
+    Any family's switch counts: `chat_template_kwargs.enable_thinking`, `reasoning_effort`, or a final
+    assistant message (a prefill; short when it closes its thinking block), and for `custom` the config's
+    own fields. Such a request is relayed as sent.
+    """
+    kwargs = body.get("chat_template_kwargs")
+    if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
+        return "long" if kwargs["enable_thinking"] else "short"
+    effort = body.get("reasoning_effort")
+    if effort is not None:
+        return "short" if effort in ("low", "minimal", "none") else "long"
+    messages = body.get("messages") or []
+    if messages and messages[-1].get("role") == "assistant":
+        return "short" if "</think>" in str(messages[-1].get("content") or "") else "long"
+    if config.family == "custom" and any(key in body for key in (*config.short, *config.long)):
         return "long" if all(body.get(k) == v for k, v in config.long.items()) and config.long else "short"
     return None
 

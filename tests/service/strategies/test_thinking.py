@@ -66,6 +66,14 @@ def test_rewrite_never_changes_the_callers_body() -> None:
     ("reasoning-effort", {"reasoning_effort": "high"}, "long"),
     ("deepseek-r1", {"messages": [*MESSAGES, {"role": "assistant", "content": R1_EMPTY_THINKING}]}, "short"),
     ("deepseek-r1", {"messages": MESSAGES}, None),
+    # another family's switch is the client's choice too: the gateway adds nothing of its own
+    ("qwen3", {"reasoning_effort": "high"}, "long"),
+    ("qwen3", {"messages": [*MESSAGES, {"role": "assistant", "content": "<think>\n"}],
+               "continue_final_message": True}, "long"),
+    ("deepseek-r1", {"chat_template_kwargs": {"enable_thinking": True}}, "long"),
+    ("deepseek-r1", {"reasoning_effort": "low"}, "short"),
+    ("reasoning-effort", {"chat_template_kwargs": {"enable_thinking": False}}, "short"),
+    ("reasoning-effort", {"messages": [*MESSAGES, {"role": "assistant", "content": R1_EMPTY_THINKING}]}, "short"),
 ])
 def test_the_clients_own_mode_is_recognised(family: str, body: dict[str, Any], mode: str | None) -> None:
     assert client_mode({**BODY, **body}, config(family)) == mode
@@ -112,6 +120,9 @@ def test_client_choice_wins(reasoner: GatewayServer, two_sims: list[SimProcess])
                    chat_template_kwargs={"enable_thinking": False})
     assert response.headers["x-switchyard-thinking"] == "short"
     assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": False}
+    effort = ask(reasoner, "2 + 2?", reasoning_effort="high")  # another family's switch, relayed as sent
+    assert effort.headers["x-switchyard-thinking"] == "long"
+    assert "chat_template_kwargs" not in two_sims[0].last_request()["body"]
 
 
 def test_generated_tokens_are_counted_per_mode(reasoner: GatewayServer) -> None:
