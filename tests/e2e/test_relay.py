@@ -101,4 +101,4 @@ def test_a_request_vllm_refuses_is_a_400_in_the_openai_shape(cpu_gateway: Gatewa
     assert response.headers["content-type"] == "application/json"
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["code"] == "400"
-    assert "context length" in error["message"]
+    assert "max_tokens" in error["message"] and "2048" in error["message"]  # vLLM names the limit
