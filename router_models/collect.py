@@ -16,7 +16,8 @@ from typing import Any
 
 import aiohttp
 
-from router_models.data import _open_text
+from router_models.errors import DataFormatError, InputError
+from router_models.jsonl import append_lines, completed_lines, json_lines
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Endpoint:
     def parse(cls, spec: str, api_key: str | None = None) -> Endpoint:
         name, sep, url = spec.partition("=")
         if not sep or not name or not url.startswith(("http://", "https://")):
-            raise ValueError(f"expected NAME=URL (e.g. qwen=http://127.0.0.1:8000/v1), got {spec!r}")
+            raise InputError(f"expected NAME=URL (e.g. qwen=http://127.0.0.1:8000/v1), got {spec!r}")
         return cls(name, url.rstrip("/"), api_key)
 
 
@@ -46,26 +47,16 @@ class CollectOptions:
 
 def read_prompts(path: str | Path) -> list[dict[str, Any]]:
     rows = []
-    with _open_text(Path(path)) as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
-            row = json.loads(text)
-            if (
-                not isinstance(row, dict)
-                or not isinstance(row.get("id"), str)
-                or not isinstance(row.get("prompt"), str)
-            ):
-                raise ValueError(f"{path}:{number}: expected an object with string 'id' and 'prompt'")
-            rows.append(row)
+    for where, row in json_lines(path):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("prompt"), str):
+            raise DataFormatError(f"{where}: expected an object with string 'id' and 'prompt'")
+        rows.append(row)
     return rows
 
 
 def done_ids(path: Path) -> set[str]:
-    if not path.is_file():
-        return set()
-    with _open_text(path) as lines:
-        return {json.loads(line)["id"] for line in lines if line.strip()}
+    """Ids already written to a routing-data file (what an interrupted run left torn is not counted)."""
+    return {row["id"] for row in completed_lines(path) if isinstance(row, dict) and "id" in row}
 
 
 async def chat(
@@ -130,7 +121,7 @@ async def collect(
                 "meta": meta,
             }
 
-        with _open_text(out, "at") as sink:
+        with append_lines(out) as sink:
             for task in asyncio.as_completed([one(row) for row in todo]):
                 try:
                     line = await task

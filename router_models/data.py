@@ -18,18 +18,18 @@ Format (JSONL, optionally gzip-compressed, one prompt per line):
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
-from router_models.errors import DataFormatError
+from router_models.errors import DataFormatError, InputError
+from router_models.jsonl import json_lines, open_text
 
 LABEL_THRESHOLD = 0.8  # y_t = 1 iff normalised s_t >= 0.8 * max_j s_j (REFERENCE §1)
 Split = Literal["train", "val", "test"]
@@ -61,17 +61,7 @@ class Record:
         }
 
 
-def _open_text(path: Path, mode: str = "rt") -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, mode, encoding="utf-8")  # type: ignore[return-value]
-    return open(path, mode, encoding="utf-8")  # noqa: SIM115 - the caller closes it
-
-
-def _parse_line(text: str, where: str) -> Record:
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(f"{where}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+def _parse_line(obj: Any, where: str) -> Record:
     if not isinstance(obj, dict):
         raise DataFormatError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     for key, kind in (
@@ -110,17 +100,13 @@ def read_records(paths: Iterable[str | Path]) -> list[Record]:
     """Read and validate every line of the files; raise `DataFormatError` naming the first bad line."""
     records: list[Record] = []
     seen: dict[str, str] = {}
-    for path in map(Path, paths):
-        with _open_text(path) as lines:
-            for number, text in enumerate(lines, start=1):
-                if not text.strip():
-                    continue
-                where = f"{path}:{number}"
-                record = _parse_line(text, where)
-                if record.id in seen:
-                    raise DataFormatError(f"{where}: duplicate id {record.id!r} (first at {seen[record.id]})")
-                seen[record.id] = where
-                records.append(record)
+    for path in paths:
+        for where, obj in json_lines(path):
+            record = _parse_line(obj, where)
+            if record.id in seen:
+                raise DataFormatError(f"{where}: duplicate id {record.id!r} (first at {seen[record.id]})")
+            seen[record.id] = where
+            records.append(record)
     return records
 
 
@@ -129,7 +115,7 @@ def write_records(records: Iterable[Record], path: str | Path) -> int:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with _open_text(path, "wt") as out:
+    with open_text(path, "wt") as out:
         for record in records:
             out.write(json.dumps(record.to_json(), ensure_ascii=False) + "\n")
             count += 1
@@ -169,9 +155,9 @@ class SplitSpec:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
+            raise InputError(f"unknown protocol {self.protocol!r}; expected one of {PROTOCOLS}")
         if (self.protocol == "leave-one-out") != (self.holdout is not None):
-            raise ValueError("leave-one-out needs a holdout benchmark, and only it takes one")
+            raise InputError("--protocol leave-one-out needs --holdout BENCH, and only it takes one")
 
     def split_of(self, record: Record) -> Split:
         pinned = record.meta.get("split")
@@ -194,6 +180,9 @@ class SplitSpec:
 
 
 def split_records(records: Sequence[Record], spec: SplitSpec) -> dict[Split, list[Record]]:
+    if spec.holdout is not None and not any(r.benchmark == spec.holdout for r in records):
+        benchmarks = sorted({r.benchmark for r in records})
+        raise InputError(f"holdout benchmark {spec.holdout!r} is not in the data (it has {benchmarks})")
     parts: dict[Split, list[Record]] = {"train": [], "val": [], "test": []}
     for record in records:
         parts[spec.split_of(record)].append(record)

@@ -21,7 +21,8 @@ from pathlib import Path
 import aiohttp
 
 from router_models.collect import CollectOptions, Endpoint, chat
-from router_models.data import Record, _open_text
+from router_models.data import Record
+from router_models.jsonl import append_lines
 
 JUDGE_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
@@ -152,7 +153,7 @@ async def label_file(
             async with limit:
                 return await label_record(record, method, session, judge, options, timeout_s)
 
-        with _open_text(out, "at") as sink:
+        with append_lines(out) as sink:
             for task in asyncio.as_completed([one(r) for r in records]):
                 sink.write(json.dumps((await task).to_json(), ensure_ascii=False) + "\n")
                 sink.flush()

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     endpoints = [Endpoint.parse(spec, key) for spec in args.model]
     prompts = read_prompts(args.prompts)
     out = Path(args.out)
-    pending = len([p for p in prompts if p["id"] not in done_ids(out)])
+    finished = done_ids(out)
+    pending = len([p for p in prompts if p["id"] not in finished])
     options = CollectOptions(args.max_tokens, args.temperature, args.concurrency)
     with tqdm(total=pending * len(endpoints), desc="collect", unit="req") as bar:
         written, failed = asyncio.run(collect(prompts, endpoints, out, options, lambda: bar.update(1)))

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router_models.thinkswitch.data import MODES, DataFormatError, open_text
+from router_models.errors import DataFormatError, InputError
+from router_models.jsonl import json_lines
+from router_models.thinkswitch.data import MODES
 
 # How each reasoning family is told to think (long) or not (short): extra fields merged into the request body.
 FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
@@ -59,28 +61,21 @@ def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[
     """Questions from JSONL lines with "id", "prompt", "answer" (and optional "benchmark"): a thinking dataset
     file qualifies. Raises `DataFormatError` naming the bad line."""
     questions = []
-    with open_text(Path(path)) as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataFormatError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if (
-                not isinstance(obj, dict)
-                or not all(isinstance(obj.get(k), str | int) for k in ("id", "prompt"))
-                or obj.get("answer") is None
-            ):
-                raise DataFormatError(f"{path}:{number}: needs 'id', 'prompt' and 'answer'")
-            questions.append(
-                Question(
-                    str(obj["id"]),
-                    str(obj["prompt"]),
-                    str(obj["answer"]),
-                    str(obj.get("benchmark") or default_benchmark),
-                )
+    for where, obj in json_lines(path):
+        if (
+            not isinstance(obj, dict)
+            or not all(isinstance(obj.get(k), str | int) for k in ("id", "prompt"))
+            or obj.get("answer") is None
+        ):
+            raise DataFormatError(f"{where}: needs 'id', 'prompt' and 'answer'")
+        questions.append(
+            Question(
+                str(obj["id"]),
+                str(obj["prompt"]),
+                str(obj["answer"]),
+                str(obj.get("benchmark") or default_benchmark),
             )
+        )
     return questions
 
 
@@ -311,6 +306,8 @@ def register(subparsers: Any) -> None:
 
 def collect_command(args: argparse.Namespace) -> int:
     questions = read_questions(args.questions, args.benchmark)
+    if not questions:
+        raise InputError(f"no questions in {args.questions}")
     lines = asyncio.run(
         collect(
             questions,

@@ -16,15 +16,14 @@ by the cap. Splits are by a hash of `id`, so a question stays in the same split 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from router_models.errors import DataFormatError
+from router_models.jsonl import json_lines
 
 MODES = ("short", "long")
 Split = Literal["train", "val", "test"]
@@ -140,30 +139,16 @@ def parse_record(obj: Any, where: str = "record") -> ThinkRecord:
     )
 
 
-def open_text(path: Path) -> Any:
-    """A text reader of a plain or gzipped (`.gz`) file."""
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else path.open(encoding="utf-8")
-
-
 def read_records(path: str | Path) -> list[ThinkRecord]:
     """All records of one file; raises `DataFormatError` naming the first bad line ("file:line: ...")."""
-    path = Path(path)
     records: list[ThinkRecord] = []
     seen: set[str] = set()
-    with open_text(path) as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{number}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataFormatError(f"{where}: not valid JSON ({error.msg})") from None
-            record = parse_record(obj, where)
-            if record.id in seen:
-                raise DataFormatError(f"{where}: duplicate id {record.id!r}")
-            seen.add(record.id)
-            records.append(record)
+    for where, obj in json_lines(path):
+        record = parse_record(obj, where)
+        if record.id in seen:
+            raise DataFormatError(f"{where}: duplicate id {record.id!r}")
+        seen.add(record.id)
+        records.append(record)
     return records
 
 

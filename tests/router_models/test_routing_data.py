@@ -34,7 +34,7 @@ def write_lines(path: Path, lines: list[str]) -> Path:
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        ("{not json", "invalid JSON"),
+        ("{not json", "not valid JSON"),
         (
             json.dumps({k: v for k, v in GOOD.items() if k != "prompt"} | {"id": "b:2"}),
             "missing field 'prompt'",
