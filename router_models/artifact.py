@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from router_models.errors import ArtifactError, loading_artifact
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 WEIGHTS = "model.safetensors"
@@ -62,11 +64,14 @@ def save_artifact(directory: str | Path, manifest: Manifest, tensors: dict[str, 
 def read_manifest(directory: str | Path) -> Manifest:
     path = Path(directory) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"{directory}: not a router artifact (no {MANIFEST})")
-    data = json.loads(path.read_text())
-    if data.get("format") != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported artifact format {data.get('format')!r}")
-    return Manifest(**data)
+        raise ArtifactError(f"{directory}: not a router artifact (no {MANIFEST})")
+    with loading_artifact(directory, "router"):
+        data = json.loads(path.read_text())
+        if "candidates" not in data:
+            raise ArtifactError(f"{directory}: not a router artifact (kind {data.get('kind')!r})")
+        if data.get("format") != FORMAT_VERSION:
+            raise ArtifactError(f"{path}: unsupported artifact format {data.get('format')!r}")
+        return Manifest(**data)
 
 
 def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:

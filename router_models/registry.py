@@ -8,6 +8,7 @@ from router_models.artifact import read_manifest, read_weights
 from router_models.base import Router
 from router_models.baselines import BestSingleRouter, KnnRouter, RandomRouter
 from router_models.encoder import set_threads
+from router_models.errors import loading_artifact
 from router_models.lookahead.router import LookaheadRouter, MlcRouter
 
 ROUTERS: dict[str, type[Router]] = {
@@ -30,11 +31,12 @@ def load_router(path: str | Path, threads: int | None = None) -> Router:
     (default: all cores, at most 4), so inference latency does not depend on who else set them."""
     set_threads(threads)
     manifest = read_manifest(path)
-    cls = router_class(manifest.kind)
-    config = cls.config_class(**manifest.config)
-    if manifest.kind == "lookahead_causal":  # also reads the tokenizer saved beside the weights
-        router = cls.load(path, manifest.candidates, config, read_weights(path))  # type: ignore[attr-defined]
-    else:
-        router = cls.from_tensors(manifest.candidates, config, read_weights(path))
+    with loading_artifact(path, "router"):
+        cls = router_class(manifest.kind)
+        config = cls.config_class(**manifest.config)
+        if manifest.kind == "lookahead_causal":  # also reads the tokenizer saved beside the weights
+            router = cls.load(path, manifest.candidates, config, read_weights(path))  # type: ignore[attr-defined]
+        else:
+            router = cls.from_tensors(manifest.candidates, config, read_weights(path))
     router.version = manifest.version
     return router

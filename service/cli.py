@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from router_models.errors import DataFormatError
+from router_models.errors import InputError
 
 COMMANDS: tuple[str, ...] = (
     "service.commands.serve",
@@ -47,12 +47,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except DataFormatError as error:  # a bad data line: the message names file and line
+    except InputError as error:  # a bad argument, data line or artifact: the message says which
         parser.exit(2, f"switchyard {args.command}: {error}\n")
-    except OSError as error:
-        if error.filename is None:  # not about a file the user named
-            raise
-        parser.exit(2, f"switchyard {args.command}: {error.filename}: {error.strerror}\n")
+    except OSError as error:  # a file the user named, or a connection the command needed
+        where = f"{error.filename}: {error.strerror}" if error.filename is not None else str(error)
+        parser.exit(2, f"switchyard {args.command}: {where}\n")
 
 
 if __name__ == "__main__":

@@ -170,6 +170,8 @@ def load_settings(path: str | Path) -> Settings:
         raw = yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config {path} is not UTF-8 text") from None
     except yaml.YAMLError as error:
         raise ConfigError(f"config {path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):

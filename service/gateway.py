@@ -1,6 +1,6 @@
 """The `Gateway`: the one object that owns everything a request needs.
 
-Created by the app factory, started and closed in the app's lifespan, and handed to the
+Created by the app factory, started and closed in the server's lifespan, and handed to the
 HTTP handlers explicitly. Nothing in Switchyard is found through module globals.
 """
 
@@ -12,10 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from router_models.errors import ArtifactError
 from service.backends.monitor import ReplicaMonitor
 from service.backends.pool import ReplicaPool
 from service.cache import DecisionCache, MemoryCache, RedisCache
-from service.config import CacheSettings, Settings
+from service.config import CacheSettings, ConfigError, Settings
 from service.dispatch import Dispatcher
 from service.errors import InvalidRequest, ModelNotFound
 from service.metrics import Metrics
@@ -76,6 +77,8 @@ class Gateway:
         self._dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
+        """Connect, start health checks and load every public model's artifacts; a model whose artifact
+        cannot be loaded raises `ConfigError` naming the model and the path."""
         self._client = UpstreamClient()
         self._dispatcher = Dispatcher(self.settings, self.pool, self._client, self.metrics)
         api_keys = {b.name: b.api_key for b in self.settings.backends}
@@ -86,7 +89,10 @@ class Gateway:
                             dispatcher=self.dispatcher, cache=self.cache, loaders=self.loaders)
         for model in self.settings.models:
             strategy = build_strategy(model.name, model.strategy, deps)
-            await strategy.start()
+            try:
+                await strategy.start()
+            except ArtifactError as error:  # the config names a path that holds no usable artifact
+                raise ConfigError(f"models.{model.name}: {error}") from error
             self.strategies[model.name] = strategy
         log.info("gateway ready: %d public models over %d backends", len(self.strategies),
                  len(self.settings.backends))

@@ -35,3 +35,47 @@ def test_a_missing_file_or_a_bad_data_line_is_reported_without_a_traceback(tmp_p
                                  str(data), "--out", str(tmp_path / "out")], capture_output=True, text=True)
         assert result.returncode == 2
         assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "service.cli", *argv], capture_output=True, text=True, timeout=120)
+
+
+def test_serve_reports_an_unusable_artifact_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "backends: [{name: m, model: m, replicas: ['http://127.0.0.1:9']}]\n"
+        f"models: [{{name: reasoner, strategy: {{kind: thinkswitch, backend: m, thinking: "
+        f"{{switcher: {tmp_path / 'missing'}, family: qwen3}}}}}}]\n")
+    result = run_cli("serve", "--config", str(config), "--port", "9")
+    assert result.returncode == 3
+    assert f"switchyard: models.reasoner: {tmp_path / 'missing'}: not a thinkswitch artifact" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unusable_inputs_are_reported_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "data.jsonl.gz"
+    data.write_text('{"id": "a"}\n')  # named .gz, but not compressed
+    latin = tmp_path / "latin.jsonl"
+    latin.write_bytes(b'{"id": "caf\xe9"}\n')
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"id": "a", "prompt": "hi"}\n{"id": "b", "prompt"\n')
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    cases = [
+        (["split", "--data", str(data), "--out", str(tmp_path)], "data.jsonl.gz: not gzip-compressed UTF-8 text"),
+        (["split", "--data", str(latin), "--out", str(tmp_path)], "latin.jsonl: not UTF-8 text"),
+        (["split", "--data", str(rows), "--out", str(tmp_path), "--protocol", "leave-one-out"],
+         "--protocol leave-one-out needs --holdout BENCH"),
+        (["collect", "--prompts", str(rows), "--model", "q=http://127.0.0.1:9/v1", "--out", str(tmp_path / "o")],
+         "rows.jsonl:2: not valid JSON"),
+        (["collect", "--prompts", str(rows), "--model", "nourl", "--out", str(tmp_path / "o")], "expected NAME=URL"),
+        (["eval", "--router", str(tmp_path / "nothing"), "--data", str(rows)], "nothing: not a router artifact"),
+        (["thinkswitch-collect", "--questions", str(empty), "--url", "http://127.0.0.1:9/v1", "--model", "m",
+          "--out", str(tmp_path / "t.jsonl")], "no questions in"),
+        (["split", "--data", str(empty), "--out", str(tmp_path)], "no data lines in"),
+    ]
+    for argv, message in cases:
+        result = run_cli(*argv)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert message in result.stderr and "Traceback" not in result.stderr, (argv, result.stderr)

@@ -26,8 +26,13 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from router_models.data import SplitSpec, read_records, split_records, write_records
+    from router_models.errors import InputError
 
-    parts = split_records(read_records(args.data), SplitSpec(args.protocol, args.holdout))
+    spec = SplitSpec(args.protocol, args.holdout)  # a bad protocol is reported before any file is read
+    records = read_records(args.data)
+    if not records:
+        raise InputError(f"no data lines in {', '.join(args.data)}")
+    parts = split_records(records, spec)
     for name, records in parts.items():
         path = Path(args.out) / f"{name}.jsonl.gz"
         write_records(records, path)

@@ -13,6 +13,7 @@ import yaml
 
 from router_models.base import Router
 from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
+from router_models.errors import InputError
 
 FLAG_FIELDS = {
     "epochs": "epochs",
@@ -29,7 +30,12 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     values: dict[str, Any] = {}
     if args.config:
-        loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
+        except yaml.YAMLError as error:
+            raise InputError(f"{args.config} is not valid YAML: {error}") from None
+        if not isinstance(loaded, dict):
+            raise InputError(f"{args.config}: expected a mapping of {cls.kind} config fields")
         unknown = set(loaded) - fields
         if unknown:
             raise SystemExit(f"{args.config}: unknown {cls.kind} config fields {sorted(unknown)}")
@@ -43,11 +49,11 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
 
 
 def training_tables(args: argparse.Namespace) -> tuple[RoutingTable, RoutingTable | None]:
+    spec = None if args.protocol == "all" else SplitSpec(args.protocol, args.holdout)
     records = read_records(args.data)
     candidates = args.candidates.split(",") if args.candidates else default_candidates(records)
-    if args.protocol == "all":
+    if spec is None:
         return RoutingTable.build(records, candidates), None
-    spec = SplitSpec(args.protocol, args.holdout)
     parts = split_records(records, spec)
     val = RoutingTable.build(parts["val"], candidates)
     return RoutingTable.build(parts["train"], candidates), (val if len(val) else None)

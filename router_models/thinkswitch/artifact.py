@@ -15,6 +15,7 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from router_models.errors import ArtifactError, loading_artifact
 from router_models.thinkswitch.model import ThinkSwitchConfig, ThinkSwitchHead
 
 KIND = "thinkswitch"
@@ -45,18 +46,22 @@ def save_artifact(out: str | Path, head: ThinkSwitchHead, default_tau: float, ex
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
-    manifest = json.loads((Path(path) / MANIFEST).read_text())
+    if not (Path(path) / MANIFEST).is_file():
+        raise ArtifactError(f"{path}: not a {KIND} artifact (no {MANIFEST})")
+    with loading_artifact(path, KIND):
+        manifest: dict[str, Any] = json.loads((Path(path) / MANIFEST).read_text())
     if manifest.get("kind") != KIND:
-        raise ValueError(f"{path}: not a {KIND} artifact (kind {manifest.get('kind')!r})")
+        raise ArtifactError(f"{path}: not a {KIND} artifact (kind {manifest.get('kind')!r})")
     return manifest
 
 
 def load_head(path: str | Path) -> tuple[ThinkSwitchHead, dict[str, Any]]:
     """Rebuild the head from the manifest's config and load its weights; returns (head, manifest)."""
     manifest = read_manifest(path)
-    known = {f.name for f in fields(ThinkSwitchConfig)}
-    values = {"question_offset": True, **manifest["config"]}  # older checkpoints read it from the question
-    config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in known})
-    head = ThinkSwitchHead(config)
-    head.load_state_dict(load_file(str(Path(path) / WEIGHTS)))
+    with loading_artifact(path, KIND):
+        known = {f.name for f in fields(ThinkSwitchConfig)}
+        values = {"question_offset": True, **manifest["config"]}  # older checkpoints read it from the question
+        config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in known})
+        head = ThinkSwitchHead(config)
+        head.load_state_dict(load_file(str(Path(path) / WEIGHTS)))
     return head.eval(), manifest

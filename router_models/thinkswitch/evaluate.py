@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from router_models.errors import InputError
 from router_models.thinkswitch.curves import (
     Outcomes,
     Row,
@@ -184,6 +185,8 @@ def eval_command(args: argparse.Namespace) -> int:
     records = load_records(args.data)
     if split != "all":
         records = select_split(records, split)
+    if not records:
+        raise InputError(f"no questions in {', '.join(map(str, args.data))} (split: {split})")
     switcher = load_switcher(args.switcher)
     manifest = read_manifest(args.switcher)
     short_retry = getattr(args, "short_retry", None)

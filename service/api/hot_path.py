@@ -49,12 +49,13 @@ _JSON = ((b"content-type", b"application/json"),)
 
 
 class HotPath:
-    """ASGI app: POSTs to `ENDPOINTS` are served here, everything else by `app`."""
+    """ASGI app: POSTs to `ENDPOINTS` are served here, the lifespan by `lifespan`, everything else by `app`."""
 
-    def __init__(self, app: ASGIApp, gateway: Gateway, auth: ApiKeyCheck) -> None:
+    def __init__(self, app: ASGIApp, gateway: Gateway, auth: ApiKeyCheck, lifespan: ASGIApp) -> None:
         self.app = app
         self.gateway = gateway
         self.auth = auth
+        self.lifespan = lifespan
         self.max_body_bytes = gateway.settings.server.max_body_bytes
         self.body_timeout_s = gateway.settings.server.body_timeout_s
         self.model_metrics = {m.name: ModelMetrics(gateway.metrics, m.name) for m in gateway.settings.models}
@@ -62,7 +63,7 @@ class HotPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
         if scope["type"] != "http" or path not in ENDPOINTS:
-            await self.app(scope, receive, send)
+            await (self.lifespan if scope["type"] == "lifespan" else self.app)(scope, receive, send)
             return
         try:
             if scope["method"] != "POST":

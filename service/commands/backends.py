@@ -29,8 +29,9 @@ def register(subparsers: Any) -> None:
 
     up = actions.add_parser("up", parents=[common],
                             help="prepare (once) and start the backends, wait for health")
-    up.add_argument("--models", nargs="+", metavar="NAME", choices=sorted(MODELS), default=sorted(MODELS),
-                    help=f"which models to serve (default: all of {', '.join(sorted(MODELS))})")
+    up.add_argument("--models", nargs="+", metavar="NAME", default=sorted(MODELS),
+                    help=f"which models to serve, by name or unique prefix (default: all of "
+                    f"{', '.join(sorted(MODELS))})")
     up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
                     help="serve a model on another port; NAME may be a unique prefix "
                     f"(defaults: {', '.join(f'{m.name}={m.default_port}' for m in MODELS.values())})")
@@ -48,16 +49,31 @@ def register(subparsers: Any) -> None:
     status.set_defaults(func=run_status)
 
 
+def model_named(key: str) -> str | None:
+    """The model a NAME stands for: its full name or a unique prefix of it (None: no such model)."""
+    matches = [name for name in MODELS if name.startswith(key)] if key else []
+    return key if key in MODELS else matches[0] if len(matches) == 1 else None
+
+
+def parse_models(keys: list[str]) -> list[str]:
+    """`--models` values to model names."""
+    names = [model_named(key) for key in keys]
+    for key, name in zip(keys, names, strict=True):
+        if name is None:
+            raise SystemExit(f"--models {key!r}: expected one of {', '.join(sorted(MODELS))} or a unique prefix")
+    return list(dict.fromkeys(n for n in names if n is not None))
+
+
 def parse_ports(pairs: list[str]) -> dict[str, int]:
     """`NAME=PORT` pairs to {model name: port}; NAME may be a unique prefix of a model name."""
     ports: dict[str, int] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        matches = [name for name in MODELS if name.startswith(key)] if key else []
-        if not sep or not value.isdigit() or len(matches) != 1:
+        name = model_named(key)
+        if not sep or not value.isdigit() or name is None:
             names = ", ".join(sorted(MODELS))
             raise SystemExit(f"--port {pair!r}: expected NAME=PORT with NAME one of {names}")
-        ports[matches[0]] = int(value)
+        ports[name] = int(value)
     return ports
 
 
@@ -71,7 +87,7 @@ def run_up(args: argparse.Namespace) -> int:
     from service.local_backends.paths import resolve_cache_dir
 
     ports = parse_ports(args.port)
-    instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in args.models]
+    instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in parse_models(args.models)]
     cache = resolve_cache_dir(args.cache)
     try:
         stack.up(cache, instances, say, enforce_eager=args.enforce_eager, timeout_s=args.timeout)

@@ -10,6 +10,7 @@ import pytest
 from router_models import load_router
 from router_models.baselines import BestSingleConfig, BestSingleRouter, KnnConfig, RandomConfig, RandomRouter
 from router_models.data import RoutingTable
+from router_models.errors import ArtifactError
 from router_models.lookahead.config import LookaheadConfig
 from router_models.registry import ROUTERS
 
@@ -70,5 +71,5 @@ def test_version_changes_with_the_weights(sample_table: RoutingTable, tmp_path: 
 
 
 def test_loading_something_else_fails_clearly(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="not a router artifact"):
+    with pytest.raises(ArtifactError, match="not a router artifact"):
         load_router(tmp_path)

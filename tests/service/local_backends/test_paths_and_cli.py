@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import build_parser
-from service.commands.backends import parse_ports
+from service.commands.backends import parse_models, parse_ports
 from service.local_backends.paths import resolve_cache_dir
 
 
@@ -27,6 +27,12 @@ def test_ports_accept_unique_prefixes() -> None:
     for bad in (["x=1"], ["smollm2"], ["smollm2=port"], ["=8000"]):
         with pytest.raises(SystemExit):
             parse_ports(bad)
+
+
+def test_models_accept_unique_prefixes() -> None:
+    assert parse_models(["smollm2", "gemma3-270m", "smol"]) == ["smollm2-135m-instruct", "gemma3-270m"]
+    with pytest.raises(SystemExit, match="'llama'"):
+        parse_models(["llama"])
 
 
 def test_status_of_an_empty_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
