@@ -87,6 +87,7 @@ class CacheSettings(_Strict):
     ttl_s: int = Field(3600, gt=0)
     max_entries: int = Field(100_000, gt=0, description="Size of the in-process LRU used without Redis.")
     timeout_s: float = Field(0.05, gt=0, description="Redis calls slower than this fail open.")
+    retry_after_s: float = Field(1.0, ge=0, description="After a Redis failure, decide without it this long.")
 
 
 class PublicModel(_Strict):

@@ -61,5 +61,6 @@ async def cached(cache: DecisionCache | None, key: str,
     value, outcome = await cache.get(key)
     if value is None:
         value = await compute()
-        await cache.set(key, value)
+        if outcome == "miss":  # after an error the cache is not asked again for this request
+            await cache.set(key, value)
     return value, outcome

@@ -2,7 +2,8 @@
 
 Each call is bounded by `timeout_s`. When Redis is slow or down the request is decided without the
 cache, `switchyard_cache_requests_total{result="error"}` counts it and a log line says so, at most
-once every 30 s.
+once every 30 s. After a failure Redis is left alone for `retry_after_s`: those requests are decided
+without it at once (also counted as `error`) instead of each waiting out the timeout.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -26,11 +28,19 @@ log = logging.getLogger(__name__)
 LOG_EVERY_S = 30.0
 
 
+class RedisUnavailable(Exception):
+    """Redis failed less than `retry_after_s` ago: not asked this time."""
+
+
 class RedisCache(DecisionCache):
-    def __init__(self, metrics: Metrics, url: str, ttl_s: int, timeout_s: float, max_connections: int = 64) -> None:
+    def __init__(self, metrics: Metrics, url: str, ttl_s: int, timeout_s: float, max_connections: int = 64, *,
+                 retry_after_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(metrics)
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
+        self.retry_after_s = retry_after_s
+        self.clock = clock
+        self._down_until = -float("inf")
         self.client = redis.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, max_connections=max_connections,
             # One immediate retry replaces a pooled connection that went stale (e.g. Redis restarted).
@@ -42,16 +52,24 @@ class RedisCache(DecisionCache):
     async def close(self) -> None:
         await self.client.aclose()
 
+    def _check_up(self) -> None:
+        if self.clock() < self._down_until:
+            raise RedisUnavailable(f"failed less than {self.retry_after_s:g} s ago")
+
     async def _get(self, key: str) -> Any | None:
+        self._check_up()
         async with asyncio.timeout(self.timeout_s):
             raw = await self.client.get(key)
         return None if raw is None else orjson.loads(raw)
 
     async def _set(self, key: str, value: Any) -> None:
+        self._check_up()
         async with asyncio.timeout(self.timeout_s):
             await self.client.set(key, orjson.dumps(value), ex=self.ttl_s)
 
     def _trouble(self, operation: str, error: Exception) -> None:
+        if not isinstance(error, RedisUnavailable):
+            self._down_until = self.clock() + self.retry_after_s
         now = time.monotonic()
         if now - self._last_log >= LOG_EVERY_S:
             log.warning("decision cache %s failed (%s: %s); deciding without the cache%s", operation,

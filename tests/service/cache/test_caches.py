@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from service.cache import MemoryCache, RedisCache, decision_key
+from service.cache.base import cached
 from service.metrics import Metrics
 from tests.harness import RedisServer, metric_value
 
@@ -52,7 +55,8 @@ async def test_redis_cache_round_trip_and_ttl(redis_server: RedisServer) -> None
 
 async def test_redis_down_fails_open_and_recovers(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     metrics = Metrics()
-    cache = RedisCache(metrics, redis_server.url, ttl_s=60, timeout_s=0.2)
+    now = [0.0]
+    cache = RedisCache(metrics, redis_server.url, ttl_s=60, timeout_s=0.2, retry_after_s=1.0, clock=lambda: now[0])
     await cache.set("k", 1)
     redis_server.stop()
     assert await cache.get("k") == (None, "error")
@@ -60,7 +64,37 @@ async def test_redis_down_fails_open_and_recovers(redis_server: RedisServer, cap
     assert await cache.get("k") == (None, "error")
     assert sum("deciding without the cache" in r.message for r in caplog.records) == 1  # rate-limited
     redis_server.start()
+    assert await cache.get("k") == (None, "error"), "Redis is left alone for retry_after_s after a failure"
+    now[0] += 1.0
     await cache.set("k", 3)
     assert await cache.get("k") == (3, "hit")
-    assert metric_value(metrics.render().decode(), "switchyard_cache_requests_total", result="error") == 2
+    assert metric_value(metrics.render().decode(), "switchyard_cache_requests_total", result="error") == 3
     await cache.close()
+
+
+async def test_a_redis_that_never_answers_costs_one_timeout_per_retry_window() -> None:
+    """A server that accepts connections and never replies: the first lookup waits out the timeout, the
+    ones after it within `retry_after_s` do not touch the socket, and nothing is written after an error."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    now = [0.0]
+    cache = RedisCache(Metrics(), f"redis://127.0.0.1:{port}/0", ttl_s=60, timeout_s=0.05, clock=lambda: now[0])
+    computed = []
+
+    async def compute() -> int:
+        computed.append(1)
+        return 7
+
+    assert await cached(cache, "k", compute) == (7, "error")
+    connections = len(accepted)
+    for _ in range(20):
+        assert await cached(cache, "k", compute) == (7, "error")
+    assert len(computed) == 21 and len(accepted) == connections, "no new connection while the window is open"
+    await cache.close()
+    server.close()
+
