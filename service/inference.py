@@ -17,6 +17,7 @@ BatchFn = Callable[[list[str]], Sequence[Any]]
 class BatchedInference:
     def __init__(self, fn: BatchFn, *, max_batch: int = 32, name: str = "inference") -> None:
         self.fn = fn
+        self.name = name
         self.max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self._pending: list[tuple[str, asyncio.Future[Any]]] = []
@@ -44,6 +45,8 @@ class BatchedInference:
                 queries = [query for query, _ in batch]
                 try:
                     rows = await loop.run_in_executor(self._executor, self.fn, queries)
+                    if len(rows) != len(batch):
+                        raise ValueError(f"{self.name}: {len(rows)} output rows for {len(batch)} queries")
                 except Exception as error:  # noqa: BLE001 - handed to every waiting caller
                     for _, future in batch:
                         if not future.done():
