@@ -39,6 +39,7 @@ class Segment:
     member: str
     tokens: int
     finish_reason: str | None = None
+    starts: tuple[int, ...] = ()  # where each of the writer's tokens starts in `text`
 
 
 @dataclass
@@ -71,19 +72,29 @@ class MemberSet:
         self.observe = observe
         self.errors: list[GatewayError] = []
 
-    async def call(self, member: Member, phase: str, work: Awaitable[T]) -> T | None:
-        """Await one member call; on failure or timeout drop the member and return None."""
+    async def call(self, member: Member, phase: str, work: Awaitable[T], *, solo: bool = False) -> T | None:
+        """Await one member call; on failure or timeout drop the member and return None.
+
+        A `solo` call (a whole answer the member writes alone) has no per-call limit, only the backend's
+        own `timeouts.total_s`, and its failure loses that answer but keeps the member.
+        """
         self.stats.member_calls += 1
         self.observe(member.backend, phase)
         try:
+            if solo:
+                return await work
             async with asyncio.timeout(self.timeout_s):
                 return await work
         except GatewayError as error:
-            self.drop(member, error)
+            failure = error
         except TimeoutError:
-            self.drop(member, UpstreamError(f"fusion member {member.backend!r} timed out"))
+            failure = UpstreamError(f"fusion member {member.backend!r} timed out")
         except (KeyError, TypeError, ValueError) as error:  # a reply that is not what vLLM sends
-            self.drop(member, UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}"))
+            failure = UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}")
+        if solo:
+            log.warning("fusion member %s could not answer alone: %s", member.backend, failure.message)
+        else:
+            self.drop(member, failure)
         return None
 
     def drop(self, member: Member, error: GatewayError) -> None:
@@ -94,8 +105,12 @@ class MemberSet:
             log.warning("fusion member %s dropped for the rest of the answer: %s", member.backend, error.message)
 
     def check_alive(self) -> None:
+        """Raise when no member is left: the members' own error when they all failed alike (a 429 or 503
+        stays one, for the client to retry), else a 502 naming the last."""
         if not self.active:
             last = self.errors[-1] if self.errors else None
+            if last is not None and all(type(error) is type(last) for error in self.errors):
+                raise type(last)(f"every fusion member failed (last: {last.message})")
             raise UpstreamError(f"every fusion member failed (last: {last.message if last else 'none'})")
 
     async def gather(self, phase: str, make: Callable[[Member], Awaitable[T]]) -> dict[str, T]:
@@ -205,7 +220,8 @@ class FusionLoop:
         best = select(averages)
         winner, cut = candidates[best], cuts[best]
         finish = "stop" if winner.finished and cut == len(winner.text) else None
-        return Segment(winner.text[:cut], winner.member, len(winner.scores.before(cut)), finish)
+        starts = tuple(start for start in winner.scores.starts if start < cut)
+        return Segment(winner.text[:cut], winner.member, len(starts), finish, starts)
 
     def _finish(self, segment: Segment) -> Segment:
         """Apply stop strings and the token budget to an accepted segment and append it."""
@@ -216,14 +232,17 @@ class FusionLoop:
             at = (answer + text).find(stop, max(0, len(answer) - len(stop) + 1))
             if at >= 0:
                 end, finish = min(end, max(at, len(answer))), "stop"
-        text = text[:end - len(answer)]
-        tokens = self.tokens + segment.tokens
+        count = segment.tokens
+        if end - len(answer) < len(text):  # cut at a stop string: only the tokens before it were written
+            text = text[:end - len(answer)]
+            count = sum(start < len(text) for start in segment.starts)
+        tokens = self.tokens + count
         if finish is None and tokens >= self.max_tokens:
             finish = "length"
         self.answer += text
         self.tokens = tokens
         self.members.stats.selected[segment.member] += 1
-        return Segment(text, segment.member, segment.tokens, finish)
+        return Segment(text, segment.member, count, finish, segment.starts[:count])
 
     def _stepped(self, started: float) -> None:
         elapsed = time.perf_counter() - started

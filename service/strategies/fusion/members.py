@@ -80,11 +80,22 @@ class ScoringPolicy:
 
 
 class Member:
-    def __init__(self, backend: str, dispatcher: Dispatcher, scoring: ScoringPolicy | None = None) -> None:
+    """`no_forced` names the backends known to ignore what forced scoring asks for: they score by echo
+    from then on. Shared by the members of every answer, so each backend is found out once."""
+
+    def __init__(self, backend: str, dispatcher: Dispatcher, scoring: ScoringPolicy | None = None,
+                 no_forced: set[str] | None = None) -> None:
         self.backend = backend
         self.dispatcher = dispatcher
         self.scoring = scoring or ScoringPolicy()
-        self.forced_unsupported = False  # the backend ignored what forced scoring asks for: echo from then on
+        self.no_forced = set() if no_forced is None else no_forced
+
+    @property
+    def forced_unsupported(self) -> bool:
+        return self.backend in self.no_forced
+
+    def mark_forced_unsupported(self) -> None:
+        self.no_forced.add(self.backend)
 
     async def render_chat(self, messages: list[dict[str, Any]], template_kwargs: dict[str, Any] | None) -> Prompt:
         """The conversation in this member's chat template, ending with the assistant turn's opening."""
@@ -151,7 +162,7 @@ class Member:
         scores = forced.read(request, candidates, await self.dispatcher.post_json(
             self.backend, "/v1/completions", request.body()))
         if scores is None:
-            self.forced_unsupported = True
+            self.mark_forced_unsupported()
         return scores
 
     async def _tokenize(self, text: str, add_special_tokens: bool) -> forced.Tokenized | None:
@@ -159,7 +170,7 @@ class Member:
             "prompt": text, "add_special_tokens": add_special_tokens, "return_token_strs": True})
         ids, strs = reply.get("tokens"), reply.get("token_strs")
         if not isinstance(ids, list) or not isinstance(strs, list) or len(ids) != len(strs):
-            self.forced_unsupported = True  # a tokenizer endpoint without vocabulary strings
+            self.mark_forced_unsupported()  # a tokenizer endpoint without vocabulary strings
             return None
         return [int(i) for i in ids], [str(s) for s in strs]
 

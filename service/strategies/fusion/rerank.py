@@ -24,7 +24,7 @@ class Answer:
 async def solo_answer(members: MemberSet, member: Member, max_tokens: int, sampling: Sampling) -> Answer | None:
     """The member's own answer to the request, written alone in one call (None if the member failed)."""
     draft = await members.call(member, "solo", member.draft(members.prompts[member.backend], "", max_tokens,
-                                                            sampling))
+                                                            sampling), solo=True)
     if draft is None:
         return None
     return Answer(member.backend, draft.text, len(draft.scores.starts), "stop" if draft.finished else "length")

@@ -45,6 +45,7 @@ class FusionStrategy(Strategy):
         self.config = config
         self.deps = deps
         self.scoring = ScoringPolicy(config.scoring, config.forced_from_tokens)
+        self.no_forced: set[str] = set()  # members whose backend cannot score by forced tokens
         self.headers = {"x-switchyard-strategy": self.kind, "x-switchyard-model": ",".join(config.members),
                         "x-switchyard-cache": "off"}
 
@@ -57,7 +58,7 @@ class FusionStrategy(Strategy):
         plan = self._plan(request)
         stats = FusionStats()
         metrics = self.deps.metrics
-        members = MemberSet([Member(name, dispatcher, self.scoring) for name in self.config.members],
+        members = MemberSet([Member(name, dispatcher, self.scoring, self.no_forced) for name in self.config.members],
                             self.config.member_timeout_s, stats,
                             lambda member, phase: metrics.fusion_member_calls.labels(
                                 self.public_model, member, phase).inc())
@@ -90,9 +91,12 @@ class FusionStrategy(Strategy):
         stop = body.get("stop") or []
         sampling = Sampling(temperature=float(body.get("temperature") or 0.0), top_p=body.get("top_p"),
                             seed=body.get("seed"), stop=[stop] if isinstance(stop, str) else list(stop))
-        max_tokens = body.get("max_completion_tokens") or body.get("max_tokens") or self.config.max_tokens
+        given = [int(body[name]) for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
+        max_tokens = given[0] if given else self.config.max_tokens
+        if max_tokens < 1:
+            raise InvalidRequest("fusion writes at least one token: max_tokens must be 1 or more", param="max_tokens")
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return Plan(variant, sampling, int(max_tokens), include_usage)
+        return Plan(variant, sampling, max_tokens, include_usage)
 
     async def _render(self, request: GatewayRequest, members: MemberSet) -> dict[str, Prompt]:
         """Each member's prompt: the chat in its own template, or the completion prompt as given."""

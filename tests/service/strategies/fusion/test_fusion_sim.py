@@ -79,6 +79,8 @@ def test_a_backend_without_forced_scoring_is_scored_by_echo() -> None:
         assert response.status_code == 200, response.text
         fusion = response.json()["usage"]["fusion"]
         assert fusion["scoring"] == {"echo": 2 * fusion["steps"]} and fusion["dropped"] == []
+        # found out once, for every later answer: no forced probe (its /tokenize calls) per request
+        assert gateway.gateway.strategies["fusion"].no_forced == {"fa", "fb"}  # type: ignore[attr-defined]
 
 
 def test_stream_sends_segments_as_chunks_then_usage_and_done() -> None:
@@ -152,6 +154,7 @@ def test_the_request_fails_only_when_every_member_fails() -> None:
     ({"prompt": [1, 2, 3]}, "prompt"),
     ({"prompt": "x", "n": 2}, "n"),
     ({"prompt": "x", "switchyard_variant": "best"}, "switchyard_variant"),
+    ({"prompt": "x", "max_tokens": 0}, "max_tokens"),
 ])
 def test_requests_fusion_cannot_serve_are_rejected(body: dict[str, Any], param: str) -> None:
     with fusion_gateway() as (gateway, _):

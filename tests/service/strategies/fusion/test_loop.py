@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from service.errors import UpstreamError
+from service.errors import GatewayError, NoHealthyReplica, Saturated, UpstreamError, UpstreamTimeout
 from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
 from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, ScoringMethod
 from service.strategies.fusion.scoring import TokenScores
@@ -25,9 +25,10 @@ def pieces(text: str) -> list[str]:
 class ScriptedMember(Member):
     """A member that drafts from a script and scores a word by a fixed table (unknown words: -3)."""
 
-    def __init__(self, name: str, script: Script, liking: dict[str, float], fail_on: str = "") -> None:
+    def __init__(self, name: str, script: Script, liking: dict[str, float], fail_on: str = "",
+                 failure: type[GatewayError] = UpstreamError) -> None:
         super().__init__(name, dispatcher=None)  # type: ignore[arg-type]
-        self.script, self.liking, self.fail_on = script, liking, fail_on
+        self.script, self.liking, self.fail_on, self.failure = script, liking, fail_on, failure
         self.scored: list[list[str]] = []
 
     def _scores(self, text: str) -> TokenScores:
@@ -36,7 +37,7 @@ class ScriptedMember(Member):
 
     async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
         if self.fail_on == "draft":
-            raise UpstreamError("draft failed")
+            raise self.failure("draft failed")
         text, finished = self.script(answer)
         words = pieces(text)
         text = "".join(words[:max_tokens]) if len(words) > max_tokens else text
@@ -106,14 +107,15 @@ async def test_the_answer_ends_when_the_previous_winner_stops_at_once() -> None:
     assert segments[-1].finish_reason == "stop"
 
 
-@pytest.mark.parametrize(("stop", "answer"), [
-    ("y x", " x "),  # inside the first segment: cut before it
-    ("x x", " x y x"),  # across two segments: the second one adds nothing
+@pytest.mark.parametrize(("stop", "answer", "tokens"), [
+    ("y x", " x ", 2),  # inside the first segment: cut before it (in " y")
+    ("x x", " x y x", 3),  # across two segments: the second one adds nothing, nor counts any token
 ])
-async def test_a_stop_string_ends_the_answer(stop: str, answer: str) -> None:
+async def test_a_stop_string_ends_the_answer(stop: str, answer: str, tokens: int) -> None:
     members = [ScriptedMember(n, repeat(" x y x y"), LIKES_X) for n in ("a", "b")]
     segments, _ = await write(members, stop=(stop,))
     assert "".join(s.text for s in segments) == answer and segments[-1].finish_reason == "stop"
+    assert sum(s.tokens for s in segments) == tokens
 
 
 async def test_a_member_failing_to_score_drops_out_and_the_other_finishes() -> None:
@@ -128,3 +130,24 @@ async def test_when_every_member_fails_the_answer_fails() -> None:
     members = [ScriptedMember(n, repeat(" x"), LIKES_X, fail_on="draft") for n in ("a", "b")]
     with pytest.raises(UpstreamError, match="every fusion member failed"):
         await write(members)
+
+
+@pytest.mark.parametrize("failure", [Saturated, NoHealthyReplica])
+async def test_members_that_all_fail_alike_keep_their_status(failure: type[GatewayError]) -> None:
+    members = [ScriptedMember(n, repeat(" x"), LIKES_X, fail_on="draft", failure=failure) for n in ("a", "b")]
+    with pytest.raises(failure, match="every fusion member failed") as raised:
+        await write(members)
+    assert type(raised.value) is failure  # a 429 or 503 the client may retry, not a 502
+
+
+async def test_a_failed_solo_answer_keeps_the_member_writing() -> None:
+    member = ScriptedMember("a", repeat(" x"), LIKES_X)
+    member_set = MemberSet([member], timeout_s=5, stats=FusionStats(), observe=lambda member, phase: None)
+
+    async def fails() -> str:
+        raise UpstreamTimeout("a replica of 'a' timed out")
+
+    assert await member_set.call(member, "solo", fails(), solo=True) is None
+    assert member_set.active == [member]
+    assert await member_set.call(member, "draft", fails()) is None
+    assert member_set.active == []
