@@ -54,6 +54,8 @@ class ServerSettings(_Strict):
     max_head_bytes: int = Field(65_536, gt=0, description="Largest request line plus headers; more gets 431.")
     head_timeout_s: float = Field(10.0, gt=0, description="Time a client has to send a request head; then 408.")
     body_timeout_s: float = Field(30.0, gt=0, description="Time a client has to send a request body; then 408.")
+    shutdown_timeout_s: float = Field(
+        30.0, gt=0, description="On SIGTERM, time the requests under way (streams too) get to finish.")
 
 
 class AuthSettings(_Strict):

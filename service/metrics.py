@@ -66,7 +66,8 @@ class Metrics:
             "switchyard_retries", "Attempts moved to another replica before anything was sent.",
             ["backend"], registry=r)
         self.upstream_errors = Counter(
-            "switchyard_upstream_errors", "Failed upstream attempts, by kind (connect, timeout, status, stream).",
+            "switchyard_upstream_errors",
+            "Failed upstream attempts, by kind (connect, timeout, status, connection, stream).",
             ["backend", "replica", "kind"], registry=r)
         # Decisions.
         self.decisions = Counter(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -71,5 +72,5 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
         http=guarded_protocol(server.max_head_bytes, server.head_timeout_s),
         proxy_headers=False,
         timeout_keep_alive=30,
-        timeout_graceful_shutdown=10,
+        timeout_graceful_shutdown=int(math.ceil(server.shutdown_timeout_s)),
     )
