@@ -6,7 +6,6 @@
     ├── ModelNotFound                  404     not_found_error
     ├── NotFound                       404     not_found_error
     ├── MethodNotAllowed               405     invalid_request_error
-    ├── RequestTimeout                 408     invalid_request_error
     ├── PayloadTooLarge                413     invalid_request_error
     ├── UnsupportedMediaType           415     invalid_request_error
     ├── Saturated                      429     rate_limit_error
@@ -59,10 +58,6 @@ class NotFound(GatewayError):
 class MethodNotAllowed(GatewayError):
     status, type, code = 405, "invalid_request_error", "method_not_allowed"
     headers = {"Allow": "POST"}  # raised for the POST-only generation endpoints
-
-
-class RequestTimeout(GatewayError):
-    status, type, code = 408, "invalid_request_error", "request_timeout"
 
 
 class PayloadTooLarge(GatewayError):

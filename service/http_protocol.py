@@ -1,12 +1,14 @@
-"""uvicorn's httptools protocol with two limits on the request head that uvicorn does not enforce.
+"""uvicorn's httptools protocol with the limits on a request's head and body that uvicorn does not enforce.
 
 - Size: httptools accumulates a header by concatenating the pieces it reads, so one client sending a
   32 MiB header kept the event loop busy for ~9 s, stalling every other client (and failing health
   checks, which ejected healthy replicas). A head larger than `max_head_bytes` is answered 431.
 - Time: a connection whose request head is not complete within `head_timeout_s` (a slow-loris client
   trickling headers, or one that opened a connection and went quiet) is answered 408 and closed,
-  so such clients cannot pile up open connections. Bodies are not limited here: the handlers read
-  them with their own size limit.
+  so such clients cannot pile up open connections. Likewise a body still incomplete `body_timeout_s`
+  after its head (408, or the connection closed if the answer has started). The timer is armed only when
+  a body does not arrive with its head, so the usual request pays nothing for it. Body sizes are the
+  handlers' business: they read bodies with their own limit.
 
 Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment, and each
 request's scope carries the connection's `CONNECTION_LOST` future (under `extensions`), so a handler
@@ -25,8 +27,8 @@ from service.errors import error_body
 from service.write_coalescing import CoalescingTransport
 
 
-def _reply(status: int, reason: str, message: str) -> bytes:
-    body = orjson.dumps(error_body(message, "invalid_request_error", code="request_head_rejected"))
+def _reply(status: int, reason: str, message: str, code: str) -> bytes:
+    body = orjson.dumps(error_body(message, "invalid_request_error", code=code))
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
             f"connection: close\r\n\r\n").encode() + body
 
@@ -37,12 +39,14 @@ CONNECTION_LOST = "switchyard.connection_lost"
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 65_536
     head_timeout_s = 10.0
+    body_timeout_s = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._head_bytes = 0
         self._in_body = False  # between the end of a request head and the end of its body
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._body_deadline: asyncio.TimerHandle | None = None
         self._rejected = False  # answered by this guard: the rest of the bytes are ignored
         self._lost: asyncio.Future[None] = self.loop.create_future()  # resolved when the connection is lost
 
@@ -52,6 +56,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_deadline()
+        self._disarm_body_deadline()
         if not self._lost.done():
             self._lost.set_result(None)
         super().connection_lost(exc)
@@ -66,6 +71,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._in_body and self._head_bytes > self.max_head_bytes:
             self._reject(431, "Request Header Fields Too Large",
                          f"request head is larger than {self.max_head_bytes} bytes")
+        elif self._in_body and self._body_deadline is None and not self._rejected:
+            self._body_deadline = self.loop.call_later(self.body_timeout_s, self._body_too_slow)
 
     def on_headers_complete(self) -> None:
         self._in_body = True
@@ -89,6 +96,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         if not self._rejected:
             super().on_message_complete()
         self._in_body = False
+        self._disarm_body_deadline()
 
     def _arm_deadline(self) -> None:
         if self._head_deadline is None:
@@ -99,21 +107,38 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._head_deadline.cancel()
             self._head_deadline = None
 
+    def _disarm_body_deadline(self) -> None:
+        if self._body_deadline is not None:
+            self._body_deadline.cancel()
+            self._body_deadline = None
+
     def _head_too_slow(self) -> None:
         self._head_deadline = None
         # A keep-alive connection idle between requests is the keep-alive timeout's business.
         if self._head_bytes or self.cycle is None:
             self._reject(408, "Request Timeout", f"request head not received within {self.head_timeout_s:g} s")
 
-    def _reject(self, status: int, reason: str, message: str) -> None:
+    def _body_too_slow(self) -> None:
+        self._body_deadline = None
+        if self.cycle is not None and self.cycle.response_started:  # answered early (e.g. 413): just close
+            self._rejected = True
+            self.transport.close()
+        else:
+            self._reject(408, "Request Timeout", f"request body not received within {self.body_timeout_s:g} s",
+                         code="request_timeout")
+
+    def _reject(self, status: int, reason: str, message: str, code: str = "request_head_rejected") -> None:
         self._rejected = True
         self._disarm_deadline()
+        self._disarm_body_deadline()
         if not self.transport.is_closing():
-            self.transport.write(_reply(status, reason, message))
+            self.transport.write(_reply(status, reason, message, code))
             self.transport.close()
 
 
-def guarded_protocol(max_head_bytes: int, head_timeout_s: float) -> type[GuardedHttpToolsProtocol]:
+def guarded_protocol(max_head_bytes: int, head_timeout_s: float,
+                     body_timeout_s: float) -> type[GuardedHttpToolsProtocol]:
     """The protocol class uvicorn should use (its `http` option), with the configured limits."""
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
-                {"max_head_bytes": max_head_bytes, "head_timeout_s": head_timeout_s})
+                {"max_head_bytes": max_head_bytes, "head_timeout_s": head_timeout_s,
+                 "body_timeout_s": body_timeout_s})

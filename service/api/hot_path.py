@@ -7,7 +7,6 @@ to the FastAPI app. Errors get the same OpenAI-shaped bodies as everywhere else.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import orjson
@@ -30,7 +29,6 @@ from service.errors import (
     InvalidRequest,
     MethodNotAllowed,
     PayloadTooLarge,
-    RequestTimeout,
     UnsupportedMediaType,
 )
 from service.gateway import Gateway, Route
@@ -57,7 +55,6 @@ class HotPath:
         self.auth = auth
         self.lifespan = lifespan
         self.max_body_bytes = gateway.settings.server.max_body_bytes
-        self.body_timeout_s = gateway.settings.server.body_timeout_s
         self.model_metrics = {m.name: ModelMetrics(gateway.metrics, m.name) for m in gateway.settings.models}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,7 +67,7 @@ class HotPath:
                 raise MethodNotAllowed(f"{scope['method']} {path}: use POST")
             headers = _headers(scope)
             self.auth.check(path, headers.get("authorization", ""))
-            raw = await read_json_body(headers, receive, self.max_body_bytes, self.body_timeout_s)
+            raw = await read_json_body(headers, receive, self.max_body_bytes)
             if path == "/v1/route":
                 await self._route(raw, send)
             else:
@@ -121,8 +118,9 @@ def _headers(scope: Scope) -> dict[str, str]:
             if name in (b"authorization", b"content-type", b"content-length")}
 
 
-async def read_json_body(headers: dict[str, str], receive: Receive, limit: int, timeout_s: float) -> bytes:
-    """The raw request body, refused early when it is too large or not JSON, or late when it is too slow."""
+async def read_json_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+    """The raw request body, refused early when it is too large or not JSON (a body too slow to arrive is
+    the server protocol's business: `service.http_protocol`)."""
     content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type!r}")
@@ -132,14 +130,6 @@ async def read_json_body(headers: dict[str, str], receive: Receive, limit: int, 
             raise InvalidRequest("Content-Length header is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await _receive_body(receive, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"request body not received within {timeout_s:g} s") from None
-
-
-async def _receive_body(receive: Receive, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:

@@ -134,6 +134,20 @@ def test_a_body_that_stops_arriving_is_408() -> None:
         assert sim.last_request()["body"] == {}, "nothing reached the backend"
 
 
+def test_a_body_that_stops_arriving_after_an_early_answer_only_closes_the_connection() -> None:
+    with sims("x") as (sim,), GatewayServer(direct_config({"x": [sim.url]}, server={"body_timeout_s": 0.5})) as gw:
+        connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        connection.putrequest("POST", "/v1/chat/completions")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", "2000000")  # over max_body_bytes: answered before the body
+        connection.endheaders(b'{"model": "x", ')
+        response = connection.getresponse()
+        assert response.status == 413
+        response.read()
+        assert connection.sock.recv(64) == b"", "closed once the body is overdue, with no second answer"
+        connection.close()
+
+
 def test_wrong_content_type_is_415(locked_gateway: GatewayServer) -> None:
     response = post(locked_gateway, content=b"model=sim-a", headers={"Content-Type": "text/plain"})
     assert_error(response, 415, says="application/json")
