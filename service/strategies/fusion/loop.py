@@ -37,9 +37,13 @@ class Segment:
 
     text: str
     member: str
-    tokens: int
     finish_reason: str | None = None
     starts: tuple[int, ...] = ()  # where each of the writer's tokens starts in `text`
+
+    @property
+    def tokens(self) -> int:
+        """The writer's tokens in `text`."""
+        return len(self.starts)
 
 
 @dataclass
@@ -146,12 +150,12 @@ class FusionLoop:
         while True:
             if last_winner in drafts and drafts[last_winner].finished and not drafts[last_winner].text:
                 self._stepped(started)
-                yield Segment("", last_winner, 0, "stop")  # the member that wrote the last segment ends here
+                yield Segment("", last_winner, "stop")  # the member that wrote the last segment ends here
                 return
             candidates = [d for d in drafts.values() if d.text]
             if not candidates:
                 self._stepped(started)
-                yield Segment("", next(iter(drafts)), 0, "stop")
+                yield Segment("", next(iter(drafts)), "stop")
                 return
             ahead = Speculation(self, candidates) if self.speculate and len(candidates) > 1 else None
             try:
@@ -221,7 +225,7 @@ class FusionLoop:
         winner, cut = candidates[best], cuts[best]
         finish = "stop" if winner.finished and cut == len(winner.text) else None
         starts = tuple(start for start in winner.scores.starts if start < cut)
-        return Segment(winner.text[:cut], winner.member, len(starts), finish, starts)
+        return Segment(winner.text[:cut], winner.member, finish, starts)
 
     def _finish(self, segment: Segment) -> Segment:
         """Apply stop strings and the token budget to an accepted segment and append it."""
@@ -232,17 +236,17 @@ class FusionLoop:
             at = (answer + text).find(stop, max(0, len(answer) - len(stop) + 1))
             if at >= 0:
                 end, finish = min(end, max(at, len(answer))), "stop"
-        count = segment.tokens
+        starts = segment.starts
         if end - len(answer) < len(text):  # cut at a stop string: only the tokens before it were written
             text = text[:end - len(answer)]
-            count = sum(start < len(text) for start in segment.starts)
-        tokens = self.tokens + count
+            starts = tuple(start for start in starts if start < len(text))
+        tokens = self.tokens + len(starts)
         if finish is None and tokens >= self.max_tokens:
             finish = "length"
         self.answer += text
         self.tokens = tokens
         self.members.stats.selected[segment.member] += 1
-        return Segment(text, segment.member, count, finish, segment.starts[:count])
+        return Segment(text, segment.member, finish, starts)
 
     def _stepped(self, started: float) -> None:
         elapsed = time.perf_counter() - started
