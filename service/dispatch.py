@@ -150,7 +150,7 @@ class Dispatcher:
         timeouts = self.backends[replica.backend].timeouts
         loop = asyncio.get_running_loop()
         pending = b""  # the start of an event whose end has not arrived yet
-        tail = b""
+        last = b""  # the last bytes relayed: a complete stream ends with `[DONE]`
         complete = False
         try:
             while True:
@@ -165,12 +165,12 @@ class Dispatcher:
                         continue
                     cut = len(pending)
                 ready, pending = pending[:cut], pending[cut:]
-                tail = (tail + ready)[-32:]
+                last = ready
                 yield ready
             if pending.strip() == _DONE:  # an unterminated last line; any other unfinished event is dropped
-                tail, pending = _DONE, b""
+                last, pending = _DONE, b""
                 yield _DONE + b"\n\n"
-            complete = _DONE in tail
+            complete = _DONE in last[-32:]
             if not complete:
                 self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
                 yield sse_error_event(UpstreamError("the backend closed the stream before it was complete"))
