@@ -56,12 +56,14 @@ def model_named(key: str) -> str | None:
 
 
 def parse_models(keys: list[str]) -> list[str]:
-    """`--models` values to model names."""
-    names = [model_named(key) for key in keys]
-    for key, name in zip(keys, names, strict=True):
+    """`--models` values to model names, in order, each once."""
+    names: dict[str, None] = {}
+    for key in keys:
+        name = model_named(key)
         if name is None:
             raise SystemExit(f"--models {key!r}: expected one of {', '.join(sorted(MODELS))} or a unique prefix")
-    return list(dict.fromkeys(n for n in names if n is not None))
+        names[name] = None
+    return list(names)
 
 
 def parse_ports(pairs: list[str]) -> dict[str, int]:
