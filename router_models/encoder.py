@@ -53,7 +53,7 @@ def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tenso
 
 class SentenceEncoder:
     """Frozen MiniLM sentence embeddings (mean-pooled, L2-normalised), batched and gradient-free,
-    computed by the lean `FastEncoder` forward (bfloat16 where the CPU runs it natively)."""
+    computed by the lean `FastEncoder` forward (bfloat16 or float16 weights where the CPU runs them fast)."""
 
     dim = 384
 

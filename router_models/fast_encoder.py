@@ -2,8 +2,14 @@
 
 The same arithmetic as `transformers`' BertModel, written as a dozen tensor calls per layer: query, key
 and value share one matrix product, attention is PyTorch's fused `scaled_dot_product_attention`, and no
-per-call mask or config plumbing runs. In bfloat16 (used where the CPU has native bf16 matrix
-instructions) the matrix products take half the time; scores move by about 1e-3.
+per-call mask or config plumbing runs. The weights are stored in one of three ways, chosen for the CPU:
+
+- bfloat16, where the CPU has native bf16 matrix instructions (AVX-512 BF16 / AMX): the whole forward runs
+  in bf16 and the matrix products take half the time; scores move by about 1e-3.
+- float16 weights with float32 arithmetic, on other x86 CPUs (AVX2): FBGEMM multiplies float32 activations
+  by prepacked float16 weights, widening them in-kernel. A single query is bound by streaming the 42 MB of
+  float32 layer weights from memory; half of that fits in the cache. Outputs move by about 2e-4.
+- float32 elsewhere.
 """
 
 from __future__ import annotations
@@ -18,18 +24,25 @@ from torch.nn import functional as F
 
 
 def inference_dtype() -> torch.dtype:
-    """bfloat16 where oneDNN runs it natively (AVX-512 BF16 / AMX), else float32; the environment
-    variable SWITCHYARD_INFERENCE_DTYPE=float32|bfloat16 overrides the choice."""
+    """The weights' storage type for this CPU: bfloat16 where oneDNN runs it natively, float16 (with float32
+    arithmetic) where FBGEMM runs, else float32. SWITCHYARD_INFERENCE_DTYPE=float32|float16|bfloat16
+    overrides the choice."""
     chosen = os.environ.get("SWITCHYARD_INFERENCE_DTYPE", "auto")
-    if chosen in ("float32", "bfloat16"):
+    if chosen in ("float32", "float16", "bfloat16"):
         return getattr(torch, chosen)
     if chosen != "auto":
-        raise ValueError(f"SWITCHYARD_INFERENCE_DTYPE must be auto, float32 or bfloat16, not {chosen!r}")
+        raise ValueError(f"SWITCHYARD_INFERENCE_DTYPE must be auto, float32, float16 or bfloat16, not {chosen!r}")
     try:
-        native = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        native_bf16 = bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        native = False
-    return torch.bfloat16 if native else torch.float32
+        native_bf16 = False
+    if native_bf16:
+        return torch.bfloat16
+    return torch.float16 if _has_fbgemm() else torch.float32
+
+
+def _has_fbgemm() -> bool:
+    return "fbgemm" in torch.backends.quantized.supported_engines
 
 
 @dataclass(frozen=True)
@@ -43,16 +56,36 @@ class _Norm:
 
 
 @dataclass(frozen=True)
+class _Dense:
+    """x·Wᵀ + b with W in the activations' type."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight, self.bias)
+
+
+@dataclass(frozen=True)
+class _HalfWeights:
+    """x·Wᵀ + b for float32 x with W prepacked in float16 (FBGEMM; the activations stay float32)."""
+
+    packed: Any  # torch.classes.quantized.LinearPackedParamsBase
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return cast(torch.Tensor, torch.ops.quantized.linear_dynamic_fp16(x, self.packed))
+
+
+Linear = _Dense | _HalfWeights
+
+
+@dataclass(frozen=True)
 class _Layer:
-    qkv_weight: torch.Tensor  # (3H, H): query, key and value stacked
-    qkv_bias: torch.Tensor
-    out_weight: torch.Tensor
-    out_bias: torch.Tensor
+    qkv: Linear  # (3H, H): query, key and value stacked
+    out: Linear
     attention_norm: _Norm
-    up_weight: torch.Tensor
-    up_bias: torch.Tensor
-    down_weight: torch.Tensor
-    down_bias: torch.Tensor
+    up: Linear
+    down: Linear
     output_norm: _Norm
 
 
@@ -69,7 +102,10 @@ class FastEncoder:
         config = bert.config
         if config.hidden_act != "gelu" or getattr(config, "position_embedding_type", "absolute") != "absolute":
             raise ValueError("FastEncoder supports BERT with absolute positions and exact GELU only")
-        self.dtype = dtype or inference_dtype()
+        self.weight_dtype = dtype or inference_dtype()  # how the layers' matrices are stored
+        if self.weight_dtype == torch.float16 and not _has_fbgemm():
+            raise ValueError("float16 weights need PyTorch's FBGEMM kernels (x86 CPUs): use float32 or bfloat16")
+        self.dtype = torch.float32 if self.weight_dtype == torch.float16 else self.weight_dtype  # arithmetic
         self.heads = int(config.num_attention_heads)
         emb = bert.embeddings
         self.words = emb.word_embeddings.weight.detach().to(self.dtype)
@@ -83,19 +119,19 @@ class FastEncoder:
         attention = layer.attention
         own = attention.self
 
-        def frozen(t: torch.Tensor) -> torch.Tensor:
-            return t.detach().to(self.dtype).contiguous()
+        def linear(*denses: nn.Linear) -> Linear:
+            weight = torch.cat([dense.weight for dense in denses]).detach().float().contiguous()
+            bias = torch.cat([dense.bias for dense in denses]).detach().float()
+            if self.weight_dtype == torch.float16:
+                return _HalfWeights(torch.ops.quantized.linear_prepack_fp16(weight, bias))
+            return _Dense(weight.to(self.dtype), bias.to(self.dtype))
 
         return _Layer(
-            qkv_weight=frozen(torch.cat([own.query.weight, own.key.weight, own.value.weight])),
-            qkv_bias=frozen(torch.cat([own.query.bias, own.key.bias, own.value.bias])),
-            out_weight=frozen(attention.output.dense.weight),
-            out_bias=frozen(attention.output.dense.bias),
+            qkv=linear(own.query, own.key, own.value),
+            out=linear(attention.output.dense),
             attention_norm=_norm(attention.output.LayerNorm, self.dtype),
-            up_weight=frozen(layer.intermediate.dense.weight),
-            up_bias=frozen(layer.intermediate.dense.bias),
-            down_weight=frozen(layer.output.dense.weight),
-            down_bias=frozen(layer.output.dense.bias),
+            up=linear(layer.intermediate.dense),
+            down=linear(layer.output.dense),
             output_norm=_norm(layer.output.LayerNorm, self.dtype),
         )
 
@@ -121,13 +157,13 @@ class FastEncoder:
             mask = attention_mask.bool()[:, None, None, :]  # (B, 1, 1, L): True where a key may be attended
         head_width = width // self.heads
         for depth, layer in enumerate(self.layers):
-            qkv = F.linear(x, layer.qkv_weight, layer.qkv_bias)  # (B, L, 3H)
+            qkv = layer.qkv(x)  # (B, L, 3H)
             q, k, v = qkv.view(batch, length, 3, self.heads, head_width).permute(2, 0, 3, 1, 4)
             if first_only and depth == len(self.layers) - 1:
                 q, x = q[:, :, :1], x[:, :1]
             attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, L', d)
             attended = attended.transpose(1, 2).reshape(batch, x.shape[1], width)
-            x = layer.attention_norm(F.linear(attended, layer.out_weight, layer.out_bias) + x)
-            up = F.gelu(F.linear(x, layer.up_weight, layer.up_bias))
-            x = layer.output_norm(F.linear(up, layer.down_weight, layer.down_bias) + x)
+            x = layer.attention_norm(layer.out(attended) + x)
+            up = F.gelu(layer.up(x))
+            x = layer.output_norm(layer.down(up) + x)
         return x.float()

@@ -62,6 +62,21 @@ def test_bfloat16_stays_close_and_returns_float32(bert: torch.nn.Module) -> None
     assert float(cosine.min()) > 0.999
 
 
+def test_float16_weights_keep_float32_arithmetic(bert: torch.nn.Module) -> None:
+    embeds, mask, positions = padded_batch()
+    expected = FastEncoder(bert, torch.float32)(embeds, mask, positions)
+    fast = FastEncoder(bert, torch.float16)
+    assert fast.dtype == torch.float32 and fast.words.dtype == torch.float32
+    got = fast(embeds, mask, positions)
+    assert got.dtype == torch.float32
+    real = mask.bool()
+    cosine = torch.nn.functional.cosine_similarity(got[real], expected[real], dim=-1)
+    assert float(cosine.min()) > 0.99999  # float16 weights alone; float16 activations would move it further
+    assert not torch.equal(got, expected)  # the weights really are rounded
+    first = fast(embeds, mask, positions, first_only=True)
+    torch.testing.assert_close(first, got[:, :1])
+
+
 def test_word_lookup_matches_the_embedding_table(bert: torch.nn.Module) -> None:
     ids = torch.tensor([[101, 2023, 2003, 102]])
     fast = FastEncoder(bert, torch.float32)
@@ -73,6 +88,8 @@ def test_dtype_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert inference_dtype() == torch.float32
     monkeypatch.setenv("SWITCHYARD_INFERENCE_DTYPE", "bfloat16")
     assert inference_dtype() == torch.bfloat16
+    monkeypatch.setenv("SWITCHYARD_INFERENCE_DTYPE", "float16")
+    assert inference_dtype() == torch.float16
     monkeypatch.setenv("SWITCHYARD_INFERENCE_DTYPE", "half")
     with pytest.raises(ValueError, match="SWITCHYARD_INFERENCE_DTYPE"):
         inference_dtype()
