@@ -31,6 +31,7 @@ from service.types import Decision, GatewayRequest, Reply
 from service.upstream import Response, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
 
 _DONE = b"data: [DONE]"
+_DONE_LINE = b"\n" + _DONE
 _MAX_PENDING_EVENT = 1 << 20  # bytes of one unfinished event held back; a longer one is relayed as it comes
 _RELAYED_HEADERS = ("content-type",)
 _JSON_HEADER = b"Content-Type: application/json\r\n"
@@ -150,8 +151,7 @@ class Dispatcher:
         timeouts = self.backends[replica.backend].timeouts
         loop = asyncio.get_running_loop()
         pending = b""  # the start of an event whose end has not arrived yet
-        last = b""  # the last bytes relayed: a complete stream ends with `[DONE]`
-        complete = False
+        complete = False  # `[DONE]` relayed
         try:
             while True:
                 async with asyncio.timeout_at(min(loop.time() + timeouts.first_byte_s, deadline)):
@@ -165,12 +165,11 @@ class Dispatcher:
                         continue
                     cut = len(pending)
                 ready, pending = pending[:cut], pending[cut:]
-                last = ready
+                complete = complete or holds_done(ready)
                 yield ready
             if pending.strip() == _DONE:  # an unterminated last line; any other unfinished event is dropped
-                last, pending = _DONE, b""
+                complete, pending = True, b""
                 yield _DONE + b"\n\n"
-            complete = _DONE in last[-32:]
             if not complete:
                 self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
                 yield sse_error_event(UpstreamError("the backend closed the stream before it was complete"))
@@ -201,6 +200,11 @@ def whole_events_end(data: bytes) -> int:
     lf = data.rfind(b"\n\n")
     crlf = data.rfind(b"\r\n\r\n")
     return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def holds_done(events: bytes) -> bool:
+    """Whether whole server-sent events include `data: [DONE]` as a line of its own."""
+    return events.startswith(_DONE) or _DONE_LINE in events
 
 
 class _StatusError(Exception):
