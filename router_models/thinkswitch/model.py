@@ -110,7 +110,7 @@ class ThinkSwitchHead(nn.Module):
             x = self.dropout(x.expand(self.config.members, *x.shape))  # (K, B, D)
             hidden = torch.bmm(x, self.w1)
         else:
-            hidden = torch.einsum("bd,kdh->kbh", x, self.w1)
+            hidden = torch.matmul(x, self.w1)  # (B, D) broadcast over the K members, the weights read in place
         hidden = nn.functional.gelu(hidden + self.b1)  # (K, B, H)
         logits = torch.bmm(self.dropout(hidden), self.w2) + self.b2  # (K, B, 2 + A)
         if self.config.offset_logit:

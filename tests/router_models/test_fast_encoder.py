@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from router_models.encoder import load_encoder
-from router_models.fast_encoder import FastEncoder, inference_dtype
+from router_models.fast_encoder import FastEncoder, _PackedWeights, inference_dtype
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,18 @@ def test_float16_weights_keep_float32_arithmetic(bert: torch.nn.Module) -> None:
     assert not torch.equal(got, expected)  # the weights really are rounded
     first = fast(embeds, mask, positions, first_only=True)
     torch.testing.assert_close(first, got[:, :1])
+
+
+def test_prepacked_weights_compute_the_linear_layer_and_its_gelu() -> None:
+    weight, bias = torch.randn(96, 48), torch.randn(96)
+    x = torch.randn(2, 7, 48)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight)  # float32 here: any CPU oneDNN runs on
+    plain = torch.nn.functional.linear(x, weight, bias)
+    torch.testing.assert_close(_PackedWeights(packed, bias)(x), plain, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(
+        _PackedWeights(packed, bias, gelu=True)(x), torch.nn.functional.gelu(plain), atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(  # the exact GELU, not its tanh approximation
+        _PackedWeights(packed, bias, gelu=True)(x), torch.nn.functional.gelu(plain, approximate="tanh"), atol=1e-6)
 
 
 def test_word_lookup_matches_the_embedding_table(bert: torch.nn.Module) -> None:
