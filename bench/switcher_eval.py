@@ -21,7 +21,14 @@ sys.path.insert(0, str(ROOT))
 from router_models.thinkswitch.artifact import read_manifest  # noqa: E402
 from router_models.thinkswitch.curves import above_random, reference  # noqa: E402
 from router_models.thinkswitch.data import load_records, select_split  # noqa: E402
-from router_models.thinkswitch.evaluate import BenchmarkResult, evaluate, plot, report, write_json  # noqa: E402
+from router_models.thinkswitch.evaluate import (  # noqa: E402
+    BenchmarkResult,
+    evaluate,
+    in_sample_warning,
+    plot,
+    report,
+    write_json,
+)
 from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
 
 
@@ -83,6 +90,8 @@ def main() -> int:
     results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, 1.0, short_retry)
     retry = "on" if short_retry else "off"
     print(f"\nswitcher {switcher.version} on the {args.split} split ({len(records)} questions, short retry: {retry})")
+    if warning := in_sample_warning(records, manifest):
+        print(warning)
     print(report(results, 1.0))
     for result in results:
         print(f"{result.name}: {verdict(result)}")

@@ -194,6 +194,11 @@ def split_of(record_id: str, fractions: dict[str, float] = SPLIT_FRACTIONS) -> s
     return next(reversed(fractions))
 
 
+def question_key(prompt: str) -> str:
+    """A short fingerprint of a question's text (16 hex digits), for telling whether an artifact trained on it."""
+    return hashlib.blake2b(prompt.strip().encode(), digest_size=8).hexdigest()
+
+
 def select_split(records: Sequence[ThinkRecord], *splits: str) -> list[ThinkRecord]:
     """The records whose id hashes into one of `splits`."""
     return [record for record in records if split_of(record.id) in splits]

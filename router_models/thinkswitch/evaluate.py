@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ from router_models.thinkswitch.data import (
     ThinkRecord,
     benchmarks,
     load_records,
+    question_key,
     select_split,
     under_short_retry,
 )
@@ -82,6 +84,19 @@ def evaluate(
             BenchmarkResult(name, outcomes, baselines(outcomes), curve, chosen, target, switched, short_retry)
         )
     return results
+
+
+def in_sample_warning(records: Sequence[ThinkRecord], manifest: dict[str, Any]) -> str | None:
+    """A warning naming how many of `records` the artifact trained on (its figures on them are in-sample), or
+    None where it trained on none of them or its manifest does not say."""
+    trained = set(manifest.get("trained_questions", ()))
+    seen = sum(question_key(record.prompt) in trained for record in records)
+    if not seen:
+        return None
+    return (
+        f"warning: the switcher trained on {seen} of these {len(records)} questions: figures on them are "
+        "in-sample, not a judgement of new questions"
+    )
 
 
 def _fmt(row: Row | None) -> str:
@@ -196,6 +211,8 @@ def eval_command(args: argparse.Namespace) -> int:
     results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, target_drop, short_retry)
     retry = "on" if short_retry else "off"
     print(f"switcher {switcher.version} on {len(records)} questions (split: {split}, short retry: {retry})")
+    if warning := in_sample_warning(records, manifest):
+        print(warning, file=sys.stderr)
     print(report(results, target_drop))
     if args.json:
         write_json(results, args.json)

@@ -29,6 +29,7 @@ from router_models.thinkswitch.data import (
     ThinkRecord,
     benchmarks,
     load_records,
+    question_key,
     select_split,
     under_short_retry,
 )
@@ -273,6 +274,8 @@ def train_command(args: argparse.Namespace) -> int:
         "train_options": asdict(options),
         "heldout": summary,
         "trained_on": {name: s["questions"] for name, s in summary.items()},
+        # fingerprints of the training questions, so that `eval` can say which figures are in-sample
+        "trained_questions": sorted({question_key(record.prompt) for record in records}),
     }
     version = save_artifact(args.out, result.head, result.default_tau, extra)
     for name, s in summary.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import pytest
 from router_models.thinkswitch import load_switcher
 from router_models.thinkswitch.curves import Outcomes, baselines, meets_target, random_mix, sweep
 from router_models.thinkswitch.data import parse_record, read_records
-from router_models.thinkswitch.evaluate import eval_command, evaluate, report
+from router_models.thinkswitch.evaluate import eval_command, evaluate, in_sample_warning, report
 from router_models.thinkswitch.train import train_command
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "thinking_small.jsonl"
@@ -90,6 +91,22 @@ def test_eval_writes_contract_json_and_png(artifact: Path, tmp_path: Path) -> No
         assert shares == sorted(shares) and shares[0] == 0.0 and shares[-1] == 1.0
         assert (result["always_long"]["mean_tokens"] is None) == (name == "MATH")
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_eval_says_which_questions_the_artifact_trained_on(
+        artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    records = read_records(FIXTURE)
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    assert len(manifest["trained_questions"]) == len({r.prompt for r in records})  # every split of the fixture
+    assert in_sample_warning(records[:5], manifest) == (
+        "warning: the switcher trained on 5 of these 5 questions: figures on them are in-sample, "
+        "not a judgement of new questions")
+    new = [replace(r, prompt=r.prompt + " Answer in words.") for r in records[:5]]
+    assert in_sample_warning(new, manifest) is None
+    assert in_sample_warning(records, {}) is None  # an older manifest does not say
+    args = argparse.Namespace(switcher=str(artifact), data=[str(FIXTURE)], json=None, plot=None)
+    assert eval_command(args) == 0
+    assert f"trained on {len(records)} of these {len(records)} questions" in capsys.readouterr().err
 
 
 def test_curve_baselines_on_hand_made_outcomes() -> None:
