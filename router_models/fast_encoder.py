@@ -70,44 +70,54 @@ class _Norm:
 
 @dataclass(frozen=True)
 class _Dense:
-    """x·Wᵀ + b with W in the activations' type, then GELU where `gelu`."""
+    """x·Wᵀ + b with W in the activations' type."""
 
     weight: torch.Tensor
     bias: torch.Tensor
-    gelu: bool = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.linear(x, self.weight, self.bias)
-        return F.gelu(y) if self.gelu else y
+        return F.linear(x, self.weight, self.bias)
 
 
 @dataclass(frozen=True)
 class _HalfWeights:
-    """x·Wᵀ + b for float32 x with W prepacked in float16 (FBGEMM; the activations stay float32), then GELU
-    where `gelu`."""
+    """x·Wᵀ + b for float32 x with W prepacked in float16 (FBGEMM; the activations stay float32)."""
 
     packed: Any  # torch.classes.quantized.LinearPackedParamsBase
-    gelu: bool = False
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        y = cast(torch.Tensor, torch.ops.quantized.linear_dynamic_fp16(x, self.packed))
-        return F.gelu(y) if self.gelu else y
+        return cast(torch.Tensor, torch.ops.quantized.linear_dynamic_fp16(x, self.packed))
+
+
+# oneDNN's (post-op, algorithm) pairs: none, and the exact (erf) GELU
+NO_ACTIVATION = ("none", "")
+EXACT_GELU = ("gelu", "none")
 
 
 @dataclass(frozen=True)
 class _PackedWeights:
-    """x·Wᵀ + b with W prepacked in oneDNN's blocked layout, exact GELU fused in where `gelu`."""
+    """x·Wᵀ + b with W prepacked in oneDNN's blocked layout, an activation (`EXACT_GELU`) fused in."""
 
     packed: torch.Tensor
     bias: torch.Tensor
-    gelu: bool = False
+    activation: tuple[str, str] = NO_ACTIVATION
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        attr, algorithm = ("gelu", "none") if self.gelu else ("none", "")  # GELU's "none": the exact, erf form
-        return cast(torch.Tensor, torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, attr, [], algorithm))
+        post_op, algorithm = self.activation
+        return cast(torch.Tensor, torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, post_op, [], algorithm))
 
 
-Linear = _Dense | _HalfWeights | _PackedWeights
+@dataclass(frozen=True)
+class _ThenGelu:
+    """GELU(inner(x)), for the kinds that cannot fuse it."""
+
+    inner: _Dense | _HalfWeights
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.gelu(self.inner(x))
+
+
+Linear = _Dense | _HalfWeights | _PackedWeights | _ThenGelu
 
 
 @dataclass(frozen=True)
@@ -137,6 +147,7 @@ class FastEncoder:
         if self.weight_dtype == torch.float16 and not _has_fbgemm():
             raise ValueError("float16 weights need PyTorch's FBGEMM kernels (x86 CPUs): use float32 or bfloat16")
         self.dtype = torch.float32 if self.weight_dtype == torch.float16 else self.weight_dtype  # arithmetic
+        self.prepacked = self.weight_dtype == torch.bfloat16 and _packs_bf16()  # oneDNN's blocked weights
         self.heads = int(config.num_attention_heads)
         emb = bert.embeddings
         self.words = emb.word_embeddings.weight.detach().to(self.dtype)
@@ -153,12 +164,15 @@ class FastEncoder:
         def linear(*denses: nn.Linear, gelu: bool = False) -> Linear:
             weight = torch.cat([dense.weight for dense in denses]).detach().float().contiguous()
             bias = torch.cat([dense.bias for dense in denses]).detach().float()
-            if self.weight_dtype == torch.float16:
-                return _HalfWeights(torch.ops.quantized.linear_prepack_fp16(weight, bias), gelu)
-            if self.weight_dtype == torch.bfloat16 and _packs_bf16():
+            if self.prepacked:
                 packed = torch.ops.mkldnn._reorder_linear_weight(weight.to(self.dtype))
-                return _PackedWeights(packed, bias.to(self.dtype), gelu)
-            return _Dense(weight.to(self.dtype), bias.to(self.dtype), gelu)
+                return _PackedWeights(packed, bias.to(self.dtype), EXACT_GELU if gelu else NO_ACTIVATION)
+            unfused: _Dense | _HalfWeights
+            if self.weight_dtype == torch.float16:
+                unfused = _HalfWeights(torch.ops.quantized.linear_prepack_fp16(weight, bias))
+            else:
+                unfused = _Dense(weight.to(self.dtype), bias.to(self.dtype))
+            return _ThenGelu(unfused) if gelu else unfused
 
         return _Layer(
             qkv=linear(own.query, own.key, own.value),

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from router_models.encoder import load_encoder
-from router_models.fast_encoder import FastEncoder, _PackedWeights, inference_dtype
+from router_models.fast_encoder import EXACT_GELU, FastEncoder, _PackedWeights, inference_dtype
 
 
 @pytest.fixture(scope="module")
@@ -84,9 +84,9 @@ def test_prepacked_weights_compute_the_linear_layer_and_its_gelu() -> None:
     plain = torch.nn.functional.linear(x, weight, bias)
     torch.testing.assert_close(_PackedWeights(packed, bias)(x), plain, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(
-        _PackedWeights(packed, bias, gelu=True)(x), torch.nn.functional.gelu(plain), atol=1e-4, rtol=1e-4)
+        _PackedWeights(packed, bias, EXACT_GELU)(x), torch.nn.functional.gelu(plain), atol=1e-4, rtol=1e-4)
     assert not torch.allclose(  # the exact GELU, not its tanh approximation
-        _PackedWeights(packed, bias, gelu=True)(x), torch.nn.functional.gelu(plain, approximate="tanh"), atol=1e-6)
+        _PackedWeights(packed, bias, EXACT_GELU)(x), torch.nn.functional.gelu(plain, approximate="tanh"), atol=1e-6)
 
 
 def test_word_lookup_matches_the_embedding_table(bert: torch.nn.Module) -> None:
