@@ -31,7 +31,7 @@ import numpy as np
 from router_models.errors import DataFormatError, InputError
 from router_models.jsonl import json_lines, open_text
 
-LABEL_THRESHOLD = 0.8  # y_t = 1 iff normalised s_t >= 0.8 * max_j s_j (REFERENCE §1)
+LABEL_THRESHOLD = 0.8  # y_t = 1 iff normalised s_t >= 0.8 * max_j s_j (Lookahead, Huang et al., NeurIPS 2025)
 Split = Literal["train", "val", "test"]
 Protocol = Literal["in-distribution", "leave-one-out"]
 PROTOCOLS: tuple[str, ...] = ("in-distribution", "leave-one-out")

@@ -1,4 +1,7 @@
-"""The routing metric: normalised score µn = 100 · (µ − random) / (oracle − random) (REFERENCE §1)."""
+"""The routing metric: normalised score µn = 100 · (µ − random) / (oracle − random).
+
+As in Lookahead routing (Huang et al., NeurIPS 2025).
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Lookahead routing (REFERENCE §1): routers that learn to foresee each candidate's response."""
+"""Lookahead routing (Huang et al., NeurIPS 2025): routers that learn to foresee each candidate's response."""

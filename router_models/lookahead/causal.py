@@ -46,7 +46,7 @@ class LookaheadCausal(nn.Module):
         self.config = config
         self.lm = lm
         words = cast(nn.Embedding, lm.get_input_embeddings()).weight  # (V, H)
-        # the <Model_t> tokens: mean of the existing embeddings plus noise (REFERENCE §1)
+        # the <Model_t> tokens: mean of the existing embeddings plus noise (Huang et al., NeurIPS 2025)
         start = words.detach().float().mean(0, keepdim=True).repeat(n_candidates, 1)
         self.model_ids = nn.Parameter(start + 0.02 * start.std() * torch.randn_like(start))  # (T, H)
         self.dropout = nn.Dropout(config.dropout)

@@ -1,4 +1,4 @@
-"""ThinkSwitcher: per question, answer in short or long chain-of-thought (REFERENCE §2).
+"""ThinkSwitcher: per question, answer in short or long chain-of-thought (Liang et al., 2025).
 
 `load_switcher(path) -> Switcher` is the gateway's entry point; its `.predict(queries)` returns the predicted
 pass rates (N, 2) as (short, long), and the decision is long when ŷ_long − ŷ_short ≥ τ (`.default_tau`).
