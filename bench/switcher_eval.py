@@ -1,4 +1,4 @@
-"""Judge the ThinkSwitcher on held-out questions (the `test` id-hash split) against the issue's targets.
+"""Judge the ThinkSwitcher on held-out questions (the `test` id-hash split) against its accuracy and cost targets.
 
     python bench/switcher_eval.py DATA... [--switcher DIR] [--json FILE] [--plot FILE.png]
 
@@ -33,7 +33,7 @@ from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
 
 
 def verdict(result: BenchmarkResult) -> str:
-    """The issue's target for this benchmark, checked at the artifact's chosen τ."""
+    """The ThinkSwitcher target for this benchmark, checked at the artifact's chosen τ."""
     long = result.baselines["always_long"]
     chosen = result.chosen
     if result.outcomes.has_tokens:

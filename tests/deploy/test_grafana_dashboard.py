@@ -66,7 +66,7 @@ def test_every_query_parses_and_uses_the_namespace_variable(dashboard: dict[str,
         assert panel["description"], panel["title"]
 
 
-def test_dashboard_covers_every_view_the_issue_asks_for(dashboard: dict[str, Any]) -> None:
+def test_dashboard_shows_traffic_latency_decisions_cache_and_backend_load(dashboard: dict[str, Any]) -> None:
     exprs = [expr for expr, _ in dashboard_exprs()]
     metrics = {s.metric for expr in exprs for s in selectors(expr, "dashboard")}
     assert {
