@@ -22,10 +22,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.cache.base import DecisionCache
 from service.metrics import Metrics
+from service.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
-
-LOG_EVERY_S = 30.0
 
 
 class RedisUnavailable(Exception):
@@ -46,8 +45,7 @@ class RedisCache(DecisionCache):
             # One immediate retry replaces a pooled connection that went stale (e.g. Redis restarted).
             retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError], health_check_interval=0,
         )
-        self._last_log = -LOG_EVERY_S
-        self._suppressed = 0
+        self._warn = ThrottledLog(log)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -70,11 +68,5 @@ class RedisCache(DecisionCache):
     def _trouble(self, operation: str, error: Exception) -> None:
         if not isinstance(error, RedisUnavailable):
             self._down_until = self.clock() + self.retry_after_s
-        now = time.monotonic()
-        if now - self._last_log >= LOG_EVERY_S:
-            log.warning("decision cache %s failed (%s: %s); deciding without the cache%s", operation,
-                        type(error).__name__, error,
-                        f" ({self._suppressed} similar errors not logged)" if self._suppressed else "")
-            self._last_log, self._suppressed = now, 0
-        else:
-            self._suppressed += 1
+        self._warn.warning("decision cache %s failed (%s: %s); deciding without the cache", operation,
+                           type(error).__name__, error)

@@ -11,6 +11,7 @@ Decision rule, on the router's per-candidate quality q (probabilities in [0, 1])
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -19,16 +20,19 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import Field, model_validator
 
 from service.cache.base import cached
-from service.cache.keys import decision_key
+from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
 from service.strategies.thinking import MODE_HEADER, ThinkingConfig, ThinkingSwitch
 from service.strategies.usage import count_completion_tokens
+from service.throttled_log import ThrottledLog
 from service.types import CacheOutcome, Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
     from service.dispatch import Dispatcher
+
+log = logging.getLogger(__name__)
 
 
 class Router(Protocol):
@@ -113,6 +117,7 @@ class LookaheadStrategy(Strategy):
         self.router: Router | None = None
         self._infer: BatchedInference | None = None
         self._columns: list[int] = []
+        self._failures = ThrottledLog(log)
         # Reasoning-mode switches of the candidates that are reasoning models, by backend.
         self.switches = {c.backend: ThinkingSwitch(public_model, c.thinking, deps)
                          for c in config.candidates if c.thinking is not None}
@@ -138,23 +143,34 @@ class LookaheadStrategy(Strategy):
         for switch in self.switches.values():
             switch.close()
 
-    async def _quality(self, query: str | None) -> tuple[list[float] | None, CacheOutcome]:
-        if query is None:
-            return None, "off"
+    async def _quality(self, query: str) -> tuple[list[float], CacheOutcome]:
         assert self.router is not None and self._infer is not None
         infer = self._infer
+        text = normalise(query)  # what the cache key reads
 
         async def predict() -> dict[str, list[float]]:
-            row = await infer(query)
+            row = await infer(text)
             return {"quality": as_quality([row[c] for c in self._columns])}
 
-        key = decision_key(self.kind, self.config_version, self.router.version, query)
+        key = decision_key(self.kind, self.config_version, self.router.version, text)
         value, outcome = await cached(self.deps.cache, key, predict)
-        return list(value["quality"]), outcome
+        return [float(q) for q in value["quality"]], outcome
 
     async def decide(self, request: GatewayRequest) -> Decision:
+        """The candidate to answer; where the router fails, the default choice (`fallback`) and a warning
+        logged at most every 30 s."""
         started = time.perf_counter()
-        quality, outcome = await self._quality(query_text(request))
+        query = query_text(request)
+        quality: list[float] | None = None
+        outcome: CacheOutcome = "off"
+        failed = False
+        if query is not None:
+            try:
+                quality, outcome = await self._quality(query)
+            except Exception as error:  # noqa: BLE001 - any router trouble falls back to the default choice
+                self._failures.warning("router of %s failed (%s: %s); taking the default candidate",
+                                       self.public_model, type(error).__name__, error)
+                failed = True
         candidates = self.config.candidates
         pool = self.deps.pool
 
@@ -162,10 +178,10 @@ class LookaheadStrategy(Strategy):
             return pool.can_take(candidates[index].backend)
 
         tradeoff = self.config.tradeoff if request.tradeoff is None else request.tradeoff
-        if quality is None:  # nothing to read (token-id prompt): the cheapest candidate that can serve
+        if quality is None:  # nothing to read (token-id prompt) or no router: the cheapest that can serve
             quality = [0.0] * len(candidates)
             index, reason = choose(quality, self.costs, 1.0, can_serve, 1.0)
-            reason = "default"
+            reason = "fallback" if failed else "default"
         else:
             index, reason = choose(quality, self.costs, tradeoff, can_serve, self.config.load_margin)
         backend = candidates[index].backend

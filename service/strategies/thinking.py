@@ -8,7 +8,7 @@ reasoning family. A client that sets the mode itself always wins.
 - `deepseek-r1`: short prefills the assistant turn with `<think>\\n\\n</think>\\n\\n` and sets
   `continue_final_message: true`, `add_generation_prompt: false`; long is the native template, unchanged.
 - `reasoning-effort`: `reasoning_effort` "low" (short) or "high" (long).
-- `custom`: the config's `short` or `long` body fields are merged in.
+- `custom`: the config's `short` or `long` body fields are merged in, nested objects key by key.
 
 A long answer the switch chose that stops at `max_tokens` is asked again in short mode where `short_retry`
 is on (`service.strategies.short_retry`).
@@ -19,19 +19,20 @@ Only chat requests are rewritten; completions carry their own prompt and are rel
 from __future__ import annotations
 
 import copy
-import hashlib
+import logging
 import time
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
 from service.cache.base import cached
-from service.cache.keys import decision_key
+from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
 from service.strategies.short_retry import ask_short, combined, cut_answer, retrying_stream
 from service.strategies.usage import count_completion_tokens
+from service.throttled_log import ThrottledLog
 from service.types import CacheOutcome, Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
@@ -41,6 +42,7 @@ MODE_HEADER = "x-switchyard-thinking"
 Mode = Literal["short", "long"]
 Family = Literal["qwen3", "deepseek-r1", "reasoning-effort", "custom"]
 R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
+log = logging.getLogger(__name__)
 
 
 class Switcher(Protocol):
@@ -76,7 +78,7 @@ def client_mode(body: dict[str, Any], config: ThinkingConfig) -> Mode | None:
 
     Any family's switch counts: `chat_template_kwargs.enable_thinking`, `reasoning_effort`, or a final
     assistant message (a prefill; short when it closes its thinking block), and for `custom` the config's
-    own fields. Such a request is relayed as sent.
+    own fields, compared leaf by leaf. Such a request is relayed as sent.
     """
     kwargs = body.get("chat_template_kwargs")
     if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
@@ -87,26 +89,57 @@ def client_mode(body: dict[str, Any], config: ThinkingConfig) -> Mode | None:
     messages = body.get("messages") or []
     if messages and messages[-1].get("role") == "assistant":
         return "short" if "</think>" in str(messages[-1].get("content") or "") else "long"
-    if config.family == "custom" and any(key in body for key in (*config.short, *config.long)):
-        return "long" if all(body.get(k) == v for k, v in config.long.items()) and config.long else "short"
+    if config.family == "custom":
+        return _custom_mode(body, config.short, config.long)
     return None
+
+
+def _custom_mode(body: dict[str, Any], short: dict[str, Any], long: dict[str, Any]) -> Mode | None:
+    """A custom family's mode as the client set it: short where the body holds all of short mode's fields,
+    long where it sets any other of the fields either mode configures (thinking is not suppressed), None
+    where it sets none of them."""
+    if short and _holds(body, short):
+        return "short"
+    return "long" if _sets_any(body, short) or _sets_any(body, long) else None
+
+
+def _holds(body: dict[str, Any], fields: dict[str, Any]) -> bool:
+    """Whether `body` has every leaf of `fields` (nested objects compared key by key)."""
+    return all(key in body and (_holds(body[key], value) if _both_objects(body[key], value) else body[key] == value)
+               for key, value in fields.items())
+
+
+def _sets_any(body: dict[str, Any], fields: dict[str, Any]) -> bool:
+    """Whether `body` sets any leaf of `fields`, whatever its value."""
+    return any(key in body and (not _both_objects(body[key], value) or _sets_any(body[key], value))
+               for key, value in fields.items())
+
+
+def _both_objects(a: Any, b: Any) -> bool:
+    return isinstance(a, dict) and isinstance(b, dict)
+
+
+def _merged(body: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `body` with `fields` merged in, nested objects key by key."""
+    out = dict(body)
+    for key, value in fields.items():
+        out[key] = _merged(out[key], value) if _both_objects(out.get(key), value) else copy.deepcopy(value)
+    return out
 
 
 def apply_mode(body: dict[str, Any], config: ThinkingConfig, mode: Mode) -> dict[str, Any]:
     """A copy of a chat body rewritten for `mode` (the caller's dict is never changed)."""
+    if config.family == "custom":
+        return _merged(body, config.long if mode == "long" else config.short)
     body = dict(body)
     if config.family == "qwen3":
         body["chat_template_kwargs"] = {**(body.get("chat_template_kwargs") or {}), "enable_thinking": mode == "long"}
     elif config.family == "reasoning-effort":
         body["reasoning_effort"] = "high" if mode == "long" else "low"
-    elif config.family == "deepseek-r1":
-        if mode == "short":
-            body["messages"] = [*body["messages"], {"role": "assistant", "content": R1_EMPTY_THINKING}]
-            body["continue_final_message"] = True
-            body["add_generation_prompt"] = False
-    else:
-        for key, value in (config.long if mode == "long" else config.short).items():
-            body[key] = copy.deepcopy(value)
+    elif mode == "short":  # deepseek-r1
+        body["messages"] = [*body["messages"], {"role": "assistant", "content": R1_EMPTY_THINKING}]
+        body["continue_final_message"] = True
+        body["add_generation_prompt"] = False
     return body
 
 
@@ -117,11 +150,11 @@ class ThinkingSwitch:
         self.public_model = public_model
         self.config = config
         self.deps = deps
-        self.config_version = hashlib.blake2b(config.model_dump_json().encode(), digest_size=6).hexdigest()
         self.switcher: Switcher | None = None
         self.tau = 0.0
         self.short_retry = False
         self._infer: BatchedInference | None = None
+        self._failures = ThrottledLog(log)
 
     async def start(self) -> None:
         switcher = self.deps.loaders["switcher"](self.config.switcher)
@@ -137,19 +170,27 @@ class ThinkingSwitch:
             self._infer.close()
 
     async def _predict(self, query: str) -> tuple[list[float], CacheOutcome]:
+        """Both modes' predicted pass rates for `query`, cached. They depend on the switcher alone (τ and the
+        rest of the config apply afterwards), so every model on the same switcher shares the entries."""
         assert self.switcher is not None and self._infer is not None
         infer = self._infer
+        text = normalise(query)  # what the cache key reads
 
         async def predict() -> dict[str, list[float]]:
-            row = await infer(query)
+            row = await infer(text)
             return {"pass_rates": [float(row[0]), float(row[1])]}
 
-        key = decision_key("thinkswitch", self.config_version, self.switcher.version, query)
+        key = decision_key("thinkswitch", "pass-rates", self.switcher.version, text)
         value, outcome = await cached(self.deps.cache, key, predict)
-        return list(value["pass_rates"]), outcome
+        short, long = value["pass_rates"]
+        return [float(short), float(long)], outcome
 
     async def route(self, request: GatewayRequest) -> tuple[dict[str, Any], Mode, str, CacheOutcome]:
-        """The rewritten body, the mode, why (switcher, client, default) and the cache outcome."""
+        """The rewritten body, the mode, why (switcher, client, default, fallback) and the cache outcome.
+
+        Where the switcher fails, the model answers in its native long mode (`fallback`) and a warning is
+        logged at most every 30 s: a broken switcher costs tokens, not answers.
+        """
         started = time.perf_counter()
         outcome: CacheOutcome = "off"
         requested = client_mode(request.body, self.config)
@@ -162,9 +203,13 @@ class ThinkingSwitch:
             mode, why = "long", "default"
             body = apply_mode(request.body, self.config, mode)
         else:
-            (short, long), outcome = await self._predict(query)
-            mode = "long" if long - short >= self.tau else "short"
-            why = "switcher"
+            try:
+                (short, long), outcome = await self._predict(query)
+                mode, why = ("long" if long - short >= self.tau else "short"), "switcher"
+            except Exception as error:  # noqa: BLE001 - any switcher trouble falls back to the native mode
+                self._failures.warning("switcher of %s failed (%s: %s); answering in long mode",
+                                       self.public_model, type(error).__name__, error)
+                mode, why = "long", "fallback"
             body = apply_mode(request.body, self.config, mode)
         metrics = self.deps.metrics
         metrics.thinking_mode.labels(self.public_model, mode).inc()
@@ -188,8 +233,9 @@ class ThinkingSwitch:
         if cut is None:
             return reply
         short = await self._ask_short(request, decision, dispatcher)
-        self._count_retry(short is not None)
-        return reply if short is None else combined(reply, cut, short)
+        answer = None if short is None else combined(reply, cut, short)
+        self._count_retry(answer is not None)
+        return reply if answer is None else answer
 
     async def _ask_short(self, request: GatewayRequest, decision: Decision, dispatcher: Dispatcher) -> Reply | None:
         short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)

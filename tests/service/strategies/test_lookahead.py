@@ -185,6 +185,24 @@ def test_auto_with_the_shipped_simulator_router(two_sims: list[SimProcess]) -> N
         assert response.headers["x-switchyard-model"] == decision.json()["backend"]
 
 
+class BrokenRouter(KeywordRouter):
+    """Fails on any batch holding a question with "boom" in it."""
+
+    def score(self, queries: list[str]) -> np.ndarray:
+        if any("boom" in q for q in queries):
+            raise RuntimeError("router broke")
+        return super().score(queries)
+
+
+def test_a_failing_router_falls_back_to_the_default_candidate(two_sims: list[SimProcess]) -> None:
+    with GatewayServer(auto_config(two_sims), loaders={"router": lambda path: BrokenRouter()}) as gateway:
+        response = ask(gateway, "boom: this question breaks the router")
+        assert response.status_code == 200
+        assert response.headers["x-switchyard-model"] == "sim-b"  # the cheapest
+        assert gateway.metric("switchyard_decisions_total", model="auto", reason="fallback") == 1
+        assert ask(gateway, "tell me a story").headers["x-switchyard-model"] == "sim-a"  # routed again
+
+
 def test_route_endpoint_takes_completion_bodies(auto_gateway: GatewayServer) -> None:
     decision = httpx.post(auto_gateway.url + "/v1/route", json={"model": "auto", "prompt": "write code now"})
     assert decision.status_code == 200, decision.text

@@ -43,12 +43,37 @@ def test_reasoning_effort_rewrite() -> None:
     assert apply_mode(BODY, config("reasoning-effort"), "long") == {**BODY, "reasoning_effort": "high"}
 
 
+CUSTOM = {"short": {"chat_template_kwargs": {"thinking": "off"}},
+          "long": {"chat_template_kwargs": {"thinking": "on"}, "thinking_budget": {"tokens": 8000}}}
+
+
 def test_custom_rewrite_merges_configured_fields() -> None:
     custom = config("custom", short={"chat_template_kwargs": {"thinking": "off"}}, long={"top_k": 20})
     assert apply_mode(BODY, custom, "short") == {**BODY, "chat_template_kwargs": {"thinking": "off"}}
     assert apply_mode(BODY, custom, "long") == {**BODY, "top_k": 20}
     with pytest.raises(ValueError, match="custom"):
         config("custom")
+
+
+def test_custom_rewrite_keeps_the_clients_other_keys_of_a_configured_object() -> None:
+    body = {**BODY, "chat_template_kwargs": {"documents_first": True}}
+    assert apply_mode(body, config("custom", **CUSTOM), "long") == {
+        **BODY, "chat_template_kwargs": {"documents_first": True, "thinking": "on"},
+        "thinking_budget": {"tokens": 8000}}
+    assert body == {**BODY, "chat_template_kwargs": {"documents_first": True}}
+
+
+@pytest.mark.parametrize(("body", "mode"), [
+    ({"chat_template_kwargs": {"thinking": "off"}}, "short"),
+    ({"chat_template_kwargs": {"thinking": "on"}, "thinking_budget": {"tokens": 8000}}, "long"),
+    ({"chat_template_kwargs": {"thinking": "on"}}, "long"),  # part of long mode
+    ({"thinking_budget": {"tokens": 500}}, "long"),  # its own value for one of long mode's fields
+    ({"chat_template_kwargs": {"documents_first": True}}, None),  # another key of a configured object
+    ({"thinking_budget": 500}, "long"),  # a configured field, in another shape
+    ({"top_k": 40}, None),
+])
+def test_custom_family_reads_the_clients_choice_field_by_field(body: dict[str, Any], mode: str | None) -> None:
+    assert client_mode({**BODY, **body}, config("custom", **CUSTOM)) == mode
 
 
 def test_rewrite_never_changes_the_callers_body() -> None:
@@ -100,6 +125,25 @@ def reasoner(two_sims: list[SimProcess]) -> Iterator[GatewayServer]:
         yield server
 
 
+class FailingSwitcher(LengthSwitcher):
+    """Fails on any batch holding a question with "boom" in it."""
+
+    def predict(self, queries: list[str]) -> np.ndarray:
+        if any("boom" in q for q in queries):
+            raise RuntimeError("switcher broke")
+        return super().predict(queries)
+
+
+def reasoner_config(sim: SimProcess, **models: dict[str, Any]) -> dict[str, Any]:
+    """A gateway config with one thinkswitch model per keyword (name -> extra thinking config) on `sim`."""
+    config_ = direct_config({sim.model: [sim.url]})
+    for name, thinking in models.items():
+        config_["models"].append({"name": name, "strategy": {
+            "kind": "thinkswitch", "backend": sim.model,
+            "thinking": {"switcher": "unused", "family": "qwen3", **thinking}}})
+    return config_
+
+
 def ask(gateway: GatewayServer, text: str, **extra: Any) -> httpx.Response:
     return httpx.post(gateway.url + "/v1/chat/completions", timeout=10, json={
         "model": "reasoner", "messages": [{"role": "user", "content": text}], "max_tokens": 3, **extra})
@@ -136,6 +180,27 @@ def test_generated_tokens_are_counted_per_mode(reasoner: GatewayServer) -> None:
     after = reasoner.metric("switchyard_thinking_generated_tokens_total", model="reasoner", mode="short")
     assert after - before == 3 + 4
     assert reasoner.metric("switchyard_thinking_mode_total", model="reasoner", mode="short") >= 2
+
+
+def test_a_failing_switcher_falls_back_to_long_mode(two_sims: list[SimProcess]) -> None:
+    with GatewayServer(reasoner_config(two_sims[0], reasoner={}),
+                       loaders={"switcher": lambda path: FailingSwitcher()}) as gateway:
+        response = ask(gateway, "boom: this question breaks the switcher")
+        assert response.status_code == 200
+        assert response.headers["x-switchyard-thinking"] == "long"
+        assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": True}
+        assert gateway.metric("switchyard_decisions_total", model="reasoner", reason="fallback") == 1
+        assert ask(gateway, "2 + 2?").headers["x-switchyard-thinking"] == "short"  # the others are still switched
+
+
+def test_models_on_one_switcher_share_cached_predictions_whatever_their_tau(two_sims: list[SimProcess]) -> None:
+    config_ = reasoner_config(two_sims[0], reasoner={}, eager={"tau": -1.0})
+    with GatewayServer(config_, loaders={"switcher": lambda path: LengthSwitcher()}) as gateway:
+        first = ask(gateway, "2 + 2?")
+        assert (first.headers["x-switchyard-cache"], first.headers["x-switchyard-thinking"]) == ("miss", "short")
+        response = httpx.post(gateway.url + "/v1/chat/completions", timeout=10, json={
+            "model": "eager", "messages": [{"role": "user", "content": "2  +\n2?"}], "max_tokens": 3})
+        assert (response.headers["x-switchyard-cache"], response.headers["x-switchyard-thinking"]) == ("hit", "long")
 
 
 class TwoWayRouter:
