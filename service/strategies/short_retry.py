@@ -14,6 +14,7 @@ reply says so in `x-switchyard-thinking-retry: short`; a stream's headers have l
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 RETRY_HEADER = "x-switchyard-thinking-retry"
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 DATA = b"data: "
+EVENT_END = re.compile(rb"\r\n\r\n|\n\n")  # the blank line that ends an SSE event, either line ending
 log = logging.getLogger(__name__)
 
 
@@ -74,9 +76,16 @@ def add_usage(usage: Any, first: Any) -> None:
                 usage[name] += first[name]
 
 
-def combined(cut: Reply, cut_answer: dict[str, Any], short: Reply) -> Reply:
-    """The short answer, with the cut answer's tokens added to its usage and the retry header set."""
-    answer = orjson.loads(short.body)
+def combined(cut: Reply, cut_answer: dict[str, Any], short: Reply) -> Reply | None:
+    """The short answer, with the cut answer's tokens added to its usage and the retry header set; None
+    where the short reply is not a JSON object (the cut answer stands)."""
+    try:
+        answer = orjson.loads(short.body)
+    except orjson.JSONDecodeError:
+        answer = None
+    if not isinstance(answer, dict):
+        log.warning("short retry answered something other than a JSON object")
+        return None
     add_usage(answer.get("usage"), cut_answer.get("usage"))
     return replace(short, body=orjson.dumps(answer), headers={**short.headers, RETRY_HEADER: "short"},
                    upstream_s=cut.upstream_s + short.upstream_s)
@@ -100,7 +109,7 @@ async def _events(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     try:
         async for chunk in stream:
             buffer += chunk
-            *events, buffer = buffer.split(b"\n\n")
+            *events, buffer = EVENT_END.split(buffer)
             if events:
                 yield events
         if buffer:

@@ -16,7 +16,7 @@ class Counter(Protocol):
 
 
 def count_completion_tokens(reply: Reply, counter: Counter) -> None:
-    """Add the reply's `usage.completion_tokens` to `counter` (for a stream: when its usage chunk passes)."""
+    """Add the reply's `usage.completion_tokens` to `counter` (for a stream: when the stream ends)."""
     if reply.stream is None:
         if reply.status == 200:
             match = _COMPLETION_TOKENS.search(reply.body)
@@ -27,13 +27,17 @@ def count_completion_tokens(reply: Reply, counter: Counter) -> None:
 
 
 async def _counting(stream: AsyncIterator[bytes], counter: Counter) -> AsyncIterator[bytes]:
-    tail = b""
-    async for chunk in stream:
-        yield chunk
-        window = tail + chunk
-        match = _COMPLETION_TOKENS.search(window)
-        if match:
-            counter.inc(int(match.group(1)))
-            tail = b""
-        else:
+    """Relay `stream`, then add the last `completion_tokens` it carried: with vLLM's
+    `stream_options.continuous_usage_stats` every chunk carries the running count, so only the last
+    one is the answer's; a stream the client left counts what it saw."""
+    tail, last = b"", None
+    try:
+        async for chunk in stream:
+            yield chunk
+            window = tail + chunk
+            for match in _COMPLETION_TOKENS.finditer(window):
+                last = int(match.group(1))
             tail = window[-64:]
+    finally:
+        if last is not None:
+            counter.inc(last)

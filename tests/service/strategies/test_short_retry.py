@@ -125,3 +125,19 @@ def test_nothing_after_the_cut_is_lost_when_the_stream_ends_unterminated() -> No
     first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A)
     out, outcomes = relay([*first, b"data: [DONE]"], None)  # the backend left off the last blank line
     assert out == b"".join(first) + b"data: [DONE]\n\n" and outcomes == [False]
+
+
+def test_a_cut_stream_framed_with_crlf_is_still_retried() -> None:
+    first = [event.replace(b"\n\n", b"\r\n\r\n")
+             for event in events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")]
+    short = events(chunk("4", ident="b", role=True), chunk(".", "stop", ident="b"), USAGE_B, "[DONE]")
+    out, outcomes = relay(first, short)
+    assert outcomes == [True]
+    assert out.startswith(b"data: " + orjson.dumps(chunk("Let", role=True)) + b"\n\n")  # relayed before the cut
+    assert b'"content":"4"' in out and out.endswith(b"data: [DONE]\n\n")
+
+
+def test_a_short_reply_that_is_not_a_json_object_leaves_the_cut_answer() -> None:
+    cut = reply("length", completion_tokens=2048)
+    for body in (b"<html>bad gateway</html>", b"[1, 2]"):
+        assert combined(cut, orjson.loads(cut.body), Reply(status=200, headers={}, body=body)) is None
