@@ -1,9 +1,9 @@
 """Validation of client request bodies.
 
-Known OpenAI fields, and the mode switches the reasoning strategy reads, are checked for type (strictly: no
-`"1.5"` for a number, no `2.0` for an integer, as the OpenAPI schema says) and range; every other field
-(vLLM extras such as `top_k`, `prompt_logprobs`) is relayed untouched. Validation never rebuilds the body:
-the client's dict travels on as it came.
+Known OpenAI fields, the mode switches the reasoning strategy reads and the gateway's own `switchyard_*`
+fields are checked for type (strictly: no `"1.5"` for a number, no `2.0` for an integer, as the OpenAPI schema
+says) and range; every other field (vLLM extras such as `top_k`, `prompt_logprobs`) is relayed untouched.
+Validation never rebuilds the body: the client's dict travels on as it came.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from service.errors import InvalidRequest
 from service.types import Endpoint, GatewayRequest
 
 TRADEOFF_FIELD = "switchyard_tradeoff"
+FusionVariant = Literal["cool", "cool+r"]  # read by the `fusion` strategy
 
 
 class StreamOptions(BaseModel):
@@ -42,6 +43,7 @@ class _Sampling(BaseModel):
     seed: int | None = None
     user: str | None = None
     switchyard_tradeoff: float | None = Field(None, ge=0, le=1)
+    switchyard_variant: FusionVariant | None = None
 
 
 class Message(BaseModel):
