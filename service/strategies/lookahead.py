@@ -206,4 +206,4 @@ class LookaheadStrategy(Strategy):
         self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
     ) -> Reply:
         switch = self.switches.get(decision.backend)
-        return reply if switch is None else await switch.retry_if_cut(request, decision, reply, dispatcher)
+        return reply if switch is None else await switch.follow_up(request, decision, reply, dispatcher)

@@ -14,7 +14,6 @@ reply says so in `x-switchyard-thinking-retry: short`; a stream's headers have l
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from service.errors import GatewayError
+from service.strategies.sse import DATA, event_json, events_of, sse
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
@@ -29,8 +29,6 @@ if TYPE_CHECKING:
 
 RETRY_HEADER = "x-switchyard-thinking-retry"
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
-DATA = b"data: "
-EVENT_END = re.compile(rb"\r\n\r\n|\n\n")  # the blank line that ends an SSE event, either line ending
 log = logging.getLogger(__name__)
 
 
@@ -91,37 +89,6 @@ def combined(cut: Reply, cut_answer: dict[str, Any], short: Reply) -> Reply | No
                    upstream_s=cut.upstream_s + short.upstream_s)
 
 
-def _event_json(event: bytes) -> dict[str, Any] | None:
-    """The JSON object of one SSE `data:` event, or None ([DONE], comments, anything else)."""
-    if not event.startswith(DATA):
-        return None
-    try:
-        value = orjson.loads(event[len(DATA):])
-    except orjson.JSONDecodeError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-async def _events(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
-    """The SSE events of `stream` (without their blank-line ends), as many as each chunk completes, then
-    whatever the stream left unterminated; the stream is closed however this ends."""
-    buffer = b""
-    try:
-        async for chunk in stream:
-            buffer += chunk
-            *events, buffer = EVENT_END.split(buffer)
-            if events:
-                yield events
-        if buffer:
-            yield [buffer]
-    finally:
-        await _close(stream)
-
-
-def _sse(events: list[bytes]) -> bytes:
-    return b"".join(event + b"\n\n" for event in events)
-
-
 async def retrying_stream(
     stream: AsyncIterator[bytes],
     ask: Callable[[], Awaitable[Reply | None]],
@@ -131,12 +98,12 @@ async def retrying_stream(
     events from `ask()` (None: the retry failed, and the held finish, usage and [DONE] go out as they
     came). `answered(ok)` is told the retry's outcome."""
     held: list[bytes] = []  # from the finish event on: the finish, the usage, [DONE]
-    async for events in _events(stream):
+    async for events in events_of(stream):
         if not held:
             cut = next((i for i, event in enumerate(events)
                         if event.startswith(DATA) and _cut_answer(event[len(DATA):])), len(events))
             if cut:
-                yield _sse(events[:cut])
+                yield sse(events[:cut])
             events = events[cut:]
         held += events
     if not held:
@@ -144,7 +111,7 @@ async def retrying_stream(
     short = await ask()
     answered(short is not None and short.stream is not None)
     if short is None or short.stream is None:
-        yield _sse(held)
+        yield sse(held)
         return
     async for piece in _continuation(held, short.stream):
         yield piece
@@ -153,14 +120,14 @@ async def retrying_stream(
 async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     """The cut stream's finish event without its finish reason, then the short answer's events under the cut
     stream's id, its usage summed with the cut one's."""
-    finish = _event_json(held[0]) or {}
+    finish = event_json(held[0]) or {}
     finish["choices"][0]["finish_reason"] = None
-    first_usage = next((chunk["usage"] for chunk in map(_event_json, held) if chunk and chunk.get("usage")), None)
+    first_usage = next((chunk["usage"] for chunk in map(event_json, held) if chunk and chunk.get("usage")), None)
     yield DATA + orjson.dumps(finish) + b"\n\n"
-    async for events in _events(stream):
+    async for events in events_of(stream):
         out = []
         for event in events:
-            value = _event_json(event)
+            value = event_json(event)
             if value is not None:
                 value["id"] = finish.get("id", value.get("id"))
                 for choice in value.get("choices") or []:
@@ -170,11 +137,4 @@ async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> Asyn
                     add_usage(value["usage"], first_usage)
                 event = DATA + orjson.dumps(value)
             out.append(event)
-        yield _sse(out)
-
-
-async def _close(stream: AsyncIterator[bytes]) -> None:
-    """Close an async generator now (its cleanup returns or closes the backend connection)."""
-    close = getattr(stream, "aclose", None)
-    if close is not None:
-        await close()
+        yield sse(out)

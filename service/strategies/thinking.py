@@ -7,6 +7,9 @@ reasoning family. A client that sets the mode itself always wins.
 - `qwen3`: `chat_template_kwargs.enable_thinking` false (short) or true (long).
 - `deepseek-r1`: short prefills the assistant turn with `<think>\\n\\n</think>\\n\\n` and sets
   `continue_final_message: true`, `add_generation_prompt: false`; long is the native template, unchanged.
+  The model needs a chat template that keeps a final assistant turn (deploy/chat-templates/deepseek-r1.jinja),
+  and a short answer that vLLM's reasoning parser files as reasoning is moved back into the content
+  (`service.strategies.reasoning_as_content`).
 - `reasoning-effort`: `reasoning_effort` "low" (short) or "high" (long).
 - `custom`: the config's `short` or `long` body fields are merged in, nested objects key by key.
 
@@ -30,6 +33,7 @@ from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
+from service.strategies.reasoning_as_content import reasoning_as_content
 from service.strategies.short_retry import ask_short, combined, cut_answer, retrying_stream
 from service.strategies.usage import count_completion_tokens
 from service.throttled_log import ThrottledLog
@@ -216,12 +220,17 @@ class ThinkingSwitch:
         metrics.decision_duration.labels("thinkswitch", outcome).observe(time.perf_counter() - started)
         return body, mode, why, outcome
 
-    async def retry_if_cut(
+    async def follow_up(
         self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
     ) -> Reply:
-        """`reply`, or, where it is a long answer this switch chose that stopped at max_tokens, the question
-        answered again in short mode (`service.strategies.short_retry`)."""
-        if not (self.short_retry and request.endpoint == "chat" and decision.headers.get(MODE_HEADER) == "long"
+        """The reply as the client gets it: a long answer this switch chose that stopped at max_tokens is
+        answered again in short mode where the short retry is on (`service.strategies.short_retry`), and a
+        short answer of the deepseek-r1 family has its text as content (`reasoning_as_content`)."""
+        if request.endpoint != "chat":
+            return reply
+        if decision.headers.get(MODE_HEADER) == "short":
+            return self._as_answer(reply)
+        if not (self.short_retry and decision.headers.get(MODE_HEADER) == "long"
                 and request.body.get("n") in (None, 1) and client_mode(request.body, self.config) is None):
             return reply
         if reply.stream is not None:
@@ -237,10 +246,14 @@ class ThinkingSwitch:
         self._count_retry(answer is not None)
         return reply if answer is None else answer
 
+    def _as_answer(self, short: Reply) -> Reply:
+        return reasoning_as_content(short) if self.config.family == "deepseek-r1" else short
+
     async def _ask_short(self, request: GatewayRequest, decision: Decision, dispatcher: Dispatcher) -> Reply | None:
         short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)
         if short is not None:
             count_completion_tokens(short, self.deps.metrics.thinking_tokens.labels(self.public_model, "short"))
+            short = self._as_answer(short)
         return short
 
     def _count_retry(self, answered: bool) -> None:

@@ -50,4 +50,4 @@ class ThinkSwitchStrategy(Strategy):
     async def follow_up(
         self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
     ) -> Reply:
-        return await self.switch.retry_if_cut(request, decision, reply, dispatcher)
+        return await self.switch.follow_up(request, decision, reply, dispatcher)

@@ -69,3 +69,23 @@ def test_a_cut_long_stream_from_vllm_continues_with_the_short_answer(always_long
     finishes = [c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c.get("finish_reason")]
     assert finishes == ["length"]  # the short answer's own end; the cut one's was taken out
     assert chunks[-1]["usage"]["completion_tokens"] == 8 + 8
+
+
+@pytest.fixture(scope="module")
+def r1_family(backends: Backends) -> Iterator[GatewayServer]:
+    """deploy/local/cpu.yaml plus a thinkswitch model of the deepseek-r1 family that sends everything short."""
+    config = yaml.safe_load(CPU_CONFIG.read_text())
+    reasoner = next(m for m in config["models"] if m["name"] == "reasoner")
+    thinking = {**reasoner["strategy"]["thinking"], "family": "deepseek-r1", "tau": 2.0}  # gains are below 1
+    config["models"].append({"name": "r1", "strategy": {**reasoner["strategy"], "thinking": thinking}})
+    with GatewayServer(config) as server:
+        yield server
+
+
+def test_vllm_continues_the_deepseek_r1_short_mode_prefill(r1_family: GatewayServer) -> None:
+    response = ask(r1_family, "What is 2 + 2?", model="r1")
+    assert response.status_code == 200, response.text
+    assert response.headers["x-switchyard-thinking"] == "short"
+    body = response.json()
+    assert isinstance(body["choices"][0]["message"]["content"], str)
+    assert body["usage"]["completion_tokens"] >= 1

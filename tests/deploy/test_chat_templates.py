@@ -1,0 +1,42 @@
+"""The shipped DeepSeek-R1 chat template takes the gateway's short-mode prefill, where R1's own drops it."""
+
+from __future__ import annotations
+
+import pytest
+
+from router_models.encoder import load_tokenizer
+from service.strategies.thinking import ThinkingConfig, apply_mode
+from tests.harness import REPO
+
+R1_TEMPLATE = (REPO / "deploy/chat-templates/deepseek-r1.jinja").read_text()
+# How R1's own template writes assistant turns: everything up to </think> dropped, the turn closed.
+DROPS_THINKING = ("{% for m in messages %}{% if m['role'] == 'user' %}<｜User｜>{{ m['content'] }}"
+                  "{% elif m['role'] == 'assistant' %}{% set c = m['content'] %}{% if '</think>' in c %}"
+                  "{% set c = c.split('</think>')[-1] %}{% endif %}<｜Assistant｜>{{ c }}<｜end▁of▁sentence｜>"
+                  "{% endif %}{% endfor %}{% if add_generation_prompt %}<｜Assistant｜>{% endif %}")
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "<think>\nA greeting.\n</think>\n\nHello!"},
+            {"role": "user", "content": "What is 2 + 2?"}]
+
+
+def render(messages: list[dict[str, str]], template: str, short: bool) -> str:
+    """The prompt as vLLM has transformers render it for a short (prefilled) or a long request."""
+    return str(load_tokenizer().apply_chat_template(messages, chat_template=template, tokenize=False,
+                                                    continue_final_message=short, add_generation_prompt=not short))
+
+
+def test_short_mode_continues_the_prefilled_empty_thinking_block() -> None:
+    short = apply_mode({"messages": MESSAGES}, ThinkingConfig(switcher="unused", family="deepseek-r1"), "short")
+    assert render(short["messages"], R1_TEMPLATE, short=True) == (
+        "Be brief.<｜User｜>Hi<｜Assistant｜>\n\nHello!<｜end▁of▁sentence｜>"
+        "<｜User｜>What is 2 + 2?<｜Assistant｜><think>\n\n</think>\n\n")
+
+
+def test_long_mode_opens_the_thinking_block() -> None:
+    assert render(MESSAGES, R1_TEMPLATE, short=False).endswith("<｜User｜>What is 2 + 2?<｜Assistant｜><think>\n")
+
+
+def test_a_template_that_drops_thinking_from_the_last_turn_cannot_take_the_prefill() -> None:
+    short = apply_mode({"messages": MESSAGES}, ThinkingConfig(switcher="unused", family="deepseek-r1"), "short")
+    with pytest.raises(ValueError, match="final message"):
+        render(short["messages"], DROPS_THINKING, short=True)
