@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -299,9 +300,25 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
-    parser.add_argument("--api-key", help="bearer token, if the endpoint wants one")
+    key = parser.add_mutually_exclusive_group()
+    key.add_argument(
+        "--api-key-env", metavar="VAR", help="environment variable holding the bearer token, if the endpoint wants one"
+    )
+    key.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="the bearer token itself (visible in the process list; --api-key-env keeps it out)",
+    )
     parser.add_argument("--benchmark", default="custom", help="benchmark name for questions without one")
     parser.set_defaults(func=collect_command)
+
+
+def api_key(args: argparse.Namespace) -> str | None:
+    """The bearer token: from the variable `--api-key-env` names, else `--api-key`, else none."""
+    if args.api_key_env:
+        return os.environ.get(args.api_key_env)
+    key: str | None = args.api_key
+    return key
 
 
 def collect_command(args: argparse.Namespace) -> int:
@@ -319,7 +336,7 @@ def collect_command(args: argparse.Namespace) -> int:
             max_tokens=args.max_tokens,
             temperature=args.temperature,
             concurrency=args.concurrency,
-            api_key=args.api_key,
+            api_key=api_key(args),
         )
     )
     print(f"wrote {len(lines)} of {len(questions)} questions to {args.out}")

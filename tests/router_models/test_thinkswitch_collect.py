@@ -1,4 +1,4 @@
-"""The collect tool against a loopback OpenAI-compatible server: request bodies, scoring, tokens, resuming."""
+"""The collect tool against a loopback OpenAI-compatible server: request bodies, scoring, tokens, resuming, the key."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from router_models.thinkswitch.collect import Question, collect, is_correct, read_journal, request_body
+from router_models.thinkswitch.collect import Question, api_key, collect, is_correct, read_journal, request_body
 from router_models.thinkswitch.data import read_records
+from service.cli import build_parser
 
 QUESTIONS = [
     Question("q1", "What is 2 + 3?", "5", "toy"),
@@ -135,3 +136,13 @@ def test_scoring() -> None:
     assert not is_correct("<think>42</think> I think 41.", "42")
     assert not is_correct("no number here", "42")
     assert is_correct("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}")
+
+
+def test_api_key_from_the_environment_or_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = ["thinkswitch-collect", "--questions", "q.jsonl", "--url", "http://x/v1", "--model", "m", "--out", "o"]
+    monkeypatch.setenv("REASONER_KEY", "sk-env")
+    assert api_key(build_parser().parse_args([*base, "--api-key-env", "REASONER_KEY"])) == "sk-env"
+    assert api_key(build_parser().parse_args([*base, "--api-key", "sk-arg"])) == "sk-arg"
+    assert api_key(build_parser().parse_args(base)) is None
+    with pytest.raises(SystemExit):  # one or the other
+        build_parser().parse_args([*base, "--api-key", "sk-arg", "--api-key-env", "REASONER_KEY"])
