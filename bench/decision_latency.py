@@ -105,7 +105,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--router", required=True, metavar="DIR", help="router artifact")
     parser.add_argument("--data", metavar="FILE", help="routing data whose prompts are the queries")
-    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=200,
+                        help="questions timed per path (default 200; generated ones unless --data)")
     args = parser.parse_args()
     binary = shutil.which("redis-server")
     if binary is None:

@@ -132,17 +132,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--qa", type=Path, required=True, help="JSONL of {question, answers} for the quality table")
     parser.add_argument("--size", type=int, default=40, help="questions to use (the first N; default 40)")
-    parser.add_argument("--speed-prompts", type=int, default=4, help="chat prompts for the speed table (max 6)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="answer length for the speed table")
+    parser.add_argument("--speed-prompts", type=int, default=4,
+                        help="chat prompts for the speed table (default 4, max 6)")
+    parser.add_argument("--max-tokens", type=int, default=64, help="answer length for the speed table (default 64)")
     parser.add_argument("--segment-tokens", type=int, nargs="+", default=[8, 16],
-                        help="fusion draft lengths to compare (one fusion-<k> model each)")
+                        help="fusion draft lengths to compare, one fusion-<k> model each (default: 8 16)")
     parser.add_argument("--sequential", action="store_true",
                         help="also time each fusion-<k> without speculative drafting (fusion-<k>-seq)")
     parser.add_argument("--echo", action="store_true",
                         help="also time each fusion-<k> scoring by echo only, never by forced tokens (fusion-<k>-echo)")
-    parser.add_argument("--config", type=Path, default=REPO / "deploy" / "local" / "cpu.yaml")
-    parser.add_argument("--skip-speed", action="store_true")
-    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--config", type=Path, default=REPO / "deploy" / "local" / "cpu.yaml",
+                        help="gateway config the fusion models are added to (default: deploy/local/cpu.yaml)")
+    parser.add_argument("--skip-speed", action="store_true", help="leave out the speed table")
+    parser.add_argument("--skip-quality", action="store_true", help="leave out the quality table")
     args = parser.parse_args()
     items = [json.loads(line) for line in args.qa.read_text().splitlines() if line.strip()][:args.size]
     suffixes = [""] + ["-seq"] * args.sequential + ["-echo"] * args.echo

@@ -1,4 +1,4 @@
-"""Router inference latency (one query per call, p50/p99) and batch throughput.
+r"""Router inference latency (one query per call, p50/p99) and batch throughput.
 
     python bench/router_latency.py --router artifacts/router [--router DIR ...] --data FILE... \
         [--threads 2] [--queries 200] [--batch 32]
@@ -30,12 +30,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--router", action="append", required=True, metavar="DIR")
-    parser.add_argument("--data", nargs="+", required=True, metavar="FILE")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--queries", type=int, default=200, help="single-query calls timed")
-    parser.add_argument("--batch", type=int, default=32, help="batch size for the throughput figure")
-    parser.add_argument("--max-tokens", type=int, default=256, help="cut prompts to this many tokens")
+    parser.add_argument("--router", action="append", required=True, metavar="DIR",
+                        help="router artifact to time; repeat for several")
+    parser.add_argument("--data", nargs="+", required=True, metavar="FILE",
+                        help="routing data whose prompts are the queries")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per router (default 2)")
+    parser.add_argument("--queries", type=int, default=200, help="single-query calls timed (default 200)")
+    parser.add_argument("--batch", type=int, default=32, help="batch size for the throughput figure (default 32)")
+    parser.add_argument("--max-tokens", type=int, default=256, help="cut prompts to this many tokens (default 256)")
     args = parser.parse_args()
 
     tokenizer = load_tokenizer()

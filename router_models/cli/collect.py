@@ -25,8 +25,8 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="routing data to write (JSONL, .gz ok)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--temperature", type=float, default=0.0)
+    parser.add_argument("--max-tokens", type=int, default=1024, help="generation cap per answer (default 1024)")
+    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
     parser.set_defaults(func=run)
 

@@ -19,7 +19,11 @@ def register(subparsers: Any) -> None:
         "--data", nargs="+", required=True, metavar="FILE", help="routing data (JSONL, .gz ok)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="directory for the three files")
-    parser.add_argument("--protocol", default="in-distribution", choices=["in-distribution", "leave-one-out"])
+    parser.add_argument(
+        "--protocol", default="in-distribution", choices=["in-distribution", "leave-one-out"],
+        help="in-distribution (default): every benchmark split 60/10/30 by id hash; leave-one-out: --holdout "
+        "is the test part, the other benchmarks give train/val",
+    )
     parser.add_argument("--holdout", metavar="BENCH", help="the benchmark held out (leave-one-out)")
     parser.set_defaults(func=run)
 

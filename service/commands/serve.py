@@ -23,7 +23,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--config", required=True, metavar="FILE", help="gateway YAML config")
     parser.add_argument("--host", help="listen address (overrides server.host)")
     parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
+                        help="log level of the gateway and uvicorn (default: info)")
     parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     parser.set_defaults(func=run)
 
