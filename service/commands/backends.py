@@ -36,7 +36,8 @@ def register(subparsers: Any) -> None:
                     help="serve a model on another port; NAME may be a unique prefix "
                     f"(defaults: {', '.join(f'{m.name}={m.default_port}' for m in MODELS.values())})")
     up.add_argument("--enforce-eager", action="store_true",
-                    help="skip torch.compile: starts in ~30 s instead of ~60 s warm, decodes ~25%% slower")
+                    help="skip torch.compile: starts in about half the time (~30-40 s instead of ~45-110 s), "
+                    "decodes roughly 20%% slower (docs/backends.md, Measurements)")
     up.add_argument("--timeout", type=float, default=600.0, metavar="S",
                     help="seconds to wait for /health after starting (default: 600)")
     up.set_defaults(func=run_up)
