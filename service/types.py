@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Endpoint = Literal["chat", "completions"]
+FusionVariant = Literal["cool", "cool+r"]  # Cool-Fusion, or with its rerank (`fusion` strategy)
 CacheOutcome = Literal["hit", "miss", "off", "error"]
 
 

@@ -15,10 +15,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from service.errors import InvalidRequest
-from service.types import Endpoint, GatewayRequest
+from service.types import Endpoint, FusionVariant, GatewayRequest
 
 TRADEOFF_FIELD = "switchyard_tradeoff"
-FusionVariant = Literal["cool", "cool+r"]  # read by the `fusion` strategy
 
 
 class StreamOptions(BaseModel):

@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from service.strategies.base import StrategyConfigBase
+from service.types import FusionVariant
 
-Variant = Literal["cool", "cool+r"]
+Variant = FusionVariant
 VARIANTS: tuple[Variant, ...] = ("cool", "cool+r")
 
 
