@@ -108,6 +108,16 @@ def is_correct(text: str, reference: str) -> bool:
     return "".join(answer.split()) == "".join(reference.split())
 
 
+def answer_text(message: dict[str, Any], mode: str) -> str:
+    """The answer of a reply message. A short answer with no content is vLLM's reasoning parser at work (R1
+    models: the output after a prefilled `</think>` holds no `</think>` of its own, so it is all filed as
+    reasoning), and that reasoning is the answer; a long one with no content was cut while thinking."""
+    content = message.get("content")
+    if content or mode != "short":
+        return content or ""
+    return message.get("reasoning") or message.get("reasoning_content") or ""
+
+
 def request_body(
     question: Question, mode: str, family: str, model: str, max_tokens: int, temperature: float
 ) -> dict[str, Any]:
@@ -248,7 +258,7 @@ async def collect(
             question.id,
             mode,
             index,
-            is_correct(choice["message"].get("content") or "", question.answer),
+            is_correct(answer_text(choice["message"], mode), question.answer),
             completion,
             choice.get("finish_reason") == "length",
         )

@@ -10,7 +10,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from router_models.thinkswitch.collect import Question, api_key, collect, is_correct, read_journal, request_body
+from router_models.thinkswitch.collect import (
+    Question,
+    answer_text,
+    api_key,
+    collect,
+    is_correct,
+    read_journal,
+    request_body,
+)
 from router_models.thinkswitch.data import read_records
 from service.cli import build_parser
 
@@ -136,6 +144,14 @@ def test_scoring() -> None:
     assert not is_correct("<think>42</think> I think 41.", "42")
     assert not is_correct("no number here", "42")
     assert is_correct("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}")
+
+
+def test_a_short_answer_filed_as_reasoning_is_the_answer() -> None:
+    # vLLM's deepseek_r1 parser after the short-mode prefill: no </think> in the output, all of it reasoning
+    assert answer_text({"content": None, "reasoning": "The answer is 4."}, "short") == "The answer is 4."
+    assert answer_text({"content": None, "reasoning_content": "4"}, "short") == "4"
+    assert answer_text({"content": "4", "reasoning": "2 + 2"}, "short") == "4"
+    assert answer_text({"content": None, "reasoning": "Let me think... 4"}, "long") == ""  # cut while thinking
 
 
 def test_api_key_from_the_environment_or_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
