@@ -36,29 +36,32 @@ def test_client_mode_wins_and_short_mode_prefills_an_empty_thought(cpu_gateway: 
 
 
 @pytest.fixture(scope="module")
-def always_long(backends: Backends) -> Iterator[GatewayServer]:
-    """deploy/local/cpu.yaml plus a thinkswitch model that sends everything long, with the short retry."""
+def reasoner_variants(backends: Backends) -> Iterator[GatewayServer]:
+    """deploy/local/cpu.yaml plus two variants of its reasoner: `thinker` sends everything long, with the
+    short retry; `r1` is of the deepseek-r1 family and sends everything short (predicted gains are below 1)."""
     config = yaml.safe_load(CPU_CONFIG.read_text())
-    reasoner = next(m for m in config["models"] if m["name"] == "reasoner")
-    thinking = {**reasoner["strategy"]["thinking"], "tau": -1.0, "short_retry": True}
-    config["models"].append({"name": "thinker", "strategy": {**reasoner["strategy"], "thinking": thinking}})
+    reasoner = next(m for m in config["models"] if m["name"] == "reasoner")["strategy"]
+    variants = {"thinker": {"tau": -1.0, "short_retry": True}, "r1": {"family": "deepseek-r1", "tau": 2.0}}
+    for name, thinking in variants.items():
+        config["models"].append({"name": name, "strategy": {**reasoner, "thinking": {**reasoner["thinking"],
+                                                                                   **thinking}}})
     with GatewayServer(config) as server:
         yield server
 
 
-def test_a_long_answer_cut_at_max_tokens_is_answered_again_in_short_mode(always_long: GatewayServer) -> None:
-    response = ask(always_long, "Explain step by step why the sky is blue.", model="thinker")
+def test_a_long_answer_cut_at_max_tokens_is_answered_again_in_short_mode(reasoner_variants: GatewayServer) -> None:
+    response = ask(reasoner_variants, "Explain step by step why the sky is blue.", model="thinker")
     assert response.status_code == 200, response.text
     assert response.headers["x-switchyard-thinking"] == "long"
     assert response.headers["x-switchyard-thinking-retry"] == "short"
     body = response.json()
     assert body["choices"][0]["message"]["content"]
     assert body["usage"]["completion_tokens"] == 8 + 8  # vLLM stopped both calls at max_tokens
-    assert always_long.metric("switchyard_thinking_short_retries_total", model="thinker", result="answered") == 1
+    assert reasoner_variants.metric("switchyard_thinking_short_retries_total", model="thinker", result="answered") == 1
 
 
-def test_a_cut_long_stream_from_vllm_continues_with_the_short_answer(always_long: GatewayServer) -> None:
-    with httpx.stream("POST", always_long.url + "/v1/chat/completions", timeout=300, json={
+def test_a_cut_long_stream_from_vllm_continues_with_the_short_answer(reasoner_variants: GatewayServer) -> None:
+    with httpx.stream("POST", reasoner_variants.url + "/v1/chat/completions", timeout=300, json={
             "model": "thinker", "messages": [{"role": "user", "content": "Explain why the sky is blue."}],
             "max_tokens": 8, "stream": True, "stream_options": {"include_usage": True}}) as streamed:
         assert streamed.status_code == 200
@@ -71,19 +74,8 @@ def test_a_cut_long_stream_from_vllm_continues_with_the_short_answer(always_long
     assert chunks[-1]["usage"]["completion_tokens"] == 8 + 8
 
 
-@pytest.fixture(scope="module")
-def r1_family(backends: Backends) -> Iterator[GatewayServer]:
-    """deploy/local/cpu.yaml plus a thinkswitch model of the deepseek-r1 family that sends everything short."""
-    config = yaml.safe_load(CPU_CONFIG.read_text())
-    reasoner = next(m for m in config["models"] if m["name"] == "reasoner")
-    thinking = {**reasoner["strategy"]["thinking"], "family": "deepseek-r1", "tau": 2.0}  # gains are below 1
-    config["models"].append({"name": "r1", "strategy": {**reasoner["strategy"], "thinking": thinking}})
-    with GatewayServer(config) as server:
-        yield server
-
-
-def test_vllm_continues_the_deepseek_r1_short_mode_prefill(r1_family: GatewayServer) -> None:
-    response = ask(r1_family, "What is 2 + 2?", model="r1")
+def test_vllm_continues_the_deepseek_r1_short_mode_prefill(reasoner_variants: GatewayServer) -> None:
+    response = ask(reasoner_variants, "What is 2 + 2?", model="r1")
     assert response.status_code == 200, response.text
     assert response.headers["x-switchyard-thinking"] == "short"
     body = response.json()
