@@ -19,6 +19,7 @@ from service.backends.pool import ReplicaPool
 from service.backends.replica import Replica
 from service.config import Backend, Settings
 from service.errors import (
+    BackendRejected,
     GatewayError,
     NoHealthyReplica,
     UpstreamError,
@@ -55,10 +56,13 @@ class Dispatcher:
         return await self.send(backend.name, request.path, orjson.dumps(body), stream=request.stream)
 
     async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
-        """A buffered JSON call to a backend (for strategies that compose several calls)."""
+        """A buffered JSON call to a backend (for strategies that compose several calls). A 4xx answer raises
+        `BackendRejected` with the backend's status and message; anything else but 200, `UpstreamError`."""
         payload = dict(body)
         payload["model"] = self.backends[backend].model
         reply = await self.send(backend, path, orjson.dumps(payload), stream=False)
+        if 400 <= reply.status < 500:
+            raise BackendRejected.of(backend, reply.status, reply.body)
         if reply.status != 200:
             raise UpstreamError(f"backend {backend!r} answered {reply.status}: {reply.body[:200]!r}")
         return orjson.loads(reply.body)

@@ -9,6 +9,7 @@
     ├── PayloadTooLarge                413     invalid_request_error
     ├── UnsupportedMediaType           415     invalid_request_error
     ├── Saturated                      429     rate_limit_error
+    ├── BackendRejected                4xx     as the backend's status (the request as the client sent it)
     └── UpstreamError                  502     upstream_error
         ├── NoHealthyReplica           503     service_unavailable
         └── UpstreamTimeout            504     timeout_error
@@ -70,6 +71,24 @@ class UnsupportedMediaType(GatewayError):
 
 class Saturated(GatewayError):
     status, type, code = 429, "rate_limit_error", "backends_saturated"
+
+
+class BackendRejected(GatewayError):
+    """A backend refused the request as the client sent it (a 4xx, e.g. a prompt over the context window);
+    the client gets the backend's status and message."""
+
+    code = "backend_rejected"
+
+    def __init__(self, status: int, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status = status
+        self.type = _TYPE_OF_STATUS.get(status, "invalid_request_error")
+
+    @classmethod
+    def of(cls, backend: str, status: int, raw: bytes) -> BackendRejected:
+        """From a backend's 4xx body (any shape `relayed_error_body` reads)."""
+        error = orjson.loads(relayed_error_body(status, raw))["error"]
+        return cls(status, f"backend {backend!r} rejected the request: {error['message']}", param=error["param"])
 
 
 class UpstreamError(GatewayError):
