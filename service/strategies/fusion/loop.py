@@ -8,7 +8,9 @@ One step, with N active members:
    the cut segment is averaged over members, and the lowest wins.
 The answer ends when the winner stopped inside its segment, when the previous winner now stops at
 once, at a stop string, or at `max_tokens`. A member that fails or times out drops out for the rest
-of the answer; the answer fails only when no member is left.
+of the answer; the answer fails only when no member is left. A member's refusal of the request itself
+(`REQUEST_FAULTS`) is no member failure: before the first segment it is the client's error, later it
+means the answer outgrew that member's context window, and the answer ends there with `length`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from service.errors import GatewayError, UpstreamError
+from service.errors import BackendRejected, GatewayError, UpstreamError
 from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, ScoringMethod
 from service.strategies.fusion.scoring import TokenScores, average_perplexity, perplexity, select
 from service.strategies.fusion.segments import aligned_cut
@@ -29,6 +31,14 @@ from service.strategies.fusion.speculation import Speculation
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+
+# A member's 4xx statuses that blame the request (a prompt over its context window, messages its chat
+# template refuses), not the member.
+REQUEST_FAULTS = frozenset({400, 413, 422})
+
+
+def request_fault(error: BaseException) -> bool:
+    return isinstance(error, BackendRejected) and error.status in REQUEST_FAULTS
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +87,8 @@ class MemberSet:
         self.errors: list[GatewayError] = []
 
     async def call(self, member: Member, phase: str, work: Awaitable[T], *, solo: bool = False) -> T | None:
-        """Await one member call; on failure or timeout drop the member and return None.
+        """Await one member call; on failure or timeout drop the member and return None. A refusal of the
+        request itself (`request_fault`) is raised instead.
 
         A `solo` call (a whole answer the member writes alone) has no per-call limit, only the backend's
         own `timeouts.total_s`, and its failure loses that answer but keeps the member.
@@ -90,6 +101,8 @@ class MemberSet:
             async with asyncio.timeout(self.timeout_s):
                 return await work
         except GatewayError as error:
+            if request_fault(error) and not solo:
+                raise
             failure = error
         except TimeoutError:
             failure = UpstreamError(f"fusion member {member.backend!r} timed out")
@@ -113,16 +126,26 @@ class MemberSet:
         stays one, for the client to retry), else a 502 naming the last."""
         if not self.active:
             last = self.errors[-1] if self.errors else None
-            if last is not None and all(type(error) is type(last) for error in self.errors):
-                raise type(last)(f"every fusion member failed (last: {last.message})")
-            raise UpstreamError(f"every fusion member failed (last: {last.message if last else 'none'})")
+            message = f"every fusion member failed (last: {last.message if last else 'none'})"
+            if last is None or any((type(e), e.status) != (type(last), last.status) for e in self.errors):
+                raise UpstreamError(message)
+            if isinstance(last, BackendRejected):
+                raise BackendRejected(last.status, message, param=last.param)
+            raise type(last)(message, param=last.param)
 
     async def gather(self, phase: str, make: Callable[[Member], Awaitable[T]]) -> dict[str, T]:
-        """Run one call per active member in parallel; the results of those that answered."""
+        """Run one call per active member in parallel; the results of those that answered. When one call
+        raises, the others are cancelled."""
         members = list(self.active)
         started = time.perf_counter()
-        results = await asyncio.gather(*(self.call(m, phase, make(m)) for m in members))
-        self.stats.upstream_s += time.perf_counter() - started
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.call(m, phase, make(m))) for m in members]
+        except BaseExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        finally:
+            self.stats.upstream_s += time.perf_counter() - started
+        results = [task.result() for task in tasks]
         self.check_alive()
         return {m.backend: r for m, r in zip(members, results, strict=True) if r is not None}
 
@@ -161,6 +184,10 @@ class FusionLoop:
             try:
                 segment = self._finish(await self._choose(candidates))
                 next_drafts = ahead.take(segment) if ahead is not None else None
+            except BackendRejected as error:
+                if not (self.answer and request_fault(error)):
+                    raise
+                segment, next_drafts = _outgrown(error, last_winner or ""), None
             finally:
                 if ahead is not None:
                     ahead.cancel()
@@ -175,7 +202,13 @@ class FusionLoop:
                 raise
             if segment.finish_reason is not None:
                 return
-            drafts = await (next_drafts or self.drafts_after(self.answer, self.budget(self.tokens)))
+            try:
+                drafts = await (next_drafts or self.drafts_after(self.answer, self.budget(self.tokens)))
+            except BackendRejected as error:
+                if not request_fault(error):
+                    raise
+                yield _outgrown(error, segment.member)
+                return
             # A speculative draft may come from a member dropped since (by a failed scoring call).
             active = {m.backend for m in self.members.active}
             drafts = {name: draft for name, draft in drafts.items() if name in active}
@@ -254,3 +287,9 @@ class FusionLoop:
         stats.steps += 1
         stats.step_seconds.append(elapsed)
         self.on_step(elapsed)
+
+
+def _outgrown(error: BackendRejected, member: str) -> Segment:
+    """The end of an answer that a member refused to continue: it no longer fits its context window."""
+    log.info("fusion answer ends at a member's limit: %s", error.message)
+    return Segment("", member, "length")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable
 
 import pytest
 
-from service.errors import GatewayError, NoHealthyReplica, Saturated, UpstreamError, UpstreamTimeout
+from service.errors import BackendRejected, GatewayError, NoHealthyReplica, Saturated, UpstreamError, UpstreamTimeout
 from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
 from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, ScoringMethod
 from service.strategies.fusion.scoring import TokenScores
@@ -26,10 +27,15 @@ class ScriptedMember(Member):
     """A member that drafts from a script and scores a word by a fixed table (unknown words: -3)."""
 
     def __init__(self, name: str, script: Script, liking: dict[str, float], fail_on: str = "",
-                 failure: type[GatewayError] = UpstreamError) -> None:
+                 failure: Callable[[str], GatewayError] = UpstreamError, window: int | None = None) -> None:
         super().__init__(name, dispatcher=None)  # type: ignore[arg-type]
         self.script, self.liking, self.fail_on, self.failure = script, liking, fail_on, failure
+        self.window = window  # refuses (400) an answer longer than this, as vLLM past its context window
         self.scored: list[list[str]] = []
+
+    def _check_window(self, answer: str) -> None:
+        if self.window is not None and len(answer) > self.window:
+            raise BackendRejected(400, "this model's maximum context length is exceeded")
 
     def _scores(self, text: str) -> TokenScores:
         words = pieces(text)
@@ -38,6 +44,7 @@ class ScriptedMember(Member):
     async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
         if self.fail_on == "draft":
             raise self.failure("draft failed")
+        self._check_window(answer)
         text, finished = self.script(answer)
         words = pieces(text)
         text = "".join(words[:max_tokens]) if len(words) > max_tokens else text
@@ -47,6 +54,7 @@ class ScriptedMember(Member):
                     context_tokens: int = 0) -> tuple[list[TokenScores], ScoringMethod]:
         if self.fail_on == "score":
             raise UpstreamError("score failed")
+        self._check_window(answer)
         self.scored.append(candidates)
         return [self._scores(c) for c in candidates], "echo"
 
@@ -151,3 +159,46 @@ async def test_a_failed_solo_answer_keeps_the_member_writing() -> None:
     assert member_set.active == [member]
     assert await member_set.call(member, "draft", fails()) is None
     assert member_set.active == []
+
+
+def rejects(status: int) -> Callable[[str], GatewayError]:
+    return lambda message: BackendRejected(status, message)
+
+
+class Hangs(ScriptedMember):
+    """A member whose drafts never come back; records that they were cancelled."""
+
+    cancelled = False
+
+    async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        raise AssertionError("unreachable")
+
+
+async def test_a_member_refusing_the_request_fails_it_at_once_with_the_refusal() -> None:
+    hung = Hangs("a", repeat(" x"), LIKES_X)
+    refuses = ScriptedMember("b", repeat(" x"), LIKES_X, fail_on="draft", failure=rejects(400))
+    with pytest.raises(BackendRejected) as raised:
+        await write([hung, refuses])
+    assert raised.value.status == 400 and "draft failed" in raised.value.message
+    assert hung.cancelled  # the sibling call does not run on
+
+
+async def test_members_that_all_refuse_alike_keep_the_status() -> None:
+    members = [ScriptedMember(n, repeat(" x"), LIKES_X, fail_on="draft", failure=rejects(429)) for n in "ab"]
+    with pytest.raises(BackendRejected) as raised:
+        await write(members)
+    assert raised.value.status == 429 and "every fusion member failed" in raised.value.message
+
+
+@pytest.mark.parametrize("speculate", [False, True])
+async def test_an_answer_past_a_members_context_window_ends_with_length(speculate: bool) -> None:
+    a = ScriptedMember("a", repeat(" a b a b"), LIKES_X, window=0)  # refuses anything after the first segment
+    b = ScriptedMember("b", repeat(" x y x y"), LIKES_X)
+    segments, stats = await write([a, b], speculate=speculate)
+    assert [(s.text, s.finish_reason) for s in segments] == [(" x y x", None), ("", "length")]
+    assert stats.dropped == []
