@@ -85,6 +85,7 @@ class MemberSet:
         self.stats = stats
         self.observe = observe
         self.errors: list[GatewayError] = []
+        self.on_drop: list[Callable[[Member], object]] = []
 
     async def call(self, member: Member, phase: str, work: Awaitable[T], *, solo: bool = False) -> T | None:
         """Await one member call; on failure or timeout drop the member and return None. A refusal of the
@@ -120,6 +121,8 @@ class MemberSet:
             self.stats.dropped.append(member.backend)
             self.errors.append(error)
             log.warning("fusion member %s dropped for the rest of the answer: %s", member.backend, error.message)
+            for listener in self.on_drop:
+                listener(member)
 
     def check_alive(self) -> None:
         """Raise when no member is left: the members' own error when they all failed alike (a 429 or 503

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.strategies.fusion.loop import MemberSet
+from service.errors import BackendRejected
+from service.strategies.fusion.loop import MemberSet, request_fault
 from service.strategies.fusion.members import Member, Sampling
 from service.strategies.fusion.scoring import average_perplexity, perplexity, select
 
@@ -31,13 +32,19 @@ async def solo_answer(members: MemberSet, member: Member, max_tokens: int, sampl
 
 
 async def rerank(members: MemberSet, answers: list[Answer]) -> Answer:
-    """Every member scores every distinct answer in one request; the lowest average perplexity wins."""
+    """Every member scores every distinct answer in one request; the lowest average perplexity wins. When a
+    member refuses to (an answer over its context window), the first answer (the fused one) is kept."""
     distinct = list({a.text: a for a in reversed(answers) if a.text}.values())[::-1]  # first of equal texts
     if len(distinct) <= 1:
         return distinct[0] if distinct else answers[0]
     texts = [a.text for a in distinct]
     prompts = members.prompts
-    scored = await members.gather("rerank", lambda m: m.score_echo(prompts[m.backend], "", texts))
+    try:
+        scored = await members.gather("rerank", lambda m: m.score_echo(prompts[m.backend], "", texts))
+    except BackendRejected as error:
+        if not request_fault(error):
+            raise
+        return answers[0]
     averages = [average_perplexity({m: perplexity(s[i].logprobs) for m, s in scored.items()})
                 for i in range(len(distinct))]
     return distinct[select(averages)]

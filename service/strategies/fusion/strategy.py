@@ -107,18 +107,22 @@ class FusionStrategy(Strategy):
         return await members.gather("render", lambda m: m.render_chat(messages, kwargs))
 
     async def _reranked(self, members: MemberSet, plan: Plan) -> Answer:
-        """Cool+R: the fused answer and each member's own answer, written concurrently, then reranked."""
+        """Cool+R: the fused answer and each member's own answer, written concurrently, then reranked. A member
+        dropped from the fused answer loses its own; all stop when the fused answer fails."""
         loop = FusionLoop(members, plan.sampling, plan.max_tokens, self.config.segment_tokens, self._on_step,
                           speculate=self.config.speculate)
-
-        async def fused() -> Answer:
+        solos = {m.backend: asyncio.ensure_future(solo_answer(members, m, plan.max_tokens, plan.sampling))
+                 for m in members.active}
+        members.on_drop.append(lambda member: solos[member.backend].cancel())
+        try:
             parts = [s async for s in loop.segments()]
-            return Answer(FUSED, "".join(s.text for s in parts), loop.tokens, parts[-1].finish_reason or "stop")
-
-        solos = [solo_answer(members, m, plan.max_tokens, plan.sampling) for m in list(members.active)]
-        results = await asyncio.gather(fused(), *solos)
-        answers = [a for a in results if a is not None]
-        return await rerank(members, answers)
+            fused = Answer(FUSED, "".join(s.text for s in parts), loop.tokens, parts[-1].finish_reason or "stop")
+            alone = await asyncio.gather(*solos.values(), return_exceptions=True)  # a cancelled one: its error
+        finally:
+            for task in solos.values():
+                task.cancel()
+            await asyncio.wait(solos.values())
+        return await rerank(members, [fused, *(a for a in alone if isinstance(a, Answer))])
 
     def _reply(self, request: GatewayRequest, plan: Plan, fmt: AnswerFormat, stats: FusionStats,
                answer: Answer) -> Reply:

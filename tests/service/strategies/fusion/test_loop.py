@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,10 @@ class ScriptedMember(Member):
         self._check_window(answer)
         self.scored.append(candidates)
         return [self._scores(c) for c in candidates], "echo"
+
+    async def score_echo(self, prompt: Prompt, answer: str, candidates: list[str]) -> list[TokenScores]:
+        self._check_window(answer + max(candidates, key=len))
+        return [self._scores(c) for c in candidates]
 
 
 def repeat(words: str) -> Script:
@@ -166,16 +171,23 @@ def rejects(status: int) -> Callable[[str], GatewayError]:
 
 
 class Hangs(ScriptedMember):
-    """A member whose drafts never come back; records that they were cancelled."""
+    """A member whose drafts (those of a `max_tokens` in `hang_on`, or all) never come back; counts those waiting."""
 
-    cancelled = False
+    def __init__(self, *args: Any, hang_on: tuple[int, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hang_on, self.waiting, self.cancelled = hang_on, 0, 0
 
     async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
+        if self.hang_on and max_tokens not in self.hang_on:
+            return await super().draft(prompt, answer, max_tokens, sampling)
+        self.waiting += 1
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
-            self.cancelled = True
+            self.cancelled += 1
             raise
+        finally:
+            self.waiting -= 1
         raise AssertionError("unreachable")
 
 
