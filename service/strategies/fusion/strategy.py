@@ -9,33 +9,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from service.errors import GatewayError, InvalidRequest, sse_error_event
+from service.errors import GatewayError, sse_error_event
 from service.strategies.base import Strategy, StrategyDeps
-from service.strategies.fusion.config import VARIANTS, FusionConfig
+from service.strategies.fusion.config import FusionConfig
 from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
-from service.strategies.fusion.members import Member, Prompt, Sampling, ScoringPolicy
+from service.strategies.fusion.members import Member, Prompt, ScoringPolicy
 from service.strategies.fusion.replies import DONE, AnswerFormat, usage
+from service.strategies.fusion.request import Plan, plan_of
 from service.strategies.fusion.rerank import FUSED, Answer, rerank, solo_answer
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
     from service.dispatch import Dispatcher
-
-VARIANT_FIELD = "switchyard_variant"
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """What one request asks of the fusion: validated once, before any backend call."""
-
-    variant: str
-    sampling: Sampling
-    max_tokens: int
-    include_usage: bool
-
 
 class FusionStrategy(Strategy):
     kind = "fusion"
@@ -55,14 +42,14 @@ class FusionStrategy(Strategy):
                         scores={m: 1.0 for m in self.config.members})
 
     async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
-        plan = self._plan(request)
+        plan = plan_of(request, self.config)
         stats = FusionStats()
         metrics = self.deps.metrics
         members = MemberSet([Member(name, dispatcher, self.scoring, self.no_forced) for name in self.config.members],
                             self.config.member_timeout_s, stats,
                             lambda member, phase: metrics.fusion_member_calls.labels(
                                 self.public_model, member, phase).inc())
-        members.prompts.update(await self._render(request, members))
+        members.prompts.update(await self._render(request, members, plan))
         fmt = AnswerFormat(request.endpoint, self.public_model)
         if plan.variant == "cool+r":
             answer = await self._reranked(members, plan)
@@ -79,32 +66,12 @@ class FusionStrategy(Strategy):
         reply.stream = self._stream(first, segments, loop, plan, fmt, reply)
         return reply
 
-    def _plan(self, request: GatewayRequest) -> Plan:
-        body = request.body
-        if request.endpoint == "completions" and not isinstance(body.get("prompt"), str):
-            raise InvalidRequest("fusion needs a text prompt (token ids belong to one vocabulary)", param="prompt")
-        if (body.get("n") or 1) > 1:
-            raise InvalidRequest("fusion writes one answer: n must be 1", param="n")
-        variant = body.get(VARIANT_FIELD) or self.config.variant
-        if variant not in VARIANTS:
-            raise InvalidRequest(f"{VARIANT_FIELD} must be one of {', '.join(VARIANTS)}", param=VARIANT_FIELD)
-        stop = body.get("stop") or []
-        sampling = Sampling(temperature=float(body.get("temperature") or 0.0), top_p=body.get("top_p"),
-                            seed=body.get("seed"), stop=[stop] if isinstance(stop, str) else list(stop))
-        given = [int(body[name]) for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
-        max_tokens = given[0] if given else self.config.max_tokens
-        if max_tokens < 1:
-            raise InvalidRequest("fusion writes at least one token: max_tokens must be 1 or more", param="max_tokens")
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        return Plan(variant, sampling, max_tokens, include_usage)
-
-    async def _render(self, request: GatewayRequest, members: MemberSet) -> dict[str, Prompt]:
+    async def _render(self, request: GatewayRequest, members: MemberSet, plan: Plan) -> dict[str, Prompt]:
         """Each member's prompt: the chat in its own template, or the completion prompt as given."""
         if request.endpoint == "completions":
-            return {m.backend: Prompt(str(request.body["prompt"]), add_special_tokens=True) for m in members.active}
+            return {m.backend: Prompt(plan.prompt, add_special_tokens=True) for m in members.active}
         messages: list[dict[str, Any]] = request.body["messages"]
-        kwargs = request.body.get("chat_template_kwargs")
-        return await members.gather("render", lambda m: m.render_chat(messages, kwargs))
+        return await members.gather("render", lambda m: m.render_chat(messages, plan.render))
 
     async def _reranked(self, members: MemberSet, plan: Plan) -> Answer:
         """Cool+R: the fused answer and each member's own answer, written concurrently, then reranked. A member

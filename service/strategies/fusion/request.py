@@ -1,0 +1,88 @@
+"""What one request asks of the fusion, checked before any backend call.
+
+Fusion honours the sampling options every member can apply to its drafts (`temperature`, `top_p`,
+`seed`, `stop`) and the chat rendering options (`chat_template_kwargs`, `add_generation_prompt`,
+`continue_final_message`, passed to each member's template). What it cannot honour is a 400 naming
+the field, never silently ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.errors import InvalidRequest
+from service.strategies.fusion.config import VARIANTS, FusionConfig
+from service.strategies.fusion.members import Sampling
+from service.types import GatewayRequest
+
+VARIANT_FIELD = "switchyard_variant"
+RENDER_FIELDS = ("chat_template_kwargs", "add_generation_prompt", "continue_final_message")
+
+_NO_LOGPROBS = "fusion returns no log-probabilities"
+_NO_TOOLS = "fusion cannot call tools"
+_NO_PENALTY = "fusion cannot apply a penalty across the segments its members draft apart"
+# Fields fusion cannot honour, with why; a field asks something unless it is unset, false, zero, empty or
+# its neutral value.
+UNSUPPORTED = {
+    "logprobs": _NO_LOGPROBS, "top_logprobs": _NO_LOGPROBS, "echo": "fusion does not echo the prompt",
+    "suffix": "fusion does not write before a suffix", "best_of": "fusion writes one answer: best_of must be 1",
+    "tools": _NO_TOOLS, "tool_choice": _NO_TOOLS, "functions": _NO_TOOLS, "function_call": _NO_TOOLS,
+    "response_format": "fusion cannot constrain the answer's format",
+    "logit_bias": "fusion cannot bias tokens (token ids belong to one vocabulary)",
+    "presence_penalty": _NO_PENALTY, "frequency_penalty": _NO_PENALTY,
+}
+_NEUTRAL: dict[str, Any] = {"best_of": 1, "tool_choice": "none", "function_call": "none",
+                            "response_format": {"type": "text"}}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What one request asks of the fusion."""
+
+    variant: str
+    sampling: Sampling
+    max_tokens: int
+    include_usage: bool
+    prompt: str = ""  # a completion's prompt
+    render: dict[str, Any] = field(default_factory=dict)  # a chat's rendering options
+
+
+def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
+    body = request.body
+    for name, reason in UNSUPPORTED.items():
+        value = body.get(name)
+        asked = value is not None if (name, request.endpoint) == ("logprobs", "completions") else bool(value)
+        if asked and value != _NEUTRAL.get(name):
+            raise InvalidRequest(reason, param=name)
+    if (body.get("n") or 1) > 1:
+        raise InvalidRequest("fusion writes one answer: n must be 1", param="n")
+    variant = body.get(VARIANT_FIELD) or config.variant
+    if variant not in VARIANTS:
+        raise InvalidRequest(f"{VARIANT_FIELD} must be one of {', '.join(VARIANTS)}", param=VARIANT_FIELD)
+    stop = body.get("stop") or []
+    stop = [stop] if isinstance(stop, str) else list(stop)
+    if "" in stop:
+        raise InvalidRequest("stop strings must not be empty", param="stop")
+    sampling = Sampling(temperature=float(body.get("temperature") or 0.0), top_p=body.get("top_p"),
+                        seed=body.get("seed"), stop=stop)
+    given = [int(body[name]) for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
+    max_tokens = given[0] if given else config.max_tokens
+    if max_tokens < 1:
+        raise InvalidRequest("fusion writes at least one token: max_tokens must be 1 or more", param="max_tokens")
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    if request.endpoint == "chat":
+        render = {name: body[name] for name in RENDER_FIELDS if body.get(name) is not None}
+        return Plan(variant, sampling, max_tokens, include_usage, render=render)
+    return Plan(variant, sampling, max_tokens, include_usage, prompt=_prompt(body.get("prompt")))
+
+
+def _prompt(prompt: Any) -> str:
+    """The one text prompt (a list of one string counts)."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and all(isinstance(p, str) for p in prompt):
+        raise InvalidRequest("fusion writes one answer: give one prompt", param="prompt")
+    raise InvalidRequest("fusion needs a text prompt (token ids belong to one vocabulary)", param="prompt")

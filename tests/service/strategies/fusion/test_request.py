@@ -1,0 +1,76 @@
+"""What a request may ask of the fusion: a 400 naming each field it cannot honour, the rest carried out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from service.errors import InvalidRequest
+from service.strategies.fusion.config import FusionConfig
+from service.strategies.fusion.members import Member
+from service.strategies.fusion.request import Plan, plan_of
+from service.types import GatewayRequest
+
+CONFIG = FusionConfig(members=["a", "b"])
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def plan(**body: Any) -> Plan:
+    endpoint = "chat" if "messages" in body else "completions"
+    return plan_of(GatewayRequest(endpoint, "fusion", {"model": "fusion", **body}, stream=False), CONFIG)
+
+
+@pytest.mark.parametrize(("body", "param"), [
+    ({"messages": MESSAGES, "logprobs": True}, "logprobs"),
+    ({"messages": MESSAGES, "top_logprobs": 5}, "top_logprobs"),
+    ({"messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
+    ({"messages": MESSAGES, "tool_choice": "required"}, "tool_choice"),
+    ({"messages": MESSAGES, "response_format": {"type": "json_object"}}, "response_format"),
+    ({"messages": MESSAGES, "presence_penalty": 1.5}, "presence_penalty"),
+    ({"messages": MESSAGES, "frequency_penalty": -0.5}, "frequency_penalty"),
+    ({"prompt": "hi", "logprobs": 0}, "logprobs"),
+    ({"prompt": "hi", "echo": True}, "echo"),
+    ({"prompt": "hi", "best_of": 3}, "best_of"),
+    ({"prompt": "hi", "suffix": "x"}, "suffix"),
+    ({"prompt": "hi", "logit_bias": {"5": 100}}, "logit_bias"),
+    ({"prompt": "hi", "stop": ["\n", ""]}, "stop"),
+    ({"prompt": "hi", "stop": ""}, None),  # an empty `stop` string is no stop at all
+    ({"prompt": ["hi", "ho"]}, "prompt"),
+    ({"prompt": [1, 2, 3]}, "prompt"),
+])
+def test_what_fusion_cannot_honour_is_a_400_naming_the_field(body: dict[str, Any], param: str | None) -> None:
+    if param is None:
+        assert plan(**body).sampling.stop == []
+        return
+    with pytest.raises(InvalidRequest) as raised:
+        plan(**body)
+    assert raised.value.param == param
+
+
+def test_neutral_values_and_a_one_string_prompt_list_are_accepted() -> None:
+    chat = plan(messages=MESSAGES, logprobs=False, top_logprobs=0, tools=[], tool_choice="none",
+                response_format={"type": "text"}, presence_penalty=0, frequency_penalty=0.0)
+    assert chat.variant == "cool"
+    assert plan(prompt=["Once upon"], best_of=1, echo=False, suffix="", logit_bias={}).prompt == "Once upon"
+    assert plan(prompt="Once", logprobs=None).prompt == "Once"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
+        self.bodies.append(body)
+        return {"tokens": [1, 2]} if path == "/tokenize" else {"prompt": "<user>hi<assistant>Sure,"}
+
+
+async def test_chat_rendering_options_reach_every_members_template() -> None:
+    options = plan(messages=MESSAGES, continue_final_message=True, add_generation_prompt=False,
+                   chat_template_kwargs={"enable_thinking": False}).render
+    dispatcher = Recorder()
+    prompt = await Member("a", dispatcher).render_chat(MESSAGES, options)  # type: ignore[arg-type]
+    assert prompt.text == "<user>hi<assistant>Sure,"
+    assert dispatcher.bodies[0] == {"messages": MESSAGES, "add_generation_prompt": False,
+                                    "continue_final_message": True,
+                                    "chat_template_kwargs": {"enable_thinking": False}}
