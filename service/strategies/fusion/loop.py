@@ -107,7 +107,7 @@ class MemberSet:
             failure = error
         except TimeoutError:
             failure = UpstreamError(f"fusion member {member.backend!r} timed out")
-        except (KeyError, TypeError, ValueError) as error:  # a reply that is not what vLLM sends
+        except Exception as error:  # a reply that is not what vLLM sends (a list for an object, a field missing)
             failure = UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}")
         if solo:
             log.warning("fusion member %s could not answer alone: %s", member.backend, failure.message)

@@ -28,7 +28,7 @@ class ScriptedMember(Member):
     """A member that drafts from a script and scores a word by a fixed table (unknown words: -3)."""
 
     def __init__(self, name: str, script: Script, liking: dict[str, float], fail_on: str = "",
-                 failure: Callable[[str], GatewayError] = UpstreamError, window: int | None = None) -> None:
+                 failure: Callable[[str], Exception] = UpstreamError, window: int | None = None) -> None:
         super().__init__(name, dispatcher=None)  # type: ignore[arg-type]
         self.script, self.liking, self.fail_on, self.failure = script, liking, fail_on, failure
         self.window = window  # refuses (400) an answer longer than this, as vLLM past its context window
@@ -137,6 +137,16 @@ async def test_a_member_failing_to_score_drops_out_and_the_other_finishes() -> N
     segments, stats = await write([a, b])
     assert stats.dropped == ["a"]
     assert all(s.member == "b" for s in segments) and segments[-1].finish_reason == "length"
+
+
+async def test_a_member_whose_reply_breaks_the_reading_drops_out() -> None:
+    def malformed(message: str) -> Exception:
+        return AttributeError("'list' object has no attribute 'get'")  # a 200 reply that is no JSON object
+
+    a = ScriptedMember("a", repeat(" a b a b"), LIKES_X, fail_on="draft", failure=malformed)
+    b = ScriptedMember("b", repeat(" x y x y"), LIKES_X)
+    segments, stats = await write([a, b])
+    assert stats.dropped == ["a"] and segments[-1].finish_reason == "length"
 
 
 async def test_when_every_member_fails_the_answer_fails() -> None:
