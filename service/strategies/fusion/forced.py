@@ -14,7 +14,9 @@ vocabulary strings (`pieces`), and a candidate whose tokens cannot be read exact
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +27,21 @@ from service.strategies.fusion.segments import token_starts
 MAX_TARGETS = 128  # vLLM's limit on `logprob_token_ids` per request
 
 Tokenized = tuple[list[int], list[str]]  # token ids, vocabulary strings
+
+
+class ForcedOff:
+    """Backends found to ignore what forced scoring asks for, each until `retry_s` after its last odd reply
+    (they score by echo meanwhile): one odd reply, or a backend upgraded since, does not end it for good."""
+
+    def __init__(self, retry_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.retry_s, self.clock = retry_s, clock
+        self.until: dict[str, float] = {}
+
+    def __contains__(self, backend: object) -> bool:
+        return self.clock() < self.until.get(str(backend), -math.inf)
+
+    def add(self, backend: str) -> None:
+        self.until[backend] = self.clock() + self.retry_s
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,15 +80,15 @@ class ScoringPolicy:
 
 
 class Member:
-    """`no_forced` names the backends known to ignore what forced scoring asks for: they score by echo
-    from then on. Shared by the members of every answer, so each backend is found out once."""
+    """`no_forced` names the backends found to ignore what forced scoring asks for: they score by echo for
+    a while. Shared by the members of every answer, so a backend is found out once, not per answer."""
 
     def __init__(self, backend: str, dispatcher: Dispatcher, scoring: ScoringPolicy | None = None,
-                 no_forced: set[str] | None = None) -> None:
+                 no_forced: forced.ForcedOff | None = None) -> None:
         self.backend = backend
         self.dispatcher = dispatcher
         self.scoring = scoring or ScoringPolicy()
-        self.no_forced = set() if no_forced is None else no_forced
+        self.no_forced = forced.ForcedOff() if no_forced is None else no_forced
 
     @property
     def forced_unsupported(self) -> bool:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from service.errors import GatewayError, sse_error_event
 from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.fusion.config import FusionConfig
+from service.strategies.fusion.forced import ForcedOff
 from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
 from service.strategies.fusion.members import Member, Prompt, ScoringPolicy
 from service.strategies.fusion.replies import DONE, AnswerFormat, usage
@@ -32,7 +33,7 @@ class FusionStrategy(Strategy):
         self.config = config
         self.deps = deps
         self.scoring = ScoringPolicy(config.scoring, config.forced_from_tokens)
-        self.no_forced: set[str] = set()  # members whose backend cannot score by forced tokens
+        self.no_forced = ForcedOff()  # members whose backend cannot score by forced tokens (for now)
         self.headers = {"x-switchyard-strategy": self.kind, "x-switchyard-model": ",".join(config.members),
                         "x-switchyard-cache": "off"}
 

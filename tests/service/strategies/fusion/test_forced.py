@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from service.strategies.fusion import forced
-from service.strategies.fusion.members import ScoringPolicy
+from service.strategies.fusion.members import Member, ScoringPolicy
 from service.strategies.fusion.pieces import token_texts
 
 
@@ -112,3 +112,14 @@ def test_auto_scores_by_forced_tokens_once_the_context_is_long() -> None:
     assert (auto.method(63), auto.method(64)) == ("echo", "forced")
     assert ScoringPolicy("echo").method(10_000) == "echo"
     assert ScoringPolicy("forced").method(0) == "forced"
+
+
+def test_a_backend_found_without_forced_scoring_is_tried_again_later() -> None:
+    now = 0.0
+    member = Member("a", dispatcher=None, no_forced=forced.ForcedOff(retry_s=60, clock=lambda: now))  # type: ignore[arg-type]
+    assert not member.forced_unsupported
+    member.mark_forced_unsupported()
+    now = 59.0
+    assert member.forced_unsupported
+    now = 61.0
+    assert not member.forced_unsupported
