@@ -3,14 +3,16 @@
 Retries go to another replica on connect errors, 5xx and timeouts, but only while nothing has been
 sent to the client. Once a stream has started, a failure ends it with an error event and `[DONE]`.
 A stream is relayed in whole server-sent events, so that error event never lands inside a half-sent one;
-`timeouts.total_s` bounds the whole answer, streamed or not.
+`timeouts.total_s` bounds each attempt's whole answer, streamed or not; with the retries a client waits at
+most `(dispatch.retries + 1) × total_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -24,10 +26,12 @@ from service.errors import (
     NoHealthyReplica,
     UpstreamError,
     UpstreamTimeout,
+    error_body,
     relayed_error_body,
     sse_error_event,
 )
 from service.metrics import Metrics
+from service.throttled_log import ThrottledLog
 from service.types import Decision, GatewayRequest, Reply
 from service.upstream import Response, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
 
@@ -36,6 +40,9 @@ _DONE_LINE = b"\n" + _DONE
 _MAX_PENDING_EVENT = 1 << 20  # bytes of one unfinished event held back; a longer one is relayed as it comes
 _RELAYED_HEADERS = ("content-type",)
 _JSON_HEADER = b"Content-Type: application/json\r\n"
+# A backend that answers these refuses the gateway itself (its api_key, its model name), not the client.
+_REFUSALS_OF_THE_GATEWAY = (401, 403, 404)
+log = logging.getLogger(__name__)
 
 
 class Dispatcher:
@@ -47,6 +54,7 @@ class Dispatcher:
         self.backends: dict[str, Backend] = {b.name: b for b in settings.backends}
         # Header lines of every call to a backend, encoded once.
         self._headers = {b.name: _JSON_HEADER + bearer_header(b.api_key) for b in settings.backends}
+        self._refusals = ThrottledLog(log)
 
     async def relay(self, request: GatewayRequest, decision: Decision) -> Reply:
         """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
@@ -68,6 +76,7 @@ class Dispatcher:
         return orjson.loads(reply.body)
 
     async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool) -> Reply:
+        """The answer of a replica of `backend_name`; on failure before anything was relayed, another's."""
         backend = self.backends[backend_name]
         settings = self.settings.dispatch
         tried: list[Replica] = []
@@ -108,13 +117,17 @@ class Dispatcher:
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 if not (stream and is_sse):
                     body = await response.read()
-                    if response.status >= 400:
-                        body = relayed_error_body(response.status, body)
+                    status = response.status
+                    if status in _REFUSALS_OF_THE_GATEWAY:
+                        status, body = 502, self._refused(backend.name, replica, status, body)
+                    elif status >= 400:
+                        body = relayed_error_body(status, body)
+                    if status >= 400:
                         headers = {"content-type": "application/json"}
                     self.client.release(response)
                     replica.record_success()
                     replica.in_flight -= 1
-                    return Reply(status=response.status, headers=headers, body=body, backend=backend.name,
+                    return Reply(status=status, headers=headers, body=body, backend=backend.name,
                                  upstream_s=time.perf_counter() - started)
         except BaseException as error:
             replica.in_flight -= 1
@@ -122,9 +135,20 @@ class Dispatcher:
                 self.client.release(response)  # closed unless the whole answer was read
             raise self._failure(replica, error) from None
         replica.record_success()
-        reply = Reply(status=response.status, headers=headers, backend=backend.name)
-        reply.stream = self._relay_stream(response, replica, reply, started, deadline)
+        reply = Reply(status=response.status, headers=headers, backend=backend.name, deadline=deadline)
+        reply.release = _lease(self.client, response, replica, reply, started)
+        reply.stream = self._relay_stream(response, replica, reply, deadline)
         return reply
+
+    def _refused(self, backend: str, replica: Replica, status: int, raw: bytes) -> bytes:
+        """The body of a 502 for a backend that refused the gateway itself, counted and logged."""
+        self.metrics.upstream_errors.labels(backend, replica.url, "status").inc()
+        message = orjson.loads(relayed_error_body(status, raw))["error"]["message"]
+        self._refusals.warning("backend %r refused the gateway (%d: %s): check its api_key and model", backend,
+                               status, message)
+        return orjson.dumps(error_body(
+            f"backend {backend!r} refused the gateway's request ({status}: {message})", "upstream_error",
+            code="bad_gateway"))
 
     def _failure(self, replica: Replica, error: BaseException) -> BaseException:
         """Classify a failed attempt, update the replica's state and return the error to raise."""
@@ -147,7 +171,7 @@ class Dispatcher:
         return mapped
 
     async def _relay_stream(self, response: Response, replica: Replica, reply: Reply,
-                            started: float, deadline: float) -> AsyncIterator[bytes]:
+                            deadline: float) -> AsyncIterator[bytes]:
         """Yield upstream SSE bytes as whole events arrive; end a broken stream with an error event and `[DONE]`.
 
         Each wait for more bytes is bounded by `timeouts.first_byte_s`, the whole stream by `deadline`.
@@ -187,16 +211,31 @@ class Dispatcher:
         except UpstreamConnectionError:
             yield self._stream_broke(replica)
         finally:
-            # A fully read response returns its connection to the pool; a broken or abandoned one is closed.
-            self.client.release(response)
-            replica.in_flight -= 1
-            reply.upstream_s = time.perf_counter() - started
+            reply.close()
 
     def _stream_broke(self, replica: Replica) -> bytes:
         """Count a stream that broke off or went silent against its replica; the event that ends it."""
         self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
         replica.record_failure(self.settings.dispatch.breaker_failures, self.settings.dispatch.breaker_cooldown_s)
         return sse_error_event(UpstreamError("the backend stream broke off"))
+
+
+def _lease(client: UpstreamClient, response: Response, replica: Replica, reply: Reply,
+           started: float) -> Callable[[], None]:
+    """A streamed reply's `release`: the first call returns the connection to the pool (closes it unless the
+    whole answer was read), frees the replica slot and stops the reply's upstream clock; later calls do
+    nothing. It does not wait for the stream to be read, so a stream dropped unread frees them too."""
+    held = True
+
+    def release() -> None:
+        nonlocal held
+        if held:
+            held = False
+            client.release(response)
+            replica.in_flight -= 1
+            reply.upstream_s = time.perf_counter() - started
+
+    return release
 
 
 def whole_events_end(data: bytes) -> int:

@@ -5,7 +5,7 @@ Nothing here imports FastAPI or any other Switchyard module.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -55,3 +55,13 @@ class Reply:
     backend: str = ""
     # Seconds spent waiting on backends; for a stream it grows until the stream ends.
     upstream_s: float = 0.0
+    # A stream's: frees what it holds upstream (connection, replica slot), once however often it is called.
+    # The stream's own end calls it; code that drops a stream it never read must (`close`).
+    release: Callable[[], None] | None = None
+    # A stream's: the event-loop time after which relaying it to the client stops.
+    deadline: float | None = None
+
+    def close(self) -> None:
+        """Free what a stream holds upstream, read or not (nothing for a buffered reply)."""
+        if self.release is not None:
+            self.release()

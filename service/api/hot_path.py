@@ -98,6 +98,9 @@ class HotPath:
         except ClientDisconnected:
             recorder.finish(CLIENT_CLOSED, "", 0.0)
             raise
+        except BaseException:
+            recorder.finish(500, "", 0.0)
+            raise
         await send_reply(scope, receive, send, reply, recorder)
 
     async def _route(self, raw: bytes, send: Send) -> None:

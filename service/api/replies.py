@@ -17,6 +17,11 @@ T = TypeVar("T")
 
 # Status nginx uses for "client closed request": recorded, never sent.
 CLIENT_CLOSED = 499
+# Recorded for a stream cut because the client stopped reading it (never sent either).
+CLIENT_TOO_SLOW = 408
+# How long past a stream's deadline a client that stopped reading keeps its connection: the stream's own
+# timeout (an error event, then [DONE]) comes first.
+WRITE_GRACE_S = 5.0
 _STREAM_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no"))
 
@@ -46,8 +51,11 @@ async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]
             close()
         raise ClientDisconnected
 
+    waiting = True
+
     def cancel(_: object) -> None:
-        task.cancel()
+        if waiting:  # a callback already scheduled when `work` ended must not cancel what the task does next
+            task.cancel()
 
     gone.add_done_callback(cancel)
     try:
@@ -58,6 +66,7 @@ async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]
             raise ClientDisconnected from None
         raise
     finally:
+        waiting = False
         gone.remove_done_callback(cancel)
         if gone is not lost:
             gone.cancel()
@@ -113,7 +122,8 @@ async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tupl
 
 
 async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, recorder: RequestRecorder) -> None:
-    """Send a buffered reply, or relay a stream until it ends or the client disconnects."""
+    """Send a buffered reply, or relay a stream until it ends, the client disconnects, or, for a client that
+    stopped reading, `WRITE_GRACE_S` past the stream's deadline (the connection is then dropped)."""
     if reply.stream is None:
         headers = encode_headers(reply.headers)
         if "content-type" not in reply.headers:
@@ -127,23 +137,29 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
     relayed = {name: value for name, value in reply.headers.items() if name != "content-type"}
     first_byte_at: float | None = None
 
+    limit = None if reply.deadline is None else reply.deadline + WRITE_GRACE_S
+
     async def relay() -> None:
         nonlocal first_byte_at
-        await send({"type": "http.response.start", "status": reply.status,
-                    "headers": [*encode_headers(relayed), *_STREAM_HEADERS]})
-        async for chunk in stream:
-            if first_byte_at is None:
-                first_byte_at = time.perf_counter()
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        async with asyncio.timeout_at(limit):
+            await send({"type": "http.response.start", "status": reply.status,
+                        "headers": [*encode_headers(relayed), *_STREAM_HEADERS]})
+            async for chunk in stream:
+                if first_byte_at is None:
+                    first_byte_at = time.perf_counter()
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
 
     status = reply.status
     try:
         await unless_disconnected(scope, receive, relay())
     except ClientDisconnected:
         status = CLIENT_CLOSED
+    except TimeoutError:
+        status = CLIENT_TOO_SLOW
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()  # ends the upstream request when the stream stopped early
+        reply.close()  # and frees it where the stream never started
         recorder.finish(status, reply.backend, reply.upstream_s, first_byte_at)

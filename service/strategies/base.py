@@ -64,8 +64,12 @@ class Strategy(ABC):
     async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
         decision = await self.decide(request)
         reply = await dispatcher.relay(request, decision)
-        self.observe(decision, reply)
-        reply = await self.follow_up(request, decision, reply, dispatcher)
+        try:
+            self.observe(decision, reply)
+            reply = await self.follow_up(request, decision, reply, dispatcher)
+        except BaseException:
+            reply.close()  # a stream nobody will read
+            raise
         reply.headers.update(decision_headers(decision))
         return reply
 

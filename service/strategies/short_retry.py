@@ -62,6 +62,7 @@ async def ask_short(
         return None
     if reply.status != 200:
         log.warning("short retry on %s answered %d", decision.backend, reply.status)
+        reply.close()
         return None
     return reply
 
@@ -113,8 +114,11 @@ async def retrying_stream(
     if short is None or short.stream is None:
         yield sse(held)
         return
-    async for piece in _continuation(held, short.stream):
-        yield piece
+    try:
+        async for piece in _continuation(held, short.stream):
+            yield piece
+    finally:
+        short.close()
 
 
 async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

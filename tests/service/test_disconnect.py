@@ -76,3 +76,18 @@ async def test_finished_work_returns_and_leaves_no_watcher() -> None:
     lost.set_result(None)
     with pytest.raises(ClientDisconnected):  # a request arriving on a connection already lost
         await unless_disconnected({"extensions": {CONNECTION_LOST: lost}}, receive, answer())
+
+
+async def test_a_client_leaving_as_the_work_ends_does_not_cancel_what_comes_next() -> None:
+    lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    async def answer() -> str:
+        lost.set_result(None)  # the connection drops in the same loop turn the answer is ready
+        return "ok"
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("not called")
+
+    assert await unless_disconnected({"extensions": {CONNECTION_LOST: lost}}, receive, answer()) == "ok"
+    for _ in range(3):  # the loop runs the callbacks the lost connection scheduled: none may cancel this task
+        await asyncio.sleep(0)
