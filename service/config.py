@@ -32,7 +32,8 @@ class Timeouts(_Strict):
     connect_s: float = Field(2.0, gt=0, description="TCP connect timeout to a replica.")
     first_byte_s: float = Field(
         60.0, gt=0, description="Time allowed until the response headers, and between two chunks of a stream.")
-    total_s: float = Field(600.0, gt=0, description="Whole-request limit, streaming included.")
+    total_s: float = Field(600.0, gt=0, description="Limit on one attempt's whole answer, streaming included "
+                         "(a timed-out attempt is retried on another replica while nothing was sent).")
 
 
 class Backend(_Strict):

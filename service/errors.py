@@ -71,6 +71,7 @@ class UnsupportedMediaType(GatewayError):
 
 class Saturated(GatewayError):
     status, type, code = 429, "rate_limit_error", "backends_saturated"
+    headers = {"Retry-After": "1"}  # queues drain within seconds
 
 
 class BackendRejected(GatewayError):
@@ -97,6 +98,7 @@ class UpstreamError(GatewayError):
 
 class NoHealthyReplica(UpstreamError):
     status, type, code = 503, "service_unavailable", "no_healthy_replica"
+    headers = {"Retry-After": "5"}  # a replica is readmitted by its next passing health check
 
 
 class UpstreamTimeout(UpstreamError):

@@ -8,7 +8,7 @@ import logging
 import time
 
 from service.backends.pool import ReplicaPool
-from service.backends.replica import Replica, ScrapedLoad
+from service.backends.replica import Replica
 from service.backends.scrape import parse_vllm_load
 from service.metrics import Metrics
 from service.upstream import UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
@@ -91,8 +91,7 @@ class ReplicaMonitor:
         try:
             status, body = await self._get(replica, "/metrics", max(0.5, self.pool.settings.scrape_interval_s * 2))
         except (TimeoutError, UpstreamConnectionError):
-            replica.load = ScrapedLoad()
-            return
+            return  # the last load stands: a replica too busy to answer /metrics must not look idle
         if status == 200:
             replica.load = parse_vllm_load(body.decode("utf-8", "replace"))
 

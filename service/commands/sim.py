@@ -25,6 +25,8 @@ def register(subparsers: Any) -> None:
                         help="running slots; more requests wait (default 0: unlimited)")
     parser.add_argument("--max-tokens", type=int, default=16,
                         help="tokens generated when max_tokens is unset (default: 16)")
+    parser.add_argument("--max-model-len", type=int, default=131072,
+                        help="a larger max_tokens is refused with vLLM's 400 (default: 131072)")
     parser.add_argument("--first-word", type=int, default=0, metavar="N",
                         help="answers are words of a fixed 10-word vocabulary, starting at word N (default: 0); "
                         "give two simulators different N and their answers differ, e.g. for fusion")
@@ -42,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     settings = SimSettings(
         model=args.model, latency_ms=args.latency_ms, tokens_per_s=args.tokens_per_s,
         max_concurrency=args.max_concurrency, default_max_tokens=args.max_tokens, first_word=args.first_word,
+        max_model_len=args.max_model_len,
         fault=args.fault, fault_rate=args.fault_rate,
     )
     web.run_app(build_sim_app(settings), host=args.host, port=args.port, print=None, access_log=None,

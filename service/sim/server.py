@@ -35,6 +35,7 @@ class SimSettings:
     tokens_per_s: float = 0.0  # decode rate; 0 = all tokens at once
     max_concurrency: int = 0  # running slots; beyond it requests wait (0 = unlimited)
     default_max_tokens: int = 16
+    max_model_len: int = 131072  # a larger max_tokens is refused with vLLM's 400
     first_word: int = 0  # answers start at this vocabulary word, so two simulators can disagree
     fault: str = "none"
     fault_rate: float = 1.0
@@ -122,6 +123,10 @@ class Simulator:
         self.last_request = body
         if body.get("model") != self.settings.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
+        requested = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+        if isinstance(requested, int) and requested > self.settings.max_model_len:
+            return _error(400, f"This model's maximum context length is {self.settings.max_model_len} tokens. "
+                               f"However, you requested {requested} output tokens.", param="max_tokens")
         if self._fault_now("error"):
             return _error(500, "injected fault")
         if self._fault_now("reset"):
@@ -252,9 +257,9 @@ def _is_text_list(prompt: Any) -> bool:
     return isinstance(prompt, list) and bool(prompt) and all(isinstance(p, str) for p in prompt)
 
 
-def _error(status: int, message: str) -> web.Response:
+def _error(status: int, message: str, param: str | None = None) -> web.Response:
     body = {"error": {"message": message, "type": "BadRequestError" if status < 500 else "InternalServerError",
-                      "param": None, "code": status}}
+                      "param": param, "code": status}}
     return web.json_response(body, status=status)
 
 

@@ -10,6 +10,9 @@ import httpx
 import orjson
 import pytest
 
+from service.config import parse_settings
+from service.errors import BackendRejected
+from service.gateway import Gateway
 from tests.harness import GatewayServer, direct_config, sims, wait_until
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
@@ -141,3 +144,17 @@ def test_a_stream_under_way_at_shutdown_gets_shutdown_timeout_s_to_finish(shutdo
                         gw.server.should_exit = True  # as on SIGTERM: stop accepting, drain what runs
             assert (events[-1:] == ["[DONE]"]) == finishes
             assert (len(events) == 31) == finishes  # 30 tokens and [DONE], or cut short
+
+
+async def test_post_json_raises_a_backends_client_error_with_its_status() -> None:
+    with sims("m", max_model_len=10) as (sim,):
+        gateway = Gateway(parse_settings(direct_config({"m": [sim.url]})))
+        await gateway.start()
+        try:
+            with pytest.raises(BackendRejected) as caught:
+                await gateway.dispatcher.post_json("m", "/v1/completions", {"prompt": "hi", "max_tokens": 11})
+            assert (caught.value.status, caught.value.param, caught.value.type) == (400, "max_tokens",
+                                                                                    "invalid_request_error")
+            assert "maximum context length is 10" in caught.value.message
+        finally:
+            await gateway.close()

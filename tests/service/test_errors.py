@@ -162,17 +162,28 @@ def test_unknown_path_is_404_openai_shaped() -> None:
 
 
 def test_backend_client_error_is_relayed_with_its_message() -> None:
-    """A 4xx from vLLM is the client's problem: relayed with vLLM's own message, not retried."""
+    """A 4xx from vLLM about the request is the client's problem: relayed with vLLM's own message, not retried."""
+    with sims("x", max_model_len=100) as (sim,), GatewayServer(direct_config({"x": [sim.url]})) as gateway:
+        for stream in (False, True):
+            response = post(gateway, {**CHAT, "model": "x", "stream": stream, "max_tokens": 101}, key=None)
+            assert_error(response, 400, param="max_tokens", says="maximum context length")
+            assert response.json()["error"]["type"] == "invalid_request_error"
+        assert gateway.metric("switchyard_retries_total", backend="x") == 0
+
+
+def test_a_backend_refusing_the_gateway_is_502_not_the_clients_error() -> None:
+    """vLLM's 404 for a model name it does not serve (or a 401 for the gateway's key) is a gateway misconfiguration:
+    a 502 that names the backend and keeps vLLM's message, not a 404 the client would read as its own mistake."""
     with sims("x") as (sim,):
         config = direct_config({"x": [sim.url]})
         config["backends"][0]["model"] = "renamed"  # the replica does not serve this name: it answers 404
         with GatewayServer(config) as gateway:
             for stream in (False, True):
                 response = post(gateway, {**CHAT, "model": "x", "stream": stream}, key=None)
-                assert_error(response, 404, says="`renamed` does not exist")
-                assert response.json()["error"] | {"message": ""} == {
-                    "message": "", "type": "not_found_error", "param": None, "code": "404"}
+                assert_error(response, 502, says="`renamed` does not exist")
+                assert response.json()["error"]["type"] == "upstream_error"
             assert gateway.metric("switchyard_retries_total", backend="x") == 0
+            assert gateway.metric("switchyard_upstream_errors_total", backend="x", kind="status") == 2
 
 
 @pytest.mark.parametrize(("raw", "expected"), [
@@ -198,7 +209,9 @@ def test_no_healthy_replica_is_503() -> None:
         config = direct_config({"x": [sim.url]})
         sim.kill()
         with GatewayServer(config) as gateway:
-            assert_error(post(gateway, {**CHAT, "model": "x"}, key=None), 503, says="no healthy replica")
+            response = post(gateway, {**CHAT, "model": "x"}, key=None)
+            assert_error(response, 503, says="no healthy replica")
+            assert response.headers["retry-after"] == "5"
             assert httpx.get(gateway.url + "/ready").status_code == 503
 
 
@@ -217,5 +230,7 @@ def test_saturated_replicas_are_429() -> None:
             slow = {**CHAT, "model": "x", "max_tokens": 20}
             busy = [pool.submit(post, gateway, slow, key=None) for _ in range(3)]
             wait_until(lambda: gateway.metric("switchyard_replica_waiting", backend="x") >= 2, what="queue scraped")
-            assert_error(post(gateway, {**CHAT, "model": "x"}, key=None), 429, says="saturated")
+            response = post(gateway, {**CHAT, "model": "x"}, key=None)
+            assert_error(response, 429, says="saturated")
+            assert response.headers["retry-after"] == "1"
             assert [f.result().status_code for f in busy] == [200, 200, 200]

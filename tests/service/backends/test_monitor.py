@@ -2,6 +2,7 @@
 
 from service.backends.monitor import ReplicaMonitor
 from service.backends.pool import ReplicaPool
+from service.backends.replica import ScrapedLoad
 from service.config import Backend, DispatchSettings
 from service.metrics import Metrics
 from service.upstream import UpstreamClient
@@ -30,3 +31,14 @@ async def test_an_ejected_replica_is_readmitted_with_a_clean_slate_after_its_coo
         replica.ejected_until = 0.0  # the cooldown is over
         await monitor.check_health(replica)
         assert replica.available() and replica.consecutive_failures == 0
+
+
+async def test_a_replica_that_cannot_answer_its_metrics_keeps_its_last_load() -> None:
+    with sims("m") as (sim,):
+        pool = ReplicaPool([Backend(name="m", model="m", replicas=[sim.url])], DispatchSettings())
+        (replica,) = pool.replicas("m")
+        monitor = ReplicaMonitor(pool, UpstreamClient(), Metrics(), {"m": None})
+        replica.load = ScrapedLoad(waiting=7, running=4, kv_cache_usage=0.9)  # last seen busy
+        sim.kill()  # now /metrics fails, as it can for an engine too busy to answer it
+        await monitor.scrape(replica)
+        assert replica.load == ScrapedLoad(waiting=7, running=4, kv_cache_usage=0.9)  # a busy one must not look idle
