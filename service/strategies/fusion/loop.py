@@ -43,7 +43,7 @@ def request_fault(error: BaseException) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Segment:
-    """An accepted piece of the answer, written by `member`; `finish_reason` set on the last one."""
+    """A piece of the answer, written by `member`; `finish_reason` set on the last one."""
 
     text: str
     member: str
@@ -164,8 +164,13 @@ class FusionLoop:
         self.max_tokens = max_tokens
         self.segment_tokens = segment_tokens
         self.on_step = on_step
-        self.answer = ""
-        self.tokens = 0
+        self.answer = ""  # accepted, members continue it
+        self.starts: list[int] = []  # where each of the writers' tokens starts in `answer`
+        self.sent = 0  # the length of `answer` yielded; the rest may begin a stop string
+
+    @property
+    def tokens(self) -> int:
+        return len(self.starts)
 
     async def segments(self) -> AsyncGenerator[Segment, None]:
         last_winner: str | None = None
@@ -176,21 +181,22 @@ class FusionLoop:
         while True:
             if last_winner in drafts and drafts[last_winner].finished and not drafts[last_winner].text:
                 self._stepped(started)
-                yield Segment("", last_winner, "stop")  # the member that wrote the last segment ends here
+                yield self._emit(last_winner, "stop")  # the member that wrote the last segment ends here
                 return
             candidates = [d for d in drafts.values() if d.text]
-            if not candidates:
+            if not candidates:  # every member stopped, or wrote nothing it could finish (a full context)
                 self._stepped(started)
-                yield Segment("", next(iter(drafts)), "stop")
+                yield self._emit(next(iter(drafts)), "stop")
                 return
             ahead = Speculation(self, candidates) if self.speculate and len(candidates) > 1 else None
             try:
-                segment = self._finish(await self._choose(candidates))
-                next_drafts = ahead.take(segment) if ahead is not None else None
+                chosen = await self._choose(candidates)
+                segment = self._finish(chosen)
+                next_drafts = ahead.take(chosen.text) if ahead is not None and not segment.finish_reason else None
             except BackendRejected as error:
                 if not (self.answer and request_fault(error)):
                     raise
-                segment, next_drafts = _outgrown(error, last_winner or ""), None
+                segment, next_drafts = self._outgrown(error, last_winner or ""), None
             finally:
                 if ahead is not None:
                     ahead.cancel()
@@ -210,7 +216,7 @@ class FusionLoop:
             except BackendRejected as error:
                 if not request_fault(error):
                     raise
-                yield _outgrown(error, segment.member)
+                yield self._outgrown(error, segment.member)
                 return
             # A speculative draft may come from a member dropped since (by a failed scoring call).
             active = {m.backend for m in self.members.active}
@@ -264,25 +270,38 @@ class FusionLoop:
         return Segment(winner.text[:cut], winner.member, finish, starts)
 
     def _finish(self, segment: Segment) -> Segment:
-        """Apply stop strings and the token budget to an accepted segment and append it."""
-        text, finish = segment.text, segment.finish_reason
-        answer = self.answer
-        end = len(answer) + len(text)
-        for stop in self.sampling.stop:  # a stop string may span the previous segment and this one
-            at = (answer + text).find(stop, max(0, len(answer) - len(stop) + 1))
-            if at >= 0:
-                end, finish = min(end, max(at, len(answer))), "stop"
-        starts = segment.starts
-        if end - len(answer) < len(text):  # cut at a stop string: only the tokens before it were written
-            text = text[:end - len(answer)]
-            starts = tuple(start for start in starts if start < len(text))
-        tokens = self.tokens + len(starts)
-        if finish is None and tokens >= self.max_tokens:
+        """Append an accepted segment; apply stop strings and the token budget; the text to yield."""
+        finish = segment.finish_reason
+        answer = self.answer + segment.text
+        starts = self.starts + [len(self.answer) + start for start in segment.starts]
+        end = len(answer)
+        for stop in self.sampling.stop:  # a stop string may begin in the text held back before
+            at = answer.find(stop, self.sent)
+            if 0 <= at < end:
+                end, finish = at, "stop"
+        self.answer = answer[:end]
+        self.starts = [start for start in starts if start < end]  # only the tokens before a stop were written
+        if finish is None and self.tokens >= self.max_tokens:
             finish = "length"
-        self.answer += text
-        self.tokens = tokens
         self.members.stats.selected[segment.member] += 1
-        return Segment(text, segment.member, finish, starts)
+        return self._emit(segment.member, finish)
+
+    def _emit(self, member: str, finish: str | None) -> Segment:
+        """The answer's text not yielded yet; until the answer ends, less the tail that may begin a stop
+        string (vLLM and OpenAI send none of a stop string, so none of it may be sent before it is known)."""
+        end = len(self.answer)
+        if finish is None:
+            end -= max((n for stop in self.sampling.stop for n in range(len(stop) - 1, 0, -1)
+                        if self.answer.endswith(stop[:n])), default=0)
+        starts = tuple(start - self.sent for start in self.starts if self.sent <= start < end)
+        segment = Segment(self.answer[self.sent:end], member, finish, starts)
+        self.sent = end
+        return segment
+
+    def _outgrown(self, error: BackendRejected, member: str) -> Segment:
+        """The end of an answer that a member refused to continue: it no longer fits its context window."""
+        log.info("fusion answer ends at a member's limit: %s", error.message)
+        return self._emit(member, "length")
 
     def _stepped(self, started: float) -> None:
         elapsed = time.perf_counter() - started
@@ -291,8 +310,3 @@ class FusionLoop:
         stats.step_seconds.append(elapsed)
         self.on_step(elapsed)
 
-
-def _outgrown(error: BackendRejected, member: str) -> Segment:
-    """The end of an answer that a member refused to continue: it no longer fits its context window."""
-    log.info("fusion answer ends at a member's limit: %s", error.message)
-    return Segment("", member, "length")

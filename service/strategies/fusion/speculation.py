@@ -9,7 +9,7 @@ from service.strategies.fusion.members import Draft
 from service.strategies.fusion.segments import aligned_cut
 
 if TYPE_CHECKING:
-    from service.strategies.fusion.loop import FusionLoop, Segment
+    from service.strategies.fusion.loop import FusionLoop
 
 
 class Speculation:
@@ -35,11 +35,9 @@ class Speculation:
             task.add_done_callback(_retrieve)
             self.tasks[guess] = task
 
-    def take(self, segment: Segment) -> asyncio.Task[dict[str, Draft]] | None:
+    def take(self, segment: str) -> asyncio.Task[dict[str, Draft]] | None:
         """The drafts that follow the accepted `segment`, if it was guessed right."""
-        if segment.finish_reason is None:
-            return self.tasks.pop(segment.text, None)
-        return None
+        return self.tasks.pop(segment, None)
 
     def cancel(self) -> None:
         for task in self.tasks.values():

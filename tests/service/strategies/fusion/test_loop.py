@@ -122,13 +122,23 @@ async def test_the_answer_ends_when_the_previous_winner_stops_at_once() -> None:
 
 @pytest.mark.parametrize(("stop", "answer", "tokens"), [
     ("y x", " x ", 2),  # inside the first segment: cut before it (in " y")
-    ("x x", " x y x", 3),  # across two segments: the second one adds nothing, nor counts any token
+    ("x x", " x y ", 3),  # across two segments: its "x", held back from the first, is never sent
+    ("y x x", " x ", 2),  # its "y x" held back, a word and more
 ])
 async def test_a_stop_string_ends_the_answer(stop: str, answer: str, tokens: int) -> None:
     members = [ScriptedMember(n, repeat(" x y x y"), LIKES_X) for n in ("a", "b")]
     segments, _ = await write(members, stop=(stop,))
     assert "".join(s.text for s in segments) == answer and segments[-1].finish_reason == "stop"
     assert sum(s.tokens for s in segments) == tokens
+
+
+async def test_text_that_may_begin_a_stop_string_is_held_back_until_it_cannot() -> None:
+    members = [ScriptedMember(n, repeat(" x y x y"), LIKES_X) for n in ("a", "b")]
+    plain, _ = await write(members)
+    segments, _ = await write(members, stop=("x z",))
+    assert [s.text for s in segments[:2]] == [" x y ", "x x y "]  # each segment's last "x" waits for the next
+    assert "".join(s.text for s in segments) == "".join(s.text for s in plain)  # and is sent at the end
+    assert [s.tokens for s in segments] == [3, 3, 3, 2, 1] and segments[-1].finish_reason == "length"
 
 
 async def test_a_member_failing_to_score_drops_out_and_the_other_finishes() -> None:
