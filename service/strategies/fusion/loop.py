@@ -23,7 +23,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from service.errors import BackendRejected, GatewayError, UpstreamError
+from service.errors import BackendRejected, GatewayError, UpstreamError, UpstreamTimeout
 from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, ScoringMethod
 from service.strategies.fusion.scoring import TokenScores, average_perplexity, perplexity, select
 from service.strategies.fusion.segments import aligned_cut
@@ -106,7 +106,7 @@ class MemberSet:
                 raise
             failure = error
         except TimeoutError:
-            failure = UpstreamError(f"fusion member {member.backend!r} timed out")
+            failure = UpstreamTimeout(f"fusion member {member.backend!r} timed out")
         except Exception as error:  # a reply that is not what vLLM sends (a list for an object, a field missing)
             failure = UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}")
         if solo:
@@ -126,7 +126,7 @@ class MemberSet:
 
     def check_alive(self) -> None:
         """Raise when no member is left: the members' own error when they all failed alike (a 429 or 503
-        stays one, for the client to retry), else a 502 naming the last."""
+        stays one, for the client to retry; timeouts a 504), else a 502 naming the last."""
         if not self.active:
             last = self.errors[-1] if self.errors else None
             message = f"every fusion member failed (last: {last.message if last else 'none'})"
@@ -184,9 +184,9 @@ class FusionLoop:
                 yield self._emit(last_winner, "stop")  # the member that wrote the last segment ends here
                 return
             candidates = [d for d in drafts.values() if d.text]
-            if not candidates:  # every member stopped, or wrote nothing it could finish (a full context)
+            if not candidates:  # every member stopped, or wrote nothing (its context is full)
                 self._stepped(started)
-                yield self._emit(next(iter(drafts)), "stop")
+                yield self._emit(next(iter(drafts)), "stop" if any(d.finished for d in drafts.values()) else "length")
                 return
             ahead = Speculation(self, candidates) if self.speculate and len(candidates) > 1 else None
             try:

@@ -69,9 +69,10 @@ def repeat(words: str) -> Script:
 
 
 async def write(members: list[ScriptedMember], *, max_tokens: int = 12, segment_tokens: int = 4,
-                stop: tuple[str, ...] = (), speculate: bool = True) -> tuple[list[Segment], FusionStats]:
+                stop: tuple[str, ...] = (), speculate: bool = True, timeout_s: float = 5
+                ) -> tuple[list[Segment], FusionStats]:
     stats = FusionStats()
-    member_set = MemberSet(list(members), timeout_s=5, stats=stats, observe=lambda member, phase: None)
+    member_set = MemberSet(list(members), timeout_s=timeout_s, stats=stats, observe=lambda member, phase: None)
     member_set.prompts.update({m.backend: Prompt("", False) for m in members})
     loop = FusionLoop(member_set, Sampling(stop=list(stop)), max_tokens, segment_tokens, lambda s: None,
                       speculate=speculate)
@@ -234,3 +235,17 @@ async def test_an_answer_past_a_members_context_window_ends_with_length(speculat
     segments, stats = await write([a, b], speculate=speculate)
     assert [(s.text, s.finish_reason) for s in segments] == [(" x y x", None), ("", "length")]
     assert stats.dropped == []
+
+
+async def test_members_that_all_time_out_fail_the_answer_as_a_timeout() -> None:
+    with pytest.raises(UpstreamTimeout, match="every fusion member failed"):  # a 504, not a 502
+        await write([Hangs(n, repeat(" x"), LIKES_X) for n in "ab"], timeout_s=0.01)
+
+
+async def test_drafts_that_are_all_empty_but_unfinished_end_the_answer_with_length() -> None:
+    full = [ScriptedMember(n, lambda answer: ("", False), LIKES_X) for n in "ab"]
+    segments, _ = await write(full)
+    assert [(s.text, s.finish_reason) for s in segments] == [("", "length")]
+    stopped = [ScriptedMember("a", lambda answer: ("", False), LIKES_X), ScriptedMember("b", lambda a: ("", True), {})]
+    segments, _ = await write(stopped)
+    assert [(s.text, s.finish_reason) for s in segments] == [("", "stop")]
