@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from service.errors import UpstreamError
 from service.strategies.fusion import forced
 from service.strategies.fusion.scoring import TokenScores
-from service.strategies.fusion.segments import token_starts
+from service.strategies.fusion.segments import piece_starts, token_ends
 
 if TYPE_CHECKING:
     from service.dispatch import Dispatcher
@@ -119,6 +119,8 @@ class Member:
         for piece in pieces:
             starts.append(position)
             position += len(piece)
+        if any("\ufffd" in piece for piece in pieces):  # a character split across tokens
+            starts = piece_starts(pieces, text)
         kept = [i for i, start in enumerate(starts) if start < len(text)]
         scores = TokenScores([starts[i] for i in kept], [float(logprobs[i] or 0.0) for i in kept])
         usage = reply.get("usage") or {}
@@ -193,6 +195,8 @@ def _candidate_scores(choice: dict[str, Any], context_length: int, backend: str)
     """The tokens of an echoed `context + candidate` that cover the candidate, offsets relative to it."""
     pieces, values = _logprobs(choice, backend)
     # Offsets count back from the end of the echoed text, so the prefix's special tokens do not matter.
-    starts = token_starts(pieces, len(str(choice.get("text", ""))))
-    kept = [i for i, start in enumerate(starts) if start + len(pieces[i]) > context_length and values[i] is not None]
+    text = str(choice.get("text", ""))
+    starts = piece_starts(pieces, text)
+    ends = token_ends(starts, len(text))
+    kept = [i for i, end in enumerate(ends) if end > context_length and values[i] is not None]
     return TokenScores([starts[i] - context_length for i in kept], [float(values[i]) for i in kept])  # type: ignore[arg-type]

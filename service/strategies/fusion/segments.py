@@ -26,6 +26,36 @@ def token_starts(pieces: Sequence[str], text_length: int) -> list[int]:
     return starts
 
 
+def piece_starts(pieces: Sequence[str], text: str) -> list[int]:
+    """Start offset of each token, for the pieces vLLM reports with log-probabilities (each token decoded
+    alone) that cover `text`, possibly with more before it (`<bos>`) or after it (a stop string).
+
+    A character split across tokens reads "\ufffd" in each part, so such pieces do not spell the text:
+    every token from the first such piece to the last starts, here, where the first does (a character
+    boundary), so that no cut falls among them; the clean pieces around them are placed exactly.
+    """
+    split = [i for i, piece in enumerate(pieces) if "\ufffd" in piece]
+    if not split:
+        return token_starts(pieces, len(text))
+    first, last = split[0], split[-1] + 1
+    skip = next(i for i in range(first + 1) if text.startswith("".join(pieces[i:first])))  # pieces before text
+    block = len("".join(pieces[skip:first]))
+    tail = "".join(pieces[last:])
+    if not text.endswith(tail) or len(text) - len(tail) < block:
+        last = len(pieces)  # the tail runs past the text (a stop string): it joins the block
+    return token_starts(pieces[:first], block) + [block] * (last - first) + token_starts(pieces[last:], len(text))
+
+
+def token_ends(starts: Sequence[int], text_length: int) -> list[int]:
+    """End offset of each token: the next greater start (tokens of a split character share theirs)."""
+    ends, end = [], text_length
+    for i in range(len(starts) - 1, -1, -1):
+        ends.append(end)
+        if i and starts[i - 1] < starts[i]:
+            end = starts[i]
+    return ends[::-1]
+
+
 def word_boundaries(text: str) -> list[int]:
     """Offsets where a whitespace run begins after a non-space: the cut points between words.
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from service.strategies.fusion.segments import aligned_cut, token_starts, word_boundaries
+from typing import Any
+
+from service.strategies.fusion.members import Member, Prompt, Sampling
+from service.strategies.fusion.segments import aligned_cut, piece_starts, token_ends, token_starts, word_boundaries
 
 TEXT = " The sky is blue today"
 
@@ -53,3 +56,33 @@ def test_a_token_straddling_the_context_end_does_not_block_cuts() -> None:
     straddling = [-1, 4, 8]
     own = [0, 4, 8]
     assert aligned_cut(" The sky is", [own, straddling], final=False) == 8
+
+
+# SmolLM2's pieces of " I love it 😀 so much" as vLLM reports them: each token decoded alone, so the two
+# tokens of the emoji read "\ufffd" and the pieces are one character longer than the text.
+EMOJI = " I love it 😀 so much"
+EMOJI_PIECES = [" I", " love", " it", " \ufffd", "\ufffd", " so", " much"]
+
+
+def test_tokens_of_a_split_character_share_one_start_and_the_others_stay_exact() -> None:
+    starts = piece_starts(EMOJI_PIECES, EMOJI)
+    assert starts == [0, 2, 7, 10, 10, 12, 15]  # counted back from the end without the split: 12 -> 11
+    assert token_ends(starts, len(EMOJI)) == [2, 7, 10, 12, 12, 15, 20]
+    assert aligned_cut(EMOJI, [starts], final=False) == 15  # never at 11, inside the emoji's tokens
+
+
+def test_pieces_beyond_the_text_are_placed_around_it() -> None:
+    assert piece_starts(["<bos>", *EMOJI_PIECES], EMOJI) == [-5, 0, 2, 7, 10, 10, 12, 15]  # an echo's <bos>
+    # a draft cut at the stop string " so": its tokens join the split run rather than be placed wrong
+    assert piece_starts(EMOJI_PIECES[:6], EMOJI[:12]) == [0, 2, 7, 10, 10, 10]
+
+
+class OneDraft:
+    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
+        return {"choices": [{"text": EMOJI, "finish_reason": "length", "logprobs": {
+            "tokens": EMOJI_PIECES, "token_logprobs": [-1.0] * len(EMOJI_PIECES)}}], "usage": {"prompt_tokens": 3}}
+
+
+async def test_a_drafts_tokens_after_a_split_character_keep_their_offsets() -> None:
+    draft = await Member("a", OneDraft()).draft(Prompt("", False), "", 8, Sampling())  # type: ignore[arg-type]
+    assert draft.scores.starts == [0, 2, 7, 10, 10, 12, 15]  # " so" starts at 12, not 13
