@@ -215,6 +215,16 @@ def test_no_healthy_replica_is_503() -> None:
             assert httpx.get(gateway.url + "/ready").status_code == 503
 
 
+def test_ready_while_some_model_can_serve_and_says_which() -> None:
+    with sims("x", "y") as (up, down):
+        config = direct_config({"x": [up.url], "y": [down.url]})
+        down.kill()
+        with GatewayServer(config) as gateway:
+            ready = httpx.get(gateway.url + "/ready")
+            assert (ready.status_code, ready.json()) == (200, {"ready": True, "models": {"x": True, "y": False}})
+            assert_error(post(gateway, {**CHAT, "model": "y"}, key=None), 503, says="no healthy replica")
+
+
 def test_hung_replica_is_504() -> None:
     with sims("x", fault="hang") as (sim,):
         config = direct_config({"x": [sim.url]}, dispatch={"retries": 0})
