@@ -101,7 +101,8 @@ def test_validation_rejects_misspelt_fields(rendered: dict[str, list[Obj]]) -> N
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_gateway_deployment_is_replicated_and_probed(rendered: dict[str, list[Obj]], overlay: str) -> None:
     deployment = one(rendered[overlay], "Deployment", "switchyard-gateway")
-    assert deployment["spec"]["replicas"] >= 2
+    assert "replicas" not in deployment["spec"], "the HPA owns the count: an apply must not reset it"
+    assert one(rendered[overlay], "HorizontalPodAutoscaler", "switchyard-gateway")["spec"]["minReplicas"] >= 2
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
