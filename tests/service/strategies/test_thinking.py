@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 
-from service.strategies.thinking import R1_EMPTY_THINKING, ThinkingConfig, apply_mode, client_mode
+from service.config import parse_settings
+from service.metrics import Metrics
+from service.strategies.base import StrategyDeps
+from service.strategies.thinking import R1_EMPTY_THINKING, ThinkingConfig, ThinkingSwitch, apply_mode, client_mode
+from service.types import Decision, GatewayRequest, Reply
 from tests.harness import GatewayServer, SimProcess, direct_config
 
 MESSAGES = [{"role": "user", "content": "What is 2 + 2?"}]
@@ -296,3 +300,20 @@ def test_the_retry_is_off_by_default_for_a_switcher_not_trained_for_it(
     assert response.headers["x-switchyard-thinking"] == "long"
     assert "x-switchyard-thinking-retry" not in response.headers
     assert two_sims[0].last_request()["body"]["chat_template_kwargs"] == {"enable_thinking": True}
+
+
+async def test_a_stream_that_may_be_retried_gets_the_short_answers_time_limit_too() -> None:
+    config_ = direct_config({"sim-a": ["http://127.0.0.1:9"]})
+    config_["backends"][0]["timeouts"] = {"total_s": 30}
+    deps = StrategyDeps(settings=parse_settings(config_), metrics=Metrics(), pool=None, dispatcher=None)  # type: ignore[arg-type]
+    switch = ThinkingSwitch("reasoner", config("qwen3", short_retry=True), deps)
+    switch.short_retry = True
+
+    async def stream() -> AsyncIterator[bytes]:
+        yield b"data: [DONE]\n\n"
+
+    request = GatewayRequest(endpoint="chat", public_model="reasoner", body=BODY, stream=True)
+    decision = Decision(backend="sim-a", body=BODY, strategy="thinkswitch", headers={"x-switchyard-thinking": "long"})
+    reply = await switch.follow_up(request, decision, Reply(status=200, headers={}, stream=stream(), deadline=100.0),
+                                   None)  # type: ignore[arg-type]
+    assert reply.deadline == 100.0 + 30
