@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from router_models.base import Router
 from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
 from router_models.errors import InputError
 
+MIN_QUERIES = 100  # fewer training queries and a learned router's choices are mostly noise: warned about
 FLAG_FIELDS = {
     "epochs": "epochs",
     "block_size": "block_size",
@@ -51,12 +53,36 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
 def training_tables(args: argparse.Namespace) -> tuple[RoutingTable, RoutingTable | None]:
     spec = None if args.protocol == "all" else SplitSpec(args.protocol, args.holdout)
     records = read_records(args.data)
+    if not records:
+        raise InputError(f"no data lines in {', '.join(args.data)}")
     candidates = args.candidates.split(",") if args.candidates else default_candidates(records)
+    if repeated := sorted({c for c in candidates if candidates.count(c) > 1}):
+        raise InputError(f"candidates named more than once: {', '.join(repeated)}")
+    if len(candidates) < 2:
+        raise InputError(f"routing needs at least 2 candidates, got {', '.join(candidates) or 'none'}")
     if spec is None:
         return RoutingTable.build(records, candidates), None
     parts = split_records(records, spec)
     val = RoutingTable.build(parts["val"], candidates)
     return RoutingTable.build(parts["train"], candidates), (val if len(val) else None)
+
+
+def check_training_table(train: RoutingTable) -> None:
+    """Refuse a table with no query to learn from; warn where it is too small or its labels never vary."""
+    if not len(train):
+        why = (
+            f"all {train.dropped} lines of the training part lack a candidate's score"
+            if train.dropped
+            else "the split leaves no line for training"
+        )
+        raise InputError(f"no training queries for candidates {', '.join(train.candidates)}: {why}")
+    if len(train) < MIN_QUERIES:
+        print(f"warning: only {len(train)} training queries: the router's choices will be mostly noise",
+              file=sys.stderr)
+    labels = train.labels
+    if (labels == labels[0]).all():
+        print("warning: every training query has the same routing labels: the router can only learn one "
+              "fixed choice", file=sys.stderr)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -70,6 +96,7 @@ def train_command(args: argparse.Namespace) -> int:
         f"candidates {', '.join(train.candidates)}"
         + (f" ({train.dropped} lines lacking a candidate's score dropped)" if train.dropped else "")
     )
+    check_training_table(train)
     out = Path(args.out)
     workdir = out / "checkpoint"
     start = time.perf_counter()

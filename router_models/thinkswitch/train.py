@@ -12,6 +12,7 @@ import argparse
 import hashlib
 import json
 import math
+import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -22,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from router_models.encoder import SentenceEncoder, set_threads
+from router_models.errors import InputError
 from router_models.thinkswitch.artifact import save_artifact
 from router_models.thinkswitch.curves import Outcomes, Row, baselines, best_within_budget, spend_budget, sweep
 from router_models.thinkswitch.data import (
@@ -44,6 +46,7 @@ from router_models.thinkswitch.model import (
 from router_models.thinkswitch.switcher import embed
 
 TAU_RULES = {"spend": spend_budget, "most_accurate": best_within_budget}
+MIN_QUESTIONS = 100  # per benchmark: with fewer, its τ is picked on noise (warned about)
 
 
 @dataclass
@@ -251,12 +254,30 @@ def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
     option_keys = {f.name for f in fields(TrainOptions)}
     unknown = set(values) - model_keys - option_keys
     if unknown:
-        raise SystemExit(f"--config: unknown keys {sorted(unknown)}")
+        raise InputError(f"--config: unknown keys {sorted(unknown)}")
     try:
         options = TrainOptions(**{k: v for k, v in values.items() if k in option_keys})
     except ValueError as error:
-        raise SystemExit(f"--config: {error}") from None
-    return ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys}), options
+        raise InputError(f"--config: {error}") from None
+    config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys})
+    for name in ("members", "folds"):
+        if getattr(config, name) < 1:
+            raise InputError(f"--config: {name} must be at least 1, got {getattr(config, name)}")
+    return config, options
+
+
+def check_training_questions(records: Sequence[ThinkRecord], short_retry: bool) -> None:
+    """Warn about benchmarks with too few questions to pick τ on, or on which thinking never changes the
+    outcome differently from one question to the next (nothing to learn)."""
+    for name in benchmarks(records):
+        chosen = [r for r in records if r.benchmark == name]
+        if len(chosen) < MIN_QUESTIONS:
+            print(f"warning: only {len(chosen)} training questions of {name}: its τ is picked on noise",
+                  file=sys.stderr)
+        gains = {r.long.pass_rate - r.short.pass_rate for r in under_short_retry(chosen, short_retry)}
+        if len(gains) == 1:
+            print(f"warning: the gain of long mode is {gains.pop():+g} on every training question of {name}: "
+                  "the switcher has nothing to learn there", file=sys.stderr)
 
 
 def train_command(args: argparse.Namespace) -> int:
@@ -265,8 +286,9 @@ def train_command(args: argparse.Namespace) -> int:
     set_threads(options.threads)
     records = select_split(load_records(args.data, options.cap), *options.splits)
     if not records:
-        raise SystemExit("no training questions in the given files and splits")
+        raise InputError(f"no training questions in {', '.join(args.data)} (splits: {', '.join(options.splits)})")
     print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
+    check_training_questions(records, options.short_retry)
     result = train(records, config, options)
     summary = heldout_summary(result, records, options.short_retry)
     extra = {

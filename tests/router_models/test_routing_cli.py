@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from routing_cli import run_cli
+from routing_cli import run_cli, switchyard
 
 from router_models import load_router
 from router_models.data import read_records
@@ -123,3 +123,33 @@ def test_flags_that_do_not_apply_are_refused(sample_path: Path, tmp_path: Path) 
             "--config",
             str(tmp_path / "bad.json"),
         )
+
+
+def test_training_on_nothing_usable_is_refused(sample_path: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    out = str(tmp_path / "out")
+    cases = [
+        (["--candidates", "foo,bar"], "no training queries for candidates foo, bar: all 27 lines of the "
+         "training part lack a candidate's score"),
+        (["--candidates", "foo"], "routing needs at least 2 candidates, got foo"),
+        (["--candidates", "foo,bar,foo"], "candidates named more than once: foo"),
+    ]
+    for flags, message in cases:
+        assert switchyard("train", "--kind", "knn", "--data", str(sample_path), "--out", out, *flags) == (
+            2, f"switchyard train: {message}\n")
+    assert switchyard("train", "--kind", "knn", "--data", str(empty), "--out", out) == (
+        2, f"switchyard train: no data lines in {empty}\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_small_or_uninformative_training_set_is_warned_about(sample_path: Path, tmp_path: Path) -> None:
+    status, err = switchyard("train", "--kind", "best_single", "--data", str(sample_path), "--out", str(tmp_path / "a"))
+    assert status == 0 and "warning: only 27 training queries" in err and "same routing labels" not in err
+    tied = tmp_path / "tied.jsonl"
+    tied.write_text("".join(
+        json.dumps({**record.to_json(), "scores": dict.fromkeys(record.scores, 1.0)}) + "\n"
+        for record in read_records([sample_path])
+    ))
+    status, err = switchyard("train", "--kind", "best_single", "--data", str(tied), "--out", str(tmp_path / "b"))
+    assert status == 0 and "warning: every training query has the same routing labels" in err

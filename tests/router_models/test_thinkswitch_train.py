@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from routing_cli import switchyard
 
+from router_models.errors import InputError
 from router_models.thinkswitch.curves import Outcomes, sweep
 from router_models.thinkswitch.data import read_records
 from router_models.thinkswitch.train import TrainOptions, aux_targets, aux_value, read_config, tau_point
@@ -56,7 +59,34 @@ def test_tau_rules_spend_the_budget_or_take_the_most_accurate_point() -> None:
 def test_an_unknown_tau_rule_is_refused_before_training(tmp_path: Path) -> None:
     config = tmp_path / "config.json"
     config.write_text('{"tau_rule": "greedy"}')
-    with pytest.raises(SystemExit, match="tau_rule must be one of"):
+    with pytest.raises(InputError, match="tau_rule must be one of"):
         read_config(str(config))
     with pytest.raises(ValueError, match="tau_rule must be one of"):
         TrainOptions(tau_rule="greedy")
+
+
+def test_training_on_nothing_usable_is_refused(tmp_path: Path) -> None:
+    empty, config = tmp_path / "empty.jsonl", tmp_path / "config.json"
+    empty.write_text("")
+    train = ["train", "--kind", "thinkswitch", "--out", str(tmp_path / "out"), "--config", str(config)]
+    config.write_text("{}")
+    assert switchyard(*train, "--data", str(empty)) == (
+        2, f"switchyard train: no training questions in {empty} (splits: train, val)\n")
+    for name in ("members", "folds"):
+        config.write_text(json.dumps({name: 0}))
+        assert switchyard(*train, "--data", str(FIXTURE)) == (
+            2, f"switchyard train: --config: {name} must be at least 1, got 0\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_small_or_uninformative_training_set_is_warned_about(tmp_path: Path) -> None:
+    line = json.loads(FIXTURE.read_text().splitlines()[0])
+    line["modes"]["long"] = {**line["modes"]["short"], "hit_cap": 0}  # long mode changes nothing
+    one, config = tmp_path / "one.jsonl", tmp_path / "config.json"
+    one.write_text(json.dumps(line) + "\n")
+    config.write_text(json.dumps({"splits": ["train", "val", "test"], "epochs": 1, "members": 2, "folds": 2}))
+    status, err = switchyard("train", "--kind", "thinkswitch", "--data", str(one), "--out", str(tmp_path / "out"),
+                             "--config", str(config), "--quiet")
+    assert status == 0
+    assert "warning: only 1 training questions of GSM8K: its τ is picked on noise" in err
+    assert "warning: the gain of long mode is +0 on every training question of GSM8K" in err
