@@ -45,9 +45,11 @@ class Router(ABC):
         val: RoutingTable | None = None,
         workdir: Path | None = None,
         resume: bool = False,
+        progress: bool = True,
     ) -> Router:
         """Learn from the training table. The validation table, if given, picks among checkpoints;
-        `workdir` keeps resumable checkpoints of long fits, `resume` continues from them."""
+        `workdir` keeps resumable checkpoints of long fits, `resume` continues from them; `progress`
+        shows progress bars."""
 
     @abstractmethod
     def tensors(self) -> dict[str, torch.Tensor]:

@@ -43,6 +43,7 @@ class RandomRouter(Router):
         val: RoutingTable | None = None,
         workdir: Path | None = None,
         resume: bool = False,
+        progress: bool = True,
     ) -> RandomRouter:
         return cls(train.candidates, config)
 
@@ -82,6 +83,7 @@ class BestSingleRouter(Router):
         val: RoutingTable | None = None,
         workdir: Path | None = None,
         resume: bool = False,
+        progress: bool = True,
     ) -> BestSingleRouter:
         return cls(train.candidates, config, train.normalised.mean(axis=0))
 
@@ -139,6 +141,7 @@ class KnnRouter(Router):
         val: RoutingTable | None = None,
         workdir: Path | None = None,
         resume: bool = False,
+        progress: bool = True,
     ) -> KnnRouter:
         sentence_encoder = SentenceEncoder(max_length=config.max_query_tokens)
         keys = sentence_encoder.encode(train.prompts, batch_size=config.batch_size)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import cast
 
@@ -32,6 +34,21 @@ def encoder_path() -> Path:
 def set_threads(threads: int | None = None) -> None:
     """Pin torch's intra-op threads (default: all cores, at most 4) so latency is predictable."""
     torch.set_num_threads(threads or min(4, os.cpu_count() or 1))
+
+
+@contextmanager
+def loading_bars(enabled: bool) -> Iterator[None]:
+    """Transformers' weight-loading progress bars on (as they are) or off for the duration."""
+    from transformers.utils import logging
+
+    was = logging.is_progress_bar_enabled()
+    if not enabled:
+        logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            logging.enable_progress_bar()
 
 
 def load_tokenizer() -> PreTrainedTokenizerBase:

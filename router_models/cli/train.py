@@ -35,6 +35,7 @@ def register(subparsers: Any) -> None:
         "--data", nargs="+", required=True, metavar="FILE", help="training data (JSONL, .gz ok)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -66,7 +67,6 @@ def register(subparsers: Any) -> None:
     router.add_argument(
         "--resume", action="store_true", help="continue from DIR/checkpoint/ of an interrupted run"
     )
-    router.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 

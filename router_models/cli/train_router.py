@@ -14,6 +14,7 @@ import yaml
 
 from router_models.base import Router
 from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
+from router_models.encoder import loading_bars
 from router_models.errors import InputError
 
 MIN_QUERIES = 100  # fewer training queries and a learned router's choices are mostly noise: warned about
@@ -100,7 +101,9 @@ def train_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     workdir = out / "checkpoint"
     start = time.perf_counter()
-    router = cls.fit(train, config, val, workdir=workdir, resume=args.resume)
+    progress = not getattr(args, "quiet", False)
+    with loading_bars(progress):
+        router = cls.fit(train, config, val, workdir=workdir, resume=args.resume, progress=progress)
     manifest = router.save(out)
     shutil.rmtree(workdir, ignore_errors=True)  # finished: the artifact is all that is needed
     print(

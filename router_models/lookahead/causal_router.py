@@ -93,6 +93,7 @@ class CausalLookaheadRouter(Router):
         val: RoutingTable | None = None,
         workdir: Path | None = None,
         resume: bool = False,
+        progress: bool = True,
     ) -> CausalLookaheadRouter:
         torch.manual_seed(config.seed)
         lm, tokenizer, config = _backbone(config)
@@ -108,7 +109,7 @@ class CausalLookaheadRouter(Router):
         labels = torch.from_numpy(train.labels[rows])
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         steps = max(1, math.ceil(len(rows) / config.batch_size * config.epochs))
-        bar = tqdm(range(steps), desc="train lookahead_causal", dynamic_ncols=True)
+        bar = tqdm(range(steps), desc="train lookahead_causal", dynamic_ncols=True, disable=not progress)
         for step in bar:
             order = np.random.default_rng(config.seed + step // math.ceil(len(rows) / config.batch_size))
             per_epoch = math.ceil(len(rows) / config.batch_size)

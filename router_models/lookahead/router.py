@@ -51,9 +51,10 @@ class LookaheadRouter(Router):
         val: RoutingTable | None = None,
         workdir: Path | None = None,
         resume: bool = False,
+        progress: bool = True,
     ) -> LookaheadRouter:
         config = cls.adapt_config(config)
-        return cls(train.candidates, config, train_masked(train, config, val, workdir, resume))
+        return cls(train.candidates, config, train_masked(train, config, val, workdir, resume, progress))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return dict(self.model.state_dict())

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from router_models.encoder import SentenceEncoder, set_threads
+from router_models.encoder import SentenceEncoder, loading_bars, set_threads
 from router_models.errors import InputError
 from router_models.thinkswitch.artifact import save_artifact
 from router_models.thinkswitch.curves import Outcomes, Row, baselines, best_within_budget, spend_budget, sweep
@@ -289,7 +289,9 @@ def train_command(args: argparse.Namespace) -> int:
         raise InputError(f"no training questions in {', '.join(args.data)} (splits: {', '.join(options.splits)})")
     print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
     check_training_questions(records, options.short_retry)
-    result = train(records, config, options)
+    progress = not getattr(args, "quiet", False)
+    with loading_bars(progress):
+        result = train(records, config, options, progress=progress)
     summary = heldout_summary(result, records, options.short_retry)
     extra = {
         "taus": result.taus,

@@ -153,3 +153,14 @@ def test_a_small_or_uninformative_training_set_is_warned_about(sample_path: Path
     ))
     status, err = switchyard("train", "--kind", "best_single", "--data", str(tied), "--out", str(tmp_path / "b"))
     assert status == 0 and "warning: every training query has the same routing labels" in err
+
+
+def test_quiet_training_shows_no_progress_bar(sample_path: Path, tmp_path: Path) -> None:
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(TINY))
+    train = ["train", "--kind", "mlc", "--data", str(sample_path), "--config", str(config), "--epochs", "0.5"]
+    status, err = switchyard(*train, "--out", str(tmp_path / "a"), "--quiet")
+    assert status == 0 and err.splitlines() == ["warning: only 27 training queries: the router's choices will be "
+                                                 "mostly noise"]
+    status, err = switchyard(*train, "--out", str(tmp_path / "b"))
+    assert status == 0 and "train mlc" in err

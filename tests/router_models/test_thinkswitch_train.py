@@ -90,3 +90,4 @@ def test_a_small_or_uninformative_training_set_is_warned_about(tmp_path: Path) -
     assert status == 0
     assert "warning: only 1 training questions of GSM8K: its τ is picked on noise" in err
     assert "warning: the gain of long mode is +0 on every training question of GSM8K" in err
+    assert len(err.splitlines()) == 2  # --quiet: the warnings, no progress bar
