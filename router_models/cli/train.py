@@ -42,6 +42,8 @@ def register(subparsers: Any) -> None:
         help="JSON/YAML object of config fields for the kind (routers: router_models/lookahead/config.py; "
         "thinkswitch: docs/thinkswitch.md); the flags below override it",
     )
+    parser.add_argument("--epochs", type=float, help="passes over the training data (thinkswitch: a whole number)")
+    parser.add_argument("--seed", type=int, help="random seed")
     router = parser.add_argument_group(
         "router options",
         "Routers train on the 'train' part of the split of --data and pick their best checkpoint on its "
@@ -49,7 +51,6 @@ def register(subparsers: Any) -> None:
     )
     router.add_argument(
         "--protocol",
-        default="in-distribution",
         choices=["in-distribution", "leave-one-out", "all"],
         help="in-distribution: every benchmark gives train/val/test by id hash (default); "
         "leave-one-out: --holdout BENCH is excluded; all: train on every line, no validation",
@@ -58,11 +59,9 @@ def register(subparsers: Any) -> None:
     router.add_argument(
         "--candidates", metavar="A,B,...", help="routed models (default: meta.candidate_models)"
     )
-    router.add_argument("--epochs", type=float, help="passes over the training data")
     router.add_argument("--block-size", type=int, help="response slots per candidate (lookahead)")
     router.add_argument("--max-query-tokens", type=int, help="query tokens the router reads")
     router.add_argument("--max-train-queries", type=int, help="train on a seeded subset of this size")
-    router.add_argument("--seed", type=int, help="random seed")
     router.add_argument("--k", type=int, help="neighbours averaged (knn)")
     router.add_argument(
         "--resume", action="store_true", help="continue from DIR/checkpoint/ of an interrupted run"

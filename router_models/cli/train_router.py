@@ -41,18 +41,19 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
             raise InputError(f"{args.config}: expected a mapping of {cls.kind} config fields")
         unknown = set(loaded) - fields
         if unknown:
-            raise SystemExit(f"{args.config}: unknown {cls.kind} config fields {sorted(unknown)}")
+            raise InputError(f"{args.config}: unknown {cls.kind} config fields {sorted(unknown)}")
         values |= loaded
     for flag, name in FLAG_FIELDS.items():
         if getattr(args, flag, None) is not None:
             if name not in fields:
-                raise SystemExit(f"--{flag.replace('_', '-')} does not apply to --kind {cls.kind}")
+                raise InputError(f"--{flag.replace('_', '-')} does not apply to --kind {cls.kind}")
             values[name] = getattr(args, flag)
     return cls.config_class(**values)
 
 
 def training_tables(args: argparse.Namespace) -> tuple[RoutingTable, RoutingTable | None]:
-    spec = None if args.protocol == "all" else SplitSpec(args.protocol, args.holdout)
+    protocol = args.protocol or "in-distribution"  # None: not given
+    spec = None if protocol == "all" else SplitSpec(protocol, args.holdout)  # type: ignore[arg-type]
     records = read_records(args.data)
     if not records:
         raise InputError(f"no data lines in {', '.join(args.data)}")

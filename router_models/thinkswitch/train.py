@@ -14,7 +14,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +266,24 @@ def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
     return config, options
 
 
+ROUTER_FLAGS = ("protocol", "holdout", "candidates", "block_size", "max_query_tokens", "max_train_queries", "k",
+                "resume")
+
+
+def apply_flags(config: ThinkSwitchConfig, args: argparse.Namespace) -> ThinkSwitchConfig:
+    """The config with `--seed` and `--epochs` applied where given; the router-only flags are refused."""
+    for flag in ROUTER_FLAGS:
+        if getattr(args, flag, None) not in (None, False):
+            raise InputError(f"--{flag.replace('_', '-')} does not apply to --kind thinkswitch")
+    epochs = getattr(args, "epochs", None)
+    if epochs is not None:
+        if epochs != int(epochs) or epochs < 1:
+            raise InputError(f"--epochs: --kind thinkswitch trains whole epochs, at least 1, not {epochs:g}")
+        config = replace(config, epochs=int(epochs))
+    seed = getattr(args, "seed", None)
+    return config if seed is None else replace(config, seed=seed)
+
+
 def check_training_questions(records: Sequence[ThinkRecord], short_retry: bool) -> None:
     """Warn about benchmarks with too few questions to pick τ on, or on which thinking never changes the
     outcome differently from one question to the next (nothing to learn)."""
@@ -283,6 +301,7 @@ def check_training_questions(records: Sequence[ThinkRecord], short_retry: bool) 
 def train_command(args: argparse.Namespace) -> int:
     """CLI entry of `switchyard train --kind thinkswitch`."""
     config, options = read_config(getattr(args, "config", None))
+    config = apply_flags(config, args)
     set_threads(options.threads)
     records = select_split(load_records(args.data, options.cap), *options.splits)
     if not records:

@@ -91,3 +91,25 @@ def test_a_small_or_uninformative_training_set_is_warned_about(tmp_path: Path) -
     assert "warning: only 1 training questions of GSM8K: its τ is picked on noise" in err
     assert "warning: the gain of long mode is +0 on every training question of GSM8K" in err
     assert len(err.splitlines()) == 2  # --quiet: the warnings, no progress bar
+
+
+def test_seed_and_epochs_flags_set_the_switcher_config(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"epochs": 1, "members": 2, "folds": 2, "hidden": 4}))
+    train = ["train", "--kind", "thinkswitch", "--data", str(FIXTURE), "--config", str(config), "--quiet"]
+
+    def manifest(out: str) -> dict[str, object]:
+        return dict(json.loads((tmp_path / out / "manifest.json").read_text()))
+
+    assert switchyard(*train, "--out", str(tmp_path / "a"))[0] == 0
+    assert switchyard(*train, "--out", str(tmp_path / "b"), "--seed", "3", "--epochs", "2")[0] == 0
+    a, b = manifest("a"), manifest("b")
+    assert (a["config"]["seed"], a["config"]["epochs"]) == (0, 1)  # type: ignore[index]
+    assert (b["config"]["seed"], b["config"]["epochs"]) == (3, 2)  # type: ignore[index]
+    assert a["version"] != b["version"]
+    assert switchyard(*train, "--out", str(tmp_path / "c"), "--epochs", "1.5") == (
+        2, "switchyard train: --epochs: --kind thinkswitch trains whole epochs, at least 1, not 1.5\n")
+    assert switchyard(*train, "--out", str(tmp_path / "c"), "--k", "5") == (
+        2, "switchyard train: --k does not apply to --kind thinkswitch\n")
+    assert switchyard(*train, "--out", str(tmp_path / "c"), "--protocol", "all") == (
+        2, "switchyard train: --protocol does not apply to --kind thinkswitch\n")
