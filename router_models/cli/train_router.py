@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from router_models.base import Router
+from router_models.configs import check_types, read_config_file
 from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
 from router_models.encoder import loading_bars
 from router_models.errors import InputError
@@ -33,15 +32,11 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     values: dict[str, Any] = {}
     if args.config:
-        try:
-            loaded = yaml.safe_load(Path(args.config).read_text()) or {}
-        except yaml.YAMLError as error:
-            raise InputError(f"{args.config} is not valid YAML: {error}") from None
-        if not isinstance(loaded, dict):
-            raise InputError(f"{args.config}: expected a mapping of {cls.kind} config fields")
+        loaded = read_config_file(args.config)
         unknown = set(loaded) - fields
         if unknown:
-            raise InputError(f"{args.config}: unknown {cls.kind} config fields {sorted(unknown)}")
+            raise InputError(f"{args.config}: unknown {cls.kind} config fields {sorted(map(str, unknown))}")
+        check_types(cls.config_class, loaded, args.config)
         values |= loaded
     for flag, name in FLAG_FIELDS.items():
         if getattr(args, flag, None) is not None:

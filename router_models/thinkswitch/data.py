@@ -153,8 +153,19 @@ def read_records(path: str | Path) -> list[ThinkRecord]:
 
 
 def load_records(paths: Iterable[str | Path], cap: int | None = None) -> list[ThinkRecord]:
-    """Records of several files, each taken at token cap `cap` where given (default: each file's main cap)."""
-    return [record.at_cap(cap) for path in paths for record in read_records(path)]
+    """Records of several files, each taken at token cap `cap` where given (default: each file's main cap);
+    raises `DataFormatError` naming the first question without results at that cap."""
+    records = []
+    for path in paths:
+        for record in read_records(path):
+            if cap not in (None, record.max_tokens, *record.by_cap):
+                caps = sorted({*record.by_cap, *([record.max_tokens] if record.max_tokens else [])})
+                raise DataFormatError(
+                    f"{path}: question {record.id!r} has no results at cap {cap} "
+                    f"(it has {', '.join(map(str, caps)) or 'none'})"
+                )
+            records.append(record.at_cap(cap))
+    return records
 
 
 def record_to_json(record: ThinkRecord) -> dict[str, Any]:

@@ -10,24 +10,25 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from router_models.encoder import SentenceEncoder, loading_bars, set_threads
+from router_models.configs import check_types, read_config_file
+from router_models.encoder import ENCODER_NAME, SentenceEncoder, loading_bars, set_threads
 from router_models.errors import InputError
 from router_models.thinkswitch.artifact import save_artifact
 from router_models.thinkswitch.curves import Outcomes, Row, baselines, best_within_budget, spend_budget, sweep
 from router_models.thinkswitch.data import (
     MODES,
+    SPLIT_FRACTIONS,
     ThinkRecord,
     benchmarks,
     load_records,
@@ -35,7 +36,7 @@ from router_models.thinkswitch.data import (
     select_split,
     under_short_retry,
 )
-from router_models.thinkswitch.features import feature_matrix
+from router_models.thinkswitch.features import FEATURE_NAMES, feature_matrix
 from router_models.thinkswitch.model import (
     AUX_TARGETS,
     ThinkSwitchConfig,
@@ -46,6 +47,8 @@ from router_models.thinkswitch.model import (
 from router_models.thinkswitch.switcher import embed
 
 TAU_RULES = {"spend": spend_budget, "most_accurate": best_within_budget}
+AUX_NAMES = ("short_tokens", "long_tokens", "long_hit_cap", "level")  # and MODE_pass@CAP (see `aux_value`)
+AUX_PASS_RATE = re.compile(rf"({'|'.join(MODES)})_pass@\d+")
 MIN_QUESTIONS = 100  # per benchmark: with fewer, its τ is picked on noise (warned about)
 
 
@@ -70,6 +73,14 @@ class TrainOptions:
     def __post_init__(self) -> None:
         if self.tau_rule not in TAU_RULES:
             raise ValueError(f"tau_rule must be one of {sorted(TAU_RULES)}, not {self.tau_rule!r}")
+        if not self.splits or not set(self.splits) <= set(SPLIT_FRACTIONS):
+            raise ValueError(f"splits must be some of {list(SPLIT_FRACTIONS)}, not {self.splits}")
+        for name in ("cap", "threads"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 or null, got {getattr(self, name)}")
+        if not 0 <= self.max_long_share <= 1 or self.max_token_ratio < 0:
+            raise ValueError("max_long_share must be in [0, 1] and max_token_ratio at least 0, got "
+                             f"{self.max_long_share} and {self.max_token_ratio}")
 
 
 @dataclass
@@ -247,22 +258,48 @@ def heldout_summary(
     return summary
 
 
+def config_problem(config: ThinkSwitchConfig) -> str | None:
+    """What makes a (well-typed) config untrainable, or None."""
+    for name in ("max_length", "hidden", "folds", "members", "epochs", "batch_size"):
+        if getattr(config, name) < 1:
+            return f"{name} must be at least 1, got {getattr(config, name)}"
+    checks = [
+        (config.members >= config.folds, f"members ({config.members}) must be at least folds ({config.folds}): "
+         "every fold needs a member held out of it"),
+        (0 <= config.dropout < 1, f"dropout must be in [0, 1), got {config.dropout}"),
+        (config.lr > 0, f"lr must be positive, got {config.lr}"),
+        *((getattr(config, name) >= 0, f"{name} must be at least 0, got {getattr(config, name)}")
+          for name in ("margin_weight", "aux_weight", "weight_decay")),
+        (config.encoder == ENCODER_NAME, f"encoder must be {ENCODER_NAME!r}, got {config.encoder!r}"),
+        (config.embedding_dim == SentenceEncoder.dim,
+         f"embedding_dim must be {SentenceEncoder.dim} (the encoder's), got {config.embedding_dim}"),
+        (config.n_features == len(FEATURE_NAMES),
+         f"n_features must be {len(FEATURE_NAMES)} (the surface features), got {config.n_features}"),
+    ]
+    for name in config.aux_targets:
+        checks.append((name in AUX_NAMES or AUX_PASS_RATE.fullmatch(name) is not None,
+                       f"unknown auxiliary target {name!r} (known: {', '.join(AUX_NAMES)}, MODE_pass@CAP)"))
+    return next((message for ok, message in checks if not ok), None)
+
+
 def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
-    """Model config and train options from a JSON file (unknown keys are an error)."""
-    values: dict[str, Any] = json.loads(Path(path).read_text()) if path else {}
+    """Model config and train options from a JSON or YAML file, checked (types, ranges, unknown keys) before
+    any data is read: raises `InputError` naming the file and the first problem."""
+    values = read_config_file(path) if path else {}
     model_keys = {f.name for f in fields(ThinkSwitchConfig)}
     option_keys = {f.name for f in fields(TrainOptions)}
     unknown = set(values) - model_keys - option_keys
     if unknown:
-        raise InputError(f"--config: unknown keys {sorted(unknown)}")
+        raise InputError(f"{path}: unknown keys {sorted(map(str, unknown))}")
+    check_types(ThinkSwitchConfig, {k: v for k, v in values.items() if k in model_keys}, str(path))
+    check_types(TrainOptions, {k: v for k, v in values.items() if k in option_keys}, str(path))
     try:
         options = TrainOptions(**{k: v for k, v in values.items() if k in option_keys})
     except ValueError as error:
-        raise InputError(f"--config: {error}") from None
+        raise InputError(f"{path}: {error}") from None
     config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys})
-    for name in ("members", "folds"):
-        if getattr(config, name) < 1:
-            raise InputError(f"--config: {name} must be at least 1, got {getattr(config, name)}")
+    if problem := config_problem(config):
+        raise InputError(f"{path}: {problem}")
     return config, options
 
 

@@ -113,6 +113,13 @@ def test_flags_that_do_not_apply_are_refused(sample_path: Path, tmp_path: Path) 
     (tmp_path / "bad.json").write_text('{"blocks": 3}')
     assert switchyard(*train, "--config", str(tmp_path / "bad.json")) == (
         2, f"switchyard train: {tmp_path / 'bad.json'}: unknown lookahead config fields ['blocks']\n")
+    (tmp_path / "bad.json").write_text('{"epochs": "ten"}')
+    assert switchyard(*train, "--config", str(tmp_path / "bad.json")) == (
+        2, f"switchyard train: {tmp_path / 'bad.json'}: epochs must be a number, got 'ten'\n")
+    (tmp_path / "bad.yaml").write_text("k: [3\n")
+    assert switchyard(*train, "--kind", "knn", "--config", str(tmp_path / "bad.yaml")) == (
+        2, f"switchyard train: {tmp_path / 'bad.yaml'}: not valid JSON or YAML (expected ',' or ']', but got "
+        "'<stream end>' at line 2 column 1)\n")
 
 
 def test_training_on_nothing_usable_is_refused(sample_path: Path, tmp_path: Path) -> None:

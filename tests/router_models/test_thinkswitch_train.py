@@ -75,7 +75,7 @@ def test_training_on_nothing_usable_is_refused(tmp_path: Path) -> None:
     for name in ("members", "folds"):
         config.write_text(json.dumps({name: 0}))
         assert switchyard(*train, "--data", str(FIXTURE)) == (
-            2, f"switchyard train: --config: {name} must be at least 1, got 0\n")
+            2, f"switchyard train: {config}: {name} must be at least 1, got 0\n")
     assert not (tmp_path / "out").exists()
 
 
@@ -113,3 +113,51 @@ def test_seed_and_epochs_flags_set_the_switcher_config(tmp_path: Path) -> None:
         2, "switchyard train: --k does not apply to --kind thinkswitch\n")
     assert switchyard(*train, "--out", str(tmp_path / "c"), "--protocol", "all") == (
         2, "switchyard train: --protocol does not apply to --kind thinkswitch\n")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("c.json", '{"epochs": 10,', "not valid JSON (Expecting property name enclosed in double quotes at line 1 "
+         "column 15)"),
+        ("c.yaml", "epochs: [1\n", "not valid JSON or YAML (expected ',' or ']', but got '<stream end>' at line 2 "
+         "column 1)"),
+        ("c.json", "[1]", "expected an object of config fields, got list"),
+        ("c.json", '{"epochs": "ten"}', "epochs must be an integer, got 'ten'"),
+        ("c.json", '{"lr": true}', "lr must be a number, got True"),
+        ("c.json", '{"cap": "512"}', "cap must be an integer or null, got '512'"),
+        ("c.json", '{"aux_targets": "level"}', "aux_targets must be a list of strings, got 'level'"),
+        ("c.json", '{"folds": 0}', "folds must be at least 1, got 0"),
+        ("c.json", '{"members": 3}', "members (3) must be at least folds (5): every fold needs a member held out "
+         "of it"),
+        ("c.json", '{"dropout": 1}', "dropout must be in [0, 1), got 1"),
+        ("c.json", '{"n_features": 8}', "n_features must be 9 (the surface features), got 8"),
+        ("c.json", '{"aux_targets": ["long_pass@many"]}', "unknown auxiliary target 'long_pass@many' (known: "
+         "short_tokens, long_tokens, long_hit_cap, level, MODE_pass@CAP)"),
+        ("c.json", '{"splits": []}', "splits must be some of ['train', 'val', 'test'], not []"),
+        ("c.json", '{"cap": 0}', "cap must be at least 1 or null, got 0"),
+    ],
+)
+def test_a_bad_config_is_refused_in_one_line_before_the_data_is_read(
+        tmp_path: Path, name: str, text: str, message: str) -> None:
+    config = tmp_path / name
+    config.write_text(text)
+    assert switchyard("train", "--kind", "thinkswitch", "--data", str(tmp_path / "missing.jsonl"), "--out",
+                      str(tmp_path / "out"), "--config", str(config)) == (2, f"switchyard train: {config}: {message}\n")
+
+
+def test_a_config_may_be_yaml_and_json_numbers_keep_their_type(tmp_path: Path) -> None:
+    (tmp_path / "c.yaml").write_text("epochs: 3\nlr: 2.0e-3\nsplits: [train]\n")
+    config, options = read_config(str(tmp_path / "c.yaml"))
+    assert (config.epochs, config.lr, options.splits) == (3, 0.002, ["train"])
+    (tmp_path / "c.json").write_text('{"lr": 2e-3}')  # YAML would read this exponent as a string
+    assert read_config(str(tmp_path / "c.json"))[0].lr == 0.002
+
+
+def test_a_cap_the_data_lacks_is_named(tmp_path: Path) -> None:
+    (tmp_path / "c.json").write_text('{"cap": 999}')
+    record = read_records(FIXTURE)[0]
+    assert switchyard("train", "--kind", "thinkswitch", "--data", str(FIXTURE), "--out", str(tmp_path / "out"),
+                      "--config", str(tmp_path / "c.json")) == (
+        2, f"switchyard train: {FIXTURE}: question {record.id!r} has no results at cap 999 (it has 512, 1024, "
+        "2048)\n")
