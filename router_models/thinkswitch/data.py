@@ -17,6 +17,7 @@ by the cap. Splits are by a hash of `id`, so a question stays in the same split 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -91,11 +92,15 @@ def _mode(obj: Any, where: str) -> ModeResult:
     if not isinstance(rate, int | float) or isinstance(rate, bool) or not 0.0 <= rate <= 1.0:
         raise DataFormatError(f"{where}.pass_rate: expected a number in [0, 1], got {rate!r}")
     tokens = obj.get("mean_tokens")
-    if tokens is not None and (not isinstance(tokens, int | float) or isinstance(tokens, bool) or tokens < 0):
-        raise DataFormatError(f"{where}.mean_tokens: expected a number >= 0 or null, got {tokens!r}")
+    if tokens is not None and (
+        not isinstance(tokens, int | float) or isinstance(tokens, bool) or not math.isfinite(tokens) or tokens < 0
+    ):
+        raise DataFormatError(f"{where}.mean_tokens: expected a finite number >= 0 or null, got {tokens!r}")
     hit_cap = obj.get("hit_cap")
-    if hit_cap is not None and (not isinstance(hit_cap, int) or isinstance(hit_cap, bool) or hit_cap < 0):
-        raise DataFormatError(f"{where}.hit_cap: expected an integer >= 0, got {hit_cap!r}")
+    if hit_cap is not None and (
+        not isinstance(hit_cap, int) or isinstance(hit_cap, bool) or not 0 <= hit_cap <= samples
+    ):
+        raise DataFormatError(f"{where}.hit_cap: expected an integer from 0 to samples ({samples}), got {hit_cap!r}")
     return ModeResult(samples, float(rate), None if tokens is None else float(tokens), hit_cap)
 
 
@@ -139,15 +144,16 @@ def parse_record(obj: Any, where: str = "record") -> ThinkRecord:
     )
 
 
-def read_records(path: str | Path) -> list[ThinkRecord]:
-    """All records of one file; raises `DataFormatError` naming the first bad line ("file:line: ...")."""
+def read_records(path: str | Path, seen: dict[str, str] | None = None) -> list[ThinkRecord]:
+    """All records of one file; raises `DataFormatError` naming the first bad line ("file:line: ..."). `seen`
+    (id -> where it was read) carries the ids of files read before, so that none is read twice."""
     records: list[ThinkRecord] = []
-    seen: set[str] = set()
+    seen = {} if seen is None else seen
     for where, obj in json_lines(path):
         record = parse_record(obj, where)
         if record.id in seen:
-            raise DataFormatError(f"{where}: duplicate id {record.id!r}")
-        seen.add(record.id)
+            raise DataFormatError(f"{where}: duplicate id {record.id!r} (first at {seen[record.id]})")
+        seen[record.id] = where
         records.append(record)
     return records
 
@@ -155,9 +161,10 @@ def read_records(path: str | Path) -> list[ThinkRecord]:
 def load_records(paths: Iterable[str | Path], cap: int | None = None) -> list[ThinkRecord]:
     """Records of several files, each taken at token cap `cap` where given (default: each file's main cap);
     raises `DataFormatError` naming the first question without results at that cap."""
-    records = []
+    records: list[ThinkRecord] = []
+    seen: dict[str, str] = {}
     for path in paths:
-        for record in read_records(path):
+        for record in read_records(path, seen):
             if cap not in (None, record.max_tokens, *record.by_cap):
                 caps = sorted({*record.by_cap, *([record.max_tokens] if record.max_tokens else [])})
                 raise DataFormatError(

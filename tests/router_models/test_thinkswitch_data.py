@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from routing_cli import switchyard
 
 from router_models.thinkswitch.data import (
     DataFormatError,
@@ -61,6 +62,9 @@ def test_gzip_and_round_trip(tmp_path: Path) -> None:
         (lambda o: o["modes"]["short"].update(pass_rate=1.5), "modes.short.pass_rate"),
         (lambda o: o["modes"]["long"].update(samples=0), "modes.long.samples"),
         (lambda o: o["modes"]["long"].update(mean_tokens="many"), "modes.long.mean_tokens"),
+        (lambda o: o["modes"]["long"].update(mean_tokens=float("nan")), "modes.long.mean_tokens: expected a finite"),
+        (lambda o: o["modes"]["short"].update(mean_tokens=float("inf")), "modes.short.mean_tokens"),
+        (lambda o: o["modes"]["long"].update(samples=1, hit_cap=2), r"modes.long.hit_cap: .* samples \(1\)"),
         (lambda o: o["meta"]["by_cap"].update(big={}), "by_cap"),
     ],
 )
@@ -85,6 +89,8 @@ def test_invalid_json_and_duplicates_are_named(tmp_path: Path) -> None:
         read_records(path)
     with pytest.raises(DataFormatError, match="expected a JSON object"):
         parse_record([1, 2])
+    with pytest.raises(DataFormatError, match=rf"thinking_small\.jsonl:1: duplicate id .* \(first at {FIXTURE}:1\)"):
+        load_records([FIXTURE, FIXTURE])  # the same question twice is not more data
 
 
 def test_splits_are_stable_and_proportional() -> None:
@@ -120,3 +126,12 @@ def test_short_retry_scores_a_cut_long_answer_as_short_mode() -> None:
     retried = parse_record(many).with_short_retry()
     assert retried.long.pass_rate == 0.5 + 0.25 * 0.5 and retried.long.mean_tokens is None
     assert [r.long.pass_rate for r in under_short_retry([parse_record(cut)], False)] == [0.0]
+
+
+def test_the_same_file_twice_is_refused_by_train_and_eval(tmp_path: Path) -> None:
+    first = json.loads(FIXTURE.read_text().splitlines()[0])["id"]
+    message = f"{FIXTURE}:1: duplicate id {first!r} (first at {FIXTURE}:1)\n"
+    assert switchyard("train", "--kind", "thinkswitch", "--data", str(FIXTURE), str(FIXTURE), "--out",
+                      str(tmp_path / "out")) == (2, f"switchyard train: {message}")
+    assert switchyard("eval", "--switcher", str(tmp_path / "none"), "--data", str(FIXTURE), str(FIXTURE)) == (
+        2, f"switchyard eval: {message}")
