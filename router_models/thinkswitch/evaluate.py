@@ -195,7 +195,8 @@ def eval_command(args: argparse.Namespace) -> int:
     from router_models.thinkswitch.artifact import read_manifest
     from router_models.thinkswitch.switcher import load_switcher
 
-    target_drop = float(getattr(args, "target_drop", None) or 1.0)
+    target_drop = getattr(args, "target_drop", None)
+    target_drop = 1.0 if target_drop is None else float(target_drop)
     split = getattr(args, "split", None) or "all"
     records = load_records(args.data)
     if split != "all":

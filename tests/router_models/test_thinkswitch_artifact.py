@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from routing_cli import switchyard
 
 from router_models.thinkswitch import load_switcher
 from router_models.thinkswitch.curves import Outcomes, baselines, meets_target, random_mix, sweep
@@ -164,3 +165,9 @@ def test_a_checkpoint_without_question_offset_reads_the_offset_from_the_question
     (old / "model.safetensors").write_bytes((artifact / "model.safetensors").read_bytes())
     assert load_switcher(old).head.config.question_offset is True
     assert load_switcher(artifact).head.config.question_offset is False
+
+
+def test_a_target_drop_of_zero_is_kept(artifact: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert switchyard("eval", "--switcher", str(artifact), "--data", str(FIXTURE), "--target-drop", "0")[0] == 0
+    out = capsys.readouterr().out
+    assert "≤0 pt below long" in out and "≤1 pt below long" not in out
