@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from router_models.cli import positive_int
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -24,8 +26,10 @@ def register(subparsers: Any) -> None:
         help="a candidate: served model name and API base, e.g. qwen=http://127.0.0.1:8000/v1",
     )
     parser.add_argument("--out", required=True, metavar="FILE", help="routing data to write (JSONL, .gz ok)")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    parser.add_argument("--max-tokens", type=int, default=1024, help="generation cap per answer (default 1024)")
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight at once (default 8)")
+    parser.add_argument(
+        "--max-tokens", type=positive_int, default=1024, help="generation cap per answer (default 1024)"
+    )
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
     parser.set_defaults(func=run)

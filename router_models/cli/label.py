@@ -6,6 +6,8 @@ import argparse
 import os
 from typing import Any
 
+from router_models.cli import positive_int
+
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -23,7 +25,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--api-key-env", metavar="VAR", help="environment variable holding the judge's API key"
     )
-    parser.add_argument("--concurrency", type=int, default=4, help="lines scored at once (default 4)")
+    parser.add_argument("--concurrency", type=positive_int, default=4, help="lines scored at once (default 4)")
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per unit-test run (default 10)")
     parser.set_defaults(func=run)
 

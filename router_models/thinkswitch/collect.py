@@ -14,11 +14,13 @@ import asyncio
 import json
 import os
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router_models.cli import positive_int
 from router_models.errors import DataFormatError, InputError
 from router_models.jsonl import json_lines
 from router_models.thinkswitch.data import MODES
@@ -230,8 +232,9 @@ async def collect(
     api_key: str | None = None,
     request_timeout: float = 600.0,
     progress: bool = True,
-) -> list[dict[str, Any]]:
-    """Run every missing (question, mode, sample) through the endpoint, journal each, write the dataset."""
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run every missing (question, mode, sample) through the endpoint, journal each, write the dataset.
+    Returns the dataset lines and a description of each answer that failed (left for a rerun)."""
     import aiohttp
     from tqdm.asyncio import tqdm
 
@@ -247,19 +250,25 @@ async def collect(
     url = base_url.rstrip("/") + "/chat/completions"
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limit = asyncio.Semaphore(concurrency)
+    failed: list[str] = []
 
     async def run(session: Any, sink: Any, question: Question, mode: str, index: int) -> None:
-        async with limit:
-            body = request_body(question, mode, family, model, max_tokens, temperature)
-            reply = await ask(session, url, body, headers)
-        choice = reply["choices"][0]
-        completion = (reply.get("usage") or {}).get("completion_tokens")
+        try:
+            async with limit:
+                body = request_body(question, mode, family, model, max_tokens, temperature)
+                reply = await ask(session, url, body, headers)
+            choice = reply["choices"][0]
+            text = answer_text(choice["message"], mode)
+            completion = (reply.get("usage") or {}).get("completion_tokens")
+        except (aiohttp.ClientError, TimeoutError, ValueError, LookupError, TypeError, AttributeError) as error:
+            failed.append(f"{question.id} ({mode}): {str(error) or type(error).__name__}")
+            return
         sample = Sample(
             question.id,
             mode,
             index,
-            is_correct(answer_text(choice["message"], mode), question.answer),
-            completion,
+            is_correct(text, question.answer),
+            completion if isinstance(completion, int) else None,
             choice.get("finish_reason") == "length",
         )
         sink.write(json.dumps(sample.__dict__) + "\n")
@@ -275,7 +284,7 @@ async def collect(
             )
     lines = aggregate(questions, read_journal(journal), model, max_tokens, family, temperature)
     await asyncio.to_thread(out.write_text, "".join(json.dumps(line) + "\n" for line in lines))
-    return lines
+    return lines, failed
 
 
 def register(subparsers: Any) -> None:
@@ -297,7 +306,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--model", required=True, help="model name to request")
     parser.add_argument("--out", required=True, metavar="FILE", help="dataset file to write (JSONL)")
     parser.add_argument(
-        "-k", "--samples", type=int, default=1, help="answers per question and mode (default 1)"
+        "-k", "--samples", type=positive_int, default=1, help="answers per question and mode (default 1)"
     )
     parser.add_argument(
         "--family",
@@ -306,10 +315,10 @@ def register(subparsers: Any) -> None:
         help="how the modes are requested (default qwen3: chat_template_kwargs.enable_thinking)",
     )
     parser.add_argument(
-        "--max-tokens", type=int, default=2048, help="generation cap per answer (default 2048)"
+        "--max-tokens", type=positive_int, default=2048, help="generation cap per answer (default 2048)"
     )
     parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
-    parser.add_argument("--concurrency", type=int, default=8, help="requests in flight (default 8)")
+    parser.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight (default 8)")
     key = parser.add_mutually_exclusive_group()
     key.add_argument(
         "--api-key-env", metavar="VAR", help="environment variable holding the bearer token, if the endpoint wants one"
@@ -335,7 +344,7 @@ def collect_command(args: argparse.Namespace) -> int:
     questions = read_questions(args.questions, args.benchmark)
     if not questions:
         raise InputError(f"no questions in {args.questions}")
-    lines = asyncio.run(
+    lines, failed = asyncio.run(
         collect(
             questions,
             args.url,
@@ -350,4 +359,7 @@ def collect_command(args: argparse.Namespace) -> int:
         )
     )
     print(f"wrote {len(lines)} of {len(questions)} questions to {args.out}")
+    if failed:
+        print(f"{len(failed)} answers failed (rerun to retry them); the first: {failed[0]}", file=sys.stderr)
+        return 1
     return 0

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
+from routing_cli import switchyard
 
 from router_models.thinkswitch.collect import (
     Question,
@@ -34,6 +37,7 @@ class FakeEndpoint:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.fail_first = 0
+        self.refuse = ""  # questions containing this text get a 400
 
     async def chat(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -43,6 +47,8 @@ class FakeEndpoint:
             return web.json_response({"error": "busy"}, status=503)
         thinking = body["chat_template_kwargs"]["enable_thinking"]
         question = body["messages"][0]["content"]
+        if self.refuse and self.refuse in question:
+            return web.json_response({"error": "bad request"}, status=400)
         answer = "1,234" if "1,000" in question else "5"
         if not thinking and "1,000" in question:
             answer = "1,034"
@@ -162,3 +168,53 @@ def test_api_key_from_the_environment_or_the_command_line(monkeypatch: pytest.Mo
     assert api_key(build_parser().parse_args(base)) is None
     with pytest.raises(SystemExit):  # one or the other
         build_parser().parse_args([*base, "--api-key", "sk-arg", "--api-key-env", "REASONER_KEY"])
+
+
+@pytest.fixture
+def threaded_endpoint() -> Iterator[tuple[str, FakeEndpoint]]:
+    """The fake endpoint served from its own thread, for commands that run their own event loop."""
+    fake = FakeEndpoint()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", fake.chat)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1", fake
+    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result()
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join()
+    loop.close()
+
+
+def test_failed_answers_are_counted_and_the_rest_kept(
+        threaded_endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
+    url, fake = threaded_endpoint
+    questions, out = tmp_path / "questions.jsonl", tmp_path / "out.jsonl"
+    questions.write_text("".join(json.dumps(q.__dict__) + "\n" for q in QUESTIONS))
+    command = ["thinkswitch-collect", "--questions", str(questions), "--url", url, "--model", "m", "--out", str(out),
+               "--concurrency", "1"]
+    fake.refuse = "1,000"  # q2 is refused in both modes
+    status, err = switchyard(*command)
+    assert status == 1
+    assert err.splitlines()[-1].startswith("2 answers failed (rerun to retry them); the first: q2 (")
+    assert "400" in err.splitlines()[-1] and "Traceback" not in err
+    assert [r.id for r in read_records(out)] == ["q1"]
+    asked = len(fake.bodies)
+    fake.refuse = ""
+    assert switchyard(*command)[0] == 0  # the rerun asks only what failed
+    assert len(fake.bodies) == asked + 2 and [r.id for r in read_records(out)] == ["q1", "q2"]
+
+
+@pytest.mark.parametrize("command", ["thinkswitch-collect", "collect", "label"])
+def test_a_concurrency_below_one_is_refused(command: str, tmp_path: Path) -> None:
+    argv = {
+        "thinkswitch-collect": ["--questions", "q.jsonl", "--url", "http://127.0.0.1:9/v1", "--model", "m"],
+        "collect": ["--prompts", "q.jsonl", "--model", "m=http://127.0.0.1:9/v1"],
+        "label": ["--data", "q.jsonl", "--method", "math"],
+    }[command]
+    status, err = switchyard(command, *argv, "--out", str(tmp_path / "o"), "--concurrency", "0")
+    assert status == 2 and err.splitlines()[-1] == (
+        f"switchyard {command}: error: argument --concurrency: must be at least 1, got 0")
