@@ -22,6 +22,7 @@ import aiohttp
 
 from router_models.collect import CollectOptions, Endpoint, chat
 from router_models.data import Record
+from router_models.errors import InputError
 from router_models.jsonl import append_lines
 
 JUDGE_PROMPT = (
@@ -106,6 +107,15 @@ async def score_judge(
     return parse_rating(verdict)
 
 
+NEEDS = {"math": "reference_answer", "code": "test_asserts"}  # method -> the meta field it scores against
+
+
+def lacking_field(record: Record, method: str) -> str | None:
+    """The `meta` field `method` needs that `record` lacks, or None."""
+    name = NEEDS.get(method)
+    return f"meta.{name}" if name is not None and record.meta.get(name) in (None, "") else None
+
+
 async def label_record(
     record: Record,
     method: str,
@@ -115,18 +125,14 @@ async def label_record(
     timeout_s: float = 10.0,
 ) -> Record:
     """The record with a score for every response."""
+    if field := lacking_field(record, method):
+        raise InputError(f"{record.id}: {method} labelling needs {field}")
     scores: dict[str, float] = {}
     for model, response in record.responses.items():
         if method == "math":
-            reference = record.meta.get("reference_answer")
-            if reference is None:
-                raise ValueError(f"{record.id}: math labelling needs meta.reference_answer")
-            scores[model] = score_math(response, str(reference))
+            scores[model] = score_math(response, str(record.meta["reference_answer"]))
         elif method == "code":
-            tests = record.meta.get("test_asserts")
-            if not tests:
-                raise ValueError(f"{record.id}: code labelling needs meta.test_asserts")
-            scores[model] = await score_code(response, str(tests), timeout_s)
+            scores[model] = await score_code(response, str(record.meta["test_asserts"]), timeout_s)
         elif method == "judge":
             assert session is not None and judge is not None and options is not None
             scores[model] = await score_judge(session, judge, record.prompt, response, options)

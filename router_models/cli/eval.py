@@ -33,5 +33,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from router_models.errors import InputError
+
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise InputError(f"--plot {args.plot}: the plot is a PNG image, its name must end in .png")
     module_name, function_name = (SWITCHER_EVAL if args.switcher else ROUTER_EVAL).split(":")
     return int(getattr(importlib.import_module(module_name), function_name)(args) or 0)

@@ -38,10 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     from router_models.collect import CollectOptions, Endpoint, done_ids
     from router_models.data import read_records
-    from router_models.labelling import label_file
+    from router_models.errors import InputError
+    from router_models.labelling import label_file, lacking_field
 
     if args.method == "judge" and not args.judge:
-        raise SystemExit("--method judge needs --judge NAME=URL")
+        raise InputError("--method judge needs --judge NAME=URL")
     judge = (
         Endpoint.parse(args.judge, os.environ.get(args.api_key_env) if args.api_key_env else None)
         if args.judge
@@ -50,6 +51,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     finished = done_ids(out)
     records = [r for r in read_records([args.data]) if r.id not in finished]
+    lacking = [r for r in records if lacking_field(r, args.method)]
+    if lacking:
+        raise InputError(
+            f"{args.data}: {len(lacking)} of {len(records)} lines lack {lacking_field(lacking[0], args.method)}, "
+            f"which --method {args.method} scores against (the first: {lacking[0].id})"
+        )
     with tqdm(total=len(records), desc=f"label ({args.method})", unit="line") as bar:
         written = asyncio.run(
             label_file(

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from router_models.data import RoutingTable
 from router_models.encoder import load_encoder, load_tokenizer
+from router_models.errors import InputError
 from router_models.fast_encoder import FastEncoder
 from router_models.lookahead.config import LookaheadConfig
 from router_models.lookahead.inputs import (
@@ -124,7 +125,10 @@ def train_masked(
     if resume and checkpoint_path is not None and checkpoint_path.is_file():
         saved = torch.load(checkpoint_path, weights_only=False)
         if saved["config"] != asdict(config):
-            raise ValueError(f"{checkpoint_path}: written with another config; remove it or drop --resume")
+            changed = sorted(k for k, v in asdict(config).items() if saved["config"].get(k) != v)
+            raise InputError(
+                f"{checkpoint_path}: written with another {', '.join(changed)}; remove it or drop --resume"
+            )
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])

@@ -50,8 +50,15 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         raise ArtifactError(f"{path}: not a {KIND} artifact (no {MANIFEST})")
     with loading_artifact(path, KIND):
         manifest: dict[str, Any] = json.loads((Path(path) / MANIFEST).read_text())
-    if manifest.get("kind") != KIND:
-        raise ArtifactError(f"{path}: not a {KIND} artifact (kind {manifest.get('kind')!r})")
+    if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
+        kind = manifest.get("kind") if isinstance(manifest, dict) else None
+        raise ArtifactError(f"{path}: not a {KIND} artifact (kind {kind!r})")
+    for key, kinds, what in (("version", str, "a string"), ("config", dict, "an object"),
+                             ("default_tau", int | float, "a number")):
+        if key not in manifest:
+            raise ArtifactError(f"{path}: incomplete {KIND} artifact: its manifest has no {key!r}")
+        if not isinstance(manifest[key], kinds) or isinstance(manifest[key], bool):
+            raise ArtifactError(f"{path}: corrupt {KIND} artifact: manifest {key!r} is not {what}")
     return manifest
 
 

@@ -7,7 +7,9 @@ from pathlib import Path
 from routing_cli import run_cli, switchyard
 
 from router_models import load_router
-from router_models.data import read_records
+from router_models.data import load_table, read_records
+from router_models.lookahead.config import LookaheadConfig
+from router_models.lookahead.train import train_masked
 
 TINY = {
     "block_size": 2,
@@ -161,3 +163,21 @@ def test_quiet_training_shows_no_progress_bar(sample_path: Path, tmp_path: Path)
                                                  "mostly noise"]
     status, err = switchyard(*train, "--out", str(tmp_path / "b"))
     assert status == 0 and "train mlc" in err
+
+
+def test_resuming_with_another_seed_is_refused(sample_path: Path, tmp_path: Path) -> None:
+    config, out = tmp_path / "tiny.json", tmp_path / "la"
+    config.write_text(json.dumps(TINY))
+    table = load_table([sample_path]).subset(range(8))
+    train_masked(table, LookaheadConfig(**TINY), workdir=out / "checkpoint", progress=False)
+    status, err = switchyard("train", "--data", str(sample_path), "--out", str(out), "--config", str(config),
+                             "--resume", "--seed", "5", "--quiet")
+    assert (status, err.splitlines()[-1]) == (
+        2, f"switchyard train: {out / 'checkpoint' / 'checkpoint.pt'}: written with another seed; remove it or "
+        "drop --resume")
+
+
+def test_a_plot_that_is_not_a_png_is_refused_first(sample_path: Path, tmp_path: Path) -> None:
+    assert switchyard("eval", "--router", str(tmp_path / "none"), "--data", str(sample_path), "--plot",
+                      str(tmp_path / "x.txt")) == (
+        2, f"switchyard eval: --plot {tmp_path / 'x.txt'}: the plot is a PNG image, its name must end in .png\n")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from routing_cli import run_cli
+from routing_cli import run_cli, switchyard
 
 from router_models.data import read_records
 from router_models.labelling import extract_answer, score_code, score_math
@@ -143,6 +143,18 @@ def test_label_math_reads_the_reference(tmp_path: Path) -> None:
         == 0
     )
     assert read_records([tmp_path / "out.jsonl"])[0].scores == {"a": 1.0, "b": 0.0}
+
+
+def test_label_refuses_lines_without_what_the_method_scores_against(sample_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    for method, field in (("math", "reference_answer"), ("code", "test_asserts")):
+        lacking = [r.id for r in read_records([sample_path]) if not r.meta.get(field)]
+        assert switchyard("label", "--data", str(sample_path), "--out", str(out), "--method", method) == (
+            2, f"switchyard label: {sample_path}: {len(lacking)} of 49 lines lack meta.{field}, which --method "
+            f"{method} scores against (the first: {lacking[0]})\n")
+    assert switchyard("label", "--data", str(sample_path), "--out", str(out), "--method", "judge") == (
+        2, "switchyard label: --method judge needs --judge NAME=URL\n")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(

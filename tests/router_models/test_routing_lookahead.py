@@ -9,6 +9,7 @@ import torch
 
 from router_models.data import RoutingTable
 from router_models.encoder import load_tokenizer
+from router_models.errors import InputError
 from router_models.lookahead.config import LookaheadConfig
 from router_models.lookahead.inputs import IGNORE, build_batch, tokenize_queries, tokenize_responses
 from router_models.lookahead.router import LookaheadRouter
@@ -94,7 +95,7 @@ def test_resume_continues_from_the_checkpoint(
     resumed = train_masked(table, tiny_config, workdir=tmp_path / "a", resume=True, progress=False)
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(InputError, match="written with another lr; remove it or drop --resume"):
         train_masked(
             table,
             dataclasses.replace(tiny_config, lr=1.0),

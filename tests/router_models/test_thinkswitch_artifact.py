@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from routing_cli import switchyard
 
+from router_models.errors import ArtifactError
 from router_models.thinkswitch import load_switcher
 from router_models.thinkswitch.curves import Outcomes, baselines, meets_target, random_mix, sweep
 from router_models.thinkswitch.data import parse_record, read_records
@@ -171,3 +172,18 @@ def test_a_target_drop_of_zero_is_kept(artifact: Path, capsys: pytest.CaptureFix
     assert switchyard("eval", "--switcher", str(artifact), "--data", str(FIXTURE), "--target-drop", "0")[0] == 0
     out = capsys.readouterr().out
     assert "≤0 pt below long" in out and "≤1 pt below long" not in out
+
+
+def test_a_manifest_without_default_tau_is_an_artifact_error(artifact: Path, tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    del manifest["default_tau"]
+    (broken / "manifest.json").write_text(json.dumps(manifest))
+    (broken / "model.safetensors").write_bytes((artifact / "model.safetensors").read_bytes())
+    message = f"{broken}: incomplete thinkswitch artifact: its manifest has no 'default_tau'"
+    with pytest.raises(ArtifactError) as error:
+        load_switcher(broken)
+    assert str(error.value) == message
+    assert switchyard("eval", "--switcher", str(broken), "--data", str(FIXTURE)) == (
+        2, f"switchyard eval: {message}\n")
