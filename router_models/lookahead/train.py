@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from dataclasses import asdict
 from pathlib import Path
 from typing import cast
@@ -123,7 +124,12 @@ def train_masked(
 
     checkpoint_path = workdir / CHECKPOINT if workdir is not None else None
     if resume and checkpoint_path is not None and checkpoint_path.is_file():
-        saved = torch.load(checkpoint_path, weights_only=False)
+        try:
+            saved = torch.load(checkpoint_path, weights_only=True)  # tensors and plain values: nothing runs
+        except (pickle.UnpicklingError, RuntimeError, EOFError) as error:
+            why = "holds more than tensors and plain values" if isinstance(error, pickle.UnpicklingError) else (
+                "is not a readable checkpoint")
+            raise InputError(f"{checkpoint_path}: {why}; remove it or drop --resume") from None
         if saved["config"] != asdict(config):
             changed = sorted(k for k, v in asdict(config).items() if saved["config"].get(k) != v)
             raise InputError(

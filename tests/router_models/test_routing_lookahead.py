@@ -89,7 +89,7 @@ def test_resume_continues_from_the_checkpoint(
 ) -> None:
     table = sample_table.subset(range(16))
     full = train_masked(table, tiny_config, workdir=tmp_path / "a", progress=False)
-    saved = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=False)
+    saved = torch.load(tmp_path / "a" / CHECKPOINT, weights_only=True)
     assert saved["step"] == 2
     # a checkpoint of a finished run resumes to the same weights without another step
     resumed = train_masked(table, tiny_config, workdir=tmp_path / "a", resume=True, progress=False)
@@ -103,3 +103,24 @@ def test_resume_continues_from_the_checkpoint(
             resume=True,
             progress=False,
         )
+
+
+class Payload:
+    """Unpickling this creates `marker`: what a checkpoint loaded without `weights_only` would run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return Path.touch, (self.marker,)
+
+
+def test_resume_loads_tensors_and_plain_values_only(
+    sample_table: RoutingTable, tiny_config: LookaheadConfig, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    (tmp_path / "a").mkdir()
+    torch.save({"config": dataclasses.asdict(tiny_config), "payload": Payload(marker)}, tmp_path / "a" / CHECKPOINT)
+    with pytest.raises(InputError, match="holds more than tensors and plain values; remove it or drop --resume"):
+        train_masked(sample_table.subset(range(8)), tiny_config, workdir=tmp_path / "a", resume=True, progress=False)
+    assert not marker.exists()
