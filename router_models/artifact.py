@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from router_models.errors import ArtifactError, loading_artifact
+from router_models.errors import ArtifactError, InputError, loading_artifact
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -76,3 +77,29 @@ def read_manifest(directory: str | Path) -> Manifest:
 
 def read_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     return load_file(str(Path(directory) / WEIGHTS))
+
+
+def artifact_kind(directory: Path) -> str | None:
+    """The kind named by the manifest in `directory` (router or switcher), or None where there is none."""
+    try:
+        kind = json.loads((directory / MANIFEST).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return kind if isinstance(kind, str) else None
+
+
+def prepare_out(directory: str | Path, kind: str, force: bool = False) -> None:
+    """Before training: make sure an artifact of `kind` can be written to `directory` (created if missing).
+    A directory holding anything but an artifact of the same kind (or an interrupted run's `checkpoint/`) is
+    refused unless `force`, so that a typo does not overwrite another artifact."""
+    out = Path(directory)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a directory")
+    if out.is_dir() and not force and any(entry.name != "checkpoint" for entry in out.iterdir()):
+        held = artifact_kind(out)
+        if held != kind:
+            what = f"a {held} artifact" if held else "files that are not an artifact"
+            raise InputError(f"--out {out}: holds {what}; choose another directory or pass --force to write there")
+    out.mkdir(parents=True, exist_ok=True)
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: not writable")

@@ -35,6 +35,10 @@ def register(subparsers: Any) -> None:
         "--data", nargs="+", required=True, metavar="FILE", help="training data (JSONL, .gz ok)"
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="artifact directory to write")
+    parser.add_argument(
+        "--force", action="store_true", help="write into --out even if it holds something other than an "
+        "artifact of this kind"
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--config",

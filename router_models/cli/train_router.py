@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from router_models.artifact import prepare_out
 from router_models.base import Router
 from router_models.configs import check_types, read_config_file
 from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
@@ -95,6 +96,7 @@ def train_command(args: argparse.Namespace) -> int:
     )
     check_training_table(train)
     out = Path(args.out)
+    prepare_out(out, cls.kind, getattr(args, "force", False))
     workdir = out / "checkpoint"
     start = time.perf_counter()
     progress = not getattr(args, "quiet", False)

@@ -15,10 +15,12 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from router_models.configs import check_types
 from router_models.errors import ArtifactError, loading_artifact
 from router_models.thinkswitch.model import ThinkSwitchConfig, ThinkSwitchHead
 
 KIND = "thinkswitch"
+FORMAT_VERSION = 1  # manifests written before the field existed read as 1
 WEIGHTS = "model.safetensors"
 MANIFEST = "manifest.json"
 
@@ -35,6 +37,7 @@ def save_artifact(out: str | Path, head: ThinkSwitchHead, default_tau: float, ex
     version = digest.hexdigest()[:12]
     manifest = {
         "kind": KIND,
+        "format": FORMAT_VERSION,
         "encoder": head.config.encoder,
         "version": version,
         "config": config,
@@ -53,6 +56,9 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if not isinstance(manifest, dict) or manifest.get("kind") != KIND:
         kind = manifest.get("kind") if isinstance(manifest, dict) else None
         raise ArtifactError(f"{path}: not a {KIND} artifact (kind {kind!r})")
+    if manifest.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+        raise ArtifactError(f"{path}: unsupported {KIND} artifact format {manifest['format']!r} "
+                            f"(this version reads {FORMAT_VERSION})")
     for key, kinds, what in (("version", str, "a string"), ("config", dict, "an object"),
                              ("default_tau", int | float, "a number")):
         if key not in manifest:
@@ -65,10 +71,13 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
 def load_head(path: str | Path) -> tuple[ThinkSwitchHead, dict[str, Any]]:
     """Rebuild the head from the manifest's config and load its weights; returns (head, manifest)."""
     manifest = read_manifest(path)
+    unknown = set(manifest["config"]) - {f.name for f in fields(ThinkSwitchConfig)}
+    if unknown:
+        raise ArtifactError(f"{path}: {KIND} config fields unknown to this version: {sorted(unknown)}")
     with loading_artifact(path, KIND):
-        known = {f.name for f in fields(ThinkSwitchConfig)}
         values = {"question_offset": True, **manifest["config"]}  # older checkpoints read it from the question
-        config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in known})
+        check_types(ThinkSwitchConfig, values, "config")
+        config = ThinkSwitchConfig(**values)
         head = ThinkSwitchHead(config)
         head.load_state_dict(load_file(str(Path(path) / WEIGHTS)))
     return head.eval(), manifest

@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from router_models.artifact import prepare_out
 from router_models.configs import check_types, read_config_file
 from router_models.encoder import ENCODER_NAME, SentenceEncoder, loading_bars, set_threads
 from router_models.errors import InputError
-from router_models.thinkswitch.artifact import save_artifact
+from router_models.thinkswitch.artifact import KIND, save_artifact
 from router_models.thinkswitch.curves import Outcomes, Row, baselines, best_within_budget, spend_budget, sweep
 from router_models.thinkswitch.data import (
     MODES,
@@ -343,8 +344,9 @@ def train_command(args: argparse.Namespace) -> int:
     records = select_split(load_records(args.data, options.cap), *options.splits)
     if not records:
         raise InputError(f"no training questions in {', '.join(args.data)} (splits: {', '.join(options.splits)})")
-    print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
     check_training_questions(records, options.short_retry)
+    prepare_out(args.out, KIND, getattr(args, "force", False))
+    print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
     progress = not getattr(args, "quiet", False)
     with loading_bars(progress):
         result = train(records, config, options, progress=progress)

@@ -181,3 +181,26 @@ def test_a_plot_that_is_not_a_png_is_refused_first(sample_path: Path, tmp_path: 
     assert switchyard("eval", "--router", str(tmp_path / "none"), "--data", str(sample_path), "--plot",
                       str(tmp_path / "x.txt")) == (
         2, f"switchyard eval: --plot {tmp_path / 'x.txt'}: the plot is a PNG image, its name must end in .png\n")
+
+
+def test_out_holding_something_else_is_refused_unless_forced(sample_path: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"kind": "thinkswitch"}')
+    train = ["train", "--kind", "best_single", "--data", str(sample_path), "--out", str(out)]
+    status, err = switchyard(*train)
+    assert (status, err.splitlines()[-1]) == (
+        2, f"switchyard train: --out {out}: holds a thinkswitch artifact; choose another directory or pass --force "
+        "to write there")
+    assert json.loads((out / "manifest.json").read_text()) == {"kind": "thinkswitch"}
+    assert switchyard(*train, "--force")[0] == 0 and load_router(out).kind == "best_single"
+    assert switchyard(*train)[0] == 0  # retraining the same kind replaces it
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("x")
+    status, err = switchyard(*train[:-1], str(tmp_path / "notes"))
+    assert (status, err.splitlines()[-1]) == (
+        2, f"switchyard train: --out {tmp_path / 'notes'}: holds files that are not an artifact; choose another "
+        "directory or pass --force to write there")
+    status, err = switchyard(*train[:-1], str(tmp_path / "notes" / "todo.txt"))
+    assert (status, err.splitlines()[-1]) == (
+        2, f"switchyard train: --out {tmp_path / 'notes' / 'todo.txt'}: exists and is not a directory")

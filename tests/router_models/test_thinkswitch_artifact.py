@@ -44,6 +44,7 @@ def test_artifact_layout_and_manifest(artifact: Path) -> None:
     assert set(manifest["taus"]) == {"GSM8K", "MATH"}
     assert isinstance(manifest["default_tau"], float)
     assert manifest["train_options"]["short_retry"] is True  # the default policy
+    assert manifest["format"] == 1
 
 
 def test_load_and_predict(artifact: Path) -> None:
@@ -187,3 +188,26 @@ def test_a_manifest_without_default_tau_is_an_artifact_error(artifact: Path, tmp
     assert str(error.value) == message
     assert switchyard("eval", "--switcher", str(broken), "--data", str(FIXTURE)) == (
         2, f"switchyard eval: {message}\n")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda m: m.update(format=2), "unsupported thinkswitch artifact format 2 (this version reads 1)"),
+        (lambda m: m["config"].update(layers=3), "thinkswitch config fields unknown to this version: ['layers']"),
+        (lambda m: m["config"].update(hidden="16"), "cannot load this thinkswitch artifact: config: hidden must be "
+         "an integer, got '16'"),
+    ],
+)
+def test_a_manifest_of_another_format_or_config_is_refused(
+        artifact: Path, tmp_path: Path, change: object, message: str) -> None:
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    del manifest["format"]  # written before the field existed: format 1
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "model.safetensors").write_bytes((artifact / "model.safetensors").read_bytes())
+    assert load_switcher(tmp_path).version == manifest["version"]
+    change(manifest)  # type: ignore[operator]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError) as error:
+        load_switcher(tmp_path)
+    assert str(error.value) == f"{tmp_path}: {message}"

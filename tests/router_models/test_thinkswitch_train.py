@@ -161,3 +161,16 @@ def test_a_cap_the_data_lacks_is_named(tmp_path: Path) -> None:
                       "--config", str(tmp_path / "c.json")) == (
         2, f"switchyard train: {FIXTURE}: question {record.id!r} has no results at cap 999 (it has 512, 1024, "
         "2048)\n")
+
+
+def test_an_out_that_cannot_be_created_fails_before_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import router_models.thinkswitch.train as trainer
+
+    def train(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(trainer, "train", train)
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "switcher"
+    status, err = switchyard("train", "--kind", "thinkswitch", "--data", str(FIXTURE), "--out", str(out))
+    assert (status, err.splitlines()[-1]) == (2, f"switchyard train: {out}: Not a directory")
