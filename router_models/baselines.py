@@ -144,7 +144,7 @@ class KnnRouter(Router):
         progress: bool = True,
     ) -> KnnRouter:
         sentence_encoder = SentenceEncoder(max_length=config.max_query_tokens)
-        keys = sentence_encoder.encode(train.prompts, batch_size=config.batch_size)
+        keys = sentence_encoder.encode(train.prompts, batch_size=config.batch_size, progress=progress)
         return cls(
             train.candidates, config, keys, torch.from_numpy(train.normalised).float(), sentence_encoder
         )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +23,7 @@ from transformers import (
 from router_models.fast_encoder import FastEncoder
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
+PROGRESS_BATCHES = 4  # `encode` shows a progress bar for more batches than this, where asked to
 
 
 def encoder_path() -> Path:
@@ -80,10 +82,15 @@ class SentenceEncoder:
         self.max_length = max_length
 
     @torch.inference_mode()
-    def encode(self, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-        """(N,) texts -> (N, 384) float32 embeddings."""
+    def encode(self, texts: list[str], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+        """(N,) texts -> (N, 384) float32 embeddings. With `progress`, a bar on a terminal's stderr where there
+        are more than `PROGRESS_BATCHES` batches (never for the gateway's few queries, which leave it off)."""
+        from tqdm import tqdm
+
         chunks = []
-        for start in range(0, len(texts), batch_size):
+        starts = range(0, len(texts), batch_size)
+        shown = progress and len(starts) > PROGRESS_BATCHES and sys.stderr.isatty()
+        for start in tqdm(starts, desc="encode", unit="batch", disable=not shown, leave=False):
             batch = self.tokenizer(
                 texts[start : start + batch_size], padding=True, truncation=True,
                 max_length=self.max_length, return_tensors="pt",

@@ -22,9 +22,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="evaluation data (JSONL, .gz ok)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as a PNG")
-    parser.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
+    parser.add_argument("--split", choices=("all", "train", "val", "test"),
                         help="evaluate only the questions of this id-hash split (switcher; default: all)")
-    parser.add_argument("--target-drop", type=float, default=1.0, metavar="POINTS",
+    parser.add_argument("--target-drop", type=float, metavar="POINTS",
                         help="switcher: report the cheapest τ at most POINTS below always-long (default 1)")
     parser.add_argument("--short-retry", action=argparse.BooleanOptionalAction, default=None,
                         help="switcher: judge its long answers cut at the token cap as asked again in short "
@@ -35,6 +35,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from router_models.errors import InputError
 
+    if args.router:
+        for flag in ("split", "target_drop", "short_retry"):
+            if getattr(args, flag, None) is not None:
+                raise InputError(f"--{flag.replace('_', '-')} applies to --switcher only")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot {args.plot}: the plot is a PNG image, its name must end in .png")
     module_name, function_name = (SWITCHER_EVAL if args.switcher else ROUTER_EVAL).split(":")

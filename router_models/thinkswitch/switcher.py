@@ -14,10 +14,11 @@ from router_models.thinkswitch.features import feature_matrix
 from router_models.thinkswitch.model import ThinkSwitchHead
 
 
-def embed(encoder: SentenceEncoder, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """(N,) texts -> (N, 384) embeddings, batched by length so short questions are not padded to long ones."""
+def embed(encoder: SentenceEncoder, texts: list[str], batch_size: int = 64, progress: bool = False) -> torch.Tensor:
+    """(N,) texts -> (N, 384) embeddings, batched by length so short questions are not padded to long ones
+    (`progress`: see `SentenceEncoder.encode`)."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    encoded = encoder.encode([texts[i] for i in order], batch_size=batch_size)
+    encoded = encoder.encode([texts[i] for i in order], batch_size=batch_size, progress=progress)
     out = torch.empty_like(encoded)
     out[torch.tensor(order, dtype=torch.long)] = encoded
     return out

@@ -215,7 +215,7 @@ def train(
     """Fit the head on `records` and choose τ on its held-out predictions."""
     texts = [record.prompt for record in records]
     encoder = encoder or SentenceEncoder(max_length=config.max_length)
-    embeddings = embed(encoder, texts)  # (N, 384)
+    embeddings = embed(encoder, texts, progress=progress)  # (N, 384)
     features = torch.from_numpy(feature_matrix(texts))  # (N, F)
     return fit_switcher(records, embeddings, features, config, options, progress)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 import torch
 
-from router_models.encoder import load_encoder
+from router_models.encoder import SentenceEncoder, load_encoder
 from router_models.fast_encoder import EXACT_GELU, FastEncoder, _PackedWeights, inference_dtype
 
 
@@ -105,3 +107,20 @@ def test_dtype_override(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SWITCHYARD_INFERENCE_DTYPE", "half")
     with pytest.raises(ValueError, match="SWITCHYARD_INFERENCE_DTYPE"):
         inference_dtype()
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_encoding_shows_progress_only_for_long_inputs_on_a_terminal_when_asked(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = SentenceEncoder(max_length=16)
+    texts = [f"question {i}" for i in range(10)]  # 5 batches of 2
+    for progress, tty, count, shown in [(True, True, 10, True), (True, True, 8, False), (True, False, 10, False),
+                                        (False, True, 10, False)]:
+        err = Terminal() if tty else io.StringIO()
+        monkeypatch.setattr("sys.stderr", err)
+        assert encoder.encode(texts[:count], batch_size=2, progress=progress).shape == (count, 384)
+        assert ("encode" in err.getvalue()) == shown, (progress, tty, count)

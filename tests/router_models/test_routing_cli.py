@@ -204,3 +204,10 @@ def test_out_holding_something_else_is_refused_unless_forced(sample_path: Path, 
     status, err = switchyard(*train[:-1], str(tmp_path / "notes" / "todo.txt"))
     assert (status, err.splitlines()[-1]) == (
         2, f"switchyard train: --out {tmp_path / 'notes' / 'todo.txt'}: exists and is not a directory")
+
+
+def test_switcher_flags_are_refused_with_routers(sample_path: Path, tmp_path: Path) -> None:
+    for flag in (["--split", "test"], ["--target-drop", "0"], ["--no-short-retry"]):
+        name = flag[0].replace("--no-", "--")
+        assert switchyard("eval", "--router", str(tmp_path), "--data", str(sample_path), *flag) == (
+            2, f"switchyard eval: {name} applies to --switcher only\n")
