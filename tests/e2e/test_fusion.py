@@ -102,7 +102,7 @@ async def test_forced_scores_are_the_echo_scores(backends: Backends, backend: st
     await gateway.start()
     try:
         member = Member(backend, gateway.dispatcher)
-        prompt = await member.render_chat([{"role": "user", "content": "Why is the sky blue? Be naïve: 3 €."}], None)
+        prompt = await member.render_chat([{"role": "user", "content": "Why is the sky blue? Be naïve: 3 €."}])
         for answer, candidates in [("", ["The sky is blue", " Well, it's Rayleigh scattering."]),
                                    ("The sky is blue because", [" of Rayleigh  scattering,", "\nthe café's 3 €"])]:
             echo = await member.score_echo(prompt, answer, candidates)

@@ -97,10 +97,10 @@ class Member:
     def mark_forced_unsupported(self) -> None:
         self.no_forced.add(self.backend)
 
-    async def render_chat(self, messages: list[dict[str, Any]], options: dict[str, Any]) -> Prompt:
+    async def render_chat(self, messages: list[dict[str, Any]], options: dict[str, Any] | None = None) -> Prompt:
         """The conversation in this member's chat template, ending with the assistant turn's opening (or, with
         `continue_final_message`, inside the final message); `options`: the request's rendering fields."""
-        body: dict[str, Any] = {"messages": messages, "add_generation_prompt": True, **options}
+        body: dict[str, Any] = {"messages": messages, "add_generation_prompt": True, **(options or {})}
         ids = (await self.dispatcher.post_json(self.backend, "/tokenize", body))["tokens"]
         # Detokenized with its special tokens, the text re-tokenizes to the same ids (no BOS added twice).
         text = (await self.dispatcher.post_json(self.backend, "/detokenize", {"tokens": ids}))["prompt"]
