@@ -98,6 +98,12 @@ def client_mode(body: dict[str, Any], config: ThinkingConfig) -> Mode | None:
     return None
 
 
+def prompt_mode(prompt: Any) -> Mode | None:
+    """Short for a completion prompt that ends inside the answer after a closed thinking block (the client's
+    own prefill); None otherwise (the model thinks as it natively does)."""
+    return "short" if isinstance(prompt, str) and prompt.rstrip().endswith("</think>") else None
+
+
 def _custom_mode(body: dict[str, Any], short: dict[str, Any], long: dict[str, Any]) -> Mode | None:
     """A custom family's mode as the client set it: short where the body holds all of short mode's fields,
     long where it sets any other of the fields either mode configures (thinking is not suppressed), None
@@ -200,7 +206,8 @@ class ThinkingSwitch:
         outcome: CacheOutcome = "off"
         requested = client_mode(request.body, self.config)
         query = query_text(request)
-        if request.endpoint != "chat":
+        if request.endpoint != "chat":  # a raw prompt is the client's own: short where it closes the thinking
+            requested = requested or prompt_mode(request.body.get("prompt"))
             mode, why, body = requested or "long", "client" if requested else "default", request.body
         elif requested is not None:
             mode, why, body = requested, "client", request.body

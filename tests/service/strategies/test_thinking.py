@@ -13,7 +13,14 @@ import pytest
 from service.config import parse_settings
 from service.metrics import Metrics
 from service.strategies.base import StrategyDeps
-from service.strategies.thinking import R1_EMPTY_THINKING, ThinkingConfig, ThinkingSwitch, apply_mode, client_mode
+from service.strategies.thinking import (
+    R1_EMPTY_THINKING,
+    ThinkingConfig,
+    ThinkingSwitch,
+    apply_mode,
+    client_mode,
+    prompt_mode,
+)
 from service.types import Decision, GatewayRequest, Reply
 from tests.harness import GatewayServer, SimProcess, direct_config
 
@@ -106,6 +113,16 @@ def test_rewrite_never_changes_the_callers_body() -> None:
 ])
 def test_the_clients_own_mode_is_recognised(family: str, body: dict[str, Any], mode: str | None) -> None:
     assert client_mode({**BODY, **body}, config(family)) == mode
+
+
+@pytest.mark.parametrize(("prompt", "mode"), [
+    ("<|im_start|>user\n2 + 2?<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n", "short"),
+    ("<|im_start|>user\n2 + 2?<|im_end|>\n<|im_start|>assistant\n", None),
+    ("Explain </think> tags, then answer:", None),
+    ([1, 2, 3], None),
+])
+def test_a_completion_prompt_that_closes_its_thinking_is_short(prompt: object, mode: str | None) -> None:
+    assert prompt_mode(prompt) == mode
 
 
 class LengthSwitcher:
@@ -305,7 +322,8 @@ def test_the_retry_is_off_by_default_for_a_switcher_not_trained_for_it(
 async def test_a_stream_that_may_be_retried_gets_the_short_answers_time_limit_too() -> None:
     config_ = direct_config({"sim-a": ["http://127.0.0.1:9"]})
     config_["backends"][0]["timeouts"] = {"total_s": 30}
-    deps = StrategyDeps(settings=parse_settings(config_), metrics=Metrics(), pool=None, dispatcher=None)  # type: ignore[arg-type]
+    deps = StrategyDeps(settings=parse_settings(config_), metrics=Metrics(),
+                        pool=None, dispatcher=None)  # type: ignore[arg-type]  # neither is reached
     switch = ThinkingSwitch("reasoner", config("qwen3", short_retry=True), deps)
     switch.short_retry = True
 
