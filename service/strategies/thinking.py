@@ -16,7 +16,8 @@ reasoning family. A client that sets the mode itself always wins.
 A long answer the switch chose that stops at `max_tokens` is asked again in short mode where `short_retry`
 is on (`service.strategies.short_retry`).
 
-Only chat requests are rewritten; completions carry their own prompt and are relayed as sent.
+Only chat requests are rewritten; completions carry their own prompt and are relayed as sent (reported short
+where the prompt ends after a closed thinking block, else long).
 """
 
 from __future__ import annotations
