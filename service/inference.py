@@ -2,11 +2,14 @@
 
 One worker thread runs the model's batch function. Queries that arrive while a batch is running wait
 for the next one, so batches grow with load and a lone request is never delayed by a batching window.
+At most `max_pending` queries wait: beyond that a call fails at once (`InferenceBusy`, and the strategy
+falls back to its default decision), and a query whose caller went away is dropped, not run.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -14,23 +17,29 @@ from typing import Any
 BatchFn = Callable[[list[str]], Sequence[Any]]
 
 
+class InferenceBusy(Exception):
+    """More queries wait for the model than `max_pending`."""
+
+
 class BatchedInference:
-    def __init__(self, fn: BatchFn, *, max_batch: int = 32, name: str = "inference") -> None:
+    def __init__(self, fn: BatchFn, *, max_batch: int = 32, max_pending: int = 1024, name: str = "inference") -> None:
         self.fn = fn
         self.name = name
         self.max_batch = max_batch
+        self.max_pending = max_pending
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
-        self._pending: list[tuple[str, asyncio.Future[Any]]] = []
-        self._draining = False
+        self._pending: deque[tuple[str, asyncio.Future[Any]]] = deque()
+        self._draining: asyncio.Task[None] | None = None
 
     async def __call__(self, query: str) -> Any:
         """The model's output row for one query."""
+        if len(self._pending) >= self.max_pending:
+            raise InferenceBusy(f"{self.name}: {len(self._pending)} queries already wait for the model")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((query, future))
-        if not self._draining:
-            self._draining = True
-            loop.create_task(self._drain())
+        if self._draining is None:
+            self._draining = loop.create_task(self._drain())
         return await future
 
     async def warm(self, query: str = "Warm-up query: what is 2 + 2?") -> None:
@@ -41,7 +50,9 @@ class BatchedInference:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                batch, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                batch = self._next_batch()
+                if not batch:
+                    continue
                 queries = [query for query, _ in batch]
                 try:
                     rows = await loop.run_in_executor(self._executor, self.fn, queries)
@@ -56,7 +67,16 @@ class BatchedInference:
                     if not future.done():
                         future.set_result(row)
         finally:
-            self._draining = False
+            self._draining = None
+
+    def _next_batch(self) -> list[tuple[str, asyncio.Future[Any]]]:
+        """Up to `max_batch` waiting queries whose callers are still there."""
+        batch: list[tuple[str, asyncio.Future[Any]]] = []
+        while self._pending and len(batch) < self.max_batch:
+            query, future = self._pending.popleft()
+            if not future.done():  # a caller that went away cancelled its future
+                batch.append((query, future))
+        return batch
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,8 @@ class DecisionCache(ABC):
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        # Values being computed, by key: concurrent misses of one key share one computation.
+        self.computing: dict[str, Flight] = {}
 
     async def start(self) -> None:
         """Connect (if there is anything to connect to)."""
@@ -55,12 +58,52 @@ class DecisionCache(ABC):
 
 async def cached(cache: DecisionCache | None, key: str,
                  compute: Callable[[], Awaitable[Any]]) -> tuple[Any, CacheOutcome]:
-    """The cached value for `key`, or `compute()`'s result, stored for next time; with the cache outcome."""
+    """The cached value for `key`, or `compute()`'s result, stored for next time; with the cache outcome.
+
+    Concurrent misses of one key share one computation (reported as hits). It runs as a task of its own:
+    one caller going away does not cancel it for the others, and it is cancelled when every caller has gone.
+    """
     if cache is None:
         return await compute(), "off"
     value, outcome = await cache.get(key)
-    if value is None:
-        value = await compute()
-        if outcome == "miss":  # after an error the cache is not asked again for this request
-            await cache.set(key, value)
-    return value, outcome
+    if value is not None:
+        return value, outcome
+    flight = cache.computing.get(key)
+    if flight is not None:
+        return await flight.join(), "hit"
+    flight = Flight(asyncio.ensure_future(_compute_and_store(cache, key, compute, store=outcome == "miss")))
+    cache.computing[key] = flight
+    flight.task.add_done_callback(lambda done: _forget(cache, key, done))
+    return await flight.join(), outcome
+
+
+class Flight:
+    """One computation of a value and how many callers wait for it."""
+
+    def __init__(self, task: asyncio.Future[Any]) -> None:
+        self.task = task
+        self.waiters = 0
+
+    async def join(self) -> Any:
+        self.waiters += 1
+        try:
+            return await asyncio.shield(self.task)
+        finally:
+            self.waiters -= 1
+            if not self.waiters and not self.task.done():
+                self.task.cancel()  # nobody waits for it any more
+
+
+def _forget(cache: DecisionCache, key: str, task: asyncio.Future[Any]) -> None:
+    """Drop a finished computation; its error, if every caller left, is theirs to have seen, not the loop's."""
+    cache.computing.pop(key, None)
+    if not task.cancelled():
+        task.exception()
+
+
+async def _compute_and_store(cache: DecisionCache, key: str, compute: Callable[[], Awaitable[Any]],
+                             store: bool) -> Any:
+    value = await compute()
+    if store:  # after an error the cache is not asked again for this request
+        await cache.set(key, value)
+    return value

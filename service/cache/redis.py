@@ -46,6 +46,9 @@ class RedisCache(DecisionCache):
             retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError], health_check_interval=0,
         )
         self._warn = ThrottledLog(log)
+        # At most `max_connections` calls at once: a burst waits for a free connection (within `timeout_s`)
+        # instead of the pool refusing it, which would read as Redis being down.
+        self._slots = asyncio.Semaphore(max_connections)
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -56,13 +59,13 @@ class RedisCache(DecisionCache):
 
     async def _get(self, key: str) -> Any | None:
         self._check_up()
-        async with asyncio.timeout(self.timeout_s):
+        async with asyncio.timeout(self.timeout_s), self._slots:
             raw = await self.client.get(key)
         return None if raw is None else orjson.loads(raw)
 
     async def _set(self, key: str, value: Any) -> None:
         self._check_up()
-        async with asyncio.timeout(self.timeout_s):
+        async with asyncio.timeout(self.timeout_s), self._slots:
             await self.client.set(key, orjson.dumps(value), ex=self.ttl_s)
 
     def _trouble(self, operation: str, error: Exception) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 
-from service.inference import BatchedInference
+from service.inference import BatchedInference, InferenceBusy
 
 
 class GatedModel:
@@ -76,4 +76,19 @@ async def test_a_cancelled_caller_leaves_the_batch_to_the_others() -> None:
     model.release.set()
     assert await first == "FIRST" and await stays == "STAYS"
     assert gone.cancelled()
+    assert model.batches == [["first"], ["stays"]]  # the query of the caller that left was never run
+    infer.close()
+
+
+async def test_a_full_queue_refuses_at_once() -> None:
+    model = GatedModel()
+    infer = BatchedInference(model, max_batch=8, max_pending=2)
+    first = asyncio.ensure_future(infer("first"))
+    await asyncio.to_thread(model.started.wait, 10)  # running: the queue is empty again
+    waiting = [asyncio.ensure_future(infer(q)) for q in ("a", "b")]
+    await asyncio.sleep(0)
+    with pytest.raises(InferenceBusy):
+        await infer("c")
+    model.release.set()
+    assert [await t for t in (first, *waiting)] == ["FIRST", "A", "B"]
     infer.close()

@@ -98,3 +98,57 @@ async def test_a_redis_that_never_answers_costs_one_timeout_per_retry_window() -
     await cache.close()
     server.close()
 
+
+
+async def test_a_burst_beyond_the_redis_pool_waits_for_connections_instead_of_failing(
+        redis_server: RedisServer) -> None:
+    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=2.0, max_connections=4)
+    await cache.set("k", 1)
+    outcomes = [outcome for _, outcome in await asyncio.gather(*(cache.get("k") for _ in range(200)))]
+    assert outcomes == ["hit"] * 200
+    await cache.close()
+
+
+class Computation:
+    """A value computed once `release` is set, counting how often it was asked for and cancelled."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cancelled = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> int:
+        self.calls += 1
+        try:
+            await self.release.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return 42
+
+
+async def test_concurrent_misses_of_one_key_share_one_computation() -> None:
+    cache, compute = MemoryCache(Metrics(), max_entries=10, ttl_s=60), Computation()
+    callers = [asyncio.ensure_future(cached(cache, "k", compute)) for _ in range(10)]
+    await asyncio.sleep(0)  # all of them are waiting now
+    compute.release.set()
+    results = await asyncio.gather(*callers)
+    assert compute.calls == 1
+    assert sorted(results) == [(42, "hit")] * 9 + [(42, "miss")]
+    assert await cache.get("k") == (42, "hit") and not cache.computing
+
+
+async def test_a_shared_computation_outlives_one_caller_and_stops_with_the_last() -> None:
+    cache, compute = MemoryCache(Metrics(), max_entries=10, ttl_s=60), Computation()
+    leaves, stays = (asyncio.ensure_future(cached(cache, "k", compute)) for _ in range(2))
+    await asyncio.sleep(0)
+    leaves.cancel()
+    compute.release.set()
+    assert await stays == (42, "hit") and compute.cancelled == 0
+    alone = asyncio.ensure_future(cached(cache, "other", Computation()))
+    await asyncio.sleep(0)
+    alone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await alone
+    await asyncio.sleep(0)
+    assert not cache.computing  # the computation nobody waited for was cancelled and forgotten
