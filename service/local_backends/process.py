@@ -1,8 +1,10 @@
 """vLLM server processes: started in their own process group, awaited on `/health`, stopped by pid.
 
-Each server leaves `run/<instance>.json` (pid, port, model) and writes `logs/<instance>.log`. A pid file
-counts only while its process is alive and still runs vLLM's server, so stale files from a crash or a
-reboot are ignored and cleaned up.
+Each server leaves `run/<instance>.json` (pid, port, model, start time) and writes `logs/<instance>.log`.
+A pid file counts as a running server only while its process is alive and still runs vLLM's server, so
+stale files from a crash or a reboot are ignored and cleaned up. Stopping or replacing a server ends its
+whole process group, also when the server itself has died and left its engine workers behind; the
+recorded start time keeps a recycled pid from being mistaken for ours.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from service.local_backends.errors import BackendError
 from service.local_backends.paths import CacheDir
@@ -75,10 +78,17 @@ def port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def read_record(cache: CacheDir, path: Path) -> ServerRecord | None:
+def _read_data(path: Path) -> dict[str, Any] | None:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "pid" in data else None
+
+
+def read_record(cache: CacheDir, path: Path) -> ServerRecord | None:
+    data = _read_data(path)
+    if data is None:
         return None
     alive = is_alive(int(data["pid"]))
     healthy = alive and is_healthy(f"http://127.0.0.1:{data['port']}")
@@ -152,6 +162,7 @@ def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False,
     existing = read_record(cache, path) if path.exists() else None
     if existing is not None and existing.alive:
         return existing.pid, True
+    _end_group(_read_data(path))  # workers a crashed server left behind would hold memory and cores
     path.unlink(missing_ok=True)
     if port_in_use(instance.port):
         raise BackendError(f"port {instance.port} is taken by another program; choose another port for "
@@ -164,7 +175,8 @@ def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False,
             start_new_session=True,  # its own process group: `stop` ends the engine workers too
             preexec_fn=confine_to_core(instance.cpu),
         )
-    record = {"pid": process.pid, "port": instance.port, "model": instance.spec.name, "started": time.time()}
+    record = {"pid": process.pid, "port": instance.port, "model": instance.spec.name, "started": time.time(),
+              "start_ticks": _start_ticks(process.pid)}
     path.write_text(json.dumps(record))
     return process.pid, False
 
@@ -209,23 +221,58 @@ def wait_healthy(cache: CacheDir, instances: Iterable[Instance], timeout_s: floa
 
 
 def stop(cache: CacheDir, instance_id: str, grace_s: float = 30.0) -> bool:
-    """Stop the server's whole process group (SIGTERM, then SIGKILL after `grace_s`); True if one ran."""
+    """Stop the server's whole process group (SIGTERM, then SIGKILL after `grace_s`); True if the server ran.
+
+    A server that died still has its group ended when members remain (vLLM's engine workers)."""
     path = record_path(cache, instance_id)
+    data = _read_data(path)
     record = read_record(cache, path)
     path.unlink(missing_ok=True)
-    if record is None or not record.alive:
-        if record is not None:
-            _reap(record.pid)  # a server of ours that crashed: collect its exit status
+    if record is None:
         return False
-    _signal_group(record.pid, signal.SIGTERM)
+    _end_group(data, grace_s)
+    _reap(record.pid)  # a server of ours that crashed: collect its exit status
+    return record.alive
+
+
+def _end_group(data: dict[str, Any] | None, grace_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after `grace_s`, the process group a record names, if it is still ours."""
+    if data is None:
+        return
+    pgid = int(data["pid"])
+    if not _owns_group(data):
+        return
+    _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while _group_alive(record.pid) and time.monotonic() < deadline:
-        _reap(record.pid)
+    while _group_alive(pgid) and time.monotonic() < deadline:
+        _reap(pgid)
         time.sleep(0.2)
-    if _group_alive(record.pid):
-        _signal_group(record.pid, signal.SIGKILL)
-    _reap(record.pid)
-    return True
+    if _group_alive(pgid):
+        _signal_group(pgid, signal.SIGKILL)
+    _reap(pgid)
+
+
+def _owns_group(data: dict[str, Any]) -> bool:
+    """True when the record's process group has live members that this record started.
+
+    A record from before the last boot owns nothing. When it has the leader's start time (`start_ticks`,
+    clock ticks since boot), a live leader must have started then, and the members of a group whose
+    leader died must have started no earlier (a pid cannot be reused while its group has members, so
+    the leader's pid names the same group as long as one remains). Older records without it trust a live
+    leader that runs vLLM's server, and the members of a group whose leader died."""
+    pgid = int(data["pid"])
+    members = _group_members(pgid)
+    if not members:
+        return False
+    started = data.get("started")
+    if isinstance(started, (int, float)) and started < _boot_time():
+        return False
+    ticks = data.get("start_ticks")
+    if not isinstance(ticks, int):
+        return is_alive(pgid) if pgid in members else True
+    if pgid in members:
+        return members[pgid] == ticks
+    return all(member_ticks >= ticks for member_ticks in members.values())
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -233,16 +280,42 @@ def _signal_group(pid: int, sig: signal.Signals) -> None:
         os.killpg(pid, sig)
 
 
+def _stat_fields(pid: int | str) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: fields[0] is the state, [2] the group, [19] the start."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _start_ticks(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields is not None else None
+
+
+def _boot_time() -> float:
+    try:
+        for line in Path("/proc/stat").read_text().splitlines():
+            if line.startswith("btime "):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def _group_members(pgid: int) -> dict[int, int]:
+    """{pid: start ticks} of the group's non-zombie processes (the engine workers outlive the server)."""
+    members: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(stat.name)
+        if fields is not None and int(fields[2]) == pgid and fields[0] != "Z":
+            members[int(stat.name)] = int(fields[19])
+    return members
+
+
 def _group_alive(pgid: int) -> bool:
-    """True while any non-zombie process of the group remains (the engine workers outlive the server)."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+    """True while any non-zombie process of the group remains."""
+    return bool(_group_members(pgid))
 
 
 def _reap(pid: int) -> None:

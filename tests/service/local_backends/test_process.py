@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import signal
+import subprocess
+import time
 from dataclasses import replace
 
 import pytest
@@ -93,3 +97,87 @@ def test_a_core_the_machine_does_not_offer_leaves_the_server_unconfined() -> Non
     allowed = os.sched_getaffinity(0)
     process.confine_to_core(max(allowed) + 1000)()  # run here: it must neither fail nor narrow anything
     assert os.sched_getaffinity(0) == allowed
+
+
+def _orphaned_group(cache: CacheDir, server: Instance, *, ticks_offset: int = 0,
+                    with_ticks: bool = True) -> tuple[int, list[int]]:
+    """A group like a crashed server's: its leader killed, a worker left; returns (leader pid, workers)."""
+    leader = subprocess.Popen(["bash", "-c", "sleep 100 & exec sleep 100"], start_new_session=True)
+    deadline = time.monotonic() + 10
+    while len(process._group_members(leader.pid)) < 2:
+        assert time.monotonic() < deadline, "the stand-in's worker did not start"
+        time.sleep(0.01)  # polling, with a deadline
+    record: dict[str, object] = {"pid": leader.pid, "port": server.port, "model": server.spec.name,
+                                 "started": time.time()}
+    if with_ticks:
+        ticks = process._start_ticks(leader.pid)
+        assert ticks is not None
+        record["start_ticks"] = ticks + ticks_offset
+    process.record_path(cache, server.id).write_text(json.dumps(record))
+    workers = [pid for pid in process._group_members(leader.pid) if pid != leader.pid]
+    leader.kill()
+    leader.wait()
+    return leader.pid, workers
+
+
+def _wait_gone(pgid: int) -> bool:
+    deadline = time.monotonic() + 10
+    while process._group_alive(pgid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)  # polling, with a deadline
+    return True
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("with_ticks", [True, False])
+def test_down_after_a_crash_ends_the_workers_the_server_left(fake_cache: CacheDir, with_ticks: bool) -> None:
+    server = instance()
+    pgid, workers = _orphaned_group(fake_cache, server, with_ticks=with_ticks)
+    try:
+        assert workers and process._group_alive(pgid)
+        assert not process.stop(fake_cache, server.id, grace_s=5)  # the server itself no longer ran
+        assert _wait_gone(pgid)
+        assert not process.record_path(fake_cache, server.id).exists()
+    finally:
+        _kill_group(pgid)
+
+
+def test_launch_over_a_stale_record_ends_the_workers_first(fake_cache: CacheDir) -> None:
+    server = instance()
+    pgid, _ = _orphaned_group(fake_cache, server)
+    try:
+        new_pid, reused = process.launch(fake_cache, server)
+        assert not reused and new_pid != pgid
+        assert _wait_gone(pgid)
+    finally:
+        _kill_group(pgid)
+
+
+def test_a_group_started_after_the_record_is_not_ours(fake_cache: CacheDir) -> None:
+    server = instance()
+    pgid, _ = _orphaned_group(fake_cache, server, ticks_offset=1)  # as if the pid had been reused since
+    try:
+        process.stop(fake_cache, server.id, grace_s=5)
+        assert process._group_alive(pgid)
+    finally:
+        _kill_group(pgid)
+
+
+def test_a_live_leader_that_is_not_the_recorded_process_is_left_alone(fake_cache: CacheDir) -> None:
+    server = instance()
+    other = subprocess.Popen(["bash", "-c", "sleep 100 & exec sleep 100"], start_new_session=True)
+    try:
+        for record in ({"pid": other.pid, "port": server.port, "model": server.spec.name,
+                        "started": time.time(), "start_ticks": 1},  # the pid was reused
+                       {"pid": other.pid, "port": server.port, "model": server.spec.name}):  # old, not vLLM
+            process.record_path(fake_cache, server.id).write_text(json.dumps(record))
+            assert not process.stop(fake_cache, server.id, grace_s=5)
+            assert other.poll() is None and process._group_alive(other.pid)
+    finally:
+        _kill_group(other.pid)
+        other.wait()
