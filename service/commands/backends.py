@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from service.local_backends.specs import MODELS, Instance, default_instance
@@ -92,12 +93,27 @@ def run_up(args: argparse.Namespace) -> int:
     ports = parse_ports(args.port)
     instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in parse_models(args.models)]
     cache = resolve_cache_dir(args.cache)
+    started: list[str] = []
     try:
-        stack.up(cache, instances, say, enforce_eager=args.enforce_eager, timeout_s=args.timeout)
+        stack.up(cache, instances, say, enforce_eager=args.enforce_eager, timeout_s=args.timeout, started=started)
+    except KeyboardInterrupt:
+        print(f"interrupted; {stop_started(cache, started)}", file=sys.stderr)
+        return 130
     except BackendError as error:
-        print(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        print(stop_started(cache, started), file=sys.stderr)
         return 1
     return 0
+
+
+def stop_started(cache: Any, started: list[str]) -> str:
+    """Stop the servers this `up` started (not those it found running); says what it did."""
+    from service.local_backends import stack
+
+    if not started:
+        return "no server was started"
+    stack.down(cache, lambda line: None, ids=started)
+    return f"stopped the server(s) this run started: {', '.join(started)}"
 
 
 def run_down(args: argparse.Namespace) -> int:
@@ -117,12 +133,11 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([{"id": r.id, "model": r.model, "pid": r.pid, "port": r.port, "alive": r.alive,
                            "healthy": r.healthy, "log": str(r.log)} for r in records], indent=1))
-        return 0
-    if not records:
+    elif not records:
         print("no backend started (run `switchyard backends up`)")
-        return 0
-    print(f"{'backend':<32} {'pid':>8} {'port':>6}  health")
-    for r in records:
-        health = "healthy" if r.healthy else "starting" if r.alive else "dead"
-        print(f"{r.id:<32} {r.pid:>8} {r.port:>6}  {health}   log: {r.log}")
-    return 0 if all(r.healthy for r in records) else 1
+    else:
+        print(f"{'backend':<32} {'pid':>8} {'port':>6}  health")
+        for r in records:
+            health = "healthy" if r.healthy else "starting" if r.alive else "dead"
+            print(f"{r.id:<32} {r.pid:>8} {r.port:>6}  {health}   log: {r.log}")
+    return 0 if all(r.healthy for r in records) else 1  # the same code with or without --json

@@ -15,16 +15,17 @@ DEFAULT_TIMEOUT_S = 600.0
 
 
 def up(cache: CacheDir, instances: Sequence[Instance], report: Report, *, enforce_eager: bool = False,
-       timeout_s: float = DEFAULT_TIMEOUT_S) -> list[str]:
+       timeout_s: float = DEFAULT_TIMEOUT_S, started: list[str] | None = None) -> list[str]:
     """Make every instance serve and answer `/health`; reuses the venv, models and running servers.
 
-    Returns the ids of the servers this call started (not those it found running)."""
+    Returns the ids of the servers this call started (not those it found running); `started`, when given,
+    receives each as it starts, so a caller interrupted or failed midway knows what to stop."""
     cache.ensure()
     ensure_venv(cache, report)
     for spec in dict.fromkeys(i.spec for i in instances):
         ensure_model(cache, spec, report)
     start = time.monotonic()
-    started: list[str] = []
+    started = [] if started is None else started
     for instance in instances:
         pid, reused = process.launch(cache, instance, enforce_eager=enforce_eager)
         if not reused:

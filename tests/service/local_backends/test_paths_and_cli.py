@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from service.cli import build_parser
 from service.commands.backends import parse_models, parse_ports
-from service.local_backends.paths import resolve_cache_dir
+from service.local_backends import process, stack
+from service.local_backends.errors import BackendError
+from service.local_backends.paths import CacheDir, resolve_cache_dir
+from tests.harness import free_port
 
 
 def test_cache_dir_flag_beats_environment_beats_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,3 +45,43 @@ def test_status_of_an_empty_cache(tmp_path: Path, capsys: pytest.CaptureFixture[
     args = build_parser().parse_args(["backends", "status", "--cache", str(tmp_path)])
     assert args.func(args) == 0
     assert "no backend started" in capsys.readouterr().out
+
+
+def _dead_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_status_exit_code_is_the_same_with_and_without_json(tmp_path: Path) -> None:
+    cache = CacheDir(tmp_path)
+    cache.ensure()
+    (cache.run / "smollm2-135m-instruct-8031.json").write_text(
+        json.dumps({"pid": _dead_pid(), "port": free_port(), "model": "smollm2-135m-instruct"}))
+    for extra in ([], ["--json"]):
+        args = build_parser().parse_args(["backends", "status", "--cache", str(tmp_path), *extra])
+        assert args.func(args) == 1, extra
+
+
+def _up_args(cache: CacheDir) -> argparse.Namespace:
+    return build_parser().parse_args(["backends", "up", "--cache", str(cache.root), "--port",
+                                      f"smollm2={free_port()}", "--port", f"gemma3={free_port()}"])
+
+
+@pytest.mark.parametrize(("failure", "code"), [(KeyboardInterrupt(), 130), (BackendError("gemma3 broke"), 1)])
+def test_up_interrupted_or_failed_stops_what_it_started(fake_cache: CacheDir, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str],
+                                                        failure: BaseException, code: int) -> None:
+    monkeypatch.setattr(stack, "ensure_venv", lambda cache, report: None)
+    monkeypatch.setattr(stack, "ensure_model", lambda cache, spec, report: None)
+
+    def wait_then_fail(*args: object, **kwargs: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(process, "wait_healthy", wait_then_fail)
+    args = _up_args(fake_cache)
+    assert args.func(args) == code
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "stopped the server(s) this run started" in err
+    assert all(not r.alive for r in process.list_records(fake_cache))
+    assert process.list_records(fake_cache) == []
