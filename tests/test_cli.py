@@ -1,7 +1,14 @@
+import socket
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from service.cli import build_parser
+from service.commands import demo
+from service.local_backends import specs, stack
+from tests.harness import free_port
 
 
 def test_help_lists_every_subcommand() -> None:
@@ -79,3 +86,47 @@ def test_unusable_inputs_are_reported_in_one_line(tmp_path) -> None:  # type: ig
         result = run_cli(*argv)
         assert result.returncode == 2, (argv, result.stderr)
         assert message in result.stderr and "Traceback" not in result.stderr, (argv, result.stderr)
+
+
+def _listening() -> socket.socket:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    return sock
+
+
+def _demo_must_not_start_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    def up(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the demo started backends before checking its ports")
+
+    monkeypatch.setattr(stack, "up", up)
+
+
+def test_demo_checks_its_gateway_port_before_starting_backends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _demo_must_not_start_backends(monkeypatch)
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        args = build_parser().parse_args(["demo", "--cache", str(tmp_path), "--port", str(port), "--no-serve"])
+        assert args.func(args) == 1
+    assert f"gateway port {port} is taken" in capsys.readouterr().out
+
+
+def test_demo_names_how_to_use_other_backend_ports(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _demo_must_not_start_backends(monkeypatch)
+    with _listening() as taken:
+        port = taken.getsockname()[1]
+        monkeypatch.setattr(specs, "default_instance",
+                            lambda spec, p=None: specs.Instance(spec=spec, port=port, cpu=spec.cpu))
+        args = build_parser().parse_args(["demo", "--cache", str(tmp_path), "--port", str(free_port()),
+                                          "--no-serve"])
+        assert args.func(args) == 1
+    out = capsys.readouterr().out
+    assert f"backend port {port}" in out and "switchyard backends up --port NAME=PORT" in out
+
+
+def test_a_demo_request_that_fails_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    demo._ask(f"http://127.0.0.1:{free_port()}", "m")  # nothing listens there
+    out = capsys.readouterr().out
+    assert "request failed: APIConnectionError" in out and "Traceback" not in out

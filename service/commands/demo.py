@@ -45,6 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from service.local_backends import stack
     from service.local_backends.errors import BackendError
     from service.local_backends.paths import resolve_cache_dir
+    from service.local_backends.process import port_in_use
     from service.local_backends.specs import MODELS, default_instance
 
     try:
@@ -52,13 +53,24 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         say(f"error: {error}")
         return 2
+    cache = resolve_cache_dir(args.cache)
+    instances = [default_instance(spec) for spec in MODELS.values()]
+    running_before = {r.id for r in stack.status(cache) if r.alive} if cache.run.exists() else set()
+    # Ports first: starting the backends can take minutes, a taken port is known at once.
+    if port_in_use(args.port):
+        say(f"error: gateway port {args.port} is taken by another program; choose another with --port")
+        return 1
+    for instance in instances:
+        if instance.id not in running_before and port_in_use(instance.port):
+            say(f"error: backend port {instance.port} ({instance.spec.name}) is taken by another program. "
+                f"The demo serves its backends on the ports its config names; to use others, start them "
+                f"with `switchyard backends up --port NAME=PORT` (see `switchyard backends up --help`) and "
+                f"run `switchyard serve` with a config whose replicas use those ports")
+            return 1
     # Ctrl-C, or a plain `kill`, ends the demo through the same clean-up (also when started in the background).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
-    cache = resolve_cache_dir(args.cache)
-    instances = [default_instance(spec) for spec in MODELS.values()]
     # Stop on exit only what the demo started, even when interrupted while waiting for it.
-    running_before = {r.id for r in stack.status(cache) if r.alive} if cache.run.exists() else set()
     ours = [i.id for i in instances if i.id not in running_before]
     gateway: _GatewayThread | None = None
     try:
@@ -120,7 +132,16 @@ class _GatewayThread:
 
 
 def _ask(base_url: str, model: str) -> None:
-    """One streamed chat request through the official client, printed as it arrives."""
+    """One streamed chat request through the official client, printed as it arrives; a failure is one line."""
+    from openai import OpenAIError
+
+    try:
+        _stream_answer(base_url, model)
+    except OpenAIError as error:
+        say(f"\n   request failed: {type(error).__name__}: {' '.join(str(error).split())}")
+
+
+def _stream_answer(base_url: str, model: str) -> None:
     from openai import OpenAI
 
     client = OpenAI(base_url=f"{base_url}/v1", api_key="not-needed", timeout=300, max_retries=0)
