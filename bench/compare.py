@@ -120,7 +120,8 @@ def switchyard(sims: dict[str, str], directory: Path, router: str | None) -> Ite
     path = directory / "switchyard.yaml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    with process(gateway_command(path, port, router, pinned(0)), f"http://127.0.0.1:{port}/ready") as proc:
+    with process(gateway_command(path, port, router, pinned(0)), f"http://127.0.0.1:{port}/ready",
+                 log=directory / "gateway.log") as proc:
         yield Target("switchyard", f"http://127.0.0.1:{port}", "sim-a", proc.pid)
 
 

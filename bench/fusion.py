@@ -4,7 +4,8 @@
                            [--max-tokens 64] [--segment-tokens 8 16] [--sequential] [--echo]
                            [--config deploy/local/cpu.yaml]
 
-Expects `switchyard backends up` (SmolLM2-135M-Instruct and Gemma-3-270M). Starts `switchyard serve`
+Expects `switchyard backends up` (SmolLM2-135M-Instruct and Gemma-3-270M), and exits at once if the
+config's backends do not answer. Starts `switchyard serve`
 with the config plus one `fusion-<k>` public model per `--segment-tokens` value (and `fusion-<k>-seq`
 without speculative drafting, with `--sequential`; `fusion-<k>-echo` scoring by echo only, with `--echo`),
 then prints two tables:
@@ -64,6 +65,14 @@ def gateway_config(base: Path, segment_tokens: list[int], suffixes: list[str]) -
             strategy = {**fusion["strategy"], "segment_tokens": k, **VARIANTS[suffix]}
             config["models"].append({"name": f"fusion-{k}{suffix}", "strategy": strategy})
     return config
+
+
+def unreachable_backends(config: dict[str, Any]) -> list[str]:
+    """`name (url)` of each backend replica in the config that does not answer `/health`."""
+    from service.local_backends.process import is_healthy
+
+    return [f"{backend['name']} ({url})" for backend in config["backends"] for url in backend["replicas"]
+            if not is_healthy(url)]
 
 
 def ask(client: httpx.Client, model: str, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -149,14 +158,24 @@ def main() -> int:
     items = [json.loads(line) for line in args.qa.read_text().splitlines() if line.strip()][:args.size]
     suffixes = [""] + ["-seq"] * args.sequential + ["-echo"] * args.echo
     fusions = [f"fusion-{k}{suffix}" for k in args.segment_tokens for suffix in suffixes]
+    config = gateway_config(args.config, args.segment_tokens, suffixes)
+    missing = unreachable_backends(config)
+    if len(missing) == len([url for backend in config["backends"] for url in backend["replicas"]]):
+        print("error: no local backends are running: run `switchyard backends up` first", file=sys.stderr)
+        return 1
+    if missing:
+        print(f"error: backend(s) not answering /health: {', '.join(missing)} (see `switchyard backends status`)",
+              file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         config_path = Path(tmp) / "gateway.yaml"
-        config_path.write_text(yaml.safe_dump(gateway_config(args.config, args.segment_tokens, suffixes)))
+        config_path.write_text(yaml.safe_dump(config))
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         serve = [sys.executable, "-m", "service.cli", "serve", "--config", str(config_path), "--port", str(port),
                  "--log-level", "warning"]
-        with process(serve, url + "/ready"), httpx.Client(base_url=url, timeout=600) as client:
+        with process(serve, url + "/ready", log=Path(tmp) / "gateway.log"), \
+                httpx.Client(base_url=url, timeout=600) as client:
             if not args.skip_speed:
                 speed(client, MEMBERS + fusions, SPEED_PROMPTS[:args.speed_prompts], args.max_tokens)
             if not args.skip_quality:

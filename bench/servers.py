@@ -40,14 +40,32 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"{url} did not become ready in {timeout} s")
 
 
-@contextlib.contextmanager
-def process(args: list[str], ready_url: str, *, timeout: float = 60,
-            **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `args` in its own session until the block ends; ready when `ready_url` answers 200."""
-    proc = subprocess.Popen(args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, **popen)
+def log_tail(path: Path, lines: int = 20) -> str:
     try:
-        wait_ready(ready_url, proc, timeout)
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+@contextlib.contextmanager
+def process(args: list[str], ready_url: str, *, timeout: float = 60, log: Path | None = None,
+            **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `args` in its own session until the block ends; ready when `ready_url` answers 200.
+
+    With `log`, its output goes to that file, and a failure to start names the file and quotes its end
+    (the file may live in a temporary directory that is gone once the error arrives)."""
+    output = log.open("wb") if log is not None else None
+    with output if output is not None else contextlib.nullcontext():
+        proc = subprocess.Popen(args, cwd=REPO, start_new_session=True,
+                                stdout=output if output is not None else subprocess.DEVNULL,
+                                stderr=subprocess.STDOUT if output is not None else subprocess.DEVNULL, **popen)
+    try:
+        try:
+            wait_ready(ready_url, proc, timeout)
+        except RuntimeError as error:
+            if log is None:
+                raise
+            raise RuntimeError(f"{error}; its output, in {log}, ends:\n{log_tail(log)}") from None
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -88,7 +106,7 @@ def gateway_process(backends: dict[str, str], directory: Path, *, prefix: list[s
     args = [*(prefix or []), sys.executable, "-m", "service.cli", "serve", "--config", str(config), "--port",
             str(port), "--log-level", "warning"]
     url = f"http://127.0.0.1:{port}"
-    with process(args, url + "/ready"):
+    with process(args, url + "/ready", log=directory / "gateway.log"):
         yield url
 
 
