@@ -336,14 +336,23 @@ def machine() -> list[str]:
             f"- load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"]
 
 
-def versions() -> str:
+def versions(targets: list[str]) -> str:
+    """Versions of the proxies among `targets` that have a benchmark venv."""
     found = []
     for name, venv in (("litellm", "litellm-venv"), ("vllm-router", "vllm-router-venv")):
+        if name not in targets:
+            continue
         pip = VENVS / venv / "bin" / "pip"
         if pip.exists():
             out = subprocess.run([str(pip), "show", name], capture_output=True, text=True).stdout
             found += [f"{name} {line.split()[1]}" for line in out.splitlines() if line.startswith("Version:")]
     return ", ".join(found)
+
+
+def version_lines(targets: list[str]) -> list[str]:
+    """The header line with the versions of the proxies compared, none when no such proxy is a target."""
+    found = versions(targets)
+    return [f"- {found}"] if found else []
 
 
 def main() -> int:
@@ -377,7 +386,7 @@ def main() -> int:
         *header, f"- proxies pinned to core 0 (taskset), load generator and simulators on the other cores; "
         f"simulator: {args.latency_ms:g} ms to first token, {args.tokens_per_s:g} tokens/s, 16 tokens; "
         f"{args.duration:g} s per target and load, in {args.rounds} interleaved rounds each after "
-        f"{args.warmup:g} s warm-up", f"- {versions()}", "",
+        f"{args.warmup:g} s warm-up", *version_lines(args.targets), "",
         *table(rows), "", "Targets:", "", *(f"- {line}" for line in verdicts(rows)), "",
         *(f"- {note}" for note in notes), "", *READING,
     ]
