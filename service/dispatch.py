@@ -10,9 +10,10 @@ most `(dispatch.retries + 1) × total_s`.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from service.errors import (
     UpstreamError,
     UpstreamTimeout,
     error_body,
+    relayed_error,
     relayed_error_body,
     sse_error_event,
 )
@@ -136,14 +138,22 @@ class Dispatcher:
             raise self._failure(replica, error) from None
         replica.record_success()
         reply = Reply(status=response.status, headers=headers, backend=backend.name, deadline=deadline)
-        reply.release = _lease(self.client, response, replica, reply, started)
+        reply.release = functools.partial(self._release, response, replica, reply, started)
         reply.stream = self._relay_stream(response, replica, reply, deadline)
         return reply
+
+    def _release(self, response: Response, replica: Replica, reply: Reply, started: float) -> None:
+        """A streamed reply's `release`: the connection back to the pool (closed unless the whole answer was
+        read), the replica slot freed, the reply's upstream clock stopped. It does not wait for the stream to
+        be read, so a stream dropped unread frees them too."""
+        self.client.release(response)
+        replica.in_flight -= 1
+        reply.upstream_s = time.perf_counter() - started
 
     def _refused(self, backend: str, replica: Replica, status: int, raw: bytes) -> bytes:
         """The body of a 502 for a backend that refused the gateway itself, counted and logged."""
         self.metrics.upstream_errors.labels(backend, replica.url, "status").inc()
-        message = orjson.loads(relayed_error_body(status, raw))["error"]["message"]
+        message = relayed_error(status, raw)["message"]
         self._refusals.warning("backend %r refused the gateway (%d: %s): check its api_key and model", backend,
                                status, message)
         return orjson.dumps(error_body(
@@ -218,24 +228,6 @@ class Dispatcher:
         self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
         replica.record_failure(self.settings.dispatch.breaker_failures, self.settings.dispatch.breaker_cooldown_s)
         return sse_error_event(UpstreamError("the backend stream broke off"))
-
-
-def _lease(client: UpstreamClient, response: Response, replica: Replica, reply: Reply,
-           started: float) -> Callable[[], None]:
-    """A streamed reply's `release`: the first call returns the connection to the pool (closes it unless the
-    whole answer was read), frees the replica slot and stops the reply's upstream clock; later calls do
-    nothing. It does not wait for the stream to be read, so a stream dropped unread frees them too."""
-    held = True
-
-    def release() -> None:
-        nonlocal held
-        if held:
-            held = False
-            client.release(response)
-            replica.in_flight -= 1
-            reply.upstream_s = time.perf_counter() - started
-
-    return release
 
 
 def whole_events_end(data: bytes) -> int:

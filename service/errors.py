@@ -87,8 +87,8 @@ class BackendRejected(GatewayError):
 
     @classmethod
     def of(cls, backend: str, status: int, raw: bytes) -> BackendRejected:
-        """From a backend's 4xx body (any shape `relayed_error_body` reads)."""
-        error = orjson.loads(relayed_error_body(status, raw))["error"]
+        """From a backend's 4xx body (any shape `relayed_error` reads)."""
+        error = relayed_error(status, raw)
         return cls(status, f"backend {backend!r} rejected the request: {error['message']}", param=error["param"])
 
 
@@ -119,6 +119,11 @@ _TYPE_OF_STATUS = {400: "invalid_request_error", 401: "authentication_error", 40
 def relayed_error_body(status: int, raw: bytes) -> bytes:
     """A backend's 4xx body in the OpenAI shape, its message kept (vLLM's own has an integer `code` and
     types like `BadRequestError`; older versions put the fields at the top level)."""
+    return orjson.dumps({"error": relayed_error(status, raw)})
+
+
+def relayed_error(status: int, raw: bytes) -> dict[str, Any]:
+    """The `error` object of `relayed_error_body`."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -129,12 +134,12 @@ def relayed_error_body(status: int, raw: bytes) -> bytes:
     message = error.get("message") or error.get("detail")  # `detail`: the web framework's own errors
     code = error.get("code")
     param = error.get("param")
-    return orjson.dumps(error_body(
+    return error_body(
         message if isinstance(message, str) and message else f"the backend answered {status}",
         _TYPE_OF_STATUS.get(status, "invalid_request_error"),
         param=param if isinstance(param, str) else None,
         code=None if code is None else str(code),
-    ))
+    )["error"]
 
 
 def sse_error_event(error: GatewayError) -> bytes:

@@ -55,13 +55,14 @@ class Reply:
     backend: str = ""
     # Seconds spent waiting on backends; for a stream it grows until the stream ends.
     upstream_s: float = 0.0
-    # A stream's: frees what it holds upstream (connection, replica slot), once however often it is called.
-    # The stream's own end calls it; code that drops a stream it never read must (`close`).
+    # A stream's: frees what it holds upstream (connection, replica slot); called once, by `close`. The
+    # stream's own end closes the reply; code that drops a stream it never read must.
     release: Callable[[], None] | None = None
     # A stream's: the event-loop time after which relaying it to the client stops.
     deadline: float | None = None
 
     def close(self) -> None:
-        """Free what a stream holds upstream, read or not (nothing for a buffered reply)."""
-        if self.release is not None:
-            self.release()
+        """Free what a stream holds upstream, read or not, once (nothing for a buffered reply)."""
+        release, self.release = self.release, None
+        if release is not None:
+            release()
