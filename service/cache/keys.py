@@ -11,6 +11,7 @@ def normalise(text: str) -> str:
     return " ".join(unicodedata.normalize("NFC", text).split())
 
 
-def decision_key(strategy: str, config_version: str, artifact_version: str, content: str) -> str:
-    digest = hashlib.blake2b(normalise(content).encode(), digest_size=16).hexdigest()
+def decision_key(strategy: str, config_version: str, artifact_version: str, question: str) -> str:
+    """The key of a decision on `question`, already `normalise`d (the model reads that text too)."""
+    digest = hashlib.blake2b(question.encode(), digest_size=16).hexdigest()
     return f"switchyard:decision:{strategy}:{config_version}:{artifact_version}:{digest}"

