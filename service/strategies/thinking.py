@@ -166,7 +166,6 @@ class ThinkingSwitch:
         self.short_retry = False
         self._infer: BatchedInference | None = None
         self._failures = ThrottledLog(log)
-        self._total_s = {backend.name: backend.timeouts.total_s for backend in deps.settings.backends}
 
     async def start(self) -> None:
         switcher = self.deps.loaders["switcher"](self.config.switcher)
@@ -247,7 +246,7 @@ class ThinkingSwitch:
                 reply.stream = retrying_stream(
                     reply.stream, lambda: self._ask_short(request, decision, dispatcher), self._count_retry)
                 if reply.deadline is not None:  # the short answer may follow: its attempt has a limit of its own
-                    reply.deadline += self._total_s[decision.backend]
+                    reply.deadline += dispatcher.backends[decision.backend].timeouts.total_s
             return reply
         cut = cut_answer(reply)
         if cut is None:

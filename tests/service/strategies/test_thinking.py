@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -322,10 +323,12 @@ def test_the_retry_is_off_by_default_for_a_switcher_not_trained_for_it(
 async def test_a_stream_that_may_be_retried_gets_the_short_answers_time_limit_too() -> None:
     config_ = direct_config({"sim-a": ["http://127.0.0.1:9"]})
     config_["backends"][0]["timeouts"] = {"total_s": 30}
-    deps = StrategyDeps(settings=parse_settings(config_), metrics=Metrics(),
+    settings = parse_settings(config_)
+    deps = StrategyDeps(settings=settings, metrics=Metrics(),
                         pool=None, dispatcher=None)  # type: ignore[arg-type]  # neither is reached
     switch = ThinkingSwitch("reasoner", config("qwen3", short_retry=True), deps)
     switch.short_retry = True
+    dispatcher = SimpleNamespace(backends={backend.name: backend for backend in settings.backends})
 
     async def stream() -> AsyncIterator[bytes]:
         yield b"data: [DONE]\n\n"
@@ -333,5 +336,5 @@ async def test_a_stream_that_may_be_retried_gets_the_short_answers_time_limit_to
     request = GatewayRequest(endpoint="chat", public_model="reasoner", body=BODY, stream=True)
     decision = Decision(backend="sim-a", body=BODY, strategy="thinkswitch", headers={"x-switchyard-thinking": "long"})
     reply = await switch.follow_up(request, decision, Reply(status=200, headers={}, stream=stream(), deadline=100.0),
-                                   None)  # type: ignore[arg-type]
+                                   dispatcher)  # type: ignore[arg-type]
     assert reply.deadline == 100.0 + 30
