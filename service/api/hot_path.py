@@ -92,14 +92,8 @@ class HotPath:
         recorder = RequestRecorder(self.model_metrics[route.public_model])
         try:
             reply = await unless_disconnected(scope, receive, route.strategy.respond(request, self.gateway.dispatcher))
-        except GatewayError as error:
-            recorder.finish(error.status, "", 0.0)
-            raise
-        except ClientDisconnected:
-            recorder.finish(CLIENT_CLOSED, "", 0.0)
-            raise
-        except BaseException:
-            recorder.finish(500, "", 0.0)
+        except BaseException as error:  # recorded however the request ended, re-raised to be answered
+            recorder.finish(_error_status(error), "", 0.0)
             raise
         await send_reply(scope, receive, send, reply, recorder)
 
@@ -113,6 +107,13 @@ class HotPath:
             "headers": decision.headers,
         })
         await send_body(send, 200, body, _JSON)
+
+
+def _error_status(error: BaseException) -> int:
+    """The status a request that failed with `error` is recorded with."""
+    if isinstance(error, GatewayError):
+        return error.status
+    return CLIENT_CLOSED if isinstance(error, ClientDisconnected) else 500
 
 
 def _headers(scope: Scope) -> dict[str, str]:
