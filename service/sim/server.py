@@ -123,7 +123,7 @@ class Simulator:
         self.last_request = body
         if body.get("model") != self.settings.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
-        requested = body.get("max_tokens") or body.get("max_completion_tokens") or 0
+        requested = body.get("max_tokens") or body.get("max_completion_tokens")
         if isinstance(requested, int) and requested > self.settings.max_model_len:
             return _error(400, f"This model's maximum context length is {self.settings.max_model_len} tokens. "
                                f"However, you requested {requested} output tokens.", param="max_tokens")
@@ -146,8 +146,7 @@ class Simulator:
         try:
             if self.settings.latency_ms:
                 await asyncio.sleep(self.settings.latency_ms / 1000)
-            max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-            count = self.settings.default_max_tokens if max_tokens is None else max(1, int(max_tokens))
+            count = self.settings.default_max_tokens if requested is None else max(1, int(requested))
             first = self.settings.first_word
             words = [_WORDS[(first + i) % len(_WORDS)] for i in range(count)]
             prompt_tokens = _prompt_tokens(body, chat)
