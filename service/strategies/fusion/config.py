@@ -9,16 +9,13 @@ from pydantic import Field, model_validator
 from service.strategies.base import StrategyConfigBase
 from service.types import FusionVariant
 
-Variant = FusionVariant
-VARIANTS: tuple[Variant, ...] = ("cool", "cool+r")
-
 
 class FusionConfig(StrategyConfigBase):
     """Cool-Fusion over two or more member backends (any vocabularies)."""
 
     kind: Literal["fusion"] = "fusion"
     members: list[str] = Field(min_length=2, description="Backend names that write the answer together.")
-    variant: Variant = Field("cool", description="`cool`: fuse segment by segment; `cool+r`: also let each "
+    variant: FusionVariant = Field("cool", description="`cool`: fuse segment by segment; `cool+r`: also let each "
                                                  "member answer alone and rerank the N+1 answers.")
     segment_tokens: int = Field(16, ge=2, le=64, description="Tokens each member drafts per step; the "
                                 "segment is cut back to the last word boundary all tokenizers share.")

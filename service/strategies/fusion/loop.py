@@ -9,8 +9,9 @@ One step, with N active members:
 The answer ends when the winner stopped inside its segment, when the previous winner now stops at
 once, at a stop string, or at `max_tokens`. A member that fails or times out drops out for the rest
 of the answer; the answer fails only when no member is left. A member's refusal of the request itself
-(`REQUEST_FAULTS`) is no member failure: before the first segment it is the client's error, later it
-means the answer outgrew that member's context window, and the answer ends there with `length`.
+(`REQUEST_FAULTS`, raised as `RequestRefused`) is no member failure: before the first segment it is the
+client's error, later it means the answer outgrew that member's context window, and the answer ends
+there with `length`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 REQUEST_FAULTS = frozenset({400, 413, 422})
 
 
-def request_fault(error: BaseException) -> bool:
-    return isinstance(error, BackendRejected) and error.status in REQUEST_FAULTS
+class RequestRefused(BackendRejected):
+    """A member's refusal of the request itself (a status in `REQUEST_FAULTS`), not a member failure."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +71,19 @@ class FusionStats:
     prompt_tokens: int = 0
 
 
+FUSED = "fusion"  # the source of the fused answer
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete answer and who wrote it (`fusion` or a member's backend name)."""
+
+    source: str
+    text: str
+    tokens: int
+    finish_reason: str
+
+
 # (member, phase) -> None; counts a backend call in the metrics.
 CallObserver = Callable[[str, str], None]
 
@@ -89,7 +103,7 @@ class MemberSet:
 
     async def call(self, member: Member, phase: str, work: Awaitable[T], *, solo: bool = False) -> T | None:
         """Await one member call; on failure or timeout drop the member and return None. A refusal of the
-        request itself (`request_fault`) is raised instead.
+        request itself is raised instead, as `RequestRefused`.
 
         A `solo` call (a whole answer the member writes alone) has no per-call limit, only the backend's
         own `timeouts.total_s`, and its failure loses that answer but keeps the member.
@@ -102,8 +116,8 @@ class MemberSet:
             async with asyncio.timeout(self.timeout_s):
                 return await work
         except GatewayError as error:
-            if request_fault(error) and not solo:
-                raise
+            if isinstance(error, BackendRejected) and error.status in REQUEST_FAULTS and not solo:
+                raise RequestRefused(error.status, error.message, param=error.param, code=error.code) from error
             failure = error
         except TimeoutError:
             failure = UpstreamTimeout(f"fusion member {member.backend!r} timed out")
@@ -167,6 +181,9 @@ class FusionLoop:
         self.answer = ""  # accepted, members continue it
         self.starts: list[int] = []  # where each of the writers' tokens starts in `answer`
         self.sent = 0  # the length of `answer` yielded; the rest may begin a stop string
+        # Every proper prefix of every stop string, longest first: the answer's tail that may begin one.
+        self.stop_prefixes = sorted({stop[:n] for stop in sampling.stop for n in range(1, len(stop))},
+                                    key=len, reverse=True)
 
     @property
     def tokens(self) -> int:
@@ -193,8 +210,8 @@ class FusionLoop:
                 chosen = await self._choose(candidates)
                 segment = self._finish(chosen)
                 next_drafts = ahead.take(chosen.text) if ahead is not None and not segment.finish_reason else None
-            except BackendRejected as error:
-                if not (self.answer and request_fault(error)):
+            except RequestRefused as error:
+                if not self.answer:
                     raise
                 segment, next_drafts = self._outgrown(error, last_winner or ""), None
             finally:
@@ -213,9 +230,7 @@ class FusionLoop:
                 return
             try:
                 drafts = await (next_drafts or self.drafts_after(self.answer, self.budget(self.tokens)))
-            except BackendRejected as error:
-                if not request_fault(error):
-                    raise
+            except RequestRefused as error:
                 yield self._outgrown(error, segment.member)
                 return
             # A speculative draft may come from a member dropped since (by a failed scoring call).
@@ -291,12 +306,15 @@ class FusionLoop:
         string (vLLM and OpenAI send none of a stop string, so none of it may be sent before it is known)."""
         end = len(self.answer)
         if finish is None:
-            end -= max((n for stop in self.sampling.stop for n in range(len(stop) - 1, 0, -1)
-                        if self.answer.endswith(stop[:n])), default=0)
+            end -= next((len(prefix) for prefix in self.stop_prefixes if self.answer.endswith(prefix)), 0)
         starts = tuple(start - self.sent for start in self.starts if self.sent <= start < end)
         segment = Segment(self.answer[self.sent:end], member, finish, starts)
         self.sent = end
         return segment
+
+    def answer_of(self, parts: list[Segment]) -> Answer:
+        """The whole fused answer, from every segment `segments()` yielded."""
+        return Answer(FUSED, "".join(s.text for s in parts), self.tokens, parts[-1].finish_reason or "stop")
 
     def _outgrown(self, error: BackendRejected, member: str) -> Segment:
         """The end of an answer that a member refused to continue: it no longer fits its context window."""

@@ -115,12 +115,7 @@ class Member:
         text = str(choice["text"])
         pieces, logprobs = _logprobs(choice, self.backend)
         # Offsets count forward from the draft's start; tokens past a stop string are cut off.
-        starts, position = [], 0
-        for piece in pieces:
-            starts.append(position)
-            position += len(piece)
-        if any("\ufffd" in piece for piece in pieces):  # a character split across tokens
-            starts = piece_starts(pieces, text)
+        starts = piece_starts(pieces, text, anchor="start")
         kept = [i for i, start in enumerate(starts) if start < len(text)]
         scores = TokenScores([starts[i] for i in kept], [float(logprobs[i] or 0.0) for i in kept])
         usage = reply.get("usage") or {}

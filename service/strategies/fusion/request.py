@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from service.errors import InvalidRequest
-from service.strategies.fusion.config import VARIANTS, FusionConfig
+from service.strategies.fusion.config import FusionConfig
 from service.strategies.fusion.members import Sampling
 from service.types import GatewayRequest
 
@@ -57,9 +57,7 @@ def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
             raise InvalidRequest(reason, param=name)
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("fusion writes one answer: n must be 1", param="n")
-    variant = body.get(VARIANT_FIELD) or config.variant
-    if variant not in VARIANTS:
-        raise InvalidRequest(f"{VARIANT_FIELD} must be one of {', '.join(VARIANTS)}", param=VARIANT_FIELD)
+    variant = body.get(VARIANT_FIELD) or config.variant  # one of `FusionVariant`: checked with the request
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else list(stop)
     if "" in stop:

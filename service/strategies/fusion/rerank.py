@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from service.errors import BackendRejected
-from service.strategies.fusion.loop import MemberSet, request_fault
+from service.strategies.fusion.loop import Answer, MemberSet, RequestRefused
 from service.strategies.fusion.members import Member, Sampling
 from service.strategies.fusion.scoring import average_perplexity, perplexity, select
-
-FUSED = "fusion"
-
-
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """A complete answer and who wrote it (`fusion` or a member's backend name)."""
-
-    source: str
-    text: str
-    tokens: int
-    finish_reason: str
 
 
 async def solo_answer(members: MemberSet, member: Member, max_tokens: int, sampling: Sampling) -> Answer | None:
@@ -41,9 +26,7 @@ async def rerank(members: MemberSet, answers: list[Answer]) -> Answer:
     prompts = members.prompts
     try:
         scored = await members.gather("rerank", lambda m: m.score_echo(prompts[m.backend], "", texts))
-    except BackendRejected as error:
-        if not request_fault(error):
-            raise
+    except RequestRefused:
         return answers[0]
     averages = [average_perplexity({m: perplexity(s[i].logprobs) for m, s in scored.items()})
                 for i in range(len(distinct))]

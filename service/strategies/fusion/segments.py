@@ -9,6 +9,7 @@ so each member's tokens of the segment are exactly the tokens before the cut.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Literal
 
 
 def token_starts(pieces: Sequence[str], text_length: int) -> list[int]:
@@ -26,9 +27,13 @@ def token_starts(pieces: Sequence[str], text_length: int) -> list[int]:
     return starts
 
 
-def piece_starts(pieces: Sequence[str], text: str) -> list[int]:
+def piece_starts(pieces: Sequence[str], text: str, *, anchor: Literal["start", "end"] = "end") -> list[int]:
     """Start offset of each token, for the pieces vLLM reports with log-probabilities (each token decoded
     alone) that cover `text`, possibly with more before it (`<bos>`) or after it (a stop string).
+
+    Clean pieces are placed from the `anchor` end of the text: `end` (the default) for pieces that may
+    begin before the text (an echoed prompt), `start` for pieces that begin with it and may run past it
+    (a draft cut at a stop string).
 
     A character split across tokens reads "\ufffd" in each part, so such pieces do not spell the text:
     every token from the first such piece to the last starts, here, where the first does (a character
@@ -36,6 +41,8 @@ def piece_starts(pieces: Sequence[str], text: str) -> list[int]:
     """
     split = [i for i, piece in enumerate(pieces) if "\ufffd" in piece]
     if not split:
+        if anchor == "start":
+            return token_starts(pieces, len("".join(pieces)))
         return token_starts(pieces, len(text))
     first, last = split[0], split[-1] + 1
     skip = next(i for i in range(first + 1) if text.startswith("".join(pieces[i:first])))  # pieces before text

@@ -15,11 +15,11 @@ from service.errors import GatewayError, sse_error_event
 from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.fusion.config import FusionConfig
 from service.strategies.fusion.forced import ForcedOff
-from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
+from service.strategies.fusion.loop import Answer, FusionLoop, FusionStats, MemberSet, Segment
 from service.strategies.fusion.members import Member, Prompt, ScoringPolicy
 from service.strategies.fusion.replies import DONE, AnswerFormat, usage
 from service.strategies.fusion.request import Plan, plan_of
-from service.strategies.fusion.rerank import FUSED, Answer, rerank, solo_answer
+from service.strategies.fusion.rerank import rerank, solo_answer
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ class FusionStrategy(Strategy):
         first = await anext(segments)  # a failure before anything is sent is an ordinary error reply
         if not request.stream:
             parts = [first] + [s async for s in segments]
-            answer = Answer(FUSED, "".join(s.text for s in parts), loop.tokens, parts[-1].finish_reason or "stop")
-            return self._reply(request, plan, fmt, stats, answer)
+            return self._reply(request, plan, fmt, stats, loop.answer_of(parts))
         reply = Reply(status=200, headers={"content-type": "text/event-stream", **self.headers}, backend=self.kind)
         reply.stream = self._stream(first, segments, loop, plan, fmt, reply)
         return reply
@@ -83,8 +82,7 @@ class FusionStrategy(Strategy):
                  for m in members.active}
         members.on_drop.append(lambda member: solos[member.backend].cancel())
         try:
-            parts = [s async for s in loop.segments()]
-            fused = Answer(FUSED, "".join(s.text for s in parts), loop.tokens, parts[-1].finish_reason or "stop")
+            fused = loop.answer_of([s async for s in loop.segments()])
             alone = await asyncio.gather(*solos.values(), return_exceptions=True)  # a cancelled one: its error
         finally:
             for task in solos.values():

@@ -10,10 +10,9 @@ from service.errors import BackendRejected
 from service.metrics import Metrics
 from service.strategies.base import StrategyDeps
 from service.strategies.fusion.config import FusionConfig
-from service.strategies.fusion.loop import FusionStats, MemberSet
+from service.strategies.fusion.loop import FUSED, Answer, FusionStats, MemberSet
 from service.strategies.fusion.members import Prompt, Sampling
 from service.strategies.fusion.request import Plan
-from service.strategies.fusion.rerank import FUSED, Answer
 from service.strategies.fusion.strategy import FusionStrategy
 from tests.service.strategies.fusion.test_loop import LIKES_X, Hangs, ScriptedMember, rejects, repeat
 
