@@ -7,7 +7,7 @@ import pytest
 
 from service.cli import build_parser
 from service.commands import demo
-from service.local_backends import specs, stack
+from service.local_backends import process, specs, stack
 from tests.harness import free_port
 
 
@@ -96,10 +96,11 @@ def _listening() -> socket.socket:
 
 
 def _demo_must_not_start_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    def up(*args: object, **kwargs: object) -> None:
+    def prepare(*args: object, **kwargs: object) -> None:
         raise AssertionError("the demo started backends before checking its ports")
 
-    monkeypatch.setattr(stack, "up", up)
+    monkeypatch.setattr(stack, "ensure_venv", prepare)
+    monkeypatch.setattr(process, "launch", prepare)
 
 
 def test_demo_checks_its_gateway_port_before_starting_backends(

