@@ -37,15 +37,14 @@ from service.strategies.lookahead import LookaheadStrategy  # noqa: E402
 from service.types import GatewayRequest  # noqa: E402
 
 
-def percentiles(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p50 = statistics.median(ordered) * 1000
-    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
-    return f"p50 {p50:7.3f} ms  p99 {p99:7.3f} ms"
-
-
 def p50_ms(samples: list[float]) -> float:
     return statistics.median(samples) * 1000
+
+
+def percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))] * 1000
+    return f"p50 {p50_ms(ordered):7.3f} ms  p99 {p99:7.3f} ms"
 
 
 def verdicts(inference: list[float], uncached: list[float], cached: list[float]) -> list[str]:

@@ -67,12 +67,11 @@ def gateway_config(base: Path, segment_tokens: list[int], suffixes: list[str]) -
     return config
 
 
-def unreachable_backends(config: dict[str, Any]) -> list[str]:
-    """`name (url)` of each backend replica in the config that does not answer `/health`."""
+def unreachable_backends(replicas: list[tuple[str, str]]) -> list[str]:
+    """`name (url)` of each (backend name, replica url) that does not answer `/health`."""
     from service.local_backends.process import is_healthy
 
-    return [f"{backend['name']} ({url})" for backend in config["backends"] for url in backend["replicas"]
-            if not is_healthy(url)]
+    return [f"{name} ({url})" for name, url in replicas if not is_healthy(url)]
 
 
 def ask(client: httpx.Client, model: str, path: str, body: dict[str, Any]) -> tuple[dict[str, Any], float]:
@@ -159,8 +158,9 @@ def main() -> int:
     suffixes = [""] + ["-seq"] * args.sequential + ["-echo"] * args.echo
     fusions = [f"fusion-{k}{suffix}" for k in args.segment_tokens for suffix in suffixes]
     config = gateway_config(args.config, args.segment_tokens, suffixes)
-    missing = unreachable_backends(config)
-    if len(missing) == len([url for backend in config["backends"] for url in backend["replicas"]]):
+    replicas = [(backend["name"], url) for backend in config["backends"] for url in backend["replicas"]]
+    missing = unreachable_backends(replicas)
+    if len(missing) == len(replicas):
         print("error: no local backends are running: run `switchyard backends up` first", file=sys.stderr)
         return 1
     if missing:

@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import yaml
 
+from service.local_backends.process import log_tail
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -40,13 +42,6 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"{url} did not become ready in {timeout} s")
 
 
-def log_tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 @contextlib.contextmanager
 def process(args: list[str], ready_url: str, *, timeout: float = 60, log: Path | None = None,
             **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
@@ -65,7 +60,7 @@ def process(args: list[str], ready_url: str, *, timeout: float = 60, log: Path |
         except RuntimeError as error:
             if log is None:
                 raise
-            raise RuntimeError(f"{error}; its output, in {log}, ends:\n{log_tail(log)}") from None
+            raise RuntimeError(f"{error}; its output, in {log}, ends:\n{log_tail(log, 20)}") from None
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
