@@ -1,15 +1,13 @@
 """`switchyard collect` and `switchyard label` against a real HTTP server on loopback."""
 
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from routing_cli import run_cli, switchyard
+from routing_cli import run_cli, serve_in_thread, switchyard
 
 from router_models.data import read_records
 from router_models.labelling import extract_answer, score_code, score_math
@@ -47,18 +45,8 @@ def fake_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
 
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    port = runner.addresses[0][1]
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}/v1", seen
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result()
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
+    with serve_in_thread(app) as base:
+        yield f"{base}/v1", seen
 
 
 def test_collect_then_label_with_a_judge_and_resume(

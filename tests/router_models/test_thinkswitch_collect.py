@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
-from routing_cli import switchyard
+from routing_cli import serve_in_thread, switchyard
 
 from router_models.thinkswitch.collect import (
     Question,
@@ -73,17 +71,13 @@ class FakeEndpoint:
 
 
 @pytest.fixture
-async def endpoint() -> AsyncIterator[tuple[str, FakeEndpoint]]:
+def endpoint() -> Iterator[tuple[str, FakeEndpoint]]:
+    """The fake endpoint served from its own thread, so commands that run their own event loop can use it too."""
     fake = FakeEndpoint()
     app = web.Application()
     app.router.add_post("/v1/chat/completions", fake.chat)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield f"http://127.0.0.1:{port}/v1", fake
-    await runner.cleanup()
+    with serve_in_thread(app) as base:
+        yield f"{base}/v1", fake
 
 
 async def test_collect_writes_dataset_format(endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
@@ -170,28 +164,8 @@ def test_api_key_from_the_environment_or_the_command_line(monkeypatch: pytest.Mo
         build_parser().parse_args([*base, "--api-key", "sk-arg", "--api-key-env", "REASONER_KEY"])
 
 
-@pytest.fixture
-def threaded_endpoint() -> Iterator[tuple[str, FakeEndpoint]]:
-    """The fake endpoint served from its own thread, for commands that run their own event loop."""
-    fake = FakeEndpoint()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", fake.chat)
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app)
-    loop.run_until_complete(runner.setup())
-    loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", 0).start())
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{runner.addresses[0][1]}/v1", fake
-    asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result()
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join()
-    loop.close()
-
-
-def test_failed_answers_are_counted_and_the_rest_kept(
-        threaded_endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
-    url, fake = threaded_endpoint
+def test_failed_answers_are_counted_and_the_rest_kept(endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
+    url, fake = endpoint
     questions, out = tmp_path / "questions.jsonl", tmp_path / "out.jsonl"
     questions.write_text("".join(json.dumps(q.__dict__) + "\n" for q in QUESTIONS))
     command = ["thinkswitch-collect", "--questions", str(questions), "--url", url, "--model", "m", "--out", str(out),
