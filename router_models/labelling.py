@@ -107,13 +107,14 @@ async def score_judge(
     return parse_rating(verdict)
 
 
-NEEDS = {"math": "reference_answer", "code": "test_asserts"}  # method -> the meta field it scores against
-
-
 def lacking_field(record: Record, method: str) -> str | None:
-    """The `meta` field `method` needs that `record` lacks, or None."""
-    name = NEEDS.get(method)
-    return f"meta.{name}" if name is not None and record.meta.get(name) in (None, "") else None
+    """The `meta` field `method` scores against that `record` lacks, or None: math needs a
+    `reference_answer` (any, even ""), code a non-empty `test_asserts`."""
+    if method == "math" and record.meta.get("reference_answer") is None:
+        return "meta.reference_answer"
+    if method == "code" and not record.meta.get("test_asserts"):
+        return "meta.test_asserts"
+    return None
 
 
 async def label_record(
@@ -124,9 +125,7 @@ async def label_record(
     options: CollectOptions | None = None,
     timeout_s: float = 10.0,
 ) -> Record:
-    """The record with a score for every response."""
-    if field := lacking_field(record, method):
-        raise InputError(f"{record.id}: {method} labelling needs {field}")
+    """The record with a score for every response (it has what `method` needs: `require_fields`)."""
     scores: dict[str, float] = {}
     for model, response in record.responses.items():
         if method == "math":
@@ -141,6 +140,16 @@ async def label_record(
     return Record(record.id, record.benchmark, record.prompt, record.responses, scores, record.meta)
 
 
+def require_fields(records: list[Record], method: str, source: str) -> None:
+    """Raise `InputError` where some records lack what `method` scores against (`source`: the file they come
+    from, for the message); `label_file` expects records that passed."""
+    if lacking := [r for r in records if lacking_field(r, method)]:
+        raise InputError(
+            f"{source}: {len(lacking)} of {len(records)} lines lack {lacking_field(lacking[0], method)}, "
+            f"which --method {method} scores against (the first: {lacking[0].id})"
+        )
+
+
 async def label_file(
     records: list[Record],
     out: Path,
@@ -150,7 +159,7 @@ async def label_file(
     timeout_s: float,
     on_line: Callable[[], None] = lambda: None,
 ) -> int:
-    """Score records `options.concurrency` at a time, appending each finished line to `out`."""
+    """Score records `options.concurrency` at a time, appending each finished line to `out`; how many."""
     limit = asyncio.Semaphore(options.concurrency)
     out.parent.mkdir(parents=True, exist_ok=True)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=options.timeout_s)) as session:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from router_models.cli import positive_int
+from router_models.cli import key_from_env, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
 
     from router_models.collect import CollectOptions, Endpoint, collect, done_ids, read_prompts
 
-    key = os.environ.get(args.api_key_env) if args.api_key_env else None
+    key = key_from_env(args.api_key_env)
     endpoints = [Endpoint.parse(spec, key) for spec in args.model]
     prompts = read_prompts(args.prompts)
     out = Path(args.out)

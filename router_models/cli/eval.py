@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 from typing import Any
+
+from router_models.cli import option_defaults, refuse_given
 
 ROUTER_EVAL = "router_models.evaluate:eval_command"
 SWITCHER_EVAL = "router_models.thinkswitch.evaluate:eval_command"
@@ -22,23 +25,23 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE", help="evaluation data (JSONL, .gz ok)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw the results as a PNG")
-    parser.add_argument("--split", choices=("all", "train", "val", "test"),
-                        help="evaluate only the questions of this id-hash split (switcher; default: all)")
-    parser.add_argument("--target-drop", type=float, metavar="POINTS",
-                        help="switcher: report the cheapest τ at most POINTS below always-long (default 1)")
-    parser.add_argument("--short-retry", action=argparse.BooleanOptionalAction, default=None,
-                        help="switcher: judge its long answers cut at the token cap as asked again in short "
-                        "mode, as the gateway does (default: as the artifact was trained)")
-    parser.set_defaults(func=run)
+    switcher_options = option_defaults(
+        parser.add_argument("--split", choices=("all", "train", "val", "test"), default="all",
+                            help="evaluate only the questions of this id-hash split (switcher; default: all)"),
+        parser.add_argument("--target-drop", type=float, default=1.0, metavar="POINTS",
+                            help="switcher: report the cheapest τ at most POINTS below always-long (default 1)"),
+        parser.add_argument("--short-retry", action=argparse.BooleanOptionalAction, default=None,
+                            help="switcher: judge its long answers cut at the token cap as asked again in short "
+                            "mode, as the gateway does (default: as the artifact was trained)"),
+    )
+    parser.set_defaults(func=functools.partial(run, switcher_options=switcher_options))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, switcher_options: dict[str, Any]) -> int:
     from router_models.errors import InputError
 
     if args.router:
-        for flag in ("split", "target_drop", "short_retry"):
-            if getattr(args, flag, None) is not None:
-                raise InputError(f"--{flag.replace('_', '-')} applies to --switcher only")
+        refuse_given(args, switcher_options, "applies to --switcher only")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot {args.plot}: the plot is a PNG image, its name must end in .png")
     module_name, function_name = (SWITCHER_EVAL if args.switcher else ROUTER_EVAL).split(":")

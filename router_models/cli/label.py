@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-from router_models.cli import positive_int
+from router_models.cli import key_from_env, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -39,35 +38,17 @@ def run(args: argparse.Namespace) -> int:
     from router_models.collect import CollectOptions, Endpoint, done_ids
     from router_models.data import read_records
     from router_models.errors import InputError
-    from router_models.labelling import label_file, lacking_field
+    from router_models.labelling import label_file, require_fields
 
     if args.method == "judge" and not args.judge:
         raise InputError("--method judge needs --judge NAME=URL")
-    judge = (
-        Endpoint.parse(args.judge, os.environ.get(args.api_key_env) if args.api_key_env else None)
-        if args.judge
-        else None
-    )
+    judge = Endpoint.parse(args.judge, key_from_env(args.api_key_env)) if args.judge else None
     out = Path(args.out)
     finished = done_ids(out)
     records = [r for r in read_records([args.data]) if r.id not in finished]
-    lacking = [r for r in records if lacking_field(r, args.method)]
-    if lacking:
-        raise InputError(
-            f"{args.data}: {len(lacking)} of {len(records)} lines lack {lacking_field(lacking[0], args.method)}, "
-            f"which --method {args.method} scores against (the first: {lacking[0].id})"
-        )
+    require_fields(records, args.method, source=args.data)
     with tqdm(total=len(records), desc=f"label ({args.method})", unit="line") as bar:
-        written = asyncio.run(
-            label_file(
-                records,
-                out,
-                args.method,
-                judge,
-                CollectOptions(concurrency=args.concurrency),
-                args.timeout,
-                lambda: bar.update(1),
-            )
-        )
+        written = asyncio.run(label_file(records, out, args.method, judge, CollectOptions(concurrency=args.concurrency),
+                                         args.timeout, lambda: bar.update(1)))
     print(f"{out}: {written} lines scored, {len(finished)} already there")
     return 0

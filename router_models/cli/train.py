@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 from typing import Any
+
+from router_models.cli import option_defaults, refuse_given
 
 # kind -> "module:function"; the function takes the parsed arguments and returns an exit code.
 TRAINERS: dict[str, str] = {
@@ -53,26 +56,34 @@ def register(subparsers: Any) -> None:
         "Routers train on the 'train' part of the split of --data and pick their best checkpoint on its "
         "'val' part; the 'test' part is never read (`switchyard split` writes the parts as files).",
     )
-    router.add_argument(
-        "--protocol",
-        choices=["in-distribution", "leave-one-out", "all"],
-        help="in-distribution: every benchmark gives train/val/test by id hash (default); "
-        "leave-one-out: --holdout BENCH is excluded; all: train on every line, no validation",
+    router_options = option_defaults(
+        router.add_argument(
+            "--protocol",
+            choices=["in-distribution", "leave-one-out", "all"],
+            default="in-distribution",
+            help="in-distribution: every benchmark gives train/val/test by id hash (default); "
+            "leave-one-out: --holdout BENCH is excluded; all: train on every line, no validation",
+        ),
+        router.add_argument("--holdout", metavar="BENCH", help="benchmark held out (leave-one-out)"),
+        router.add_argument(
+            "--candidates", metavar="A,B,...", help="routed models (default: meta.candidate_models)"
+        ),
+        router.add_argument("--block-size", type=int, help="response slots per candidate (lookahead)"),
+        router.add_argument("--max-query-tokens", type=int, help="query tokens the router reads"),
+        router.add_argument("--max-train-queries", type=int, help="train on a seeded subset of this size"),
+        router.add_argument("--k", type=int, help="neighbours averaged (knn)"),
+        router.add_argument(
+            "--resume", action="store_true", help="continue from DIR/checkpoint/ of an interrupted run"
+        ),
     )
-    router.add_argument("--holdout", metavar="BENCH", help="benchmark held out (leave-one-out)")
-    router.add_argument(
-        "--candidates", metavar="A,B,...", help="routed models (default: meta.candidate_models)"
-    )
-    router.add_argument("--block-size", type=int, help="response slots per candidate (lookahead)")
-    router.add_argument("--max-query-tokens", type=int, help="query tokens the router reads")
-    router.add_argument("--max-train-queries", type=int, help="train on a seeded subset of this size")
-    router.add_argument("--k", type=int, help="neighbours averaged (knn)")
-    router.add_argument(
-        "--resume", action="store_true", help="continue from DIR/checkpoint/ of an interrupted run"
-    )
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=functools.partial(run, router_options=router_options))
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, router_options: dict[str, Any]) -> int:
+    from router_models.encoder import loading_bars
+
+    if args.kind == "thinkswitch":
+        refuse_given(args, router_options, "does not apply to --kind thinkswitch")
     module_name, function_name = TRAINERS[args.kind].split(":")
-    return int(getattr(importlib.import_module(module_name), function_name)(args) or 0)
+    with loading_bars(not args.quiet):
+        return int(getattr(importlib.import_module(module_name), function_name)(args) or 0)

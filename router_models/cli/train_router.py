@@ -12,20 +12,14 @@ from typing import Any
 
 from router_models.artifact import prepare_out
 from router_models.base import Router
+from router_models.cli import refuse_given
 from router_models.configs import check_types, read_config_file
 from router_models.data import RoutingTable, SplitSpec, default_candidates, read_records, split_records
-from router_models.encoder import loading_bars
 from router_models.errors import InputError
 
 MIN_QUERIES = 100  # fewer training queries and a learned router's choices are mostly noise: warned about
-FLAG_FIELDS = {
-    "epochs": "epochs",
-    "block_size": "block_size",
-    "max_query_tokens": "max_query_tokens",
-    "max_train_queries": "max_train_queries",
-    "seed": "seed",
-    "k": "k",
-}
+# flags that set the config field of their name, where the kind's config has it (no default: the config's)
+CONFIG_FLAGS = ("epochs", "block_size", "max_query_tokens", "max_train_queries", "seed", "k")
 
 
 def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
@@ -39,17 +33,14 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
             raise InputError(f"{args.config}: unknown {cls.kind} config fields {sorted(map(str, unknown))}")
         check_types(cls.config_class, loaded, args.config)
         values |= loaded
-    for flag, name in FLAG_FIELDS.items():
-        if getattr(args, flag, None) is not None:
-            if name not in fields:
-                raise InputError(f"--{flag.replace('_', '-')} does not apply to --kind {cls.kind}")
-            values[name] = getattr(args, flag)
+    refuse_given(args, {flag: None for flag in CONFIG_FLAGS if flag not in fields},
+                 f"does not apply to --kind {cls.kind}")
+    values |= {flag: getattr(args, flag) for flag in CONFIG_FLAGS if getattr(args, flag) is not None}
     return cls.config_class(**values)
 
 
 def training_tables(args: argparse.Namespace) -> tuple[RoutingTable, RoutingTable | None]:
-    protocol = args.protocol or "in-distribution"  # None: not given
-    spec = None if protocol == "all" else SplitSpec(protocol, args.holdout)  # type: ignore[arg-type]
+    spec = None if args.protocol == "all" else SplitSpec(args.protocol, args.holdout)  # type: ignore[arg-type]
     records = read_records(args.data)
     if not records:
         raise InputError(f"no data lines in {', '.join(args.data)}")
@@ -96,12 +87,10 @@ def train_command(args: argparse.Namespace) -> int:
     )
     check_training_table(train)
     out = Path(args.out)
-    prepare_out(out, cls.kind, getattr(args, "force", False))
+    prepare_out(out, cls.kind, args.force)
     workdir = out / "checkpoint"
     start = time.perf_counter()
-    progress = not getattr(args, "quiet", False)
-    with loading_bars(progress):
-        router = cls.fit(train, config, val, workdir=workdir, resume=args.resume, progress=progress)
+    router = cls.fit(train, config, val, workdir=workdir, resume=args.resume, progress=not args.quiet)
     manifest = router.save(out)
     shutil.rmtree(workdir, ignore_errors=True)  # finished: the artifact is all that is needed
     print(

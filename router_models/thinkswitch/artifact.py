@@ -15,14 +15,13 @@ from typing import Any
 
 from safetensors.torch import load_file, save_file
 
+from router_models.artifact import MANIFEST, WEIGHTS
 from router_models.configs import check_types
 from router_models.errors import ArtifactError, loading_artifact
 from router_models.thinkswitch.model import ThinkSwitchConfig, ThinkSwitchHead
 
 KIND = "thinkswitch"
-FORMAT_VERSION = 1  # manifests written before the field existed read as 1
-WEIGHTS = "model.safetensors"
-MANIFEST = "manifest.json"
+FORMAT_VERSION = 1  # of the switcher's manifest (not the routers'); those written before the field read as 1
 
 
 def save_artifact(out: str | Path, head: ThinkSwitchHead, default_tau: float, extra: dict[str, Any]) -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 from collections.abc import Iterable
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router_models.cli import positive_int
+from router_models.cli import key_from_env, positive_int
 from router_models.errors import DataFormatError, InputError
 from router_models.jsonl import json_lines
 from router_models.thinkswitch.data import MODES
@@ -253,9 +252,9 @@ async def collect(
     failed: list[str] = []
 
     async def run(session: Any, sink: Any, question: Question, mode: str, index: int) -> None:
-        try:
+        body = request_body(question, mode, family, model, max_tokens, temperature)
+        try:  # the request and the reply's parsing: a bad reply fails this answer, not the run
             async with limit:
-                body = request_body(question, mode, family, model, max_tokens, temperature)
                 reply = await ask(session, url, body, headers)
             choice = reply["choices"][0]
             text = answer_text(choice["message"], mode)
@@ -333,10 +332,9 @@ def register(subparsers: Any) -> None:
 
 
 def api_key(args: argparse.Namespace) -> str | None:
-    """The bearer token: from the variable `--api-key-env` names, else `--api-key`, else none."""
-    if args.api_key_env:
-        return os.environ.get(args.api_key_env)
-    key: str | None = args.api_key
+    """The bearer token: from the variable `--api-key-env` names (`InputError` where it is unset), else
+    `--api-key`, else none."""
+    key: str | None = key_from_env(args.api_key_env) if args.api_key_env else args.api_key
     return key
 
 

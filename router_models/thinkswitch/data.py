@@ -60,11 +60,14 @@ class ThinkRecord:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def at_cap(self, cap: int | None) -> ThinkRecord:
-        """This question as measured at token cap `cap` (None or the main cap: unchanged)."""
+        """This question as measured at token cap `cap` (None or the main cap: unchanged); raises
+        `DataFormatError` naming the caps it has where it has no results at `cap`."""
         if cap is None or cap == self.max_tokens:
             return self
         if cap not in self.by_cap:
-            raise KeyError(f"{self.id}: no results at cap {cap}")
+            caps = sorted({*self.by_cap, *([self.max_tokens] if self.max_tokens else [])})
+            raise DataFormatError(f"question {self.id!r} has no results at cap {cap} "
+                                  f"(it has {', '.join(map(str, caps)) or 'none'})")
         short, long = self.by_cap[cap]
         return replace(self, short=short, long=long, max_tokens=cap)
 
@@ -165,13 +168,10 @@ def load_records(paths: Iterable[str | Path], cap: int | None = None) -> list[Th
     seen: dict[str, str] = {}
     for path in paths:
         for record in read_records(path, seen):
-            if cap not in (None, record.max_tokens, *record.by_cap):
-                caps = sorted({*record.by_cap, *([record.max_tokens] if record.max_tokens else [])})
-                raise DataFormatError(
-                    f"{path}: question {record.id!r} has no results at cap {cap} "
-                    f"(it has {', '.join(map(str, caps)) or 'none'})"
-                )
-            records.append(record.at_cap(cap))
+            try:
+                records.append(record.at_cap(cap))
+            except DataFormatError as error:
+                raise DataFormatError(f"{path}: {error}") from None
     return records
 
 

@@ -195,9 +195,7 @@ def eval_command(args: argparse.Namespace) -> int:
     from router_models.thinkswitch.artifact import read_manifest
     from router_models.thinkswitch.switcher import load_switcher
 
-    target_drop = getattr(args, "target_drop", None)
-    target_drop = 1.0 if target_drop is None else float(target_drop)
-    split = getattr(args, "split", None) or "all"
+    target_drop, split = args.target_drop, args.split
     records = load_records(args.data)
     if split != "all":
         records = select_split(records, split)
@@ -205,9 +203,7 @@ def eval_command(args: argparse.Namespace) -> int:
         raise InputError(f"no questions in {', '.join(map(str, args.data))} (split: {split})")
     switcher = load_switcher(args.switcher)
     manifest = read_manifest(args.switcher)
-    short_retry = getattr(args, "short_retry", None)
-    if short_retry is None:
-        short_retry = switcher.short_retry
+    short_retry = switcher.short_retry if args.short_retry is None else args.short_retry
     pred = switcher.predict([record.prompt for record in records])
     results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, target_drop, short_retry)
     retry = "on" if short_retry else "off"

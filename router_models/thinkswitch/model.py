@@ -11,12 +11,14 @@ for free.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from router_models.encoder import ENCODER_NAME
+from router_models.encoder import ENCODER_NAME, SentenceEncoder
+from router_models.thinkswitch.data import MODES
 from router_models.thinkswitch.features import FEATURE_NAMES
 
 # Extra outputs trained where the data has them (`train.aux_targets` defines them): how long each mode writes,
@@ -24,6 +26,14 @@ from router_models.thinkswitch.features import FEATURE_NAMES
 # (`long_pass@512`). They only shape the hidden layer (cost and difficulty are what the gain depends on); not
 # served. The default list is the one checkpoints without an `aux_targets` field were built with.
 AUX_TARGETS: tuple[str, ...] = ("short_tokens", "long_tokens", "long_hit_cap")
+# Every auxiliary target `train.aux_value` knows: these names, and MODE_pass@CAP (`long_pass@512`).
+AUX_NAMES = ("short_tokens", "long_tokens", "long_hit_cap", "level")
+AUX_PASS_RATE = re.compile(rf"({'|'.join(MODES)})_pass@(\d+)")
+
+
+def is_aux_target(name: str) -> bool:
+    """Whether `name` is an auxiliary target `train.aux_value` knows."""
+    return name in AUX_NAMES or AUX_PASS_RATE.fullmatch(name) is not None
 
 
 @dataclass
@@ -50,6 +60,29 @@ class ThinkSwitchConfig:
     lr: float = 1e-3
     weight_decay: float = 1e-2
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        """Refuse an untrainable (well-typed) config: `ValueError` naming the first problem."""
+        for name in ("max_length", "hidden", "folds", "members", "epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        checks = [
+            (self.members >= self.folds, f"members ({self.members}) must be at least folds ({self.folds}): "
+             "every fold needs a member held out of it"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            (self.lr > 0, f"lr must be positive, got {self.lr}"),
+            *((getattr(self, name) >= 0, f"{name} must be at least 0, got {getattr(self, name)}")
+              for name in ("margin_weight", "aux_weight", "weight_decay")),
+            (self.encoder == ENCODER_NAME, f"encoder must be {ENCODER_NAME!r}, got {self.encoder!r}"),
+            (self.embedding_dim == SentenceEncoder.dim,
+             f"embedding_dim must be {SentenceEncoder.dim} (the encoder's), got {self.embedding_dim}"),
+            (self.n_features == len(FEATURE_NAMES),
+             f"n_features must be {len(FEATURE_NAMES)} (the surface features), got {self.n_features}"),
+            *((is_aux_target(name), f"unknown auxiliary target {name!r} (known: {', '.join(AUX_NAMES)}, "
+               "MODE_pass@CAP)") for name in self.aux_targets),
+        ]
+        if problem := next((message for ok, message in checks if not ok), None):
+            raise ValueError(problem)
 
 
 def switch_loss(

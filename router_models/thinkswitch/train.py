@@ -11,10 +11,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
-import re
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from router_models.artifact import prepare_out
 from router_models.configs import check_types, read_config_file
-from router_models.encoder import ENCODER_NAME, SentenceEncoder, loading_bars, set_threads
+from router_models.encoder import SentenceEncoder, set_threads
 from router_models.errors import InputError
 from router_models.thinkswitch.artifact import KIND, save_artifact
 from router_models.thinkswitch.curves import Outcomes, Row, baselines, best_within_budget, spend_budget, sweep
@@ -37,19 +36,18 @@ from router_models.thinkswitch.data import (
     select_split,
     under_short_retry,
 )
-from router_models.thinkswitch.features import FEATURE_NAMES, feature_matrix
+from router_models.thinkswitch.features import feature_matrix
 from router_models.thinkswitch.model import (
     AUX_TARGETS,
     ThinkSwitchConfig,
     ThinkSwitchHead,
     aux_loss,
+    is_aux_target,
     switch_loss,
 )
 from router_models.thinkswitch.switcher import embed
 
 TAU_RULES = {"spend": spend_budget, "most_accurate": best_within_budget}
-AUX_NAMES = ("short_tokens", "long_tokens", "long_hit_cap", "level")  # and MODE_pass@CAP (see `aux_value`)
-AUX_PASS_RATE = re.compile(rf"({'|'.join(MODES)})_pass@\d+")
 MIN_QUESTIONS = 100  # per benchmark: with fewer, its τ is picked on noise (warned about)
 
 
@@ -117,11 +115,11 @@ def aux_value(record: ThinkRecord, name: str) -> float:
     if name == "level":
         level = record.meta.get("level")
         return (float(level) - 1) / 4 if isinstance(level, int | float) and 1 <= level <= 5 else math.nan
-    mode, _, cap = name.partition("_pass@")
-    if mode in MODES and cap.isdigit():
-        results = record.by_cap.get(int(cap))
-        return math.nan if results is None else results[MODES.index(mode)].pass_rate
-    raise ValueError(f"unknown auxiliary target {name!r}")
+    if not is_aux_target(name):
+        raise ValueError(f"unknown auxiliary target {name!r}")
+    mode, _, cap = name.partition("_pass@")  # MODE_pass@CAP
+    results = record.by_cap.get(int(cap))
+    return math.nan if results is None else results[MODES.index(mode)].pass_rate
 
 
 def aux_targets(records: Sequence[ThinkRecord], names: Sequence[str] = AUX_TARGETS) -> torch.Tensor:
@@ -259,33 +257,12 @@ def heldout_summary(
     return summary
 
 
-def config_problem(config: ThinkSwitchConfig) -> str | None:
-    """What makes a (well-typed) config untrainable, or None."""
-    for name in ("max_length", "hidden", "folds", "members", "epochs", "batch_size"):
-        if getattr(config, name) < 1:
-            return f"{name} must be at least 1, got {getattr(config, name)}"
-    checks = [
-        (config.members >= config.folds, f"members ({config.members}) must be at least folds ({config.folds}): "
-         "every fold needs a member held out of it"),
-        (0 <= config.dropout < 1, f"dropout must be in [0, 1), got {config.dropout}"),
-        (config.lr > 0, f"lr must be positive, got {config.lr}"),
-        *((getattr(config, name) >= 0, f"{name} must be at least 0, got {getattr(config, name)}")
-          for name in ("margin_weight", "aux_weight", "weight_decay")),
-        (config.encoder == ENCODER_NAME, f"encoder must be {ENCODER_NAME!r}, got {config.encoder!r}"),
-        (config.embedding_dim == SentenceEncoder.dim,
-         f"embedding_dim must be {SentenceEncoder.dim} (the encoder's), got {config.embedding_dim}"),
-        (config.n_features == len(FEATURE_NAMES),
-         f"n_features must be {len(FEATURE_NAMES)} (the surface features), got {config.n_features}"),
-    ]
-    for name in config.aux_targets:
-        checks.append((name in AUX_NAMES or AUX_PASS_RATE.fullmatch(name) is not None,
-                       f"unknown auxiliary target {name!r} (known: {', '.join(AUX_NAMES)}, MODE_pass@CAP)"))
-    return next((message for ok, message in checks if not ok), None)
-
-
-def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
-    """Model config and train options from a JSON or YAML file, checked (types, ranges, unknown keys) before
-    any data is read: raises `InputError` naming the file and the first problem."""
+def read_config(
+    path: str | None, flags: Mapping[str, Any] | None = None
+) -> tuple[ThinkSwitchConfig, TrainOptions]:
+    """Model config and train options from a JSON or YAML file, with `flags` (model config fields, already
+    checked) overriding it, checked (types, ranges, unknown keys) before any data is read: raises
+    `InputError` naming the file and the first problem."""
     values = read_config_file(path) if path else {}
     model_keys = {f.name for f in fields(ThinkSwitchConfig)}
     option_keys = {f.name for f in fields(TrainOptions)}
@@ -298,28 +275,26 @@ def read_config(path: str | None) -> tuple[ThinkSwitchConfig, TrainOptions]:
         options = TrainOptions(**{k: v for k, v in values.items() if k in option_keys})
     except ValueError as error:
         raise InputError(f"{path}: {error}") from None
-    config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys})
-    if problem := config_problem(config):
-        raise InputError(f"{path}: {problem}")
+    try:
+        config = ThinkSwitchConfig(**{k: v for k, v in values.items() if k in model_keys} | dict(flags or {}))
+    except ValueError as error:
+        raise InputError(f"{path}: {error}") from None
     return config, options
 
 
-ROUTER_FLAGS = ("protocol", "holdout", "candidates", "block_size", "max_query_tokens", "max_train_queries", "k",
-                "resume")
-
-
-def apply_flags(config: ThinkSwitchConfig, args: argparse.Namespace) -> ThinkSwitchConfig:
-    """The config with `--seed` and `--epochs` applied where given; the router-only flags are refused."""
-    for flag in ROUTER_FLAGS:
-        if getattr(args, flag, None) not in (None, False):
-            raise InputError(f"--{flag.replace('_', '-')} does not apply to --kind thinkswitch")
+def config_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The model config fields `--seed` and `--epochs` set where given (the router-only flags are refused by
+    the command line, `cli.train`)."""
+    flags: dict[str, Any] = {}
     epochs = getattr(args, "epochs", None)
     if epochs is not None:
+        # the flag's own message, so that it is not blamed on --config
         if epochs != int(epochs) or epochs < 1:
             raise InputError(f"--epochs: --kind thinkswitch trains whole epochs, at least 1, not {epochs:g}")
-        config = replace(config, epochs=int(epochs))
-    seed = getattr(args, "seed", None)
-    return config if seed is None else replace(config, seed=seed)
+        flags["epochs"] = int(epochs)
+    if getattr(args, "seed", None) is not None:
+        flags["seed"] = args.seed
+    return flags
 
 
 def check_training_questions(records: Sequence[ThinkRecord], short_retry: bool) -> None:
@@ -338,18 +313,16 @@ def check_training_questions(records: Sequence[ThinkRecord], short_retry: bool) 
 
 def train_command(args: argparse.Namespace) -> int:
     """CLI entry of `switchyard train --kind thinkswitch`."""
-    config, options = read_config(getattr(args, "config", None))
-    config = apply_flags(config, args)
+    config, options = read_config(getattr(args, "config", None), config_flags(args))
     set_threads(options.threads)
     records = select_split(load_records(args.data, options.cap), *options.splits)
     if not records:
         raise InputError(f"no training questions in {', '.join(args.data)} (splits: {', '.join(options.splits)})")
     check_training_questions(records, options.short_retry)
+    # bench/switcher_eval.py calls this without the command line's --force and --quiet
     prepare_out(args.out, KIND, getattr(args, "force", False))
     print(f"training on {len(records)} questions ({', '.join(options.splits)} splits)")
-    progress = not getattr(args, "quiet", False)
-    with loading_bars(progress):
-        result = train(records, config, options, progress=progress)
+    result = train(records, config, options, progress=not getattr(args, "quiet", False))
     summary = heldout_summary(result, records, options.short_retry)
     extra = {
         "taus": result.taus,

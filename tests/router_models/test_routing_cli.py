@@ -4,6 +4,7 @@ import gzip
 import json
 from pathlib import Path
 
+import pytest
 from routing_cli import run_cli, switchyard
 
 from router_models import load_router
@@ -211,3 +212,18 @@ def test_switcher_flags_are_refused_with_routers(sample_path: Path, tmp_path: Pa
         name = flag[0].replace("--no-", "--")
         assert switchyard("eval", "--router", str(tmp_path), "--data", str(sample_path), *flag) == (
             2, f"switchyard eval: {name} applies to --switcher only\n")
+
+
+def test_an_api_key_variable_that_is_unset_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from router_models.cli import key_from_env
+    from router_models.errors import InputError
+
+    monkeypatch.delenv("SWITCHYARD_TEST_KEY", raising=False)
+    assert key_from_env(None) is None
+    with pytest.raises(InputError, match="--api-key-env SWITCHYARD_TEST_KEY: no such environment variable is set"):
+        key_from_env("SWITCHYARD_TEST_KEY")
+    assert switchyard("collect", "--prompts", str(tmp_path / "q.jsonl"), "--model", "m=http://127.0.0.1:9/v1",
+                      "--out", str(tmp_path / "o"), "--api-key-env", "SWITCHYARD_TEST_KEY") == (
+        2, "switchyard collect: --api-key-env SWITCHYARD_TEST_KEY: no such environment variable is set\n")
+    monkeypatch.setenv("SWITCHYARD_TEST_KEY", "sk-env")
+    assert key_from_env("SWITCHYARD_TEST_KEY") == "sk-env"

@@ -81,6 +81,7 @@ def test_eval_writes_contract_json_and_png(artifact: Path, tmp_path: Path) -> No
         plot=str(tmp_path / "curve.png"),
         split="all",
         target_drop=1.0,
+        short_retry=None,
     )
     assert eval_command(args) == 0
     results = json.loads((tmp_path / "eval.json").read_text())
@@ -107,7 +108,8 @@ def test_eval_says_which_questions_the_artifact_trained_on(
     new = [replace(r, prompt=r.prompt + " Answer in words.") for r in records[:5]]
     assert in_sample_warning(new, manifest) is None
     assert in_sample_warning(records, {}) is None  # an older manifest does not say
-    args = argparse.Namespace(switcher=str(artifact), data=[str(FIXTURE)], json=None, plot=None)
+    args = argparse.Namespace(switcher=str(artifact), data=[str(FIXTURE)], json=None, plot=None, split="all",
+                              target_drop=1.0, short_retry=None)
     assert eval_command(args) == 0
     assert f"trained on {len(records)} of these {len(records)} questions" in capsys.readouterr().err
 

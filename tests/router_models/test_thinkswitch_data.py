@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -39,7 +40,7 @@ def test_cap_selects_by_cap_results(tmp_path: Path) -> None:
     assert at_512.max_tokens == 512
     assert at_512.long == record.by_cap[512][1] and at_512.long.hit_cap == 1 and at_512.long.pass_rate == 0.0
     assert record.at_cap(2048) is record and record.at_cap(None) is record
-    with pytest.raises(KeyError):
+    with pytest.raises(DataFormatError, match=re.escape(f"question {record.id!r} has no results at cap 4096")):
         record.at_cap(4096)
 
 
