@@ -160,7 +160,7 @@ def test_launch_over_a_stale_record_ends_the_workers_first(fake_cache: CacheDir)
 
 def test_a_group_started_after_the_record_is_not_ours(fake_cache: CacheDir) -> None:
     server = instance()
-    pgid, _ = _orphaned_group(fake_cache, server, ticks_offset=1)  # as if the pid had been reused since
+    pgid, _ = _orphaned_group(fake_cache, server, ticks_offset=100_000)  # as if recorded for a later process
     try:
         process.stop(fake_cache, server.id, grace_s=5)
         assert process._group_alive(pgid)
