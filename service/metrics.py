@@ -71,7 +71,8 @@ class Metrics:
             ["backend", "replica", "kind"], registry=r)
         # Decisions.
         self.decisions = Counter(
-            "switchyard_decisions", "Strategy decisions, by public model, chosen backend and reason.",
+            "switchyard_decisions",
+            "Served strategy decisions (not /v1/route dry runs), by public model, chosen backend and reason.",
             ["model", "strategy", "backend", "reason"], registry=r)
         self.decision_duration = Histogram(
             "switchyard_decision_duration_seconds", "Time to decide (cache lookup and model inference).",
@@ -84,7 +85,7 @@ class Metrics:
             ["operation"], buckets=FAST_BUCKETS, registry=r)
         # Reasoning-mode switch.
         self.thinking_mode = Counter(
-            "switchyard_thinking_mode", "Reasoning-mode decisions, by public model and mode (short, long).",
+            "switchyard_thinking_mode", "Served reasoning-mode decisions, by public model and mode (short, long).",
             ["model", "mode"], registry=r)
         self.thinking_tokens = Counter(
             "switchyard_thinking_generated_tokens", "Completion tokens generated, by public model and mode.",

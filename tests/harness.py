@@ -106,7 +106,8 @@ class GatewayServer:
 
     def __enter__(self) -> GatewayServer:
         self.thread.start()
-        wait_until(lambda: self.server.started or not self.thread.is_alive(), what="gateway start")
+        # a deadline, not a pause: loading a real artifact from a cold disk cache takes tens of seconds
+        wait_until(lambda: self.server.started or not self.thread.is_alive(), timeout=90, what="gateway start")
         assert self.server.started, "gateway failed to start"
         return self
 

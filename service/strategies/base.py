@@ -63,6 +63,7 @@ class Strategy(ABC):
 
     async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
         decision = await self.decide(request)
+        self.record(decision)
         reply = await dispatcher.relay(request, decision)
         try:
             self.observe(decision, reply)
@@ -72,6 +73,9 @@ class Strategy(ABC):
             raise
         reply.headers.update(decision_headers(decision))
         return reply
+
+    def record(self, decision: Decision) -> None:
+        """Count a decision that is served (a `/v1/route` dry run decides without it)."""
 
     def observe(self, decision: Decision, reply: Reply) -> None:
         """Look at a relayed reply (e.g. to count tokens); must not delay or buffer a stream."""

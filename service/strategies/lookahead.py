@@ -185,9 +185,7 @@ class LookaheadStrategy(Strategy):
         else:
             index, reason = choose(quality, self.costs, tradeoff, can_serve, self.config.load_margin)
         backend = candidates[index].backend
-        metrics = self.deps.metrics
-        metrics.decisions.labels(self.public_model, self.kind, backend, reason).inc()
-        metrics.decision_duration.labels(self.kind, outcome).observe(time.perf_counter() - started)
+        self.deps.metrics.decision_duration.labels(self.kind, outcome).observe(time.perf_counter() - started)
         body, headers = request.body, dict[str, str]()
         switch = self.switches.get(backend)
         if switch is not None:
@@ -196,6 +194,12 @@ class LookaheadStrategy(Strategy):
         return Decision(backend=backend, body=body, strategy=self.kind, cache=outcome, reason=reason,
                         scores={c.backend: round(q, 6) for c, q in zip(candidates, quality, strict=True)},
                         headers=headers)
+
+    def record(self, decision: Decision) -> None:
+        self.deps.metrics.decisions.labels(self.public_model, self.kind, decision.backend, decision.reason).inc()
+        switch = self.switches.get(decision.backend)
+        if switch is not None:
+            switch.record(decision)
 
     def observe(self, decision: Decision, reply: Reply) -> None:
         mode = decision.headers.get(MODE_HEADER)

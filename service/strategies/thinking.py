@@ -223,10 +223,12 @@ class ThinkingSwitch:
                                        self.public_model, type(error).__name__, error)
                 mode, why = "long", "fallback"
             body = apply_mode(request.body, self.config, mode)
-        metrics = self.deps.metrics
-        metrics.thinking_mode.labels(self.public_model, mode).inc()
-        metrics.decision_duration.labels("thinkswitch", outcome).observe(time.perf_counter() - started)
+        self.deps.metrics.decision_duration.labels("thinkswitch", outcome).observe(time.perf_counter() - started)
         return body, mode, why, outcome
+
+    def record(self, decision: Decision) -> None:
+        """Count the mode of a served decision (the reasoning-share panel)."""
+        self.deps.metrics.thinking_mode.labels(self.public_model, decision.headers[MODE_HEADER]).inc()
 
     async def follow_up(
         self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher

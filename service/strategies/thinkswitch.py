@@ -39,9 +39,12 @@ class ThinkSwitchStrategy(Strategy):
 
     async def decide(self, request: GatewayRequest) -> Decision:
         body, mode, why, outcome = await self.switch.route(request)
-        self.metrics.decisions.labels(self.public_model, self.kind, self.backend, why).inc()
         return Decision(backend=self.backend, body=body, strategy=self.kind, cache=outcome, reason=why,
                         headers={MODE_HEADER: mode})
+
+    def record(self, decision: Decision) -> None:
+        self.metrics.decisions.labels(self.public_model, self.kind, self.backend, decision.reason).inc()
+        self.switch.record(decision)
 
     def observe(self, decision: Decision, reply: Reply) -> None:
         mode = decision.headers[MODE_HEADER]

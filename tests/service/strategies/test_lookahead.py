@@ -101,12 +101,16 @@ def test_decisions_are_cached(auto_gateway: GatewayServer) -> None:
 def test_route_endpoint_shows_every_score_without_generating(auto_gateway: GatewayServer,
                                                             two_sims: list[SimProcess]) -> None:
     before = two_sims[0].last_request()
+    counted = auto_gateway.metric("switchyard_decisions_total", model="auto")
     decision = httpx.post(auto_gateway.url + "/v1/route", json={
         "model": "auto", "messages": [{"role": "user", "content": "what is love"}]}).json()
     assert decision["backend"] == "sim-a" and decision["reason"] == "quality"
     assert set(decision["scores"]) == {"sim-a", "sim-b"}
     assert decision["scores"]["sim-a"] > decision["scores"]["sim-b"]
     assert two_sims[0].last_request() == before
+    assert auto_gateway.metric("switchyard_decisions_total", model="auto") == counted  # a dry run is not served
+    assert ask(auto_gateway, "what is love").headers["x-switchyard-model"] == "sim-a"
+    assert auto_gateway.metric("switchyard_decisions_total", model="auto", backend="sim-a") >= 1
 
 
 @pytest.mark.parametrize("how", ["suffix", "body"])

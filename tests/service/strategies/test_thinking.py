@@ -181,6 +181,21 @@ def test_switch_rewrites_the_request_and_says_so(reasoner: GatewayServer, two_si
     assert hard.headers["x-switchyard-strategy"] == "thinkswitch"
 
 
+def test_a_dry_run_decides_the_mode_without_counting_it(reasoner: GatewayServer) -> None:
+    shares = {mode: reasoner.metric("switchyard_thinking_mode_total", model="reasoner", mode=mode)
+              for mode in ("short", "long")}
+    counted = reasoner.metric("switchyard_decisions_total", model="reasoner")
+    decision = httpx.post(reasoner.url + "/v1/route", timeout=10, json={
+        "model": "reasoner", "messages": [{"role": "user", "content": "2 + 2?"}]}).json()
+    assert decision["headers"] == {"x-switchyard-thinking": "short"} and decision["reason"] == "switcher"
+    assert {mode: reasoner.metric("switchyard_thinking_mode_total", model="reasoner", mode=mode)
+            for mode in ("short", "long")} == shares
+    assert reasoner.metric("switchyard_decisions_total", model="reasoner") == counted
+    ask(reasoner, "2 + 2?")
+    assert reasoner.metric("switchyard_thinking_mode_total", model="reasoner", mode="short") == shares["short"] + 1
+    assert reasoner.metric("switchyard_decisions_total", model="reasoner") == counted + 1
+
+
 def test_client_choice_wins(reasoner: GatewayServer, two_sims: list[SimProcess]) -> None:
     response = ask(reasoner, "prove that there are infinitely many primes please",
                    chat_template_kwargs={"enable_thinking": False})
