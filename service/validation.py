@@ -9,10 +9,11 @@ Validation never rebuilds the body: the client's dict travels on as it came.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NotRequired
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, with_config
+from typing_extensions import TypedDict
 
 from service.errors import InvalidRequest
 from service.types import Endpoint, FusionVariant, GatewayRequest
@@ -45,11 +46,12 @@ class _Sampling(BaseModel):
     switchyard_variant: FusionVariant | None = None
 
 
-class Message(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True)
+@with_config(ConfigDict(extra="allow", strict=True))
+class Message(TypedDict):
+    """A chat message; a TypedDict validates several times faster than a model (a body may hold thousands)."""
 
     role: Literal["system", "user", "assistant", "tool", "developer", "function"]
-    content: str | list[dict[str, Any]] | None = None
+    content: NotRequired[str | list[dict[str, Any]] | None]
 
 
 class ChatBody(_Sampling):
