@@ -18,6 +18,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.switcher_targets import (  # noqa: E402
+    MAX_DROP_POINTS,
+    MAX_LONG_SHARE,
+    MAX_TOKEN_SHARE,
+    MIN_GAIN_POINTS,
+    met,
+)
 from router_models.thinkswitch.artifact import read_manifest  # noqa: E402
 from router_models.thinkswitch.curves import above_random, reference  # noqa: E402
 from router_models.thinkswitch.data import load_records, select_split  # noqa: E402
@@ -36,21 +43,21 @@ def verdict(result: BenchmarkResult) -> str:
     """The ThinkSwitcher target for this benchmark, checked at the artifact's chosen τ."""
     long = result.baselines["always_long"]
     chosen = result.chosen
-    if result.outcomes.has_tokens:
-        gain = 100 * (chosen["accuracy"] - reference(result.outcomes))
-        ratio = (chosen["mean_tokens"] or 0.0) / (long["mean_tokens"] or 1.0)
-        ok = gain >= 0.5 and ratio <= 0.4 and above_random(result.curve, result.outcomes)
-        return (
-            f"{'MET' if ok else 'NOT MET'}: {gain:+.2f} pt vs better single mode (target ≥ +0.5), "
-            f"tokens {100 * ratio:.1f}% of always-long (≤ 40%), "
-            f"curve ≥ random mixing everywhere: {above_random(result.curve, result.outcomes)}"
-        )
-    drop = 100 * (long["accuracy"] - chosen["accuracy"])
+    points = 100 * (chosen["accuracy"] - reference(result.outcomes))
     share = chosen["long_share"]
-    ok = drop <= 1.0 and share <= 0.5
+    if result.outcomes.has_tokens:
+        ratio = (chosen["mean_tokens"] or 0.0) / (long["mean_tokens"] or 1.0)
+        above = above_random(result.curve, result.outcomes)
+        ok = bool(met(points, share, ratio)) and above
+        return (
+            f"{'MET' if ok else 'NOT MET'}: {points:+.2f} pt vs better single mode (target ≥ +{MIN_GAIN_POINTS}), "
+            f"tokens {100 * ratio:.1f}% of always-long (≤ {100 * MAX_TOKEN_SHARE:.0f}%), "
+            f"curve ≥ random mixing everywhere: {above}"
+        )
+    ok = bool(met(points, share, None))
     return (
-        f"{'MET' if ok else 'NOT MET'}: {drop:+.2f} pt below always-long (target ≤ 1), "
-        f"{100 * share:.1f}% sent long (≤ 50%)"
+        f"{'MET' if ok else 'NOT MET'}: {-points:+.2f} pt below always-long (target ≤ {MAX_DROP_POINTS:g}), "
+        f"{100 * share:.1f}% sent long (≤ {100 * MAX_LONG_SHARE:.0f}%)"
     )
 
 
