@@ -37,11 +37,11 @@ class Decision:
     backend: str
     body: dict[str, Any]
     strategy: str
+    reason: str  # why this backend and body: the strategy's own word (quality, switcher, fusion, direct, ...)
     cache: CacheOutcome = "off"
     scores: dict[str, float] = field(default_factory=dict)
     # Extra response headers that explain the decision (e.g. x-switchyard-thinking).
     headers: dict[str, str] = field(default_factory=dict)
-    reason: str = "quality"
 
 
 @dataclass(slots=True)

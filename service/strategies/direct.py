@@ -26,4 +26,4 @@ class DirectStrategy(Strategy):
         self.backend = config.backend
 
     async def decide(self, request: GatewayRequest) -> Decision:
-        return Decision(backend=self.backend, body=request.body, strategy=self.kind)
+        return Decision(backend=self.backend, body=request.body, strategy=self.kind, reason="direct")

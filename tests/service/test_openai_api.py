@@ -35,6 +35,12 @@ def test_completion_sync_reaches_the_named_backend(gateway: GatewayServer) -> No
     assert completion.choices[0].text == "the quick model"
 
 
+def test_route_names_the_direct_backend_and_why(gateway: GatewayServer) -> None:
+    decision = httpx.post(gateway.url + "/v1/route", json={"model": "sim-b", "prompt": "one two"}).json()
+    assert decision == {"model": "sim-b", "strategy": "direct", "backend": "sim-b", "reason": "direct",
+                        "cache": "off", "scores": {}, "headers": {}}
+
+
 def test_chat_stream_with_usage(gateway: GatewayServer) -> None:
     stream = client(gateway).chat.completions.create(
         model="sim-b", messages=[{"role": "user", "content": "hi"}], max_tokens=4, stream=True,

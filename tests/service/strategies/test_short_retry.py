@@ -12,7 +12,7 @@ from service.strategies.short_retry import RETRY_HEADER, ask_short, combined, cu
 from service.types import Decision, GatewayRequest, Reply
 
 REQUEST = GatewayRequest(endpoint="chat", public_model="reasoner", body={"messages": []}, stream=False)
-DECISION = Decision(backend="qwen", body={"messages": []}, strategy="thinkswitch")
+DECISION = Decision(backend="qwen", body={"messages": []}, strategy="thinkswitch", reason="switcher")
 
 
 def reply(finish: str | None = "length", status: int = 200, choices: int = 1, **usage: int) -> Reply:

@@ -349,7 +349,8 @@ async def test_a_stream_that_may_be_retried_gets_the_short_answers_time_limit_to
         yield b"data: [DONE]\n\n"
 
     request = GatewayRequest(endpoint="chat", public_model="reasoner", body=BODY, stream=True)
-    decision = Decision(backend="sim-a", body=BODY, strategy="thinkswitch", headers={"x-switchyard-thinking": "long"})
+    decision = Decision(backend="sim-a", body=BODY, strategy="thinkswitch", reason="switcher",
+                        headers={"x-switchyard-thinking": "long"})
     reply = await switch.follow_up(request, decision, Reply(status=200, headers={}, stream=stream(), deadline=100.0),
                                    dispatcher)  # type: ignore[arg-type]
     assert reply.deadline == 100.0 + 30
