@@ -193,6 +193,9 @@ class Response:
 
     def message_complete(self) -> None:
         self.complete = True
+        if self._paused:  # nothing more will come, and a pooled connection must notice the server closing it
+            self._paused = False
+            self.connection.resume_reading()
         self._wake()
 
     def connection_lost(self) -> None:

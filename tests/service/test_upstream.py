@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from service.upstream import Origin, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
-from service.upstream.connection import BUFFER_HIGH
+from service.upstream.connection import BUFFER_HIGH, Response
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
@@ -279,6 +279,30 @@ async def test_reading_pauses_while_the_reader_falls_behind() -> None:
         assert response._buffered < 2 * BUFFER_HIGH  # bounded, though 16x as much is on its way
         assert await response.read() == payload
         await client.close()
+
+
+class RecordingConnection:
+    """Stands in for a `Connection` under a `Response`: records whether reading is on."""
+
+    def __init__(self) -> None:
+        self.reading = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
+async def test_a_response_completed_while_paused_reads_again_so_its_pooled_connection_works() -> None:
+    connection = RecordingConnection()
+    response = Response(connection)  # type: ignore[arg-type]
+    response.head_complete(200, keep_alive=True)
+    response.feed(b"x" * (BUFFER_HIGH + 1))
+    assert not connection.reading
+    response.message_complete()  # the last bytes arrived in the read that crossed the limit
+    assert connection.reading  # else the next request on it, or the server's close, would never be read
+    assert len(await response.read()) == BUFFER_HIGH + 1
 
 
 async def test_idle_connections_past_the_idle_timeout_are_not_reused() -> None:
