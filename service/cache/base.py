@@ -71,18 +71,20 @@ async def cached(cache: DecisionCache | None, key: str,
     flight = cache.computing.get(key)
     if flight is not None:
         return await flight.join(), "hit"
-    flight = Flight(asyncio.ensure_future(_compute_and_store(cache, key, compute, store=outcome == "miss")))
-    cache.computing[key] = flight
-    flight.task.add_done_callback(lambda done: _forget(cache, key, done))
+    task = asyncio.ensure_future(_compute_and_store(cache, key, compute, store=outcome == "miss"))
+    flight = cache.computing[key] = Flight(cache.computing, key, task)
     return await flight.join(), outcome
 
 
 class Flight:
-    """One computation of a value and how many callers wait for it."""
+    """One computation of a value, listed under its key while it runs, and how many callers wait for it."""
 
-    def __init__(self, task: asyncio.Future[Any]) -> None:
+    def __init__(self, computing: dict[str, Flight], key: str, task: asyncio.Future[Any]) -> None:
+        self.computing = computing
+        self.key = key
         self.task = task
         self.waiters = 0
+        task.add_done_callback(self._done)
 
     async def join(self) -> Any:
         self.waiters += 1
@@ -91,14 +93,19 @@ class Flight:
         finally:
             self.waiters -= 1
             if not self.waiters and not self.task.done():
-                self.task.cancel()  # nobody waits for it any more
+                self.task.cancel()  # nobody waits for it any more ...
+                self._unlist()  # ... and a caller arriving before it has ended starts afresh, not with its cancel
 
+    def _unlist(self) -> None:
+        if self.computing.get(self.key) is self:
+            del self.computing[self.key]
 
-def _forget(cache: DecisionCache, key: str, task: asyncio.Future[Any]) -> None:
-    """Drop a finished computation; its error, if every caller left, is theirs to have seen, not the loop's."""
-    cache.computing.pop(key, None)
-    if not task.cancelled():
-        task.exception()
+    def _done(self, task: asyncio.Future[Any]) -> None:
+        """Unlist a finished computation; its error, if every caller left, is theirs to have seen, not the
+        loop's."""
+        self._unlist()
+        if not task.cancelled():
+            task.exception()
 
 
 async def _compute_and_store(cache: DecisionCache, key: str, compute: Callable[[], Awaitable[Any]],

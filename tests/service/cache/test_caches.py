@@ -153,3 +153,17 @@ async def test_a_shared_computation_outlives_one_caller_and_stops_with_the_last(
         await alone
     await asyncio.sleep(0)
     assert not cache.computing  # the computation nobody waited for was cancelled and forgotten
+
+
+async def test_a_caller_arriving_as_the_last_one_leaves_gets_a_computation_of_its_own() -> None:
+    cache, compute = MemoryCache(Metrics(), max_entries=10, ttl_s=60), Computation()
+    leaves = asyncio.ensure_future(cached(cache, "k", compute))
+    await asyncio.sleep(0)  # waiting on the shared computation
+    leaves.cancel()  # it leaves on its next turn, cancelling the computation, which ends a turn later ...
+    arrives = asyncio.ensure_future(cached(cache, "k", compute))  # ... and this one looks for it in between
+    await asyncio.sleep(0)
+    compute.release.set()
+    assert await arrives == (42, "miss")  # not the cancellation of a computation it did not give up
+    with pytest.raises(asyncio.CancelledError):
+        await leaves
+    assert compute.calls == 2 and compute.cancelled == 1 and not cache.computing
