@@ -94,10 +94,12 @@ async def retrying_stream(
     stream: AsyncIterator[bytes],
     ask: Callable[[], Awaitable[Reply | None]],
     answered: Callable[[bool], None],
+    reply: Reply,
 ) -> AsyncIterator[bytes]:
     """Relay a long answer's SSE stream; where it finishes for length, continue it with the short answer's
     events from `ask()` (None: the retry failed, and the held finish, usage and [DONE] go out as they
-    came). `answered(ok)` is told the retry's outcome."""
+    came). `answered(ok)` is told the retry's outcome. The short answer's upstream time is added to
+    `reply`'s, the long one's, whose clock stopped when its own stream ended."""
     held: list[bytes] = []  # from the finish event on: the finish, the usage, [DONE]
     async for events in events_of(stream):
         if not held:
@@ -119,6 +121,7 @@ async def retrying_stream(
             yield piece
     finally:
         short.close()
+        reply.upstream_s += short.upstream_s
 
 
 async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

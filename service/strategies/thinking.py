@@ -246,7 +246,7 @@ class ThinkingSwitch:
         if reply.stream is not None:
             if reply.status == 200:
                 reply.stream = retrying_stream(
-                    reply.stream, lambda: self._ask_short(request, decision, dispatcher), self._count_retry)
+                    reply.stream, lambda: self._ask_short(request, decision, dispatcher), self._count_retry, reply)
                 if reply.deadline is not None:  # the short answer may follow: its attempt has a limit of its own
                     reply.deadline += dispatcher.backends[decision.backend].timeouts.total_s
             return reply

@@ -93,9 +93,27 @@ def relay(first: list[bytes], short: list[bytes] | None) -> tuple[bytes, list[bo
         return None if short is None else Reply(status=200, headers={}, stream=stream_of(short))
 
     async def run() -> bytes:
-        return b"".join([piece async for piece in retrying_stream(stream_of(pieces), ask, outcomes.append)])
+        long = Reply(status=200, headers={})
+        return b"".join([piece async for piece in retrying_stream(stream_of(pieces), ask, outcomes.append, long)])
 
     return asyncio.run(run()), outcomes
+
+
+def test_a_streamed_retry_counts_both_answers_as_upstream_time() -> None:
+    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")
+    long = Reply(status=200, headers={}, upstream_s=1.5)  # its clock stopped as its stream ended
+
+    async def ask() -> Reply:
+        short = Reply(status=200, headers={}, stream=stream_of(events(chunk("4", "stop"), "[DONE]")))
+        short.release = lambda: setattr(short, "upstream_s", 0.25)  # as the dispatcher's release does
+        return short
+
+    async def run() -> None:
+        async for _ in retrying_stream(stream_of(first), ask, lambda ok: None, long):
+            pass
+
+    asyncio.run(run())
+    assert long.upstream_s == 1.75  # not counted as the gateway's own overhead
 
 
 def test_a_stream_that_ends_by_itself_passes_unchanged() -> None:
