@@ -27,7 +27,6 @@ from service.errors import (
     NoHealthyReplica,
     UpstreamError,
     UpstreamTimeout,
-    error_body,
     relayed_error,
     relayed_error_body,
     sse_error_event,
@@ -121,8 +120,9 @@ class Dispatcher:
                     body = await response.read()
                     status = response.status
                     if status in _REFUSALS_OF_THE_GATEWAY:
-                        status, body = 502, self._refused(backend.name, replica, status, body)
-                    elif status >= 400:
+                        raise _Refusal(f"backend {backend.name!r} refused the gateway's request "
+                                       f"({status}: {relayed_error(status, body)['message']})")
+                    if status >= 400:
                         body = relayed_error_body(status, body)
                     if status >= 400:
                         headers = {"content-type": "application/json"}
@@ -136,7 +136,6 @@ class Dispatcher:
             if response is not None:
                 self.client.release(response)  # closed unless the whole answer was read
             raise self._failure(replica, error) from None
-        replica.record_success()
         reply = Reply(status=response.status, headers=headers, backend=backend.name, deadline=deadline)
         reply.release = functools.partial(self._release, response, replica, reply, started)
         reply.stream = self._relay_stream(response, replica, reply, deadline)
@@ -150,16 +149,6 @@ class Dispatcher:
         replica.in_flight -= 1
         reply.upstream_s = time.perf_counter() - started
 
-    def _refused(self, backend: str, replica: Replica, status: int, raw: bytes) -> bytes:
-        """The body of a 502 for a backend that refused the gateway itself, counted and logged."""
-        self.metrics.upstream_errors.labels(backend, replica.url, "status").inc()
-        message = relayed_error(status, raw)["message"]
-        self._refusals.warning("backend %r refused the gateway (%d: %s): check its api_key and model", backend,
-                               status, message)
-        return orjson.dumps(error_body(
-            f"backend {backend!r} refused the gateway's request ({status}: {message})", "upstream_error",
-            code="bad_gateway"))
-
     def _failure(self, replica: Replica, error: BaseException) -> BaseException:
         """Classify a failed attempt, update the replica's state and return the error to raise."""
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
@@ -172,6 +161,9 @@ class Dispatcher:
             kind, mapped = "timeout", UpstreamTimeout(f"a replica of {replica.backend!r} timed out")
         elif isinstance(error, _StatusError):
             kind, mapped = "status", UpstreamError(str(error))
+        elif isinstance(error, _Refusal):  # one replica misconfigured (e.g. mid-rollout) must not take a share
+            kind, mapped = "status", UpstreamError(str(error))
+            self._refusals.warning("%s on %s: check its api_key and model", error, replica.url)
         elif isinstance(error, UpstreamConnectionError):
             kind, mapped = "connection", UpstreamError(f"connection to a replica of {replica.backend!r} failed")
         else:
@@ -208,9 +200,10 @@ class Dispatcher:
             if pending.strip() == _DONE:  # an unterminated last line; any other unfinished event is dropped
                 complete, pending = True, b""
                 yield _DONE + b"\n\n"
-            if not complete:
-                self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
-                yield sse_error_event(UpstreamError("the backend closed the stream before it was complete"))
+            if complete:
+                replica.record_success()  # a stream succeeds when it is whole, not when its head arrives
+            else:
+                yield self._stream_broke(replica, "the backend closed the stream before it was complete")
         except TimeoutError:
             if loop.time() < deadline:
                 yield self._stream_broke(replica)
@@ -223,11 +216,12 @@ class Dispatcher:
         finally:
             reply.close()
 
-    def _stream_broke(self, replica: Replica) -> bytes:
-        """Count a stream that broke off or went silent against its replica; the event that ends it."""
+    def _stream_broke(self, replica: Replica, message: str = "the backend stream broke off") -> bytes:
+        """Count a stream that broke off, went silent or ended unfinished against its replica; the event that
+        ends it."""
         self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
         replica.record_failure(self.settings.dispatch.breaker_failures, self.settings.dispatch.breaker_cooldown_s)
-        return sse_error_event(UpstreamError("the backend stream broke off"))
+        return sse_error_event(UpstreamError(message))
 
 
 def whole_events_end(data: bytes) -> int:
@@ -244,3 +238,7 @@ def holds_done(events: bytes) -> bool:
 
 class _StatusError(Exception):
     """A replica answered with a 5xx status (retryable)."""
+
+
+class _Refusal(Exception):
+    """A replica refused the gateway itself (401/403/404: its api_key or model name; retryable elsewhere)."""

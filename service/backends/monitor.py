@@ -40,15 +40,19 @@ class ReplicaMonitor:
                 await task
 
     async def _watch(self, replica: Replica) -> None:
+        """Health checks and scrapes of one replica, each on its own period."""
         settings = self.pool.settings
         next_health = time.monotonic() + settings.health_interval_s
+        next_scrape = time.monotonic() + settings.scrape_interval_s
         while True:
-            await asyncio.sleep(settings.scrape_interval_s)
+            await asyncio.sleep(max(0.0, min(next_health, next_scrape) - time.monotonic()))
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + settings.health_interval_s
                 await self.check_health(replica)
-            if replica.healthy:
-                await self.scrape(replica)
+            if time.monotonic() >= next_scrape:
+                next_scrape = time.monotonic() + settings.scrape_interval_s
+                if replica.healthy:
+                    await self.scrape(replica)
             self.publish(replica)
 
     async def _get(self, replica: Replica, path: str, timeout_s: float) -> tuple[int, bytes]:

@@ -41,7 +41,9 @@ class ReplicaPool:
         return any(r.available(now) and not r.saturated(limit) for r in self.replicas(backend))
 
     def pick(self, backend: str, exclude: Iterable[Replica] = ()) -> Replica:
-        """The least-loaded available replica not in `exclude`; ties broken at random.
+        """The least-loaded available replica not in `exclude`; ties broken at random. A replica on
+        probation (readmitted after an ejection) that is busy with its test request is passed over while
+        another can serve.
 
         Raises `NoHealthyReplica` when none is available and `Saturated` when all are saturated.
         """
@@ -50,6 +52,8 @@ class ReplicaPool:
         candidates = [r for r in self.replicas(backend) if r.available(now) and id(r) not in excluded]
         if not candidates:
             raise NoHealthyReplica(f"no healthy replica of backend {backend!r}")
+        proven = [r for r in candidates if not (r.probation and r.in_flight)]
+        candidates = proven or candidates  # a replica on probation serves more only where none else can
         unsaturated = [r for r in candidates if not r.saturated(self.settings.saturation_queue)]
         if not unsaturated:
             raise Saturated(f"every replica of backend {backend!r} is saturated; retry later")

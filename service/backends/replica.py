@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 QUEUE_WEIGHT = 2.0  # a queued request counts thrice: it is waiting for capacity, not using it
 KV_PRESSURE_START = 0.9  # above this KV-cache use the engine is close to preempting requests
 KV_PRESSURE_WEIGHT = 10.0  # penalty (in requests) at a full KV cache
+MAX_COOLDOWN_FACTOR = 8  # ejections in a row double the cooldown, up to this many times the configured one
 
 
 @dataclass(slots=True)
@@ -29,6 +30,10 @@ class Replica:
     consecutive_failures: int = 0  # failed requests in a row (circuit breaker)
     failed_checks: int = 0  # failed health checks in a row
     ejected_until: float = 0.0
+    # Ejected and not yet proven since: after the cooldown it takes one request at a time while another
+    # replica can serve (`ReplicaPool.pick`), and its first failure ejects it again, for twice as long.
+    probation: bool = False
+    ejections: int = 0  # ejections since the last success
 
     def available(self, now: float | None = None) -> bool:
         """Healthy and not ejected by the circuit breaker."""
@@ -50,12 +55,18 @@ class Replica:
 
     def record_success(self) -> None:
         self.consecutive_failures = 0
+        self.probation = False
+        self.ejections = 0
 
     def record_failure(self, threshold: int, cooldown_s: float) -> bool:
-        """Count a failure; return True when this failure ejects the replica."""
+        """Count a failure; return True when this failure ejects the replica: the `threshold`-th in a row, or
+        the first on probation. The cooldown doubles with each ejection before a success (up to 8x)."""
         self.consecutive_failures += 1
-        if self.consecutive_failures >= threshold and time.monotonic() >= self.ejected_until:
-            self.ejected_until = time.monotonic() + cooldown_s
+        now = time.monotonic()
+        if (self.probation or self.consecutive_failures >= threshold) and now >= self.ejected_until:
+            self.ejections += 1
+            self.ejected_until = now + cooldown_s * min(2 ** (self.ejections - 1), MAX_COOLDOWN_FACTOR)
             self.healthy = False
+            self.probation = True
             return True
         return False

@@ -12,7 +12,8 @@ _FIELDS = {
 
 
 def parse_vllm_load(text: str) -> ScrapedLoad:
-    """Sum each gauge over its label sets (several engines or models on one server add up)."""
+    """The request gauges summed over their label sets (several engines or models on one server add up); the
+    KV-cache use, a share per engine, as its largest value (the engine closest to preempting)."""
     totals = dict.fromkeys(_FIELDS.values(), 0.0)
     for line in text.splitlines():
         if not line.startswith("vllm:"):
@@ -26,7 +27,8 @@ def parse_vllm_load(text: str) -> ScrapedLoad:
         brace = line.find("}")
         rest = line[brace + 1 :] if brace >= 0 else line[name_end:]
         try:
-            totals[target] += float(rest.split()[0])
+            value = float(rest.split()[0])
         except (IndexError, ValueError):
             continue
+        totals[target] = max(totals[target], value) if target == "kv_cache_usage" else totals[target] + value
     return ScrapedLoad(**totals)

@@ -80,6 +80,34 @@ def test_failing_replica_is_ejected_and_readmitted_after_health_checks() -> None
                        what="replica readmitted after cool-down")
 
 
+def test_a_replica_whose_streams_break_off_is_ejected() -> None:
+    """A stream counts as a success when it is whole, not when its head arrives: one that breaks off every
+    time adds up to an ejection, though every stream's head came back fine."""
+    with sims("m", "m") as (bad, good):
+        bad.set_fault("drop_stream")
+        config = direct_config({"m": [bad.url, good.url]}, dispatch={"breaker_failures": 3})
+        with GatewayServer(config) as gw:
+            broken = 0
+            for _ in range(200):  # ties go either way at random: until the bad replica broke off three times
+                events = stream_events(gw)
+                broken += "error" in events[-2]
+                if broken == 3:
+                    break
+            assert broken == 3
+            assert not gw.gateway.pool.replicas("m")[0].available(), "the breaker ejected it"
+            assert all("error" not in stream_events(gw)[-2] for _ in range(5))
+
+
+def test_a_replica_that_refuses_the_gateway_is_passed_over() -> None:
+    """One replica serving another model name (a rollout gone wrong) answers 404: the request goes to a replica
+    that serves it, and the refusing one is counted against."""
+    with sims("other", "m") as (wrong, right):
+        with GatewayServer(direct_config({"m": [wrong.url, right.url]})) as gw:
+            assert all(chat(gw).status_code == 200 for _ in range(20))
+            refused = gw.metric("switchyard_upstream_errors_total", replica=wrong.url, kind="status")
+            assert refused >= 1 and gw.metric("switchyard_retries_total", backend="m") == refused
+
+
 def stream_events(gateway: GatewayServer, **overrides: object) -> list[str]:
     """The data of every event of a streamed chat answer."""
     with httpx.stream("POST", gateway.url + "/v1/chat/completions", timeout=20,

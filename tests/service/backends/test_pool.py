@@ -1,3 +1,5 @@
+import time
+
 import pytest
 
 from service.backends.pool import ReplicaPool
@@ -75,3 +77,32 @@ def test_breaker_ejects_after_consecutive_failures_only() -> None:
     assert not replica.record_failure(3, 10)
     assert replica.record_failure(3, 10)
     assert not replica.available()
+
+
+def test_a_readmitted_replica_takes_one_request_at_a_time_until_one_succeeds() -> None:
+    pool = make_pool(2)
+    a, b = pool.replicas("m")
+    assert a.record_failure(threshold=1, cooldown_s=60)
+    a.ejected_until, a.healthy = 0.0, True  # cooled down and passed a health check: on probation
+    b.in_flight = 5
+    assert pool.pick("m") is a  # idle, so it gets its test request despite b's load ...
+    a.in_flight = 1
+    assert pool.pick("m") is b  # ... and nothing more while that one runs
+    b.healthy = False
+    assert pool.pick("m") is a  # unless nothing else can serve
+    a.record_success()
+    b.healthy = True
+    assert not a.probation and pool.pick("m") is a  # proven: least-loaded as any other
+
+
+def test_a_failure_on_probation_ejects_again_for_twice_as_long_up_to_eight_times() -> None:
+    (replica,) = make_pool(1).replicas("m")
+    cooldowns = []
+    for threshold in (1, 3, 3, 3, 3):  # the first ejection by the breaker, then one failure on probation each
+        before = time.monotonic()
+        assert replica.record_failure(threshold=threshold, cooldown_s=10)
+        cooldowns.append(round(replica.ejected_until - before))
+        replica.ejected_until, replica.healthy = 0.0, True  # cooled down, health check passed
+    assert cooldowns == [10, 20, 40, 80, 80]
+    replica.record_success()
+    assert not replica.record_failure(threshold=3, cooldown_s=10)  # proven again: three in a row to eject

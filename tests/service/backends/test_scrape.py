@@ -9,14 +9,15 @@ vllm:num_requests_waiting{engine="0",model_name="smol"} 2.0
 vllm:num_requests_waiting{engine="1",model_name="smol"} 1.0
 # TYPE vllm:kv_cache_usage_perc gauge
 vllm:kv_cache_usage_perc{engine="0",model_name="smol"} 0.25
+vllm:kv_cache_usage_perc{engine="1",model_name="smol"} 0.125
 vllm:prefix_cache_hits_total{engine="0",model_name="smol"} 99.0
 vllm:num_requests_running_bogus 100
 """
 
 
-def test_reads_the_three_load_gauges_summed_over_engines() -> None:
+def test_request_gauges_add_up_over_engines_and_kv_cache_use_is_the_fullest_engines() -> None:
     load = parse_vllm_load(VLLM_METRICS)
-    assert (load.running, load.waiting, load.kv_cache_usage) == (3.0, 3.0, 0.25)
+    assert (load.running, load.waiting, load.kv_cache_usage) == (3.0, 3.0, 0.25)  # a share, not 0.375
 
 
 def test_garbage_and_missing_values_read_as_zero() -> None:
