@@ -39,13 +39,14 @@ class Sampling:
     top_p: float | None = None
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    top_k: int | None = None  # vLLM's
+    min_p: float | None = None  # vLLM's
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"temperature": self.temperature}
-        if self.top_p is not None:
-            body["top_p"] = self.top_p
-        if self.seed is not None:
-            body["seed"] = self.seed
+        for name in ("top_p", "seed", "top_k", "min_p"):
+            if (value := getattr(self, name)) is not None:
+                body[name] = value
         if self.stop:
             body["stop"] = self.stop
         return body

@@ -1,9 +1,10 @@
 """What one request asks of the fusion, checked before any backend call.
 
-Fusion honours the sampling options every member can apply to its drafts (`temperature`, `top_p`,
-`seed`, `stop`) and the chat rendering options (`chat_template_kwargs`, `add_generation_prompt`,
-`continue_final_message`, passed to each member's template). What it cannot honour is a 400 naming
-the field, never silently ignored.
+Fusion honours the sampling options every member can apply to its drafts (`temperature`, `top_p`, `seed`,
+`stop`, and vLLM's `top_k` and `min_p`) and the chat rendering options (`chat_template_kwargs`,
+`add_generation_prompt`, `continue_final_message`, passed to each member's template). What it cannot honour,
+OpenAI's fields or vLLM's, is a 400 naming the field, never silently ignored; a field neither knows is
+ignored, as vLLM ignores it.
 """
 
 from __future__ import annotations
@@ -22,18 +23,31 @@ RENDER_FIELDS = ("chat_template_kwargs", "add_generation_prompt", "continue_fina
 _NO_LOGPROBS = "fusion returns no log-probabilities"
 _NO_TOOLS = "fusion cannot call tools"
 _NO_PENALTY = "fusion cannot apply a penalty across the segments its members draft apart"
+_NO_FORMAT = "fusion cannot constrain the answer's format"
+_NO_IDS = "fusion cannot use token ids (they belong to one vocabulary)"
+_NO_LENGTH_RULE = "fusion cannot carry a length rule across the segments its members draft apart"
+MAX_STOP_STRINGS, MAX_STOP_LENGTH = 4, 256  # OpenAI's own count limit; a stop string's tail is held back
 # Fields fusion cannot honour, with why; a field asks something unless it is unset, false, zero, empty or
 # its neutral value.
 UNSUPPORTED = {
     "logprobs": _NO_LOGPROBS, "top_logprobs": _NO_LOGPROBS, "echo": "fusion does not echo the prompt",
     "suffix": "fusion does not write before a suffix", "best_of": "fusion writes one answer: best_of must be 1",
     "tools": _NO_TOOLS, "tool_choice": _NO_TOOLS, "functions": _NO_TOOLS, "function_call": _NO_TOOLS,
-    "response_format": "fusion cannot constrain the answer's format",
+    "response_format": _NO_FORMAT,
     "logit_bias": "fusion cannot bias tokens (token ids belong to one vocabulary)",
     "presence_penalty": _NO_PENALTY, "frequency_penalty": _NO_PENALTY,
+    # vLLM's own request fields that the members would honour but fusion cannot carry
+    "repetition_penalty": _NO_PENALTY, "length_penalty": _NO_PENALTY, "use_beam_search": "fusion does not search beams",
+    "guided_json": _NO_FORMAT, "guided_regex": _NO_FORMAT, "guided_choice": _NO_FORMAT, "guided_grammar": _NO_FORMAT,
+    "structured_outputs": _NO_FORMAT, "bad_words": "fusion cannot ban words across separate drafts",
+    "stop_token_ids": _NO_IDS, "allowed_token_ids": _NO_IDS, "return_tokens_as_token_ids": _NO_IDS,
+    "min_tokens": _NO_LENGTH_RULE, "ignore_eos": _NO_LENGTH_RULE,
+    "include_stop_str_in_output": "fusion sends no part of a stop string",
+    "prompt_logprobs": _NO_LOGPROBS,
+    "chat_template": "fusion renders each member's chat with its own template",
 }
 _NEUTRAL: dict[str, Any] = {"best_of": 1, "tool_choice": "none", "function_call": "none",
-                            "response_format": {"type": "text"}}
+                            "response_format": {"type": "text"}, "repetition_penalty": 1, "length_penalty": 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +76,12 @@ def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
     stop = [stop] if isinstance(stop, str) else list(stop)
     if "" in stop:
         raise InvalidRequest("stop strings must not be empty", param="stop")
+    if len(stop) > MAX_STOP_STRINGS or any(len(s) > MAX_STOP_LENGTH for s in stop):
+        raise InvalidRequest(f"fusion takes at most {MAX_STOP_STRINGS} stop strings of at most {MAX_STOP_LENGTH} "
+                             "characters", param="stop")
     sampling = Sampling(temperature=float(body.get("temperature") or 0.0), top_p=body.get("top_p"),
-                        seed=body.get("seed"), stop=stop)
+                        seed=body.get("seed"), stop=stop, top_k=_number(body, "top_k", int),
+                        min_p=_number(body, "min_p", float))
     given = [int(body[name]) for name in ("max_completion_tokens", "max_tokens") if body.get(name) is not None]
     max_tokens = given[0] if given else config.max_tokens
     if max_tokens < 1:
@@ -73,6 +91,16 @@ def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
         render = {name: body[name] for name in RENDER_FIELDS if body.get(name) is not None}
         return Plan(variant, sampling, max_tokens, include_usage, render=render)
     return Plan(variant, sampling, max_tokens, include_usage, prompt=_prompt(body.get("prompt")))
+
+
+def _number(body: dict[str, Any], name: str, kind: type[int] | type[float]) -> Any:
+    """An optional vLLM sampling number (the gateway's schema relays such extras unchecked)."""
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (kind is int and not isinstance(value, int)):
+        raise InvalidRequest(f"{name} must be {'an integer' if kind is int else 'a number'}", param=name)
+    return value
 
 
 def _prompt(prompt: Any) -> str:

@@ -38,6 +38,20 @@ def plan(**body: Any) -> Plan:
     ({"prompt": "hi", "stop": ""}, None),  # an empty `stop` string is no stop at all
     ({"prompt": ["hi", "ho"]}, "prompt"),
     ({"prompt": [1, 2, 3]}, "prompt"),
+    ({"prompt": "hi", "stop": ["a", "b", "c", "d", "e"]}, "stop"),
+    ({"prompt": "hi", "stop": "x" * 257}, "stop"),  # its tail is held back while the answer might begin it
+    # vLLM's own fields, which the members would honour and fusion cannot carry
+    ({"messages": MESSAGES, "guided_choice": ["yes", "no"]}, "guided_choice"),
+    ({"messages": MESSAGES, "guided_json": {"type": "object"}}, "guided_json"),
+    ({"messages": MESSAGES, "structured_outputs": {"regex": "a+"}}, "structured_outputs"),
+    ({"messages": MESSAGES, "min_tokens": 5}, "min_tokens"),
+    ({"messages": MESSAGES, "ignore_eos": True}, "ignore_eos"),
+    ({"messages": MESSAGES, "stop_token_ids": [2]}, "stop_token_ids"),
+    ({"messages": MESSAGES, "repetition_penalty": 1.2}, "repetition_penalty"),
+    ({"messages": MESSAGES, "chat_template": "{{ messages }}"}, "chat_template"),
+    ({"prompt": "hi", "include_stop_str_in_output": True}, "include_stop_str_in_output"),
+    ({"prompt": "hi", "top_k": 2.5}, "top_k"),
+    ({"prompt": "hi", "min_p": "0.1"}, "min_p"),
 ])
 def test_what_fusion_cannot_honour_is_a_400_naming_the_field(body: dict[str, Any], param: str | None) -> None:
     if param is None:
@@ -54,6 +68,13 @@ def test_neutral_values_and_a_one_string_prompt_list_are_accepted() -> None:
     assert chat.variant == "cool"
     assert plan(prompt=["Once upon"], best_of=1, echo=False, suffix="", logit_bias={}).prompt == "Once upon"
     assert plan(prompt="Once", logprobs=None).prompt == "Once"
+    assert plan(prompt="Once", repetition_penalty=1.0, ignore_eos=False, min_tokens=0, stop_token_ids=[]).prompt
+
+
+def test_vllms_per_draft_sampling_options_reach_every_draft() -> None:
+    sampling = plan(prompt="hi", temperature=0.7, top_p=0.9, seed=3, top_k=20, min_p=0.05, stop="\n").sampling
+    assert sampling.body() == {"temperature": 0.7, "top_p": 0.9, "seed": 3, "top_k": 20, "min_p": 0.05,
+                               "stop": ["\n"]}
 
 
 class Recorder:
