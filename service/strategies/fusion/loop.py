@@ -209,7 +209,8 @@ class FusionLoop:
             try:
                 chosen = await self._choose(candidates)
                 segment = self._finish(chosen)
-                next_drafts = ahead.take(chosen.text) if ahead is not None and not segment.finish_reason else None
+                next_drafts = (ahead.take(chosen.text, self.budget(self.tokens))
+                               if ahead is not None and not segment.finish_reason else None)
             except RequestRefused as error:
                 if not self.answer:
                     raise

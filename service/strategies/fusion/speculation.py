@@ -19,25 +19,28 @@ class Speculation:
     member drafts after `answer + guess` at once (once per distinct guess). When the scores confirm
     the winner's guess (the aligned cut agrees, as it nearly always does at a word boundary), those
     drafts are the next step's and the scoring round costs no extra wall time; the others are cancelled.
+    A guess's token budget counts its drafter's tokens; members with other vocabularies count the same text
+    differently, so drafts are taken only where their budget is the one the step after the winner needs.
     """
 
     def __init__(self, loop: FusionLoop, candidates: list[Draft]) -> None:
-        self.tasks: dict[str, asyncio.Task[dict[str, Draft]]] = {}  # guessed segment -> drafts after it
+        # (guessed segment, token budget) -> the drafts after it
+        self.tasks: dict[tuple[str, int], asyncio.Task[dict[str, Draft]]] = {}
         for draft in candidates:
             cut = aligned_cut(draft.text, [draft.scores.starts], final=draft.finished)
             guess = draft.text[:cut]
             tokens = loop.tokens + len(draft.scores.before(cut))
             ends = (draft.finished and cut == len(draft.text)) or tokens >= loop.max_tokens
-            if ends or guess in self.tasks:
+            key = (guess, loop.budget(tokens))
+            if ends or key in self.tasks:
                 continue  # this candidate would end the answer, or the same guess is already drafted after
-            budget = loop.budget(tokens)
-            task = asyncio.ensure_future(loop.drafts_after(loop.answer + guess, budget))
+            task = asyncio.ensure_future(loop.drafts_after(loop.answer + guess, key[1]))
             task.add_done_callback(_retrieve)
-            self.tasks[guess] = task
+            self.tasks[key] = task
 
-    def take(self, segment: str) -> asyncio.Task[dict[str, Draft]] | None:
-        """The drafts that follow the accepted `segment`, if it was guessed right."""
-        return self.tasks.pop(segment, None)
+    def take(self, segment: str, budget: int) -> asyncio.Task[dict[str, Draft]] | None:
+        """The drafts of `budget` tokens that follow the accepted `segment`, if it was guessed right."""
+        return self.tasks.pop((segment, budget), None)
 
     def cancel(self) -> None:
         for task in self.tasks.values():

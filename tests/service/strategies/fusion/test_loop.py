@@ -106,6 +106,30 @@ async def test_speculation_does_not_change_the_answer() -> None:
     assert answers[0] == answers[1]
 
 
+class CharMember(ScriptedMember):
+    """A member of another vocabulary: one token per character; it likes its own drafts best."""
+
+    def _scores(self, text: str) -> TokenScores:
+        return TokenScores(list(range(len(text))), [-0.5] * len(text))
+
+    async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
+        text = self.script(answer)[0][:max_tokens]
+        return Draft(self.backend, text, TokenScores(list(range(len(text))), [-0.01] * len(text)), False, 7)
+
+
+async def test_speculation_keeps_the_budget_of_the_winners_vocabulary() -> None:
+    """Both members guess the segment " x y"; a counts it as 2 tokens, b as 4. b wins, so the next drafts
+    must have b's budget: those drafted after a's guess (a larger budget) may not be taken."""
+    results = []
+    for speculate in (False, True):
+        a = ScriptedMember("a", lambda answer: ("" if answer else " x y q", False), LIKES_X)
+        b = CharMember("b", lambda answer: (" abcdef gh" if answer else " x y z", False), LIKES_X)
+        segments, _ = await write([a, b], max_tokens=10, segment_tokens=8, speculate=speculate)
+        results.append([(s.text, s.member, s.tokens, s.finish_reason) for s in segments])
+    assert results[1] == results[0]
+    assert sum(tokens for _, _, tokens, _ in results[1]) == 10 and results[1][-1][3] == "length"
+
+
 async def test_the_answer_ends_when_the_winner_stops_inside_its_segment() -> None:
     a = ScriptedMember("a", lambda answer: (" x y.", True), LIKES_X)
     b = ScriptedMember("b", repeat(" a b a b"), LIKES_X)
