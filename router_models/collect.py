@@ -46,10 +46,19 @@ class CollectOptions:
 
 
 def read_prompts(path: str | Path) -> list[dict[str, Any]]:
-    rows = []
+    """The prompt lines of a file, checked before anything is asked: `DataFormatError` naming the first bad
+    line (a field of the wrong type, an id seen before)."""
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, str] = {}
     for where, row in json_lines(path):
         if not isinstance(row, dict) or not isinstance(row.get("id"), str) or not isinstance(row.get("prompt"), str):
             raise DataFormatError(f"{where}: expected an object with string 'id' and 'prompt'")
+        for key, kind, what in (("benchmark", str, "a string"), ("meta", dict, "an object")):
+            if key in row and not isinstance(row[key], kind):
+                raise DataFormatError(f"{where}: field {key!r} must be {what}, got {row[key]!r}")
+        if row["id"] in seen:
+            raise DataFormatError(f"{where}: duplicate id {row['id']!r} (first at {seen[row['id']]})")
+        seen[row["id"]] = where
         rows.append(row)
     return rows
 

@@ -23,7 +23,7 @@ import aiohttp
 from router_models.collect import CollectOptions, Endpoint, chat
 from router_models.data import Record
 from router_models.errors import InputError
-from router_models.jsonl import append_lines
+from router_models.jsonl import append_lines, completed_lines
 
 JUDGE_PROMPT = (
     "Please act as an impartial judge and evaluate the quality of the response provided by an AI assistant "
@@ -32,6 +32,9 @@ JUDGE_PROMPT = (
     "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
 )
 NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
+# what a failing judge raises (after `chat`'s retries): no connection, an HTTP error, a reply that is not JSON or
+# not a chat completion, a timeout
+JUDGE_FAILURES = (aiohttp.ClientError, TimeoutError, ValueError, LookupError, TypeError, AttributeError)
 
 
 def boxed(text: str) -> str | None:
@@ -140,6 +143,25 @@ async def label_record(
     return Record(record.id, record.benchmark, record.prompt, record.responses, scores, record.meta)
 
 
+def labelled_ids(out: Path) -> set[str]:
+    """Ids of the lines `out` already scores (every response has a score: what `label_file` writes). Raises
+    `InputError` where some line of it lacks a score: `label` did not write it, and appending the scored line
+    would repeat its id."""
+    done, unscored = set(), []
+    for row in completed_lines(out):
+        if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+            continue
+        responses, scores = row.get("responses"), row.get("scores")
+        if isinstance(responses, dict) and isinstance(scores, dict) and set(responses) <= set(scores):
+            done.add(row["id"])
+        else:
+            unscored.append(row["id"])
+    if unscored:
+        raise InputError(f"--out {out}: {len(unscored)} lines lack a score for some response (the first: "
+                         f"{unscored[0]}): not a file `label` wrote; choose another --out")
+    return done
+
+
 def require_fields(records: list[Record], method: str, source: str) -> None:
     """Raise `InputError` where some records lack what `method` scores against (`source`: the file they come
     from, for the message); `label_file` expects records that passed."""
@@ -158,19 +180,34 @@ async def label_file(
     options: CollectOptions,
     timeout_s: float,
     on_line: Callable[[], None] = lambda: None,
-) -> int:
-    """Score records `options.concurrency` at a time, appending each finished line to `out`; how many."""
+) -> tuple[int, list[str]]:
+    """Score records `options.concurrency` at a time, appending each finished line to `out`. Returns how many
+    were written and a description of each line that could not be scored (the judge failed: left for a rerun)."""
     limit = asyncio.Semaphore(options.concurrency)
     out.parent.mkdir(parents=True, exist_ok=True)
+    failed: list[str] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=options.timeout_s)) as session:
 
-        async def one(record: Record) -> Record:
-            async with limit:
-                return await label_record(record, method, session, judge, options, timeout_s)
+        async def one(record: Record) -> Record | None:
+            try:
+                async with limit:
+                    return await label_record(record, method, session, judge, options, timeout_s)
+            except JUDGE_FAILURES as error:
+                if method != "judge":
+                    raise
+                failed.append(f"{record.id}: {str(error) or type(error).__name__}")
+                return None  # the judge failed: this line is not scored
 
-        with append_lines(out) as sink:
-            for task in asyncio.as_completed([one(r) for r in records]):
-                sink.write(json.dumps((await task).to_json(), ensure_ascii=False) + "\n")
-                sink.flush()
-                on_line()
-    return len(records)
+        tasks = [asyncio.ensure_future(one(r)) for r in records]
+        try:
+            with append_lines(out) as sink:
+                for task in asyncio.as_completed(tasks):
+                    if (scored := await task) is not None:
+                        sink.write(json.dumps(scored.to_json(), ensure_ascii=False) + "\n")
+                        sink.flush()
+                    on_line()
+        finally:  # interrupted (or the sink failed): stop the rest, and retrieve what they raised
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return len(records) - len(failed), failed

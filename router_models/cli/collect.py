@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from router_models.cli import key_from_env, positive_int
+from router_models.errors import InputError
 
 
 def register(subparsers: Any) -> None:
@@ -44,6 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
     key = key_from_env(args.api_key_env)
     endpoints = [Endpoint.parse(spec, key) for spec in args.model]
+    names = [endpoint.name for endpoint in endpoints]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise InputError(f"--model: candidates named more than once: {', '.join(repeated)}")
     prompts = read_prompts(args.prompts)
     out = Path(args.out)
     finished = done_ids(out)

@@ -31,24 +31,32 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import math
+    import sys
     from pathlib import Path
 
     from tqdm import tqdm
 
-    from router_models.collect import CollectOptions, Endpoint, done_ids
+    from router_models.collect import CollectOptions, Endpoint
     from router_models.data import read_records
     from router_models.errors import InputError
-    from router_models.labelling import label_file, require_fields
+    from router_models.labelling import label_file, labelled_ids, require_fields
 
+    if not 0 < args.timeout < math.inf:
+        raise InputError(f"--timeout: expected a finite number of seconds above 0, got {args.timeout:g}")
     if args.method == "judge" and not args.judge:
         raise InputError("--method judge needs --judge NAME=URL")
     judge = Endpoint.parse(args.judge, key_from_env(args.api_key_env)) if args.judge else None
     out = Path(args.out)
-    finished = done_ids(out)
+    finished = labelled_ids(out)
     records = [r for r in read_records([args.data]) if r.id not in finished]
     require_fields(records, args.method, source=args.data)
     with tqdm(total=len(records), desc=f"label ({args.method})", unit="line") as bar:
-        written = asyncio.run(label_file(records, out, args.method, judge, CollectOptions(concurrency=args.concurrency),
-                                         args.timeout, lambda: bar.update(1)))
+        written, failed = asyncio.run(label_file(records, out, args.method, judge,
+                                                 CollectOptions(concurrency=args.concurrency), args.timeout,
+                                                 lambda: bar.update(1)))
     print(f"{out}: {written} lines scored, {len(finished)} already there")
+    if failed:
+        print(f"{len(failed)} lines could not be scored (rerun to retry them); the first: {failed[0]}", file=sys.stderr)
+        return 1
     return 0

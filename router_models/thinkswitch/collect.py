@@ -3,8 +3,8 @@
 Each question is asked k times in each mode (short: thinking suppressed, long: the model's native thinking),
 answers are scored against the reference, generated tokens are read from `usage.completion_tokens`, and the
 result is written in the dataset format of `data.py`. Every finished sample is appended at once to a journal
-(`OUT.samples.jsonl`), so an interrupted run picks up where it stopped; the dataset file is rebuilt from the
-journal at the end.
+(`OUT.samples.jsonl`, whose first line records the model, family, token cap and temperature), so an interrupted
+run with the same settings picks up where it stopped; the dataset file is rebuilt from the journal at the end.
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
     "reasoning-effort": {"short": {"reasoning_effort": "low"}, "long": {"reasoning_effort": "high"}},
     "deepseek-r1": {"short": {"continue_final_message": True, "add_generation_prompt": False}, "long": {}},
 }
+# what the journal records on its first line: a rerun with other values would mix samples of different runs
+SETTINGS = ("model", "family", "max_tokens", "temperature")
 R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
 THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
@@ -49,7 +51,7 @@ class Question:
 
 @dataclass(frozen=True)
 class Sample:
-    """One scored answer: what the journal stores per line."""
+    """One scored answer: what the journal stores per line (after the first, which records `SETTINGS`)."""
 
     id: str
     mode: str
@@ -61,8 +63,9 @@ class Sample:
 
 def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[Question]:
     """Questions from JSONL lines with "id", "prompt", "answer" (and optional "benchmark"): a thinking dataset
-    file qualifies. Raises `DataFormatError` naming the bad line."""
+    file qualifies. Raises `DataFormatError` naming the bad line (an empty prompt, an id seen before)."""
     questions = []
+    seen: dict[str, str] = {}
     for where, obj in json_lines(path):
         if (
             not isinstance(obj, dict)
@@ -70,6 +73,13 @@ def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[
             or obj.get("answer") is None
         ):
             raise DataFormatError(f"{where}: needs 'id', 'prompt' and 'answer'")
+        if not str(obj["prompt"]).strip():
+            raise DataFormatError(f"{where}: 'prompt' is empty")
+        if obj.get("benchmark") is not None and not isinstance(obj["benchmark"], str):
+            raise DataFormatError(f"{where}: 'benchmark' must be a string, got {obj['benchmark']!r}")
+        if str(obj["id"]) in seen:
+            raise DataFormatError(f"{where}: duplicate id {str(obj['id'])!r} (first at {seen[str(obj['id'])]})")
+        seen[str(obj["id"])] = where
         questions.append(
             Question(
                 str(obj["id"]),
@@ -148,12 +158,35 @@ def read_journal(path: Path) -> list[Sample]:
     return samples
 
 
-def repair_journal(journal: Path) -> set[tuple[str, str, int]]:
-    """Keep the journal's whole lines (a line torn by an interrupted run would swallow the next append);
-    returns the (id, mode, index) samples already done."""
+def journal_settings(path: Path) -> dict[str, Any] | None:
+    """The settings (`SETTINGS`) the journal's samples were collected with, from its first line; None where it
+    has none (a journal written before they were recorded)."""
+    if not path.exists():
+        return None
+    with path.open() as lines:
+        first = lines.readline()
+    try:
+        obj = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    return obj["settings"] if isinstance(obj, dict) and isinstance(obj.get("settings"), dict) else None
+
+
+def repair_journal(journal: Path, settings: dict[str, Any]) -> set[tuple[str, str, int]]:
+    """Keep the journal's whole lines (a line torn by an interrupted run would swallow the next append), under a
+    first line recording `settings`; returns the (id, mode, index) samples already done. Raises `InputError`
+    where its samples were collected with other settings, rather than mix them."""
     collected = read_journal(journal)
+    written = journal_settings(journal)
+    if collected and written is not None and written != settings:
+        changed = [key for key in SETTINGS if written.get(key) != settings[key]]
+        was = ", ".join(f"{key} {written.get(key)!r}" for key in changed)
+        now = ", ".join(f"{key} {settings[key]!r}" for key in changed)
+        raise InputError(f"{journal}: its samples were collected with {was}, not {now}: rerun with those to resume, "
+                         "or write to another --out")
     journal.parent.mkdir(parents=True, exist_ok=True)
-    journal.write_text("".join(json.dumps(s.__dict__) + "\n" for s in collected))
+    lines = [{"settings": settings}, *(sample.__dict__ for sample in collected)]
+    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return {(s.id, s.mode, s.index) for s in collected}
 
 
@@ -238,7 +271,8 @@ async def collect(
     from tqdm.asyncio import tqdm
 
     journal = out.with_name(out.name + ".samples.jsonl")
-    done = await asyncio.to_thread(repair_journal, journal)
+    settings = {"model": model, "family": family, "max_tokens": max_tokens, "temperature": temperature}
+    done = await asyncio.to_thread(repair_journal, journal, settings)
     jobs = [
         (q, mode, i)
         for q in questions

@@ -1,6 +1,7 @@
 """`switchyard collect` and `switchyard label` against a real HTTP server on loopback."""
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,83 @@ async def test_code_runs_unit_tests_in_a_subprocess_with_a_timeout() -> None:
     assert await score_code("```python\ndef add(a, b):\n    return a + b\n```", tests) == 1.0
     assert await score_code("def add(a, b):\n    return a - b", tests) == 0.0
     assert await score_code("def add(a, b):\n    while True: pass", tests + "\n", timeout_s=1.0) == 0.0
+
+
+@pytest.mark.parametrize("failure", ["500", "html", "down"])
+def test_label_counts_and_names_the_lines_a_failing_judge_left_unscored(tmp_path: Path, failure: str) -> None:
+    async def judge(request: web.Request) -> web.Response:
+        body = await request.json()
+        if "q1" not in body["messages"][0]["content"]:
+            return web.json_response({"choices": [{"message": {"content": "Rating: [[7]]"}}]})
+        if failure == "html":
+            return web.Response(text="<html>busy</html>", content_type="text/html")
+        return web.Response(status=500, text="boom")
+
+    line = {"id": "q0", "benchmark": "b", "prompt": "q0", "responses": {"a": "x"}, "scores": {}, "meta": {}}
+    data, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    data.write_text("".join(json.dumps({**line, "id": q, "prompt": q}) + "\n" for q in ("q0", "q1")))
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", judge)
+    with serve_in_thread(app) as base:
+        url = "http://127.0.0.1:9/v1" if failure == "down" else f"{base}/v1"
+        status, err = switchyard("label", "--data", str(data), "--out", str(out), "--method", "judge", "--judge",
+                                 f"judge={url}")
+    failed = 2 if failure == "down" else 1
+    assert status == 1 and "Traceback" not in err and "never retrieved" not in err
+    first = "q[01]" if failure == "down" else "q1"
+    assert re.fullmatch(rf"{failed} lines could not be scored \(rerun to retry them\); the first: {first}: .+",
+                        err.splitlines()[-1]), err
+    assert {r.id: r.scores for r in read_records([out])} == ({} if failure == "down" else {"q0": {"a": 7.0}})
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf"])
+def test_label_refuses_a_timeout_that_is_not_a_positive_number(tmp_path: Path, timeout: str) -> None:
+    assert switchyard("label", "--data", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"),
+                      "--method", "code", "--timeout", timeout) == (
+        2, f"switchyard label: --timeout: expected a finite number of seconds above 0, got {timeout}\n")
+
+
+def test_label_does_not_take_unscored_lines_of_out_for_done_ones(tmp_path: Path) -> None:
+    line = {"id": "q0", "benchmark": "b", "prompt": "1+1?", "responses": {"a": "\\boxed{2}", "b": "3"}, "scores": {},
+            "meta": {"reference_answer": "2"}}
+    data, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    data.write_text(json.dumps(line) + "\n" + json.dumps({**line, "id": "q1"}) + "\n")
+    label = ["label", "--data", str(data), "--method", "math", "--out"]
+    for scores in ({}, {"a": 1.0}):  # collected, not scored; scored for some responses only
+        out.write_text(json.dumps({**line, "scores": scores}) + "\n")
+        assert switchyard(*label, str(out)) == (
+            2, f"switchyard label: --out {out}: 1 lines lack a score for some response (the first: q0): not a file "
+            "`label` wrote; choose another --out\n")
+    assert switchyard(*label, str(data)) == (
+        2, f"switchyard label: --out {data}: 2 lines lack a score for some response (the first: q0): not a file "
+        "`label` wrote; choose another --out\n")
+    out.write_text(json.dumps({**line, "scores": {"a": 1.0, "b": 0.0}}) + "\n")
+    assert switchyard(*label, str(out))[0] == 0
+    assert {r.id: r.scores for r in read_records([out])} == dict.fromkeys(("q0", "q1"), {"a": 1.0, "b": 0.0})
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([{"id": "a", "prompt": "p", "meta": [1]}], "IN:1: field 'meta' must be an object, got [1]"),
+        ([{"id": "a", "prompt": "p", "meta": None}], "IN:1: field 'meta' must be an object, got None"),
+        ([{"id": "a", "prompt": "p", "benchmark": 5}], "IN:1: field 'benchmark' must be a string, got 5"),
+        ([{"id": "a", "prompt": "p"}, {"id": "a", "prompt": "q"}], "IN:2: duplicate id 'a' (first at IN:1)"),
+    ],
+)
+def test_collect_refuses_a_bad_prompts_file_before_asking(
+    fake_api: tuple[str, list[dict[str, Any]]], tmp_path: Path, lines: list[object], message: str
+) -> None:
+    url, seen = fake_api
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out.jsonl"
+    prompts.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert switchyard("collect", "--prompts", str(prompts), "--out", str(out), "--model", f"alpha={url}") == (
+        2, f"switchyard collect: {message.replace('IN', str(prompts))}\n")
+    assert not seen and not out.exists()
+
+
+def test_collect_refuses_a_model_named_twice(tmp_path: Path) -> None:
+    assert switchyard("collect", "--prompts", str(tmp_path / "none.jsonl"), "--out", str(tmp_path / "out.jsonl"),
+                      "--model", "a=http://127.0.0.1:9/v1", "--model", "b=http://127.0.0.1:9/v1", "--model",
+                      "a=http://127.0.0.1:8/v1") == (
+        2, "switchyard collect: --model: candidates named more than once: a\n")

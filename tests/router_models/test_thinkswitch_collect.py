@@ -192,3 +192,45 @@ def test_a_concurrency_below_one_is_refused(command: str, tmp_path: Path) -> Non
     status, err = switchyard(command, *argv, "--out", str(tmp_path / "o"), "--concurrency", "0")
     assert status == 2 and err.splitlines()[-1] == (
         f"switchyard {command}: error: argument --concurrency: must be at least 1, got 0")
+
+
+@pytest.mark.parametrize(
+    ("lines", "message"),
+    [
+        ([{"id": "q1", "prompt": "", "answer": "5"}], "IN:1: 'prompt' is empty"),
+        ([{"id": "q1", "prompt": " \n", "answer": "5"}], "IN:1: 'prompt' is empty"),
+        ([{"id": "q1", "prompt": "1+4?", "answer": "5", "benchmark": ["toy"]}],
+         "IN:1: 'benchmark' must be a string, got ['toy']"),
+        ([{"id": "q1", "prompt": "1+4?", "answer": "5"}, {"id": "q2", "prompt": "2+2?", "answer": "4"},
+          {"id": "q1", "prompt": "2+3?", "answer": "5"}], "IN:3: duplicate id 'q1' (first at IN:1)"),
+        ([{"id": 1, "prompt": "1+4?", "answer": "5"}, {"id": "1", "prompt": "2+3?", "answer": "5"}],
+         "IN:2: duplicate id '1' (first at IN:1)"),
+    ],
+)
+def test_bad_questions_are_refused_before_asking(
+        endpoint: tuple[str, FakeEndpoint], tmp_path: Path, lines: list[object], message: str) -> None:
+    url, fake = endpoint
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert switchyard("thinkswitch-collect", "--questions", str(questions), "--url", url, "--model", "m", "--out",
+                      str(tmp_path / "out.jsonl")) == (
+        2, f"switchyard thinkswitch-collect: {message.replace('IN', str(questions))}\n")
+    assert not fake.bodies and not (tmp_path / "out.jsonl.samples.jsonl").exists()
+
+
+def test_a_rerun_with_other_settings_is_refused(endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
+    url, fake = endpoint
+    questions, out = tmp_path / "questions.jsonl", tmp_path / "out.jsonl"
+    questions.write_text("".join(json.dumps(q.__dict__) + "\n" for q in QUESTIONS))
+    command = ["thinkswitch-collect", "--questions", str(questions), "--url", url, "--model", "m", "--out", str(out)]
+    assert switchyard(*command, "--max-tokens", "300")[0] == 0
+    journal = tmp_path / "out.jsonl.samples.jsonl"
+    assert json.loads(journal.read_text().splitlines()[0]) == {
+        "settings": {"model": "m", "family": "qwen3", "max_tokens": 300, "temperature": 0.0}}
+    asked = len(fake.bodies)
+    assert switchyard(*command, "--max-tokens", "4096", "--temperature", "0.7") == (
+        2, f"switchyard thinkswitch-collect: {journal}: its samples were collected with max_tokens 300, temperature "
+        "0.0, not max_tokens 4096, temperature 0.7: rerun with those to resume, or write to another --out\n")
+    assert switchyard(*command, "--family", "reasoning-effort", "--max-tokens", "300")[0] == 2
+    assert len(fake.bodies) == asked and len(read_journal(journal)) == 4
+    assert switchyard(*command, "--max-tokens", "300")[0] == 0 and len(fake.bodies) == asked  # the same: resumed
