@@ -30,6 +30,7 @@ from router_models.thinkswitch.curves import above_random, reference  # noqa: E4
 from router_models.thinkswitch.data import load_records, select_split  # noqa: E402
 from router_models.thinkswitch.evaluate import (  # noqa: E402
     BenchmarkResult,
+    at_trained_cap,
     evaluate,
     in_sample_warning,
     plot,
@@ -91,7 +92,7 @@ def main() -> int:
         train_command(argparse.Namespace(data=args.data, out=path, config=args.config))
     manifest = read_manifest(path)
     switcher = load_switcher(path)
-    records = select_split(load_records(args.data), args.split)
+    records = at_trained_cap(select_split(load_records(args.data), args.split), manifest)
     pred = switcher.predict([record.prompt for record in records])
     short_retry = switcher.short_retry if args.short_retry is None else args.short_retry
     results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, 1.0, short_retry)

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from router_models.configs import check_types
 from router_models.errors import ArtifactError, InputError, loading_artifact
 
 FORMAT_VERSION = 1
@@ -72,6 +73,7 @@ def read_manifest(directory: str | Path) -> Manifest:
             raise ArtifactError(f"{directory}: not a router artifact (kind {data.get('kind')!r})")
         if data.get("format") != FORMAT_VERSION:
             raise ArtifactError(f"{path}: unsupported artifact format {data.get('format')!r}")
+        check_types(Manifest, data, "manifest")
         return Manifest(**data)
 
 

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from router_models.base import Router
+from router_models.configs import at_least, refuse_first
 from router_models.data import RoutingTable
-from router_models.encoder import ENCODER_NAME, SentenceEncoder
+from router_models.encoder import ENCODER_NAME, ENCODER_POSITIONS, SentenceEncoder
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,14 @@ class KnnConfig:
     k: int = 100
     max_query_tokens: int = 128  # MiniLM's training length
     batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        """Refuse an unusable (well-typed) config: `ValueError` naming the first problem."""
+        refuse_first([
+            *at_least(self, 1, "k", "max_query_tokens", "batch_size"),
+            (self.max_query_tokens <= ENCODER_POSITIONS, f"max_query_tokens must be at most {ENCODER_POSITIONS} "
+             f"(the encoder's limit), got {self.max_query_tokens}"),
+        ])
 
 
 class KnnRouter(Router):

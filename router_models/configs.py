@@ -4,7 +4,9 @@ fields' types before any data is read."""
 from __future__ import annotations
 
 import json
+import math
 import types
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -73,3 +75,26 @@ def check_types(cls: type, values: dict[str, Any], where: str) -> None:
     for name, value in values.items():
         if name in hints and not _matches(value, hints[name]):
             raise InputError(f"{where}: {name} must be {_describe(hints[name])}, got {value!r}")
+
+
+def at_least(config: Any, minimum: float, *names: str) -> list[tuple[bool, str]]:
+    """(ok, message) checks, for `refuse_first`, that the fields `names` of `config` are finite and at least
+    `minimum`."""
+    checks = []
+    for name in names:
+        value = getattr(config, name)
+        what = "" if isinstance(value, int) else "a finite number "
+        checks.append((minimum <= value < math.inf, f"{name} must be {what}at least {minimum:g}, got {value}"))
+    return checks
+
+
+def above_zero(config: Any, *names: str) -> list[tuple[bool, str]]:
+    """(ok, message) checks, for `refuse_first`, that the fields `names` of `config` are finite and above 0."""
+    return [(0 < (value := getattr(config, name)) < math.inf, f"{name} must be a finite number above 0, got {value}")
+            for name in names]
+
+
+def refuse_first(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise `ValueError` with the message of the first failed (ok, message) check of a config's ranges."""
+    if problem := next((message for ok, message in checks if not ok), None):
+        raise ValueError(problem)

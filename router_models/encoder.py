@@ -23,6 +23,7 @@ from transformers import (
 from router_models.fast_encoder import FastEncoder
 
 ENCODER_NAME = "all-MiniLM-L6-v2"
+ENCODER_POSITIONS = 512  # tokens the encoder reads at most (its position embeddings)
 PROGRESS_BATCHES = 4  # `encode` shows a progress bar for more batches than this, where asked to
 
 

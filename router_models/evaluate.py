@@ -17,6 +17,7 @@ import numpy as np
 
 from router_models.base import Router
 from router_models.data import RoutingTable, load_table
+from router_models.errors import InputError
 from router_models.metrics import mu_n
 
 
@@ -114,10 +115,12 @@ def eval_command(args: argparse.Namespace) -> int:
     candidates = routers[0].candidates
     for path, router in zip(args.router, routers, strict=True):
         if router.candidates != candidates:
-            raise SystemExit(f"{path}: candidates {router.candidates} differ from {candidates}")
+            raise InputError(f"--router {path} routes to {', '.join(router.candidates)}, but --router "
+                             f"{args.router[0]} to {', '.join(candidates)}: routers compared must share candidates")
     table = load_table(args.data, candidates)
     if not len(table):
-        raise SystemExit("no evaluation lines score every candidate")
+        raise InputError(f"no line of {', '.join(map(str, args.data))} scores every candidate of the routers "
+                         f"({', '.join(candidates)}; {table.dropped} lines lack one)")
     print(
         f"{len(table)} queries, {len(set(table.benchmarks))} benchmarks"
         + (f" ({table.dropped} lines lacking a candidate's score dropped)" if table.dropped else "")

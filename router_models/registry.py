@@ -7,6 +7,7 @@ from pathlib import Path
 from router_models.artifact import read_manifest, read_weights
 from router_models.base import Router
 from router_models.baselines import BestSingleRouter, KnnRouter, RandomRouter
+from router_models.configs import check_types
 from router_models.encoder import set_threads
 from router_models.errors import loading_artifact
 from router_models.lookahead.router import LookaheadRouter, MlcRouter
@@ -33,6 +34,7 @@ def load_router(path: str | Path, threads: int | None = None) -> Router:
     manifest = read_manifest(path)
     with loading_artifact(path, "router"):
         cls = router_class(manifest.kind)
+        check_types(cls.config_class, manifest.config, "config")
         config = cls.config_class(**manifest.config)
         if manifest.kind == "lookahead_causal":  # also reads the tokenizer saved beside the weights
             router = cls.load(path, manifest.candidates, config, read_weights(path))  # type: ignore[attr-defined]

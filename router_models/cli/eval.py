@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import math
 from typing import Any
 
 from router_models.cli import option_defaults, refuse_given
@@ -42,6 +43,8 @@ def run(args: argparse.Namespace, switcher_options: dict[str, Any]) -> int:
 
     if args.router:
         refuse_given(args, switcher_options, "applies to --switcher only")
+    if not math.isfinite(args.target_drop):
+        raise InputError(f"--target-drop: expected a finite number of points, got {args.target_drop}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot {args.plot}: the plot is a PNG image, its name must end in .png")
     module_name, function_name = (SWITCHER_EVAL if args.switcher else ROUTER_EVAL).split(":")

@@ -23,7 +23,8 @@ CONFIG_FLAGS = ("epochs", "block_size", "max_query_tokens", "max_train_queries",
 
 
 def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
-    """The kind's config dataclass: defaults, then --config FILE, then the flags that the kind has."""
+    """The kind's config dataclass: defaults, then --config FILE, then the flags that the kind has; its types
+    and ranges checked before any data is read (`InputError` naming the file or the flag)."""
     fields = {f.name for f in dataclasses.fields(cls.config_class)}
     values: dict[str, Any] = {}
     if args.config:
@@ -32,14 +33,27 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
         if unknown:
             raise InputError(f"{args.config}: unknown {cls.kind} config fields {sorted(map(str, unknown))}")
         check_types(cls.config_class, loaded, args.config)
-        values |= loaded
+        values = loaded
+        make_config(cls, values, args.config)
     refuse_given(args, {flag: None for flag in CONFIG_FLAGS if flag not in fields},
                  f"does not apply to --kind {cls.kind}")
-    values |= {flag: getattr(args, flag) for flag in CONFIG_FLAGS if getattr(args, flag) is not None}
-    return cls.config_class(**values)
+    flags = {flag: getattr(args, flag) for flag in CONFIG_FLAGS if getattr(args, flag) is not None}
+    for flag, value in flags.items():  # the flag a problem comes from, where one alone has it
+        make_config(cls, values | {flag: value}, f"--{flag.replace('_', '-')}")
+    return make_config(cls, values | flags, " with ".join(f"--{flag.replace('_', '-')}" for flag in flags))
+
+
+def make_config(cls: type[Router], values: dict[str, Any], where: str) -> Any:
+    """`cls`'s config of `values` (well-typed); `InputError` "WHERE: problem" where its ranges refuse them."""
+    try:
+        return cls.config_class(**values)
+    except ValueError as error:
+        raise InputError(f"{where}: {error}") from None
 
 
 def training_tables(args: argparse.Namespace) -> tuple[RoutingTable, RoutingTable | None]:
+    if args.protocol == "all" and args.holdout is not None:
+        raise InputError("--holdout applies to --protocol leave-one-out only (--protocol all trains on every line)")
     spec = None if args.protocol == "all" else SplitSpec(args.protocol, args.holdout)  # type: ignore[arg-type]
     records = read_records(args.data)
     if not records:

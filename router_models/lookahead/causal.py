@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
+from router_models.configs import above_zero, at_least, refuse_first
+
 IGNORE = -100
 
 
@@ -38,6 +40,15 @@ class CausalConfig:
     max_train_queries: int = 0
     seed: int = 0
     inference_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        """Refuse an untrainable (well-typed) config: `ValueError` naming the first problem."""
+        refuse_first([
+            *at_least(self, 0, "block_size", "lm_weight", "lr", "weight_decay", "max_train_queries"),
+            *at_least(self, 1, "max_query_tokens", "batch_size", "inference_batch_size"),
+            *above_zero(self, "epochs"),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+        ])
 
 
 class LookaheadCausal(nn.Module):

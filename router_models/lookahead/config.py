@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from router_models.configs import above_zero, at_least, refuse_first
+from router_models.encoder import ENCODER_POSITIONS
+
 
 @dataclass(frozen=True)
 class LookaheadConfig:
@@ -40,6 +43,22 @@ class LookaheadConfig:
     seed: int = 0
     # inference
     inference_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        """Refuse an untrainable (well-typed) config: `ValueError` naming the first problem."""
+        refuse_first([
+            *at_least(self, 0, "block_size", "mlm_weight", "mlm_max_slots", "lr", "weight_decay", "max_train_queries",
+                      "max_val_queries", "eval_every"),  # lr 0: the untrained network, for comparison
+            *at_least(self, 3, "max_query_tokens"),  # [CLS], a token, [SEP]
+            *at_least(self, 1, "batch_size", "checkpoint_every", "inference_batch_size"),
+            *above_zero(self, "epochs"),
+            *((0 <= getattr(self, name) <= 1, f"{name} must be in [0, 1], got {getattr(self, name)}")
+              for name in ("warmup_frac", "mask_start", "curriculum_frac")),
+            (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
+            # every block's positions follow the query's: the last is max_query_tokens + block_size
+            (self.max_query_tokens + self.block_size < ENCODER_POSITIONS, "max_query_tokens + block_size must be "
+             f"below {ENCODER_POSITIONS} (the encoder's positions), got {self.max_query_tokens + self.block_size}"),
+        ])
 
     def mask_rate(self, progress: float) -> float:
         """End-masking curriculum: share of each block hidden at `progress` in [0, 1] of training."""

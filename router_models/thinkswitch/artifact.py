@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
@@ -58,13 +60,40 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     if manifest.get("format", FORMAT_VERSION) != FORMAT_VERSION:
         raise ArtifactError(f"{path}: unsupported {KIND} artifact format {manifest['format']!r} "
                             f"(this version reads {FORMAT_VERSION})")
-    for key, kinds, what in (("version", str, "a string"), ("config", dict, "an object"),
-                             ("default_tau", int | float, "a number")):
-        if key not in manifest:
+    for key, (ok, what) in MANIFEST_FIELDS.items():
+        if key not in manifest and key in REQUIRED:
             raise ArtifactError(f"{path}: incomplete {KIND} artifact: its manifest has no {key!r}")
-        if not isinstance(manifest[key], kinds) or isinstance(manifest[key], bool):
+        if key in manifest and not ok(manifest[key]):
             raise ArtifactError(f"{path}: corrupt {KIND} artifact: manifest {key!r} is not {what}")
     return manifest
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _train_options(value: Any) -> bool:
+    """What the loader and `eval` read of `train_options`: `short_retry` (a bool) and `cap` (the token cap)."""
+    if not isinstance(value, dict):
+        return False
+    cap = value.get("cap")
+    cap_ok = cap is None or (isinstance(cap, int) and not isinstance(cap, bool) and cap >= 1)
+    return cap_ok and isinstance(value.get("short_retry", False), bool)
+
+
+# manifest key -> (check, what it must be); the REQUIRED ones every artifact has, the others where written
+MANIFEST_FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "version": (lambda value: isinstance(value, str), "a string"),
+    "config": (lambda value: isinstance(value, dict), "an object"),
+    "default_tau": (_number, "a finite number"),
+    "taus": (lambda value: isinstance(value, dict) and all(map(_number, value.values())),
+             "an object of finite numbers"),
+    "train_options": (_train_options, "an object with a boolean short_retry and a cap of a positive integer or "
+                      "null"),
+    "trained_questions": (lambda value: isinstance(value, list) and all(isinstance(v, str) for v in value),
+                          "a list of strings"),
+}
+REQUIRED = ("version", "config", "default_tau")
 
 
 def load_head(path: str | Path) -> tuple[ThinkSwitchHead, dict[str, Any]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ MODES = ("short", "long")
 Split = Literal["train", "val", "test"]
 # Share of questions per split, in hash order: train, then validation, then test.
 SPLIT_FRACTIONS: dict[str, float] = {"train": 0.70, "val": 0.15, "test": 0.15}
+CAP_KEY = re.compile(r"[0-9]+")  # a key of meta.by_cap (ASCII digits: `str.isdigit` also takes "²")
 
 
 
@@ -113,6 +115,20 @@ def _modes(obj: Any, where: str) -> tuple[ModeResult, ModeResult]:
     return _mode(obj["short"], f"{where}.short"), _mode(obj["long"], f"{where}.long")
 
 
+def _by_cap(obj: Any, where: str) -> dict[int, tuple[ModeResult, ModeResult]]:
+    """`meta.by_cap`: an object of `modes` objects keyed by token cap (digits), or null/absent."""
+    if obj is None:
+        return {}
+    if not isinstance(obj, dict):
+        raise DataFormatError(f"{where}: meta.by_cap must be an object keyed by token cap, got {obj!r}")
+    by_cap = {}
+    for cap, modes in obj.items():
+        if not CAP_KEY.fullmatch(cap) or int(cap) < 1:
+            raise DataFormatError(f"{where}: meta.by_cap key {cap!r} is not a token cap (a positive integer)")
+        by_cap[int(cap)] = _modes(modes, f"{where}: meta.by_cap.{cap}")
+    return by_cap
+
+
 def parse_record(obj: Any, where: str = "record") -> ThinkRecord:
     """Validate one decoded line and build its record; errors name `where` and the offending field."""
     if not isinstance(obj, dict):
@@ -121,17 +137,13 @@ def parse_record(obj: Any, where: str = "record") -> ThinkRecord:
         if not isinstance(obj.get(key), str) or not obj[key]:
             raise DataFormatError(f"{where}: '{key}' must be a non-empty string")
     short, long = _modes(obj.get("modes"), f"{where}: modes")
-    meta = obj.get("meta") or {}
+    meta = {} if obj.get("meta") is None else obj["meta"]
     if not isinstance(meta, dict):
-        raise DataFormatError(f"{where}: 'meta' must be an object")
-    by_cap: dict[int, tuple[ModeResult, ModeResult]] = {}
-    for cap, modes in (meta.get("by_cap") or {}).items():
-        if not str(cap).isdigit():
-            raise DataFormatError(f"{where}: meta.by_cap key {cap!r} is not a token cap")
-        by_cap[int(cap)] = _modes(modes, f"{where}: meta.by_cap.{cap}")
+        raise DataFormatError(f"{where}: 'meta' must be an object or null, got {meta!r}")
+    by_cap = _by_cap(meta.get("by_cap"), where)
     max_tokens = obj.get("max_tokens")
-    if max_tokens is not None and (not isinstance(max_tokens, int) or max_tokens < 1):
-        raise DataFormatError(f"{where}: 'max_tokens' must be a positive integer or null")
+    if max_tokens is not None and (not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1):
+        raise DataFormatError(f"{where}: 'max_tokens' must be a positive integer or null, got {max_tokens!r}")
     answer = obj.get("answer")
     return ThinkRecord(
         id=obj["id"],

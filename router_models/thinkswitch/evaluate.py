@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from router_models.errors import InputError
+from router_models.errors import DataFormatError, InputError
 from router_models.thinkswitch.curves import (
     Outcomes,
     Row,
@@ -84,6 +84,16 @@ def evaluate(
             BenchmarkResult(name, outcomes, baselines(outcomes), curve, chosen, target, switched, short_retry)
         )
     return results
+
+
+def at_trained_cap(records: Sequence[ThinkRecord], manifest: dict[str, Any]) -> list[ThinkRecord]:
+    """The records at the token cap the switcher was trained at (`train_options.cap`; none: each file's main
+    cap); raises `DataFormatError` naming the first question without results at that cap."""
+    cap = manifest.get("train_options", {}).get("cap")
+    try:
+        return [record.at_cap(cap) for record in records]
+    except DataFormatError as error:
+        raise DataFormatError(f"{error}: the switcher was trained at that cap (train_options.cap)") from None
 
 
 def in_sample_warning(records: Sequence[ThinkRecord], manifest: dict[str, Any]) -> str | None:
@@ -201,13 +211,16 @@ def eval_command(args: argparse.Namespace) -> int:
         records = select_split(records, split)
     if not records:
         raise InputError(f"no questions in {', '.join(map(str, args.data))} (split: {split})")
-    switcher = load_switcher(args.switcher)
     manifest = read_manifest(args.switcher)
+    records = at_trained_cap(records, manifest)
+    switcher = load_switcher(args.switcher)
     short_retry = switcher.short_retry if args.short_retry is None else args.short_retry
     pred = switcher.predict([record.prompt for record in records])
     results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, target_drop, short_retry)
     retry = "on" if short_retry else "off"
-    print(f"switcher {switcher.version} on {len(records)} questions (split: {split}, short retry: {retry})")
+    cap = manifest.get("train_options", {}).get("cap")
+    print(f"switcher {switcher.version} on {len(records)} questions (split: {split}, short retry: {retry}"
+          + (f", token cap: {cap})" if cap else ")"))
     if warning := in_sample_warning(records, manifest):
         print(warning, file=sys.stderr)
     print(report(results, target_drop))

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from router_models.encoder import ENCODER_NAME, SentenceEncoder
+from router_models.configs import above_zero, at_least, refuse_first
+from router_models.encoder import ENCODER_NAME, ENCODER_POSITIONS, SentenceEncoder
 from router_models.thinkswitch.data import MODES
 from router_models.thinkswitch.features import FEATURE_NAMES
 
@@ -63,16 +64,15 @@ class ThinkSwitchConfig:
 
     def __post_init__(self) -> None:
         """Refuse an untrainable (well-typed) config: `ValueError` naming the first problem."""
-        for name in ("max_length", "hidden", "folds", "members", "epochs", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         checks = [
+            *at_least(self, 1, "max_length", "hidden", "folds", "members", "epochs", "batch_size"),
             (self.members >= self.folds, f"members ({self.members}) must be at least folds ({self.folds}): "
              "every fold needs a member held out of it"),
             (0 <= self.dropout < 1, f"dropout must be in [0, 1), got {self.dropout}"),
-            (self.lr > 0, f"lr must be positive, got {self.lr}"),
-            *((getattr(self, name) >= 0, f"{name} must be at least 0, got {getattr(self, name)}")
-              for name in ("margin_weight", "aux_weight", "weight_decay")),
+            (self.max_length <= ENCODER_POSITIONS,
+             f"max_length must be at most {ENCODER_POSITIONS} (the encoder's limit), got {self.max_length}"),
+            *above_zero(self, "lr"),
+            *at_least(self, 0, "margin_weight", "aux_weight", "weight_decay"),
             (self.encoder == ENCODER_NAME, f"encoder must be {ENCODER_NAME!r}, got {self.encoder!r}"),
             (self.embedding_dim == SentenceEncoder.dim,
              f"embedding_dim must be {SentenceEncoder.dim} (the encoder's), got {self.embedding_dim}"),
@@ -81,8 +81,7 @@ class ThinkSwitchConfig:
             *((is_aux_target(name), f"unknown auxiliary target {name!r} (known: {', '.join(AUX_NAMES)}, "
                "MODE_pass@CAP)") for name in self.aux_targets),
         ]
-        if problem := next((message for ok, message in checks if not ok), None):
-            raise ValueError(problem)
+        refuse_first(checks)
 
 
 def switch_loss(

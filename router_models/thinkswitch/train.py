@@ -77,9 +77,9 @@ class TrainOptions:
         for name in ("cap", "threads"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 or null, got {getattr(self, name)}")
-        if not 0 <= self.max_long_share <= 1 or self.max_token_ratio < 0:
-            raise ValueError("max_long_share must be in [0, 1] and max_token_ratio at least 0, got "
-                             f"{self.max_long_share} and {self.max_token_ratio}")
+        for name in ("max_long_share", "max_token_ratio"):
+            if not 0 < getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be a number in (0, 1], got {getattr(self, name)}")
 
 
 @dataclass
@@ -289,7 +289,7 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
     epochs = getattr(args, "epochs", None)
     if epochs is not None:
         # the flag's own message, so that it is not blamed on --config
-        if epochs != int(epochs) or epochs < 1:
+        if not math.isfinite(epochs) or epochs != int(epochs) or epochs < 1:
             raise InputError(f"--epochs: --kind thinkswitch trains whole epochs, at least 1, not {epochs:g}")
         flags["epochs"] = int(epochs)
     if getattr(args, "seed", None) is not None:

@@ -125,6 +125,34 @@ def test_flags_that_do_not_apply_are_refused(sample_path: Path, tmp_path: Path) 
         "'<stream end>' at line 2 column 1)\n")
 
 
+@pytest.mark.parametrize(
+    ("flags", "config", "message"),
+    [
+        (["--epochs", "nan"], None, "--epochs: epochs must be a finite number above 0, got nan"),
+        (["--epochs", "inf"], None, "--epochs: epochs must be a finite number above 0, got inf"),
+        (["--block-size", "-1"], None, "--block-size: block_size must be at least 0, got -1"),
+        (["--block-size", "500"], None, "--block-size: max_query_tokens + block_size must be below 512 (the "
+         "encoder's positions), got 564"),
+        (["--kind", "mlc"], {"batch_size": 0}, "CONFIG: batch_size must be at least 1, got 0"),
+        (["--kind", "mlc"], {"lr": 1e999}, "CONFIG: lr must be a finite number at least 0, got inf"),
+        (["--kind", "knn", "--k", "0"], None, "--k: k must be at least 1, got 0"),
+        (["--kind", "knn", "--k", "-1"], None, "--k: k must be at least 1, got -1"),
+        (["--kind", "knn", "--k", "5"], {"max_query_tokens": 4096}, "CONFIG: max_query_tokens must be at most 512 "
+         "(the encoder's limit), got 4096"),
+    ],
+)
+def test_config_out_of_range_is_refused_before_reading_data(
+    flags: list[str], config: dict[str, object] | None, message: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config or {}))
+    out = tmp_path / "out"
+    status, err = switchyard("train", *flags, "--config", str(path), "--data", str(tmp_path / "none.jsonl"),
+                             "--out", str(out))
+    assert (status, err) == (2, f"switchyard train: {message.replace('CONFIG', str(path))}\n")
+    assert not out.exists()
+
+
 def test_training_on_nothing_usable_is_refused(sample_path: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -134,6 +162,8 @@ def test_training_on_nothing_usable_is_refused(sample_path: Path, tmp_path: Path
          "training part lack a candidate's score"),
         (["--candidates", "foo"], "routing needs at least 2 candidates, got foo"),
         (["--candidates", "foo,bar,foo"], "candidates named more than once: foo"),
+        (["--protocol", "all", "--holdout", "MATH"], "--holdout applies to --protocol leave-one-out only (--protocol "
+         "all trains on every line)"),
     ]
     for flags, message in cases:
         assert switchyard("train", "--kind", "knn", "--data", str(sample_path), "--out", out, *flags) == (
@@ -227,3 +257,27 @@ def test_an_api_key_variable_that_is_unset_is_refused(tmp_path: Path, monkeypatc
         2, "switchyard collect: --api-key-env SWITCHYARD_TEST_KEY: no such environment variable is set\n")
     monkeypatch.setenv("SWITCHYARD_TEST_KEY", "sk-env")
     assert key_from_env("SWITCHYARD_TEST_KEY") == "sk-env"
+
+
+def test_eval_refuses_routers_of_other_candidates_and_data_that_scores_none(sample_path: Path, tmp_path: Path) -> None:
+    from router_models.baselines import BestSingleConfig, BestSingleRouter
+
+    records = read_records([sample_path])
+    every = list(records[0].scores)
+    two = every[:2]
+    for name, candidates in (("all", every), ("two", two)):
+        BestSingleRouter.fit(load_table([sample_path], candidates), BestSingleConfig()).save(tmp_path / name)
+    status, err = switchyard("eval", "--router", str(tmp_path / "all"), "--router", str(tmp_path / "two"),
+                             "--data", str(sample_path))
+    assert (status, err) == (2, f"switchyard eval: --router {tmp_path / 'two'} routes to {', '.join(two)}, but "
+                             f"--router {tmp_path / 'all'} to {', '.join(every)}: routers compared must share "
+                             "candidates\n")
+    unscored = tmp_path / "unscored.jsonl"
+    unscored.write_text("".join(json.dumps({**r.to_json(), "scores": {}}) + "\n" for r in records[:3]))
+    assert switchyard("eval", "--router", str(tmp_path / "two"), "--data", str(unscored)) == (
+        2, f"switchyard eval: no line of {unscored} scores every candidate of the routers ({', '.join(two)}; 3 "
+        "lines lack one)\n")
+    for drop in ("nan", "inf"):
+        assert switchyard("eval", "--switcher", str(tmp_path / "none"), "--data", str(sample_path), "--target-drop",
+                          drop) == (2, f"switchyard eval: --target-drop: expected a finite number of points, got {drop}"
+                                    "\n")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from router_models import load_router
 from router_models.baselines import BestSingleConfig, BestSingleRouter, KnnConfig, RandomConfig, RandomRouter
@@ -72,4 +73,27 @@ def test_version_changes_with_the_weights(sample_table: RoutingTable, tmp_path: 
 
 def test_loading_something_else_fails_clearly(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="not a router artifact"):
+        load_router(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"k": "5"}, "config: k must be an integer, got '5'"),
+        ({"k": 0}, "k must be at least 1, got 0"),
+        ({"k": -3}, "k must be at least 1, got -3"),
+    ],
+)
+def test_a_manifest_config_of_the_wrong_type_or_range_fails_clearly(
+    config: dict[str, object], message: str, tmp_path: Path
+) -> None:
+    from router_models.artifact import Manifest, save_artifact
+
+    manifest = Manifest("knn", ["a", "b"], "all-MiniLM-L6-v2", {**dataclasses.asdict(KnnConfig()), **config})
+    save_artifact(tmp_path, manifest, {"keys": torch.zeros(2, 384), "values": torch.zeros(2, 2)})
+    with pytest.raises(ArtifactError) as error:
+        load_router(tmp_path)
+    assert str(error.value) == f"{tmp_path}: cannot load this router artifact: {message}"
+    (tmp_path / "manifest.json").write_text(json.dumps({**manifest.to_json(), "candidates": "ab"}))
+    with pytest.raises(ArtifactError, match="manifest: candidates must be a list of strings, got 'ab'"):
         load_router(tmp_path)

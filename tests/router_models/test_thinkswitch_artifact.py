@@ -199,6 +199,15 @@ def test_a_manifest_without_default_tau_is_an_artifact_error(artifact: Path, tmp
         (lambda m: m["config"].update(layers=3), "thinkswitch config fields unknown to this version: ['layers']"),
         (lambda m: m["config"].update(hidden="16"), "cannot load this thinkswitch artifact: config: hidden must be "
          "an integer, got '16'"),
+        (lambda m: m.update(default_tau=float("nan")), "corrupt thinkswitch artifact: manifest 'default_tau' is not a "
+         "finite number"),
+        *((lambda m, taus=taus: m.update(taus=taus), "corrupt thinkswitch artifact: manifest 'taus' is not an object "
+           "of finite numbers") for taus in ([1], "x", {"GSM8K": "0.1"}, {"GSM8K": float("inf")})),
+        *((lambda m, options=options: m.update(train_options=options), "corrupt thinkswitch artifact: manifest "
+           "'train_options' is not an object with a boolean short_retry and a cap of a positive integer or null")
+          for options in (None, [1], {"short_retry": "yes"}, {"cap": "512"}, {"cap": 0})),
+        *((lambda m, questions=questions: m.update(trained_questions=questions), "corrupt thinkswitch artifact: "
+           "manifest 'trained_questions' is not a list of strings") for questions in (1, [1], "ab")),
     ],
 )
 def test_a_manifest_of_another_format_or_config_is_refused(
@@ -213,3 +222,24 @@ def test_a_manifest_of_another_format_or_config_is_refused(
     with pytest.raises(ArtifactError) as error:
         load_switcher(tmp_path)
     assert str(error.value) == f"{tmp_path}: {message}"
+
+
+def test_eval_takes_the_data_at_the_cap_the_switcher_was_trained_at(artifact: Path, tmp_path: Path) -> None:
+    capped = tmp_path / "capped"
+    capped.mkdir()
+    manifest = json.loads((artifact / "manifest.json").read_text())
+    manifest["train_options"]["cap"] = 512
+    (capped / "manifest.json").write_text(json.dumps(manifest))
+    (capped / "model.safetensors").write_bytes((artifact / "model.safetensors").read_bytes())
+    gsm = tmp_path / "gsm.jsonl"
+    gsm.write_text("".join(line for line in FIXTURE.read_text().splitlines(keepends=True) if '"GSM8K"' in line))
+    for switcher, cap in ((artifact, None), (capped, 512)):
+        out = tmp_path / f"{cap}.json"
+        assert switchyard("eval", "--switcher", str(switcher), "--data", str(gsm), "--json", str(out))[0] == 0
+        records = [record.at_cap(cap) for record in read_records(gsm)]
+        expected = baselines(Outcomes.of(records))["always_long"]
+        assert json.loads(out.read_text())["GSM8K"]["always_long"] == pytest.approx(expected)
+    status, err = switchyard("eval", "--switcher", str(capped), "--data", str(FIXTURE))
+    math_id = next(r.id for r in read_records(FIXTURE) if r.benchmark == "MATH")
+    assert (status, err) == (2, f"switchyard eval: question {math_id!r} has no results at cap 512 (it has none): "
+                             "the switcher was trained at that cap (train_options.cap)\n")

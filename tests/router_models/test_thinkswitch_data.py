@@ -67,6 +67,14 @@ def test_gzip_and_round_trip(tmp_path: Path) -> None:
         (lambda o: o["modes"]["short"].update(mean_tokens=float("inf")), "modes.short.mean_tokens"),
         (lambda o: o["modes"]["long"].update(samples=1, hit_cap=2), r"modes.long.hit_cap: .* samples \(1\)"),
         (lambda o: o["meta"]["by_cap"].update(big={}), "by_cap"),
+        (lambda o: o["meta"].update(by_cap=[1]), r"meta.by_cap must be an object keyed by token cap, got \[1\]"),
+        (lambda o: o["meta"].update(by_cap="x"), "meta.by_cap must be an object keyed by token cap, got 'x'"),
+        (lambda o: o["meta"]["by_cap"].update({"\u00b2": o["modes"]}), "meta.by_cap key '\u00b2' is not a token cap"),
+        (lambda o: o["meta"]["by_cap"].update({"0": o["modes"]}), "meta.by_cap key '0' is not a token cap"),
+        (lambda o: o.update(meta=0), "'meta' must be an object or null, got 0"),
+        (lambda o: o.update(meta=[1]), r"'meta' must be an object or null, got \[1\]"),
+        (lambda o: o.update(max_tokens=True), "'max_tokens' must be a positive integer or null, got True"),
+        (lambda o: o.update(max_tokens=2048.0), "'max_tokens' must be a positive integer or null, got 2048.0"),
     ],
 )
 def test_bad_line_is_named(tmp_path: Path, mutate: object, message: str) -> None:

@@ -107,8 +107,9 @@ def test_seed_and_epochs_flags_set_the_switcher_config(tmp_path: Path) -> None:
     assert (a["config"]["seed"], a["config"]["epochs"]) == (0, 1)  # type: ignore[index]
     assert (b["config"]["seed"], b["config"]["epochs"]) == (3, 2)  # type: ignore[index]
     assert a["version"] != b["version"]
-    assert switchyard(*train, "--out", str(tmp_path / "c"), "--epochs", "1.5") == (
-        2, "switchyard train: --epochs: --kind thinkswitch trains whole epochs, at least 1, not 1.5\n")
+    for epochs in ("1.5", "nan", "inf", "0"):
+        assert switchyard(*train, "--out", str(tmp_path / "c"), "--epochs", epochs) == (
+            2, f"switchyard train: --epochs: --kind thinkswitch trains whole epochs, at least 1, not {epochs}\n")
     assert switchyard(*train, "--out", str(tmp_path / "c"), "--k", "5") == (
         2, "switchyard train: --k does not apply to --kind thinkswitch\n")
     assert switchyard(*train, "--out", str(tmp_path / "c"), "--protocol", "all") == (
@@ -136,6 +137,15 @@ def test_seed_and_epochs_flags_set_the_switcher_config(tmp_path: Path) -> None:
          "short_tokens, long_tokens, long_hit_cap, level, MODE_pass@CAP)"),
         ("c.json", '{"splits": []}', "splits must be some of ['train', 'val', 'test'], not []"),
         ("c.json", '{"cap": 0}', "cap must be at least 1 or null, got 0"),
+        ("c.json", '{"lr": Infinity}', "lr must be a finite number above 0, got inf"),
+        ("c.json", '{"lr": NaN}', "lr must be a finite number above 0, got nan"),
+        ("c.json", '{"weight_decay": Infinity}', "weight_decay must be a finite number at least 0, got inf"),
+        ("c.json", '{"margin_weight": 1e999}', "margin_weight must be a finite number at least 0, got inf"),
+        ("c.json", '{"max_length": 4096}', "max_length must be at most 512 (the encoder's limit), got 4096"),
+        ("c.json", '{"max_token_ratio": NaN}', "max_token_ratio must be a number in (0, 1], got nan"),
+        ("c.json", '{"max_token_ratio": 0}', "max_token_ratio must be a number in (0, 1], got 0"),
+        ("c.json", '{"max_long_share": Infinity}', "max_long_share must be a number in (0, 1], got inf"),
+        ("c.json", '{"max_long_share": 1.5}', "max_long_share must be a number in (0, 1], got 1.5"),
     ],
 )
 def test_a_bad_config_is_refused_in_one_line_before_the_data_is_read(
