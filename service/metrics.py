@@ -37,7 +37,8 @@ class Metrics:
             "switchyard_request_duration_seconds", "End-to-end request latency seen by the gateway.",
             ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.time_to_first_byte = Histogram(
-            "switchyard_time_to_first_byte_seconds", "Time until the first response byte is sent.",
+            "switchyard_time_to_first_byte_seconds",
+            "Time until a streamed reply's first byte is sent (buffered replies: request_duration).",
             ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.overhead = Histogram(
             "switchyard_overhead_seconds",

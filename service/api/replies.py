@@ -104,7 +104,8 @@ class RequestRecorder:
         m.in_flight.dec()
         m.count(backend, status)
         m.duration.observe(elapsed)
-        m.first_byte.observe((first_byte_at or now) - self.started)
+        if first_byte_at is not None:  # streams only: a buffered reply's first byte is its whole duration
+            m.first_byte.observe(first_byte_at - self.started)
         if upstream_s:
             m.overhead.observe(max(0.0, elapsed - upstream_s))
 

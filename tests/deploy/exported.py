@@ -19,6 +19,8 @@ VLLM_HISTOGRAMS = ("vllm:time_to_first_token_seconds", "vllm:e2e_request_latency
 
 # Labels Prometheus (and the Prometheus Operator) attach to every scraped series.
 TARGET_LABELS = frozenset({"namespace", "pod", "instance", "job", "service", "endpoint", "container"})
+# Series Prometheus writes itself for every scrape target, with only the target's labels.
+SCRAPE_SERIES = {"up": TARGET_LABELS}
 
 
 def exposition_names(exposition: str) -> set[str]:

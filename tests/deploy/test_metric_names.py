@@ -11,7 +11,7 @@ import pytest
 
 from tests.harness import GatewayServer, metric_value
 
-from .exported import TARGET_LABELS, exposition_names, gateway_metrics, vllm_metrics
+from .exported import SCRAPE_SERIES, TARGET_LABELS, exposition_names, gateway_metrics, vllm_metrics
 from .live import DEV_API_KEY
 from .promql import Selector, adapter_exprs, dashboard_exprs, recorded_names, rule_exprs, selectors
 from .tools import K8S
@@ -50,6 +50,7 @@ def test_running_gateway_exports_what_service_metrics_declares(scraped: str) -> 
     for model in ("smollm2", "gemma3", "auto", "reasoner"):
         assert metric_value(scraped, "switchyard_requests_total", model=model, status="200") == 4
         assert metric_value(scraped, "switchyard_overhead_seconds_count", model=model) == 4
+        assert metric_value(scraped, "switchyard_time_to_first_byte_seconds_count", model=model) == 2  # streams
 
 
 def test_decisions_fill_the_dashboard_panels_and_the_cache_reaches_redis(scraped: str) -> None:
@@ -67,7 +68,7 @@ def test_every_metric_read_is_exported(scraped: str, source: str) -> None:
     found = [s for expr, where in SOURCES[source]() for s in selectors(expr, where)]
     assert found
     declared = gateway_metrics()
-    exported = {name: declared[name] for name in exposition_names(scraped)} | vllm_metrics()
+    exported = {name: declared[name] for name in exposition_names(scraped)} | vllm_metrics() | SCRAPE_SERIES
     assert unknown(found, exported, recorded_names()) == []
 
 
