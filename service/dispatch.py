@@ -82,6 +82,7 @@ class Dispatcher:
         settings = self.settings.dispatch
         tried: list[Replica] = []
         last_error: GatewayError | None = None
+        began = time.perf_counter()  # failed attempts are time waiting on backends too, not the gateway's own
         for attempt in range(settings.retries + 1):
             try:
                 replica = self.pool.pick(backend_name, exclude=tried)
@@ -93,16 +94,16 @@ class Dispatcher:
             if attempt:
                 self.metrics.retries.labels(backend_name).inc()
             try:
-                return await self._attempt(backend, replica, path, payload, stream)
+                return await self._attempt(backend, replica, path, payload, stream, began)
             except UpstreamError as error:
                 last_error = error
         assert last_error is not None
         raise last_error
 
     async def _attempt(self, backend: Backend, replica: Replica, path: str, payload: bytes,
-                       stream: bool) -> Reply:
+                       stream: bool, started: float) -> Reply:
+        """One replica's answer; its `upstream_s` counts from `started` (the first attempt's start)."""
         timeouts = backend.timeouts
-        started = time.perf_counter()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeouts.total_s
         replica.in_flight += 1

@@ -55,6 +55,8 @@ def test_a_hung_replica_does_not_stall_the_other() -> None:
             # Requests that hit the hung replica time out after 1 s and are retried on the healthy one.
             assert [r.status_code for r in results] == [200] * 24
             assert gw.metric("switchyard_upstream_errors_total", replica=hung.url, kind="timeout") >= 1
+            # The second it waited on the hung replica is backend time, not the gateway's own overhead.
+            assert gw.metric("switchyard_overhead_seconds_bucket", model="m", le="0.25") == 24
 
 
 def test_failing_replica_is_ejected_and_readmitted_after_health_checks() -> None:
