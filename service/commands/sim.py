@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from service.commands import fraction, non_negative_float, non_negative_int, port_number, positive_int
 from service.sim.server import FAULT_MODES
 
 
@@ -17,21 +18,23 @@ def register(subparsers: Any) -> None:
         "For tests and benchmarks; it does not replace tests against real vLLM.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, required=True, help="listen port")
+    parser.add_argument("--port", type=port_number, required=True, help="listen port")
     parser.add_argument("--model", required=True, help="served model name")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before the first token (default: 0)")
-    parser.add_argument("--tokens-per-s", type=float, default=0.0, help="decode rate (default 0: all at once)")
-    parser.add_argument("--max-concurrency", type=int, default=0,
+    parser.add_argument("--latency-ms", type=non_negative_float, default=0.0,
+                        help="delay before the first token (default: 0)")
+    parser.add_argument("--tokens-per-s", type=non_negative_float, default=0.0,
+                        help="decode rate (default 0: all at once)")
+    parser.add_argument("--max-concurrency", type=non_negative_int, default=0,
                         help="running slots; more requests wait (default 0: unlimited)")
-    parser.add_argument("--max-tokens", type=int, default=16,
+    parser.add_argument("--max-tokens", type=positive_int, default=16,
                         help="tokens generated when max_tokens is unset (default: 16)")
-    parser.add_argument("--max-model-len", type=int, default=131072,
+    parser.add_argument("--max-model-len", type=positive_int, default=131072,
                         help="a larger max_tokens is refused with vLLM's 400 (default: 131072)")
-    parser.add_argument("--first-word", type=int, default=0, metavar="N",
+    parser.add_argument("--first-word", type=non_negative_int, default=0, metavar="N",
                         help="answers are words of a fixed 10-word vocabulary, starting at word N (default: 0); "
                         "give two simulators different N and their answers differ, e.g. for fusion")
     parser.add_argument("--fault", choices=FAULT_MODES, default="none", help="fault to inject (default: none)")
-    parser.add_argument("--fault-rate", type=float, default=1.0,
+    parser.add_argument("--fault-rate", type=fraction, default=1.0,
                         help="share of requests hit by the fault (default: 1.0)")
     parser.set_defaults(func=run)
 

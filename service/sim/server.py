@@ -58,13 +58,13 @@ class Simulator:
         return s.fault in modes and random.random() < s.fault_rate
 
     async def set_fault(self, request: web.Request) -> web.Response:
-        body = orjson.loads(await request.read())
-        mode = body.get("mode", "none")
-        if mode not in FAULT_MODES:
-            return web.json_response({"error": f"mode must be one of {FAULT_MODES}"}, status=400)
-        self.settings.fault = mode
-        self.settings.fault_rate = float(body.get("rate", 1.0))
-        return web.json_response({"mode": mode, "rate": self.settings.fault_rate})
+        """Switch the fault; a bad body is answered 400 (`{"error": ...}`) and changes nothing."""
+        try:
+            mode, rate = _parse_fault(await request.read())
+        except ValueError as error:
+            return web.json_response({"error": str(error)}, status=400)
+        self.settings.fault, self.settings.fault_rate = mode, rate
+        return web.json_response({"mode": mode, "rate": rate})
 
     # Plain endpoints ------------------------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
@@ -245,6 +245,23 @@ class Simulator:
         return response
 
 
+def _parse_fault(raw: bytes) -> tuple[str, float]:
+    """`{"mode": ..., "rate": 0-1}` (both optional: "none", 1.0) as (mode, rate); ValueError says what is wrong."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError("body is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError('body must be a JSON object: {"mode": ..., "rate": ...}')
+    mode = body.get("mode", "none")
+    if mode not in FAULT_MODES:
+        raise ValueError(f"mode must be one of {FAULT_MODES}")
+    rate = body.get("rate", 1.0)
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+        raise ValueError("rate must be a number from 0 to 1")
+    return mode, float(rate)
+
+
 def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
     if chat:
         return sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
@@ -262,10 +279,13 @@ def _error(status: int, message: str, param: str | None = None) -> web.Response:
     return web.json_response(body, status=status)
 
 
+SIMULATOR = web.AppKey("simulator", Simulator)
+
+
 def build_sim_app(settings: SimSettings) -> web.Application:
     sim = Simulator(settings)
     app = web.Application()
-    app["simulator"] = sim
+    app[SIMULATOR] = sim
     app.router.add_get("/health", sim.health)
     app.router.add_get("/metrics", sim.metrics)
     app.router.add_get("/v1/models", sim.models)
