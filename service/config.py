@@ -1,7 +1,9 @@
 """Typed gateway configuration, loaded once from one YAML file.
 
 Validation errors name the offending key (e.g. `backends.0.replicas`). Secrets never need to live
-in the file: any string may be written as `${ENV_NAME}` and is taken from the environment.
+in the file: any string may be written as `${ENV_NAME}` and is taken from the environment. A relative
+artifact path (a router, a switcher) is taken from the working directory where it exists there, else from
+the config file's directory or the nearest of its parents that holds it (`resolve_artifact`).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +19,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationError, model_validator
 
 from service.strategies.configs import StrategyConfig
+from service.strategies.lookahead import LookaheadConfig
+from service.strategies.thinking import ThinkingConfig
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# The config fields that name an artifact directory, by the class that holds them.
+_ARTIFACT_FIELDS: dict[type[BaseModel], str] = {LookaheadConfig: "router", ThinkingConfig: "switcher"}
 
 
 class ConfigError(Exception):
@@ -183,5 +190,48 @@ def load_settings(path: str | Path) -> Settings:
     redis_url = os.environ.get("SWITCHYARD_REDIS_URL")
     if redis_url:
         raw.setdefault("cache", {})["redis_url"] = redis_url
-    return parse_settings(raw)
+    config_dir = Path(path).resolve().parent
+    return _map_artifacts(parse_settings(raw), "", lambda key, value: resolve_artifact(value, config_dir))
+
+
+def resolve_artifact(path: str, config_dir: Path) -> str:
+    """A relative artifact path missing from the working directory, taken from `config_dir` or the nearest
+    parent of it that holds it; any other path as written. So a config finds its artifacts whether they are
+    written relative to its own directory or to the repository root, from any working directory."""
+    relative = Path(path)
+    if relative.is_absolute() or relative.exists():
+        return path
+    for base in (config_dir, *config_dir.parents):
+        if (base / relative).exists():
+            return str(base / relative)
+    return path
+
+
+def artifact_paths(settings: Settings) -> list[tuple[str, str]]:
+    """(key, path) of every artifact the config names, e.g. ("models.2.strategy.router", "artifacts/r")."""
+    found: list[tuple[str, str]] = []
+
+    def collect(key: str, value: str) -> str:
+        found.append((key, value))
+        return value
+
+    _map_artifacts(settings, "", collect)
+    return found
+
+
+def _map_artifacts(node: Any, key: str, change: Callable[[str, str], str]) -> Any:
+    """`node` with every artifact path replaced by `change(key, path)`; unchanged parts are kept as they are."""
+    if isinstance(node, list):
+        items = [_map_artifacts(item, f"{key}.{i}", change) for i, item in enumerate(node)]
+        return items if any(new is not old for new, old in zip(items, node, strict=True)) else node
+    if not isinstance(node, BaseModel):
+        return node
+    update: dict[str, Any] = {}
+    for name in type(node).model_fields:
+        value, where = getattr(node, name), f"{key}.{name}" if key else name
+        new = change(where, value) if _ARTIFACT_FIELDS.get(type(node)) == name else _map_artifacts(value, where,
+                                                                                                    change)
+        if new is not value:
+            update[name] = new
+    return node.model_copy(update=update) if update else node
 

@@ -1,3 +1,4 @@
+import json
 import socket
 import subprocess
 import sys
@@ -7,8 +8,9 @@ import pytest
 
 from service.cli import build_parser
 from service.commands import demo
+from service.config import load_settings
 from service.local_backends import process, specs, stack
-from tests.harness import free_port
+from tests.harness import REPO, free_port
 
 
 def test_help_lists_every_subcommand() -> None:
@@ -110,7 +112,7 @@ def test_demo_checks_its_gateway_port_before_starting_backends(
         port = taken.getsockname()[1]
         args = build_parser().parse_args(["demo", "--cache", str(tmp_path), "--port", str(port), "--no-serve"])
         assert args.func(args) == 1
-    assert f"gateway port {port} is taken" in capsys.readouterr().out
+    assert f"gateway port {port} is taken" in capsys.readouterr().err
 
 
 def test_demo_names_how_to_use_other_backend_ports(
@@ -123,11 +125,77 @@ def test_demo_names_how_to_use_other_backend_ports(
         args = build_parser().parse_args(["demo", "--cache", str(tmp_path), "--port", str(free_port()),
                                           "--no-serve"])
         assert args.func(args) == 1
-    out = capsys.readouterr().out
-    assert f"backend port {port}" in out and "switchyard backends up --port NAME=PORT" in out
+    err = capsys.readouterr().err
+    assert f"backend port {port}" in err and "switchyard backends up --port NAME=PORT" in err
 
 
 def test_a_demo_request_that_fails_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     demo._ask(f"http://127.0.0.1:{free_port()}", "m")  # nothing listens there
     out = capsys.readouterr().out
     assert "request failed: APIConnectionError" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("argv", [
+    ["demo", "--port", "70000"], ["demo", "--port", "0"], ["serve", "--config", "c.yaml", "--port", "70000"],
+    ["sim", "--model", "m", "--port", "70000"], ["sim", "--model", "m", "--port", "1", "--max-concurrency", "-1"],
+    ["sim", "--model", "m", "--port", "1", "--fault-rate", "5"],
+    ["sim", "--model", "m", "--port", "1", "--latency-ms", "-1"],
+    ["sim", "--model", "m", "--port", "1", "--tokens-per-s", "-2"],
+    ["sim", "--model", "m", "--port", "1", "--tokens-per-s", "nan"],
+    ["sim", "--model", "m", "--port", "1", "--max-tokens", "-3"],
+    ["sim", "--model", "m", "--port", "1", "--first-word", "-1"],
+])
+def test_out_of_range_options_are_refused_while_parsing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(argv)
+    assert exit_.value.code == 2
+    assert "error: argument" in capsys.readouterr().err
+
+
+def test_demo_refuses_a_gateway_port_of_a_backend(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _demo_must_not_start_backends(monkeypatch)
+    args = build_parser().parse_args(["demo", "--cache", str(tmp_path), "--port", "8031", "--no-serve"])
+    assert args.func(args) == 2
+    assert "gateway port 8031 is the port of backend smollm2-135m-instruct" in capsys.readouterr().err
+
+
+def test_demo_checks_its_artifacts_before_starting_backends(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    _demo_must_not_start_backends(monkeypatch)
+    config = tmp_path / "deploy/local/cpu.yaml"  # a copy whose switcher is missing, its router there
+    config.parent.mkdir(parents=True)
+    config.write_text((REPO / "deploy/local/cpu.yaml").read_text().replace("artifacts/thinkswitch", "nothing"))
+    (config.parent / "artifacts").symlink_to(REPO / "deploy/local/artifacts")
+    monkeypatch.chdir(config.parent)
+    args = build_parser().parse_args(["demo", "--config", str(config), "--cache", str(tmp_path), "--port",
+                                      str(free_port()), "--no-serve"])
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "models.4.strategy.thinking.switcher: deploy/local/nothing" in err
+    assert "cpu-router" not in err  # found from the config's directory, though not from the working one
+
+
+def test_demo_exits_130_after_ctrl_c(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo.signal, "signal", lambda *args: None)
+    monkeypatch.setattr(stack, "up", interrupted)
+    monkeypatch.chdir(tmp_path)  # the default config finds its artifacts from anywhere
+    args = build_parser().parse_args(["demo", "--cache", str(tmp_path), "--port", str(free_port())])
+    assert args.func(args) == 130
+
+
+def test_a_gateway_that_cannot_start_says_why(tmp_path: Path) -> None:
+    switcher = tmp_path / "switcher"
+    switcher.mkdir()  # there, but not an artifact
+    (tmp_path / "c.yaml").write_text(json.dumps({
+        "backends": [{"name": "m", "model": "m", "replicas": [f"http://127.0.0.1:{free_port()}"]}],
+        "models": [{"name": "r", "strategy": {"kind": "thinkswitch", "backend": "m",
+                                              "thinking": {"switcher": str(switcher), "family": "qwen3"}}}]}))
+    gateway = demo._GatewayThread(load_settings(tmp_path / "c.yaml"), free_port())
+    with pytest.raises(demo.GatewayStartError, match="not a thinkswitch artifact") as failure:
+        gateway.start()
+    assert "port" not in str(failure.value).split(": ", 1)[1]
+

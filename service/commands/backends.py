@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from service.commands import port_number
 from service.local_backends.specs import MODELS, Instance, default_instance
 
 HELP = """\
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
     up.add_argument("--models", nargs="+", metavar="NAME", default=sorted(MODELS),
                     help=f"which models to serve, by name or unique prefix (default: all of "
                     f"{', '.join(sorted(MODELS))})")
-    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT", type=port_assignment,
                     help="serve a model on another port; NAME may be a unique prefix "
                     f"(defaults: {', '.join(f'{m.name}={m.default_port}' for m in MODELS.values())})")
     up.add_argument("--enforce-eager", action="store_true",
@@ -68,17 +69,27 @@ def parse_models(keys: list[str]) -> list[str]:
     return list(names)
 
 
-def parse_ports(pairs: list[str]) -> dict[str, int]:
-    """`NAME=PORT` pairs to {model name: port}; NAME may be a unique prefix of a model name."""
-    ports: dict[str, int] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        name = model_named(key)
-        if not sep or not value.isdigit() or name is None:
-            names = ", ".join(sorted(MODELS))
-            raise SystemExit(f"--port {pair!r}: expected NAME=PORT with NAME one of {names}")
-        ports[name] = int(value)
-    return ports
+def port_assignment(pair: str) -> tuple[str, int]:
+    """A `--port NAME=PORT` value as (model name, port); NAME may be a unique prefix of a model name."""
+    key, sep, value = pair.partition("=")
+    name = model_named(key)
+    if not sep or name is None:
+        raise argparse.ArgumentTypeError(
+            f"{pair!r}: expected NAME=PORT with NAME one of {', '.join(sorted(MODELS))} or a unique prefix")
+    try:
+        return name, port_number(value)
+    except argparse.ArgumentTypeError as error:
+        raise argparse.ArgumentTypeError(f"{pair!r}: {error}") from None
+
+
+def shared_port(instances: list[Instance]) -> str | None:
+    """Says which instances would share a port, or None when every port is distinct."""
+    owners: dict[int, Instance] = {}
+    for instance in instances:
+        other = owners.setdefault(instance.port, instance)
+        if other is not instance:
+            return f"{other.spec.name} and {instance.spec.name} would both use port {instance.port}"
+    return None
 
 
 def say(line: str) -> None:
@@ -90,8 +101,12 @@ def run_up(args: argparse.Namespace) -> int:
     from service.local_backends.errors import BackendError
     from service.local_backends.paths import resolve_cache_dir
 
-    ports = parse_ports(args.port)
+    ports = dict(args.port)
     instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in parse_models(args.models)]
+    clash = shared_port(instances)
+    if clash:
+        print(f"error: {clash}; give one of them another with --port NAME=PORT", file=sys.stderr)
+        return 2
     cache = resolve_cache_dir(args.cache)
     started: list[str] = []
     try:
@@ -112,7 +127,11 @@ def stop_started(cache: Any, started: list[str]) -> str:
 
     if not started:
         return "no server was started"
-    stack.down(cache, lambda line: None, ids=started)
+    try:
+        stack.down(cache, lambda line: None, ids=started)
+    except KeyboardInterrupt:
+        return (f"stopping the server(s) this run started was interrupted ({', '.join(started)}); "
+                f"`switchyard backends down` stops them (and every other backend of this cache)")
     return f"stopped the server(s) this run started: {', '.join(started)}"
 
 
@@ -120,24 +139,33 @@ def run_down(args: argparse.Namespace) -> int:
     from service.local_backends import stack
     from service.local_backends.paths import resolve_cache_dir
 
-    if stack.down(resolve_cache_dir(args.cache), say) == 0:
+    try:
+        stopped = stack.down(resolve_cache_dir(args.cache), say)
+    except KeyboardInterrupt:
+        print("interrupted; a server not yet stopped keeps its pid file: run `switchyard backends down` again "
+              "to finish", file=sys.stderr)
+        return 130
+    if stopped == 0:
         print("no backend was running")
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    from service.local_backends import stack
+    from service.local_backends import process, stack
     from service.local_backends.paths import resolve_cache_dir
 
-    records = stack.status(resolve_cache_dir(args.cache))
+    cache = resolve_cache_dir(args.cache)
+    records = stack.status(cache)
+    for corrupt in process.corrupt_records(cache):
+        print(f"warning: corrupt pid file {process.record_path(cache, corrupt)} ignored "
+              "(`switchyard backends down` removes it)", file=sys.stderr)
     if args.json:
         print(json.dumps([{"id": r.id, "model": r.model, "pid": r.pid, "port": r.port, "alive": r.alive,
-                           "healthy": r.healthy, "log": str(r.log)} for r in records], indent=1))
+                           "healthy": r.healthy, "state": r.state, "log": str(r.log)} for r in records], indent=1))
     elif not records:
         print("no backend started (run `switchyard backends up`)")
     else:
         print(f"{'backend':<32} {'pid':>8} {'port':>6}  health")
         for r in records:
-            health = "healthy" if r.healthy else "starting" if r.alive else "dead"
-            print(f"{r.id:<32} {r.pid:>8} {r.port:>6}  {health}   log: {r.log}")
+            print(f"{r.id:<32} {r.pid:>8} {r.port:>6}  {r.state}   log: {r.log}")
     return 0 if all(r.healthy for r in records) else 1  # the same code with or without --json

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from service.commands import port_number
+
+if TYPE_CHECKING:
+    from service.config import Settings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "local" / "cpu.yaml"
 PROMPT = "In one sentence, why is the sky blue?"
@@ -26,7 +34,7 @@ def register(subparsers: Any) -> None:
                                    description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
                         help="gateway config (default: deploy/local/cpu.yaml)")
-    parser.add_argument("--port", type=int, default=8000, help="gateway port (default: 8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="gateway port (default: 8000)")
     parser.add_argument("--cache", metavar="DIR", help="backend cache directory (default: $SWITCHYARD_CACHE "
                         "or ~/.cache/switchyard)")
     parser.add_argument("--no-serve", action="store_true", help="stop after the sample requests")
@@ -38,38 +46,46 @@ def say(line: str = "", end: str = "\n") -> None:
     print(line, end=end, flush=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    import yaml
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
 
-    from service.config import ConfigError, load_settings
+
+class Refused(Exception):
+    """The demo cannot run as asked (known before anything starts); `code` is its exit status."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class GatewayStartError(Exception):
+    """The gateway did not start; the message says why, as uvicorn logged it."""
+
+
+def run(args: argparse.Namespace) -> int:
     from service.local_backends import stack
     from service.local_backends.errors import BackendError, PortTaken
     from service.local_backends.paths import resolve_cache_dir
-    from service.local_backends.process import port_in_use
     from service.local_backends.specs import MODELS, default_instance
 
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as error:
-        say(f"error: {error}")
-        return 2
-    cache = resolve_cache_dir(args.cache)
     instances = [default_instance(spec) for spec in MODELS.values()]
-    # Ports first: starting the backends can take minutes, a taken port is known at once (`stack.up` checks
-    # the backends' ports before it prepares anything).
-    if port_in_use(args.port):
-        say(f"error: gateway port {args.port} is taken by another program; choose another with --port")
-        return 1
+    try:
+        settings = preflight(args, [(i.port, i.spec.name) for i in instances])
+    except Refused as refusal:
+        fail(str(refusal))
+        return refusal.code
+    cache = resolve_cache_dir(args.cache)
     # Ctrl-C, or a plain `kill`, ends the demo through the same clean-up (also when started in the background).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     # Stop on exit only what the demo started, even when interrupted while waiting for it.
     ours: list[str] = []
     gateway: _GatewayThread | None = None
+    code = 0
     try:
         say("== Local vLLM-CPU backends")
         stack.up(cache, instances, say, started=ours)
-        gateway = _GatewayThread(yaml.safe_load(Path(args.config).read_text()), args.port)
+        gateway = _GatewayThread(settings, args.port)
         gateway.start()
         say(f"\n== Gateway on {gateway.url} (config {args.config})")
         for model in [m.name for m in settings.models]:
@@ -79,22 +95,54 @@ def run(args: argparse.Namespace) -> int:
             say("Serving; press Ctrl-C to stop.")
             threading.Event().wait()  # until Ctrl-C
     except PortTaken as error:
-        say(f"error: backend port {error.port} ({error.model}) is taken by another program. "
-            f"The demo serves its backends on the ports its config names; to use others, start them "
-            f"with `switchyard backends up --port NAME=PORT` (see `switchyard backends up --help`) and "
-            f"run `switchyard serve` with a config whose replicas use those ports")
-        return 1
-    except BackendError as error:
-        say(f"error: {error}")
-        return 1
+        fail(f"backend port {error.port} ({error.model}) is taken by another program. "
+             f"The demo serves its backends on the ports its config names; to use others, start them "
+             f"with `switchyard backends up --port NAME=PORT` (see `switchyard backends up --help`) and "
+             f"run `switchyard serve` with a config whose replicas use those ports")
+        code = 1
+    except (BackendError, GatewayStartError) as error:
+        fail(str(error))
+        code = 1
     except KeyboardInterrupt:
-        pass
-    finally:
+        code = 130
+    finally:  # also on an unexpected error, which then keeps its traceback
+        interrupted = _shut_down(gateway, cache, [] if args.keep_backends else ours)
+    return interrupted or code
+
+
+def preflight(args: argparse.Namespace, backend_ports: list[tuple[int, str]]) -> Settings:
+    """What can be checked at once, before the backends take minutes to start: the config, its artifacts
+    and the gateway port (`stack.up` checks the backends' ports before it prepares anything)."""
+    from service.config import ConfigError, artifact_paths, load_settings
+    from service.local_backends.process import port_in_use
+
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        raise Refused(str(error), 2) from None
+    missing = [f"{key}: {path}" for key, path in artifact_paths(settings) if not Path(path).exists()]
+    if missing:
+        raise Refused(f"config {args.config} names artifacts that do not exist:\n  " + "\n  ".join(missing), 2)
+    backend = dict(backend_ports).get(args.port)
+    if backend is not None:
+        raise Refused(f"gateway port {args.port} is the port of backend {backend}; choose another with --port", 2)
+    if port_in_use(args.port):
+        raise Refused(f"gateway port {args.port} is taken by another program; choose another with --port", 1)
+    return settings
+
+
+def _shut_down(gateway: _GatewayThread | None, cache: Any, ours: list[str]) -> int:
+    """Stop the gateway and the backends in `ours`; 130 when interrupted again meanwhile, else 0."""
+    from service.local_backends import stack
+
+    try:
         if gateway is not None:
             say("\nStopping the gateway.")
             gateway.stop()
-        if not args.keep_backends:
-            stack.down(cache, say, ids=ours)
+        stack.down(cache, say, ids=ours)
+    except KeyboardInterrupt:
+        fail("interrupted while stopping; `switchyard backends down` stops the backends that still run")
+        return 130
     return 0
 
 
@@ -102,28 +150,50 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+class _FirstError(logging.Handler):
+    """Keeps the first error uvicorn logs: why the server did not start."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.message: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.message is None:
+            lines = record.getMessage().strip().splitlines()  # a traceback: its last line says what failed
+            self.message = lines[-1].removeprefix("switchyard: ") if lines else None
+
+
 class _GatewayThread:
     """The gateway app under uvicorn in a background thread, so the demo itself can call it."""
 
-    def __init__(self, config: dict[str, Any], port: int) -> None:
+    def __init__(self, settings: Settings, port: int) -> None:
         import uvicorn
 
         from service.app import create_app
         from service.commands.serve import server_config
-        from service.config import parse_settings
 
-        settings = parse_settings(config)
         app = create_app(settings, freeze_heap=True)
         self.url = f"http://127.0.0.1:{port}"
         self.server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        with contextlib.suppress(SystemExit):  # uvicorn exits when it cannot start; it has logged why
+            self.server.run()
 
     def start(self) -> None:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise SystemExit(f"the gateway could not start on {self.url} (is the port free?)")
-            time.sleep(0.05)
+        errors = _FirstError()
+        logger = logging.getLogger("uvicorn.error")
+        logger.addHandler(errors)
+        try:
+            self.thread.start()
+            while not self.server.started:
+                if not self.thread.is_alive():
+                    raise GatewayStartError(f"the gateway could not start on {self.url}: "
+                                            f"{errors.message or 'uvicorn gave no reason'}")
+                time.sleep(0.05)
+        finally:
+            logger.removeHandler(errors)
 
     def stop(self) -> None:
         self.server.should_exit = True

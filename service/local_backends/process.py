@@ -1,6 +1,7 @@
 """vLLM server processes: started in their own process group, awaited on `/health`, stopped by pid.
 
-Each server leaves `run/<instance>.json` (pid, port, model, start time) and writes `logs/<instance>.log`.
+Each server leaves `run/<instance>.json` (pid, port, model, start time, start-up window) and writes
+`logs/<instance>.log`.
 A pid file counts as a running server only while its process is alive and still runs vLLM's server, so
 stale files from a crash or a reboot are ignored and cleaned up. Stopping or replacing a server ends its
 whole process group, also when the server itself has died and left its engine workers behind; the
@@ -29,6 +30,7 @@ from service.local_backends.specs import Instance
 
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 BLOCK_SIZE = 32  # KV-cache block (tokens); vLLM-CPU wants a multiple of 32
+STARTUP_TIMEOUT_S = 600.0  # how long `up` waits for /health unless told otherwise (`--timeout`)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,18 @@ class ServerRecord:
     log: Path
     alive: bool
     healthy: bool
+    started: float | None = None  # time.time() at launch
+    startup_timeout_s: float = STARTUP_TIMEOUT_S  # the start-up window `up` gave it
+
+    @property
+    def state(self) -> str:
+        """healthy; starting (live, within its start-up window); unhealthy (live, past it); dead."""
+        if self.healthy:
+            return "healthy"
+        if not self.alive:
+            return "dead"
+        starting = self.started is None or time.time() - self.started <= self.startup_timeout_s
+        return "starting" if starting else "unhealthy"
 
 
 def record_path(cache: CacheDir, instance_id: str) -> Path:
@@ -80,33 +94,47 @@ def port_taken(cache: CacheDir, instance: Instance) -> bool:
     """True when the instance's port is held by another program: not by its own server, running or leaving
     engine workers behind (`launch` ends those first)."""
     data = _read_data(record_path(cache, instance.id))
-    if data is not None and (is_alive(int(data["pid"])) or _owns_group(data)):
+    if data is not None and (is_alive(data["pid"]) or _owns_group(data)):
         return False
     return port_in_use(instance.port)
 
 
 def _read_data(path: Path) -> dict[str, Any] | None:
+    """The pid file's content when it names a pid (all `stop` needs); None when missing or unreadable."""
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and "pid" in data else None
+    return data if isinstance(data, dict) and _is_int(data.get("pid")) and data["pid"] > 0 else None
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def read_record(cache: CacheDir, path: Path) -> ServerRecord | None:
+    """The server a pid file describes; None for a missing or corrupt one (no pid, port or model)."""
     data = _read_data(path)
-    if data is None:
+    if data is None or not _is_int(data.get("port")) or not isinstance(data.get("model"), str):
         return None
-    alive = is_alive(int(data["pid"]))
+    alive = is_alive(data["pid"])
     healthy = alive and is_healthy(f"http://127.0.0.1:{data['port']}")
-    return ServerRecord(id=path.stem, pid=int(data["pid"]), port=int(data["port"]), model=str(data["model"]),
-                        log=cache.log(path.stem), alive=alive, healthy=healthy)
+    started, window = data.get("started"), data.get("startup_timeout_s")
+    return ServerRecord(id=path.stem, pid=data["pid"], port=data["port"], model=data["model"],
+                        log=cache.log(path.stem), alive=alive, healthy=healthy,
+                        started=float(started) if isinstance(started, (int, float)) else None,
+                        startup_timeout_s=float(window) if isinstance(window, (int, float)) else STARTUP_TIMEOUT_S)
 
 
 def list_records(cache: CacheDir) -> list[ServerRecord]:
-    """Every server with a pid file, live or not, sorted by port."""
+    """Every server with a readable pid file, live or not, sorted by port (`corrupt_records`: the others)."""
     records = (read_record(cache, path) for path in sorted(cache.run.glob("*.json")))
     return sorted((r for r in records if r is not None), key=lambda r: r.port)
+
+
+def corrupt_records(cache: CacheDir) -> list[str]:
+    """Ids of the pid files that do not describe a server (hand-edited, truncated, from another version)."""
+    return [path.stem for path in sorted(cache.run.glob("*.json")) if read_record(cache, path) is None]
 
 
 def server_command(cache: CacheDir, instance: Instance, *, enforce_eager: bool,
@@ -162,13 +190,15 @@ def server_env(cache: CacheDir, instance: Instance) -> dict[str, str]:
     return env
 
 
-def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False,
-           max_model_len: int = 2048) -> tuple[int, bool]:
-    """Start the server unless one already runs for this instance; returns (pid, reused)."""
+def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False, max_model_len: int = 2048,
+           startup_timeout_s: float = STARTUP_TIMEOUT_S) -> tuple[int, bool]:
+    """Start the server unless one already runs for this instance; returns (pid, reused).
+
+    The record keeps `startup_timeout_s`, so `status` tells a server still starting from an unhealthy one."""
     path = record_path(cache, instance.id)
     data = _read_data(path)
-    if data is not None and is_alive(int(data["pid"])):
-        return int(data["pid"]), True
+    if data is not None and is_alive(data["pid"]):
+        return data["pid"], True
     _end_group(data)  # workers a crashed server left behind would hold memory and cores
     path.unlink(missing_ok=True)
     if port_in_use(instance.port):
@@ -182,7 +212,7 @@ def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False,
             preexec_fn=confine_to_core(instance.cpu),
         )
     record = {"pid": process.pid, "port": instance.port, "model": instance.spec.name, "started": time.time(),
-              "start_ticks": _start_ticks(process.pid)}
+              "start_ticks": _start_ticks(process.pid), "startup_timeout_s": startup_timeout_s}
     path.write_text(json.dumps(record))
     return process.pid, False
 
@@ -229,16 +259,18 @@ def wait_healthy(cache: CacheDir, instances: Iterable[Instance], timeout_s: floa
 def stop(cache: CacheDir, instance_id: str, grace_s: float = 30.0) -> bool:
     """Stop the server's whole process group (SIGTERM, then SIGKILL after `grace_s`); True if the server ran.
 
-    A server that died still has its group ended when members remain (vLLM's engine workers)."""
+    A server that died still has its group ended when members remain (vLLM's engine workers). The pid file
+    goes only once the group is gone: interrupted (a second Ctrl-C), it stays, and a rerun finishes the job."""
     path = record_path(cache, instance_id)
     data = _read_data(path)
-    path.unlink(missing_ok=True)
     if data is None:
+        path.unlink(missing_ok=True)
         return False
-    pid = int(data["pid"])
+    pid = data["pid"]
     alive = is_alive(pid)
     _end_group(data, grace_s)
     _reap(pid)  # a server of ours that crashed: collect its exit status
+    path.unlink(missing_ok=True)
     return alive
 
 

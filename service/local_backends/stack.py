@@ -12,7 +12,7 @@ from service.local_backends.prepare import Report, ensure_model, ensure_venv
 from service.local_backends.process import ServerRecord
 from service.local_backends.specs import Instance
 
-DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_TIMEOUT_S = process.STARTUP_TIMEOUT_S
 
 
 def up(cache: CacheDir, instances: Sequence[Instance], report: Report, *, enforce_eager: bool = False,
@@ -32,7 +32,7 @@ def up(cache: CacheDir, instances: Sequence[Instance], report: Report, *, enforc
     start = time.monotonic()
     started = [] if started is None else started
     for instance in instances:
-        pid, reused = process.launch(cache, instance, enforce_eager=enforce_eager)
+        pid, reused = process.launch(cache, instance, enforce_eager=enforce_eager, startup_timeout_s=timeout_s)
         if not reused:
             started.append(instance.id)
         state = "already running" if reused else "starting"
@@ -51,7 +51,9 @@ def up(cache: CacheDir, instances: Sequence[Instance], report: Report, *, enforc
 
 
 def down(cache: CacheDir, report: Report, ids: Sequence[str] | None = None) -> int:
-    """Stop the servers with pid files (all, or those in `ids`); returns how many were running."""
+    """Stop the servers with pid files (all, or those in `ids`); returns how many were running.
+
+    A corrupt pid file is removed, after ending the process group it names where that is still ours."""
     stopped = 0
     for record in process.list_records(cache):
         if ids is not None and record.id not in ids:
@@ -61,6 +63,12 @@ def down(cache: CacheDir, report: Report, ids: Sequence[str] | None = None) -> i
             report(f"server {record.id}: stopped (pid {record.pid})")
         else:
             report(f"server {record.id}: was not running; removed its stale pid file")
+    for corrupt in process.corrupt_records(cache):
+        if ids is None or corrupt in ids:
+            ran = process.stop(cache, corrupt)
+            stopped += ran
+            report(f"server {corrupt}: corrupt pid file {process.record_path(cache, corrupt)}; removed it"
+                   + (" and stopped its server" if ran else ""))
     return stopped
 
 

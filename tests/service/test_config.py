@@ -1,8 +1,11 @@
+import json
 from pathlib import Path
 
 import pytest
 
-from service.config import ConfigError, hash_api_key, load_settings, parse_settings
+from service.config import ConfigError, artifact_paths, hash_api_key, load_settings, parse_settings
+
+REPO = Path(__file__).resolve().parents[2]
 
 BACKENDS = [{"name": "m", "model": "served-m", "replicas": ["http://127.0.0.1:9000"]}]
 MODELS = [{"name": "pub", "strategy": {"kind": "direct", "backend": "m"}}]
@@ -66,3 +69,35 @@ def test_shipped_configs_are_valid() -> None:
     repo = Path(__file__).resolve().parents[2]
     for path in sorted((repo / "deploy" / "local").glob("*.yaml")):
         load_settings(path)
+
+
+@pytest.mark.parametrize("name", ["cpu.yaml", "sim.yaml"])
+def test_shipped_configs_find_their_artifacts_from_any_directory(
+        name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    paths = artifact_paths(load_settings(REPO / "deploy" / "local" / name))
+    assert paths and all(Path(path).is_dir() for _, path in paths), paths
+    monkeypatch.chdir(REPO)  # from the repository root they stay as written
+    assert all(path.startswith("deploy/local/artifacts/")
+               for _, path in artifact_paths(load_settings(f"deploy/local/{name}")))
+
+
+def test_relative_artifacts_are_found_beside_the_config_unless_in_the_working_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "conf" / "art" / "router").mkdir(parents=True)
+    (tmp_path / "conf" / "art" / "switcher").mkdir()
+    (tmp_path / "cwd" / "art" / "switcher").mkdir(parents=True)
+    config = tmp_path / "conf" / "c.yaml"
+    candidates = [{"backend": "m", "cost": 1.0, "thinking": {"switcher": "art/switcher", "family": "qwen3"}},
+                  {"backend": "n", "cost": 2.0}]
+    backends = [*BACKENDS, {"name": "n", "model": "served-n", "replicas": ["http://127.0.0.1:9001"]}]
+    config.write_text(json.dumps({"backends": backends, "models": [
+        {"name": "auto", "strategy": {"kind": "lookahead", "router": "art/router", "candidates": candidates}},
+        {"name": "gone", "strategy": {"kind": "lookahead", "router": "art/missing", "candidates": candidates}}]}))
+    monkeypatch.chdir(tmp_path / "cwd")
+    assert artifact_paths(load_settings(config)) == [
+        ("models.0.strategy.router", str(tmp_path / "conf" / "art" / "router")),
+        ("models.0.strategy.candidates.0.thinking.switcher", "art/switcher"),  # the working directory's
+        ("models.1.strategy.router", "art/missing"),  # nowhere: as written, for the error to name
+        ("models.1.strategy.candidates.0.thinking.switcher", "art/switcher"),
+    ]

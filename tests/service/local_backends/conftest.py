@@ -26,7 +26,8 @@ if args.served_model_name == "slow":
 
 class Health(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
-        self.send_response(200 if self.path == "/health" else 404)
+        healthy = args.served_model_name != "sick"  # "sick": runs, never healthy
+        self.send_response((200 if healthy else 503) if self.path == "/health" else 404)
         self.end_headers()
 
     def log_message(self, *args):
