@@ -98,7 +98,7 @@ def choose(quality: Sequence[float], costs: Sequence[float], tradeoff: float,
     if can_serve(chosen):
         return chosen, reason
     fallback_margin = max(tradeoff, load_margin)
-    ranked = sorted(range(len(quality)), key=lambda i: -quality[i])
+    ranked = sorted(range(len(quality)), key=lambda i: (-quality[i], costs[i]))  # ties: the cheaper
     for index in ranked:
         if index != chosen and quality[index] >= best_quality - fallback_margin - 1e-12 and can_serve(index):
             return index, "load"

@@ -124,3 +124,21 @@ def test_encoding_shows_progress_only_for_long_inputs_on_a_terminal_when_asked(
         monkeypatch.setattr("sys.stderr", err)
         assert encoder.encode(texts[:count], batch_size=2, progress=progress).shape == (count, 384)
         assert ("encode" in err.getvalue()) == shown, (progress, tty, count)
+
+
+def test_a_long_text_is_clipped_before_tokenizing_to_the_same_embedding(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder = SentenceEncoder(max_length=16)
+    seen: list[int] = []
+    tokenize = encoder.tokenizer
+
+    def recording(texts: list[str], **options: object) -> object:
+        seen.extend(len(text) for text in texts)
+        return tokenize(texts, **options)
+
+    monkeypatch.setattr(encoder, "tokenizer", recording)
+    long = "the quick brown fox jumps over the lazy dog " * 20_000  # ~900 kB
+    clipped = encoder.encode([long])
+    assert max(seen) <= 16 * 16  # not the whole text: 0.7 s a megabyte, on the gateway's inference thread
+    monkeypatch.setattr("router_models.encoder.CHARS_PER_TOKEN_BOUND", 10**9)  # tokenize it all, as before
+    assert torch.allclose(clipped, encoder.encode([long]), atol=1e-6)  # truncation kept no more than that
+    assert max(seen) == len(long)

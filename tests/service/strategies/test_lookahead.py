@@ -37,6 +37,11 @@ def test_load_moves_to_the_next_candidate_within_the_load_margin() -> None:
     assert choose(quality, costs, 0.0, lambda i: i == 2, 0.1) == (1, "quality")
 
 
+def test_without_scores_a_busy_cheapest_candidate_gives_way_to_the_next_cheapest() -> None:
+    # No text to score (or the router failed): every quality is 0, and cost alone decides.
+    assert choose([0.0] * 3, [1.0, 0.5, 0.2], 1.0, lambda i: i != 2, 1.0) == (1, "load")
+
+
 def test_logits_become_probabilities() -> None:
     assert as_quality([0.1, 0.7]) == [0.1, 0.7]
     q = as_quality([-2.0, 0.0, 3.0])
