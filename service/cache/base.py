@@ -62,6 +62,8 @@ async def cached(cache: DecisionCache | None, key: str,
 
     Concurrent misses of one key share one computation (reported as hits). It runs as a task of its own:
     one caller going away does not cancel it for the others, and it is cancelled when every caller has gone.
+    The value is stored after the callers have it, not before: a slow cache delays no decision, and callers
+    of the key while it is being written share the computed value.
     """
     if cache is None:
         return await compute(), "off"
@@ -71,18 +73,22 @@ async def cached(cache: DecisionCache | None, key: str,
     flight = cache.computing.get(key)
     if flight is not None:
         return await flight.join(), "hit"
-    task = asyncio.ensure_future(_compute_and_store(cache, key, compute, store=outcome == "miss"))
-    flight = cache.computing[key] = Flight(cache.computing, key, task)
+    store = outcome == "miss"  # after an error the cache is not asked again for this request
+    flight = cache.computing[key] = Flight(cache, key, asyncio.ensure_future(compute()), store)
     return await flight.join(), outcome
 
 
 class Flight:
-    """One computation of a value, listed under its key while it runs, and how many callers wait for it."""
+    """One computation of a value, listed under its key until it is computed and stored, and how many callers
+    wait for it."""
 
-    def __init__(self, computing: dict[str, Flight], key: str, task: asyncio.Future[Any]) -> None:
-        self.computing = computing
+    def __init__(self, cache: DecisionCache, key: str, task: asyncio.Future[Any], store: bool) -> None:
+        self.cache = cache
+        self.computing = cache.computing
         self.key = key
         self.task = task
+        self.store = store
+        self.write: asyncio.Task[None] | None = None
         self.waiters = 0
         task.add_done_callback(self._done)
 
@@ -101,16 +107,10 @@ class Flight:
             del self.computing[self.key]
 
     def _done(self, task: asyncio.Future[Any]) -> None:
-        """Unlist a finished computation; its error, if every caller left, is theirs to have seen, not the
-        loop's."""
-        self._unlist()
-        if not task.cancelled():
-            task.exception()
-
-
-async def _compute_and_store(cache: DecisionCache, key: str, compute: Callable[[], Awaitable[Any]],
-                             store: bool) -> Any:
-    value = await compute()
-    if store:  # after an error the cache is not asked again for this request
-        await cache.set(key, value)
-    return value
+        """Store a computed value, then unlist it; unlist a failed computation at once (its error, if every
+        caller left, is theirs to have seen, not the loop's)."""
+        if task.cancelled() or task.exception() is not None or not self.store:
+            self._unlist()
+            return
+        self.write = asyncio.ensure_future(self.cache.set(self.key, task.result()))  # never raises: fails open
+        self.write.add_done_callback(lambda _: self._unlist())

@@ -167,3 +167,28 @@ async def test_a_caller_arriving_as_the_last_one_leaves_gets_a_computation_of_it
     with pytest.raises(asyncio.CancelledError):
         await leaves
     assert compute.calls == 2 and compute.cancelled == 1 and not cache.computing
+
+
+class SlowWrites(MemoryCache):
+    """A memory cache whose writes wait for `release` (a cache slow to write, e.g. Redis under load)."""
+
+    def __init__(self) -> None:
+        super().__init__(Metrics(), max_entries=10, ttl_s=60)
+        self.release = asyncio.Event()
+
+    async def _set(self, key: str, value: object) -> None:
+        await self.release.wait()
+        await super()._set(key, value)
+
+
+async def test_a_slow_write_delays_no_decision_and_its_value_is_shared_meanwhile() -> None:
+    cache, compute = SlowWrites(), Computation()
+    compute.release.set()
+    # though the write is still waiting (a deadline, so that a regression fails instead of hanging)
+    assert await asyncio.wait_for(cached(cache, "k", compute), 5) == (42, "miss")
+    assert await cached(cache, "k", compute) == (42, "hit") and compute.calls == 1  # the value being written
+    cache.release.set()
+    flight = cache.computing["k"]
+    assert flight.write is not None
+    await flight.write
+    assert not cache.computing and await cache.get("k") == (42, "hit")
