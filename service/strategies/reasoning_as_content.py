@@ -22,7 +22,7 @@ _MARK = b'"reasoning'
 
 
 def reasoning_as_content(reply: Reply) -> Reply:
-    """`reply` with each choice's reasoning as its content where it has no content of its own."""
+    """`reply` with each choice's reasoning put before its content (all of it, where it has none)."""
     if reply.status != 200:
         return reply
     if reply.stream is not None:
@@ -50,17 +50,19 @@ def _moved(event: bytes) -> bytes:
 
 
 def _move(value: Any, part: str) -> bool:
-    """Move the reasoning of each choice's `part` (message or delta) into its empty content; whether any
-    moved."""
+    """Move the reasoning of each choice's `part` (message or delta) to the start of its content; whether any
+    moved. (After a closed thinking block all generated text is the answer; should the model write a
+    `</think>` of its own, vLLM splits the text there, and both halves stay in order.)"""
     moved = False
     choices = value.get("choices") if isinstance(value, dict) else None
     for choice in choices if isinstance(choices, list) else []:
         message = choice.get(part) if isinstance(choice, dict) else None
-        if not isinstance(message, dict) or message.get("content"):
+        if not isinstance(message, dict):
             continue
         reasoning = next((message[name] for name in REASONING_FIELDS if message.get(name)), None)
         if isinstance(reasoning, str):
-            message["content"] = reasoning
+            content = message.get("content")
+            message["content"] = reasoning + content if isinstance(content, str) else reasoning
             for name in REASONING_FIELDS:
                 message.pop(name, None)
             moved = True

@@ -105,6 +105,15 @@ def prompt_mode(prompt: Any) -> Mode | None:
     return "short" if isinstance(prompt, str) and prompt.rstrip().endswith("</think>") else None
 
 
+def closes_thinking(body: dict[str, Any]) -> bool:
+    """Whether a chat body continues a final assistant turn that holds a closed thinking block (a short
+    prefill): the model generates after `</think>`."""
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else None
+    return (isinstance(last, dict) and last.get("role") == "assistant" and body.get("continue_final_message") is True
+            and "</think>" in str(last.get("content") or ""))
+
+
 def _custom_mode(body: dict[str, Any], short: dict[str, Any], long: dict[str, Any]) -> Mode | None:
     """A custom family's mode as the client set it: short where the body holds all of short mode's fields,
     long where it sets any other of the fields either mode configures (thinking is not suppressed), None
@@ -239,7 +248,7 @@ class ThinkingSwitch:
         if request.endpoint != "chat":
             return reply
         if decision.headers.get(MODE_HEADER) == "short":
-            return self._as_answer(reply)
+            return self._as_answer(reply, decision.body)
         if not (self.short_retry and decision.headers.get(MODE_HEADER) == "long"
                 and request.body.get("n") in (None, 1) and client_mode(request.body, self.config) is None):
             return reply
@@ -258,14 +267,21 @@ class ThinkingSwitch:
         self._count_retry(answer is not None)
         return reply if answer is None else answer
 
-    def _as_answer(self, short: Reply) -> Reply:
-        return reasoning_as_content(short) if self.config.family == "deepseek-r1" else short
+    def _as_answer(self, short: Reply, body: dict[str, Any]) -> Reply:
+        """A deepseek-r1 short answer with its text as content, where the prompt closed the thinking block
+        (the short prefill, the gateway's or the client's): only then is vLLM's `reasoning` the answer. A
+        client that asked for short mode some other way, which such a model ignores, gets its reasoning
+        as reasoning."""
+        if self.config.family != "deepseek-r1" or not closes_thinking(body):
+            return short
+        return reasoning_as_content(short)
 
     async def _ask_short(self, request: GatewayRequest, decision: Decision, dispatcher: Dispatcher) -> Reply | None:
-        short = await ask_short(request, decision, apply_mode(request.body, self.config, "short"), dispatcher)
+        body = apply_mode(request.body, self.config, "short")
+        short = await ask_short(request, decision, body, dispatcher)
         if short is not None:
             count_completion_tokens(short, self.deps.metrics.thinking_tokens.labels(self.public_model, "short"))
-            short = self._as_answer(short)
+            short = self._as_answer(short, body)
         return short
 
     def _count_retry(self, answered: bool) -> None:

@@ -29,10 +29,13 @@ def test_a_buffered_answer_filed_as_reasoning_becomes_the_content() -> None:
     assert message_of(reasoning_as_content(buffered({"content": None, "reasoning_content": "4"})))["content"] == "4"
 
 
-def test_an_answer_with_content_of_its_own_is_left_alone() -> None:
-    for message in ({"content": "4", "reasoning": "2 + 2"}, {"content": "4"}, {"content": None, "reasoning": None}):
+def test_an_answer_without_reasoning_is_left_alone_and_one_split_by_a_think_tag_keeps_its_order() -> None:
+    for message in ({"content": "4"}, {"content": None, "reasoning": None}):
         reply = buffered(message)
         assert reasoning_as_content(reply).body == reply.body
+    # the model wrote a `</think>` of its own after the prefilled one: vLLM split its text there
+    assert message_of(reasoning_as_content(buffered({"content": " So: 4", "reasoning": "The sum is 4"}))) == {
+        "role": "assistant", "content": "The sum is 4 So: 4"}
     error = buffered({"content": None, "reasoning": "4"}, status=400)
     assert reasoning_as_content(error).body == error.body
 
@@ -43,7 +46,8 @@ async def pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
 
 
 def test_a_streamed_answer_filed_as_reasoning_streams_as_content() -> None:
-    deltas = [{"role": "assistant", "content": ""}, {"reasoning": "4"}, {"reasoning": "."}, {}]
+    deltas = [{"role": "assistant", "content": ""}, {"reasoning": "4"}, {"reasoning": "."},
+              {"reasoning": " ok", "content": " So"}, {}]
     chunks = [{"id": "x", "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
     data = b"".join(b"data: " + orjson.dumps(c) + b"\n\n" for c in chunks) + b"data: [DONE]\n\n"
     reply = reasoning_as_content(Reply(status=200, headers={}, stream=pieces(data, 9)))
@@ -55,4 +59,4 @@ def test_a_streamed_answer_filed_as_reasoning_streams_as_content() -> None:
     events = [e[len(b"data: "):] for e in asyncio.run(read()).split(b"\n\n") if e]
     assert events[-1] == b"[DONE]"
     got = [orjson.loads(e)["choices"][0]["delta"] for e in events[:-1]]
-    assert got == [{"role": "assistant", "content": ""}, {"content": "4"}, {"content": "."}, {}]
+    assert got == [{"role": "assistant", "content": ""}, {"content": "4"}, {"content": "."}, {"content": " ok So"}, {}]

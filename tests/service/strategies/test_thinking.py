@@ -20,6 +20,7 @@ from service.strategies.thinking import (
     ThinkingSwitch,
     apply_mode,
     client_mode,
+    closes_thinking,
     prompt_mode,
 )
 from service.types import Decision, GatewayRequest, Reply
@@ -48,6 +49,21 @@ def test_deepseek_r1_short_prefills_an_empty_thinking_block() -> None:
     }
     assert apply_mode(BODY, config("deepseek-r1"), "long") == BODY
     assert R1_EMPTY_THINKING == "<think>\n\n</think>\n\n"
+
+
+@pytest.mark.parametrize(("extra", "closed"), [
+    ({}, False),
+    ({"chat_template_kwargs": {"enable_thinking": False}}, False),  # an R1 template ignores it: it thinks
+    ({"reasoning_effort": "low"}, False),
+    ({"messages": [*MESSAGES, {"role": "assistant", "content": "<think>\nhm\n</think>\n\nIt is 4."}]}, False),
+    ({"messages": [*MESSAGES, {"role": "assistant", "content": "<think>\n\n</think>\n\nThe answer"}],
+      "continue_final_message": True}, True),  # the client's own short prefill
+])
+def test_only_a_continued_closed_thinking_block_makes_reasoning_the_answer(extra: dict[str, Any], closed: bool) -> None:
+    """A deepseek-r1 short answer's `reasoning` is moved to `content` only after such a prefill: for any other
+    body the model really reasoned, and its reasoning must not reach the client as the answer."""
+    assert closes_thinking({**BODY, **extra}) is closed
+    assert closes_thinking(apply_mode({**BODY, **extra}, config("deepseek-r1"), "short")) is True
 
 
 def test_reasoning_effort_rewrite() -> None:
