@@ -8,6 +8,10 @@ can be switched at start-up or at run time through `POST /sim/fault`:
 `error` answers 500, `reset` closes the connection without a response, `hang` never answers (though
 `/health` still does, as with a stuck engine behind a live API server),
 `drop_stream` cuts a stream half way (without `[DONE]`), `cut_event` too but inside an event.
+
+Every answer stops at its token budget (`finish_reason: "length"`). A chat asking for thinking
+(`chat_template_kwargs.enable_thinking: true`) is answered as a reasoning model behind vLLM's reasoning
+parser answers when it is cut while thinking: all of the text as `reasoning`, none as content.
 """
 
 from __future__ import annotations
@@ -174,8 +178,9 @@ class Simulator:
                  "total_tokens": prompt_tokens + len(words)}
         created = int(time.time())
         if chat:
-            choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": text},
-                                      "finish_reason": "length"}
+            message = {"role": "assistant", "content": None, "reasoning": text} if _thinks(body) else {
+                "role": "assistant", "content": text}
+            choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "length"}
             return {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": created,
                     "model": self.settings.model, "choices": [choice], "usage": usage}
         prompts = body.get("prompt", "")
@@ -212,6 +217,7 @@ class Simulator:
         kind = "chat.completion.chunk" if chat else "text_completion"
         drop_at = len(words) // 2 if self._fault_now("drop_stream", "cut_event") else -1
         per_token = 1 / self.settings.tokens_per_s if self.settings.tokens_per_s else 0.0
+        field = "reasoning" if chat and _thinks(body) else "content"
         for i, word in enumerate(words):
             if i == drop_at:
                 if self.settings.fault == "cut_event":
@@ -223,7 +229,7 @@ class Simulator:
             last = i == len(words) - 1
             choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if last else None}
             if chat:
-                choice["delta"] = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+                choice["delta"] = {"role": "assistant", field: piece} if i == 0 else {field: piece}
             else:
                 choice["text"] = piece
             chunk = {"id": ident, "object": kind, "model": self.settings.model, "choices": [choice]}
@@ -296,3 +302,9 @@ def build_sim_app(settings: SimSettings) -> web.Application:
     app.router.add_post("/sim/fault", sim.set_fault)
     app.router.add_get("/sim/last_request", sim.get_last_request)
     return app
+
+
+def _thinks(body: dict[str, Any]) -> bool:
+    """Whether a chat asks for thinking (Qwen3's switch)."""
+    kwargs = body.get("chat_template_kwargs")
+    return isinstance(kwargs, dict) and kwargs.get("enable_thinking") is True

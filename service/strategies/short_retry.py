@@ -96,20 +96,27 @@ async def retrying_stream(
     answered: Callable[[bool], None],
     reply: Reply,
 ) -> AsyncIterator[bytes]:
-    """Relay a long answer's SSE stream; where it finishes for length, continue it with the short answer's
-    events from `ask()` (None: the retry failed, and the held finish, usage and [DONE] go out as they
-    came). `answered(ok)` is told the retry's outcome. The short answer's upstream time is added to
-    `reply`'s, the long one's, whose clock stopped when its own stream ended."""
+    """Relay a long answer's SSE stream; where it finishes for length with nothing of the answer sent yet
+    (only reasoning), continue it with the short answer's events from `ask()` (None: the retry failed, and
+    the held finish, usage and [DONE] go out as they came). A cut answer that had begun its content or tool
+    calls stands: the client has part of it, and another answer cannot follow it in the same choice.
+    `answered(ok)` is told the retry's outcome. The short answer's upstream time is added to `reply`'s, the
+    long one's, whose clock stopped when its own stream ended."""
     held: list[bytes] = []  # from the finish event on: the finish, the usage, [DONE]
+    begun = False  # content or tool calls relayed
     async for events in events_of(stream):
         if not held:
             cut = next((i for i, event in enumerate(events)
                         if event.startswith(DATA) and _cut_answer(event[len(DATA):])), len(events))
+            begun = begun or any(map(_answers, events[:cut + 1]))
             if cut:
                 yield sse(events[:cut])
             events = events[cut:]
         held += events
     if not held:
+        return
+    if begun:
+        yield sse(held)
         return
     short = await ask()
     answered(short is not None and short.stream is not None)
@@ -122,6 +129,16 @@ async def retrying_stream(
     finally:
         short.close()
         reply.upstream_s += short.upstream_s
+
+
+def _answers(event: bytes) -> bool:
+    """Whether an SSE event carries some of the answer: content or tool calls, not only reasoning."""
+    if b'"content"' not in event and b'"tool_calls"' not in event:  # the common reasoning delta, unparsed
+        return False
+    chunk = event_json(event)
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    deltas = [c.get("delta") for c in choices if isinstance(c, dict)] if isinstance(choices, list) else []
+    return any(isinstance(d, dict) and bool(d.get("content") or d.get("tool_calls")) for d in deltas)
 
 
 async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

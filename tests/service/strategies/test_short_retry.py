@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import orjson
+import pytest
 
 from service.errors import NoHealthyReplica
 from service.strategies.short_retry import RETRY_HEADER, ask_short, combined, cut_answer, retrying_stream
@@ -67,11 +68,17 @@ def events(*chunks: dict[str, Any] | str) -> list[bytes]:
     return [b"data: " + (c.encode() if isinstance(c, str) else orjson.dumps(c)) + b"\n\n" for c in chunks]
 
 
-def chunk(content: str | None, finish: str | None = None, ident: str = "a", role: bool = False) -> dict[str, Any]:
-    delta: dict[str, Any] = {"content": content} if content is not None else {}
+def chunk(content: str | None, finish: str | None = None, ident: str = "a", role: bool = False,
+          field: str = "content") -> dict[str, Any]:
+    delta: dict[str, Any] = {field: content} if content is not None else {}
     if role:
         delta["role"] = "assistant"
     return {"id": ident, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+
+def thought(text: str, finish: str | None = None, role: bool = False) -> dict[str, Any]:
+    """A long answer's thinking, as vLLM's reasoning parser streams it."""
+    return chunk(text, finish, role=role, field="reasoning")
 
 
 USAGE_A = {"id": "a", "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}
@@ -100,7 +107,7 @@ def relay(first: list[bytes], short: list[bytes] | None) -> tuple[bytes, list[bo
 
 
 def test_a_streamed_retry_counts_both_answers_as_upstream_time() -> None:
-    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")
+    first = events(thought("Let", role=True), thought(" me", "length"), USAGE_A, "[DONE]")
     long = Reply(status=200, headers={}, upstream_s=1.5)  # its clock stopped as its stream ended
 
     async def ask() -> Reply:
@@ -122,36 +129,49 @@ def test_a_stream_that_ends_by_itself_passes_unchanged() -> None:
     assert out == b"".join(first) and outcomes == []
 
 
+@pytest.mark.parametrize("begun", [
+    [thought("Let", role=True), chunk(" The answer is", "length")],  # thought, then began to answer
+    [thought("Let", role=True), chunk(" The", None), chunk(" answer", "length")],
+    [chunk(None, role=True), {"id": "a", "choices": [{"index": 0, "delta": {"tool_calls": [{"index": 0}]},
+                                                      "finish_reason": "length"}]}],
+])
+def test_a_cut_stream_that_began_its_answer_is_not_continued(begun: list[dict[str, Any]]) -> None:
+    """Part of the answer (content, or a tool call) has reached the client: another cannot follow it."""
+    first = events(*begun, USAGE_A, "[DONE]")
+    out, outcomes = relay(first, events(chunk("4", "stop"), "[DONE]"))
+    assert out == b"".join(first) and outcomes == []
+
+
 def test_a_cut_stream_continues_with_the_short_answer_under_one_id() -> None:
-    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")
+    first = events(thought("Let", role=True), thought(" me", "length"), USAGE_A, "[DONE]")
     short = events(chunk("4", ident="b", role=True), chunk(".", "stop", ident="b"), USAGE_B, "[DONE]")
     out, outcomes = relay(first, short)
     got = [orjson.loads(e[6:]) if e != b"data: [DONE]" else "[DONE]" for e in out.split(b"\n\n") if e]
-    assert got == [chunk("Let", role=True), chunk(" me"), {**chunk("4"), "id": "a"}, chunk(".", "stop"),
+    assert got == [thought("Let", role=True), thought(" me"), {**chunk("4"), "id": "a"}, chunk(".", "stop"),
                    {"id": "a", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5,
                                                         "total_tokens": 15}}, "[DONE]"]
     assert outcomes == [True]
 
 
 def test_a_failed_stream_retry_lets_the_cut_answer_end_as_it_came() -> None:
-    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")
+    first = events(thought("Let", role=True), thought(" me", "length"), USAGE_A, "[DONE]")
     out, outcomes = relay(first, None)
     assert out == b"".join(first) and outcomes == [False]
 
 
 def test_nothing_after_the_cut_is_lost_when_the_stream_ends_unterminated() -> None:
-    first = events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A)
+    first = events(thought("Let", role=True), thought(" me", "length"), USAGE_A)
     out, outcomes = relay([*first, b"data: [DONE]"], None)  # the backend left off the last blank line
     assert out == b"".join(first) + b"data: [DONE]\n\n" and outcomes == [False]
 
 
 def test_a_cut_stream_framed_with_crlf_is_still_retried() -> None:
     first = [event.replace(b"\n\n", b"\r\n\r\n")
-             for event in events(chunk("Let", role=True), chunk(" me", "length"), USAGE_A, "[DONE]")]
+             for event in events(thought("Let", role=True), thought(" me", "length"), USAGE_A, "[DONE]")]
     short = events(chunk("4", ident="b", role=True), chunk(".", "stop", ident="b"), USAGE_B, "[DONE]")
     out, outcomes = relay(first, short)
     assert outcomes == [True]
-    assert out.startswith(b"data: " + orjson.dumps(chunk("Let", role=True)) + b"\n\n")  # relayed before the cut
+    assert out.startswith(b"data: " + orjson.dumps(thought("Let", role=True)) + b"\n\n")  # relayed before the cut
     assert b'"content":"4"' in out and out.endswith(b"data: [DONE]\n\n")
 
 

@@ -333,7 +333,9 @@ def test_a_cut_long_stream_continues_with_the_short_answer(
     chunks = [json.loads(event) for event in events[:-1]]
     assert len({chunk["id"] for chunk in chunks}) == 1  # one stream to the client
     deltas = [choice["delta"] for chunk in chunks for choice in chunk["choices"]]
-    assert sum(bool(d.get("content")) for d in deltas) == 3 + 3  # the cut answer's tokens, then the short one's
+    # the cut answer's thinking as reasoning (vLLM's parser), then the short answer as content
+    assert [bool(d.get("reasoning")) for d in deltas[:3]] == [True] * 3
+    assert sum(bool(d.get("content")) for d in deltas) == 3
     assert sum("role" in d for d in deltas) == 1
     finishes = [c["finish_reason"] for chunk in chunks for c in chunk["choices"] if c["finish_reason"]]
     assert finishes == ["length"]  # only the short answer's own end
