@@ -40,3 +40,17 @@ def test_a_template_that_drops_thinking_from_the_last_turn_cannot_take_the_prefi
     short = apply_mode({"messages": MESSAGES}, ThinkingConfig(switcher="unused", family="deepseek-r1"), "short")
     with pytest.raises(ValueError, match="final message"):
         render(short["messages"], DROPS_THINKING, short=True)
+
+
+@pytest.mark.parametrize("extra", [
+    [{"role": "assistant", "content": None, "tool_calls": [{"id": "c", "type": "function",
+                                                            "function": {"name": "weather", "arguments": "{}"}}]},
+     {"role": "tool", "tool_call_id": "c", "content": "18C, sunny"}],
+])
+def test_tool_calls_and_results_are_refused_not_dropped(extra: list[dict[str, object]]) -> None:
+    with pytest.raises(Exception, match="does not render tool"):
+        render([*MESSAGES, *extra], R1_TEMPLATE, short=False)  # type: ignore[list-item]
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    with pytest.raises(Exception, match="does not render tools"):
+        load_tokenizer().apply_chat_template(MESSAGES, chat_template=R1_TEMPLATE, tools=tools, tokenize=False,
+                                             add_generation_prompt=True)
