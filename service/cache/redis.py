@@ -3,7 +3,8 @@
 Each call is bounded by `timeout_s`. When Redis is slow or down the request is decided without the
 cache, `switchyard_cache_requests_total{result="error"}` counts it and a log line says so, at most
 once every 30 s. After a failure Redis is left alone for `retry_after_s`: those requests are decided
-without it at once (also counted as `error`) instead of each waiting out the timeout.
+without it at once (also counted as `error`) instead of each waiting out the timeout. A burst that finds
+every connection taken for `timeout_s` is decided without the cache too, but is no failure of Redis.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 
 class RedisUnavailable(Exception):
     """Redis failed less than `retry_after_s` ago: not asked this time."""
+
+
+class RedisBusy(Exception):
+    """Every connection stayed taken for `timeout_s`: a burst of this gateway, not Redis failing."""
 
 
 class RedisCache(DecisionCache):
@@ -58,18 +63,28 @@ class RedisCache(DecisionCache):
             raise RedisUnavailable(f"failed less than {self.retry_after_s:g} s ago")
 
     async def _get(self, key: str) -> Any | None:
-        self._check_up()
-        async with asyncio.timeout(self.timeout_s), self._slots:
-            raw = await self.client.get(key)
+        raw = await self._call(lambda: self.client.get(key))
         return None if raw is None else orjson.loads(raw)
 
     async def _set(self, key: str, value: Any) -> None:
+        await self._call(lambda: self.client.set(key, orjson.dumps(value), ex=self.ttl_s))
+
+    async def _call(self, command: Callable[[], Awaitable[Any]]) -> Any:
+        """`command()` on a free connection, waiting for one and the answer within `timeout_s` in all; a wait
+        that ends before a connection was free is `RedisBusy`."""
         self._check_up()
-        async with asyncio.timeout(self.timeout_s), self._slots:
-            await self.client.set(key, orjson.dumps(value), ex=self.ttl_s)
+        connected = False
+        try:
+            async with asyncio.timeout(self.timeout_s), self._slots:
+                connected = True
+                return await command()
+        except TimeoutError:
+            if connected:
+                raise
+            raise RedisBusy(f"no free connection within {self.timeout_s:g} s") from None
 
     def _trouble(self, operation: str, error: Exception) -> None:
-        if not isinstance(error, RedisUnavailable):
+        if not isinstance(error, RedisUnavailable | RedisBusy):  # Redis itself failed: leave it alone a while
             self._down_until = self.clock() + self.retry_after_s
         self._warn.warning("decision cache %s failed (%s: %s); deciding without the cache", operation,
                            type(error).__name__, error)

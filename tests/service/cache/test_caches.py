@@ -110,6 +110,18 @@ async def test_a_burst_beyond_the_redis_pool_waits_for_connections_instead_of_fa
     await cache.close()
 
 
+async def test_a_burst_that_outwaits_the_timeout_is_no_outage(redis_server: RedisServer) -> None:
+    """Every connection taken past timeout_s: that lookup goes without the cache, but Redis, which did not
+    fail, is asked again at once (a burst used to switch the cache off for retry_after_s)."""
+    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=0.05, max_connections=1, retry_after_s=60)
+    await cache.set("k", 1)
+    await cache._slots.acquire()  # the one connection is busy
+    assert await cache.get("k") == (None, "error")
+    cache._slots.release()
+    assert await cache.get("k") == (1, "hit")
+    await cache.close()
+
+
 class Computation:
     """A value computed once `release` is set, counting how often it was asked for and cancelled."""
 
