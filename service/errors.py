@@ -17,7 +17,8 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import math
+from typing import Any
 
 import orjson
 
@@ -26,7 +27,7 @@ class GatewayError(Exception):
     status = 500
     type = "internal_error"
     code: str | None = None
-    headers: ClassVar[dict[str, str]] = {}  # sent with the error response
+    headers: dict[str, str] = {}  # sent with the error response (read-only; an instance may set its own)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -37,6 +38,14 @@ class GatewayError(Exception):
 
     def body(self) -> dict[str, Any]:
         return error_body(self.message, self.type, param=self.param, code=self.code)
+
+    def renamed(self, message: str) -> GatewayError:
+        """The same error (status, type, code, headers) with another message."""
+        error = type(self).__new__(type(self))  # not copy.copy: that calls __init__ with args alone
+        error.__dict__.update(self.__dict__)
+        error.message = message
+        error.args = (message,)
+        return error
 
 
 class InvalidRequest(GatewayError):
@@ -98,7 +107,11 @@ class UpstreamError(GatewayError):
 
 class NoHealthyReplica(UpstreamError):
     status, type, code = 503, "service_unavailable", "no_healthy_replica"
-    headers = {"Retry-After": "5"}  # a replica is readmitted by its next passing health check
+
+    def __init__(self, message: str, *, retry_after_s: float = 5.0) -> None:
+        """`retry_after_s`: when a replica may serve again (its cooldown, then a passing health check)."""
+        super().__init__(message)
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class UpstreamTimeout(UpstreamError):

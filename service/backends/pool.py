@@ -51,7 +51,8 @@ class ReplicaPool:
         excluded = {id(r) for r in exclude}
         candidates = [r for r in self.replicas(backend) if r.available(now) and id(r) not in excluded]
         if not candidates:
-            raise NoHealthyReplica(f"no healthy replica of backend {backend!r}")
+            raise NoHealthyReplica(f"no healthy replica of backend {backend!r}",
+                                   retry_after_s=self._readmission_s(backend, excluded, now))
         proven = [r for r in candidates if not (r.probation and r.in_flight)]
         candidates = proven or candidates  # a replica on probation serves more only where none else can
         unsaturated = [r for r in candidates if not r.saturated(self.settings.saturation_queue)]
@@ -60,3 +61,10 @@ class ReplicaPool:
         scores = [r.load_score() for r in unsaturated]
         best = min(scores)
         return random.choice([r for r, score in zip(unsaturated, scores, strict=True) if score == best])
+
+    def _readmission_s(self, backend: str, excluded: set[int], now: float) -> float:
+        """Seconds until the first replica of `backend` may serve again: one this request already tried can
+        serve the next one at once; an unavailable one after its cooldown and the next health check."""
+        interval = self.settings.health_interval_s
+        return min((0.0 if id(r) in excluded else max(0.0, r.ejected_until - now) + interval
+                    for r in self.replicas(backend)), default=interval)

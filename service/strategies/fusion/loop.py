@@ -146,9 +146,7 @@ class MemberSet:
             message = f"every fusion member failed (last: {last.message if last else 'none'})"
             if last is None or any((type(e), e.status) != (type(last), last.status) for e in self.errors):
                 raise UpstreamError(message)
-            if isinstance(last, BackendRejected):
-                raise BackendRejected(last.status, message, param=last.param)
-            raise type(last)(message, param=last.param)
+            raise last.renamed(message)
 
     async def gather(self, phase: str, make: Callable[[Member], Awaitable[T]]) -> dict[str, T]:
         """Run one call per active member in parallel; the results of those that answered. When one call

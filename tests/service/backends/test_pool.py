@@ -48,6 +48,25 @@ def test_unhealthy_ejected_and_excluded_replicas_are_skipped() -> None:
         pool.pick("m", exclude=[c])
 
 
+def test_no_healthy_replica_says_when_one_may_serve_again() -> None:
+    pool = make_pool(2, health_interval_s=2.0)
+    a, b = pool.replicas("m")
+    a.record_failure(threshold=1, cooldown_s=60)
+    b.healthy = False  # failed its health checks: back at the next passing one
+    with pytest.raises(NoHealthyReplica) as unhealthy:
+        pool.pick("m")
+    assert unhealthy.value.headers == {"Retry-After": "2"}
+    b.record_failure(threshold=1, cooldown_s=30)
+    with pytest.raises(NoHealthyReplica) as ejected:
+        pool.pick("m")
+    assert int(ejected.value.headers["Retry-After"]) in (31, 32)  # the shorter cooldown, then a check
+    b.ejected_until = 0.0
+    b.healthy = True
+    with pytest.raises(NoHealthyReplica) as tried:
+        pool.pick("m", exclude=[b])  # this request tried b; the next one may use it at once
+    assert tried.value.headers == {"Retry-After": "1"}
+
+
 def test_all_saturated_raises_saturated() -> None:
     pool = make_pool(2, saturation_queue=4)
     a, b = pool.replicas("m")
