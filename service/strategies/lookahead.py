@@ -74,8 +74,11 @@ class LookaheadConfig(StrategyConfigBase):
             raise ValueError("candidate backends must be unique")
         return self
 
-    def version(self) -> str:
-        return hashlib.blake2b(self.model_dump_json().encode(), digest_size=6).hexdigest()
+    def quality_version(self) -> str:
+        """What the cached quality vectors depend on besides the router: which router columns, in which
+        order. Costs, `tradeoff` and the rest act after the cache, so changing them keeps its entries."""
+        columns = "\x1f".join(c.name_in_router for c in self.candidates)
+        return hashlib.blake2b(columns.encode(), digest_size=6).hexdigest()
 
 
 def as_quality(scores: Sequence[float]) -> list[float]:
@@ -112,7 +115,7 @@ class LookaheadStrategy(Strategy):
         self.public_model = public_model
         self.config = config
         self.deps = deps
-        self.config_version = config.version()
+        self.quality_version = config.quality_version()
         self.costs = [c.cost for c in config.candidates]
         self.router: Router | None = None
         self._infer: BatchedInference | None = None
@@ -152,7 +155,7 @@ class LookaheadStrategy(Strategy):
             row = await infer(text)
             return {"quality": as_quality([row[c] for c in self._columns])}
 
-        key = decision_key(self.kind, self.config_version, self.router.version, text)
+        key = decision_key(self.kind, self.quality_version, self.router.version, text)
         value, outcome = await cached(self.deps.cache, key, predict)
         return [float(q) for q in value["quality"]], outcome
 

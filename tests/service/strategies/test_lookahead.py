@@ -179,6 +179,24 @@ def test_shared_redis_shares_decisions_across_gateways(two_sims: list[SimProcess
         assert ask(two, "shared question").headers["x-switchyard-cache"] == "hit"
 
 
+def test_models_on_one_router_share_cached_quality_whatever_their_costs(two_sims: list[SimProcess],
+                                                                      router: KeywordRouter) -> None:
+    config = auto_config(two_sims)
+    auto = config["models"][-1]
+    config["models"].append({"name": "thrifty", "strategy": {**auto["strategy"], "tradeoff": 0.9, "candidates": [
+        {"backend": "sim-a", "cost": 5.0}, {"backend": "sim-b", "cost": 0.1}]}})
+    config["models"].append({"name": "swapped", "strategy": {**auto["strategy"], "candidates": [
+        {"backend": "sim-b"}, {"backend": "sim-a"}]}})  # other columns in another order: other vectors
+    with GatewayServer(config, loaders={"router": lambda path: router}) as gateway:
+        assert ask(gateway, "tell me a story").headers["x-switchyard-cache"] == "miss"
+        thrifty = ask(gateway, "tell me a story", model="thrifty")
+        assert thrifty.headers["x-switchyard-cache"] == "hit"
+        assert thrifty.headers["x-switchyard-model"] == "sim-b"  # its own costs and tradeoff still decide
+        swapped = ask(gateway, "tell me a story", model="swapped")
+        assert swapped.headers["x-switchyard-cache"] == "miss"
+        assert swapped.headers["x-switchyard-model"] == "sim-a"
+
+
 def test_auto_with_the_shipped_simulator_router(two_sims: list[SimProcess]) -> None:
     """The real artifact through the real loader (`router_models.load_router`), as deploy/local/sim.yaml uses it."""
     config = auto_config(two_sims)
