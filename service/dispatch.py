@@ -73,7 +73,8 @@ class Dispatcher:
         if 400 <= reply.status < 500:
             raise BackendRejected.of(backend, reply.status, reply.body)
         if reply.status != 200:
-            raise UpstreamError(f"backend {backend!r} answered {reply.status}: {reply.body[:200]!r}")
+            detail = relayed_error(reply.status, reply.body)["message"][:200]
+            raise UpstreamError(f"backend {backend!r} answered {reply.status}: {detail}")
         return orjson.loads(reply.body)
 
     async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool) -> Reply:
@@ -113,8 +114,8 @@ class Dispatcher:
                 response = await self.client.request(replica.url, "POST", path, payload, self._headers[backend.name],
                                                      connect_timeout_s=timeouts.connect_s)
                 if response.status >= 500:
-                    detail = (await response.read())[:200]
-                    raise _StatusError(f"backend {backend.name!r} answered {response.status}: {detail!r}")
+                    detail = relayed_error(response.status, await response.read())["message"][:200]
+                    raise _StatusError(f"backend {backend.name!r} answered {response.status}: {detail}")
                 headers = {k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers}
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 if not (stream and is_sse):

@@ -98,6 +98,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._in_body = False
         self._disarm_body_deadline()
 
+    def send_400_response(self, msg: str) -> None:
+        """A request httptools cannot parse (a bad Content-Length, chunk size or request line): the OpenAI
+        error shape instead of uvicorn's plain text."""
+        self._reject(400, "Bad Request", f"malformed HTTP request: {msg}", code="invalid_http_request")
+
     def _arm_deadline(self) -> None:
         if self._head_deadline is None:
             self._head_deadline = self.loop.call_later(self.head_timeout_s, self._head_too_slow)

@@ -19,6 +19,8 @@ from service.errors import InvalidRequest
 from service.types import Endpoint, FusionVariant, GatewayRequest
 
 TRADEOFF_FIELD = "switchyard_tradeoff"
+# orjson reads JSON nested up to 1024 levels but writes at most 254: a body the gateway could not send on.
+MAX_NESTING = 254
 
 
 class StreamOptions(BaseModel):
@@ -96,7 +98,28 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidRequest(f"request body is not valid JSON: {error}") from None
     if not isinstance(body, dict):
         raise InvalidRequest("request body must be a JSON object")
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING:  # a bound on the depth; the exact check is rarely due
+        try:
+            orjson.dumps(body)
+        except orjson.JSONEncodeError:
+            raise InvalidRequest(f"request body is nested more than {MAX_NESTING} levels deep") from None
     return body
+
+
+def error_param(loc: tuple[int | str, ...], body: Any) -> str | None:
+    """The dotted path of the field a validation error is about, e.g. `messages.0.content`. pydantic also
+    names the union branch it tried (`messages.0.content.str`): parts that do not index into the body are
+    left out, except a last key of an object (a missing field)."""
+    parts: list[str] = []
+    value = body
+    for position, part in enumerate(loc):
+        if isinstance(value, dict) and isinstance(part, str) and (part in value or position == len(loc) - 1):
+            parts.append(part)
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            parts.append(str(part))
+            value = value[part]
+    return ".".join(parts) or None
 
 
 def validate_request(endpoint: Endpoint | None, raw: bytes, limits: Limits) -> GatewayRequest:
@@ -111,7 +134,7 @@ def validate_request(endpoint: Endpoint | None, raw: bytes, limits: Limits) -> G
         parsed = _BODIES[endpoint].model_validate(body)
     except ValidationError as error:
         first = error.errors()[0]
-        param = ".".join(str(p) for p in first["loc"]) or None
+        param = error_param(first["loc"], body)
         raise InvalidRequest(f"{param}: {first['msg']}" if param else first["msg"], param=param) from None
     for name in ("max_tokens", "max_completion_tokens"):
         value = getattr(parsed, name)

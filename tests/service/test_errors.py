@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -85,6 +86,9 @@ def test_public_paths_need_no_key(locked_gateway: GatewayServer) -> None:
     ({**CHAT, "switchyard_tradeoff": "0.5"}, "switchyard_tradeoff", "valid number"),
     ({**CHAT, "chat_template_kwargs": "x"}, "chat_template_kwargs", "valid dictionary"),
     ({**CHAT, "continue_final_message": 1}, "continue_final_message", "valid boolean"),
+    ({**CHAT, "messages": [{"role": "user", "content": 5}]}, "messages.0.content", "valid string"),
+    ({**CHAT, "messages": [{"content": "x"}]}, "messages.0.role", "field required"),
+    ({**CHAT, "stop": 5}, "stop", "valid string"),
 ])
 def test_invalid_fields_are_400_naming_the_field(locked_gateway: GatewayServer, body: dict[str, Any], param: str,
                                                   says: str) -> None:
@@ -93,6 +97,35 @@ def test_invalid_fields_are_400_naming_the_field(locked_gateway: GatewayServer, 
 
 def test_completion_needs_a_prompt(locked_gateway: GatewayServer) -> None:
     assert_error(post(locked_gateway, {"model": "sim-a"}, path="/v1/completions"), 400, param="prompt")
+
+
+def test_param_names_the_element_not_pydantics_union_branch(locked_gateway: GatewayServer) -> None:
+    response = post(locked_gateway, {"model": "sim-a", "prompt": [1, "a"]}, path="/v1/completions")
+    assert_error(response, 400, param="prompt")
+    response = post(locked_gateway, {**CHAT, "stop": ["ok", 3]})
+    assert_error(response, 400, param="stop")
+
+
+def nested(depth: int) -> bytes:
+    return orjson.dumps(CHAT)[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}"
+
+
+def test_a_body_nested_deeper_than_the_gateway_can_send_on_is_400(locked_gateway: GatewayServer) -> None:
+    json_headers = {"Content-Type": "application/json"}
+    assert post(locked_gateway, content=nested(200), headers=json_headers).status_code == 200
+    response = post(locked_gateway, content=nested(300), headers=json_headers)
+    assert_error(response, 400, says="nested more than 254 levels")
+
+
+def test_a_malformed_http_request_is_400_openai_shaped(locked_gateway: GatewayServer) -> None:
+    with socket.create_connection(("127.0.0.1", locked_gateway.port), timeout=10) as connection:
+        connection.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n{}")
+        answer = b""
+        while chunk := connection.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+    assert orjson.loads(body)["error"]["code"] == "invalid_http_request"
 
 
 def test_invalid_json_is_400(locked_gateway: GatewayServer) -> None:
@@ -201,7 +234,8 @@ def test_backend_error_bodies_are_reshaped_for_openai_clients(raw: bytes, expect
 
 def test_every_replica_failing_is_502() -> None:
     with sims("x", fault="error") as (sim,), GatewayServer(direct_config({"x": [sim.url]})) as gateway:
-        assert_error(post(gateway, {**CHAT, "model": "x"}, key=None), 502, says="answered 500")
+        response = post(gateway, {**CHAT, "model": "x"}, key=None)
+        assert_error(response, 502, says="answered 500: injected fault")  # the message, not a bytes literal
 
 
 def test_no_healthy_replica_is_503() -> None:

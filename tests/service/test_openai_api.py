@@ -19,6 +19,14 @@ def test_models_lists_public_models(gateway: GatewayServer) -> None:
     assert sorted(m.id for m in client(gateway).models.list()) == ["sim-a", "sim-b"]
 
 
+def test_models_retrieve_one_public_model(gateway: GatewayServer) -> None:
+    model = client(gateway).models.retrieve("sim-b")
+    assert (model.id, model.object, model.owned_by) == ("sim-b", "model", "switchyard")
+    with pytest.raises(openai.NotFoundError) as missing:
+        client(gateway).models.retrieve("gpt-17")
+    assert missing.value.code == "model_not_found"
+
+
 def test_chat_completion_sync(gateway: GatewayServer) -> None:
     raw = client(gateway).chat.completions.with_raw_response.create(
         model="sim-a", messages=[{"role": "user", "content": "hello"}], max_tokens=5)
