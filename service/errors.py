@@ -114,6 +114,13 @@ class NoHealthyReplica(UpstreamError):
         self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
+class ServerStopping(GatewayError):
+    """This gateway replica is shutting down; another one answers a retry."""
+
+    status, type, code = 503, "service_unavailable", "server_shutting_down"
+    headers = {"Retry-After": "1"}
+
+
 class UpstreamTimeout(UpstreamError):
     status, type, code = 504, "timeout_error", "upstream_timeout"
 

@@ -13,6 +13,12 @@
 Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment, and each
 request's scope carries the connection's `CONNECTION_LOST` future (under `extensions`), so a handler
 learns of a client that went away without a task waiting on `receive()`.
+
+Shutdown: uvicorn asks every connection to stop and gives open requests `timeout_graceful_shutdown`
+before it cancels them, which cuts a stream mid-answer. `stop_cutoff_s` after that request, shortly
+before the cancellation, the scope's `SERVER_STOPPING` future is resolved, and the handler ends the
+request itself: a stream with an error event and `[DONE]`, a request still waiting for its backend
+with a 503 the client may retry on another replica.
 """
 
 from __future__ import annotations
@@ -34,12 +40,14 @@ def _reply(status: int, reason: str, message: str, code: str) -> bytes:
 
 
 CONNECTION_LOST = "switchyard.connection_lost"
+SERVER_STOPPING = "switchyard.server_stopping"
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 65_536
     head_timeout_s = 10.0
     body_timeout_s = 30.0
+    stop_cutoff_s = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -49,6 +57,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._body_deadline: asyncio.TimerHandle | None = None
         self._rejected = False  # answered by this guard: the rest of the bytes are ignored
         self._lost: asyncio.Future[None] = self.loop.create_future()  # resolved when the connection is lost
+        self._stopping: asyncio.Future[None] = self.loop.create_future()  # resolved at the shutdown cutoff
+        self._stop_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
@@ -57,6 +67,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_deadline()
         self._disarm_body_deadline()
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
         if not self._lost.done():
             self._lost.set_result(None)
         super().connection_lost(exc)
@@ -86,6 +98,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         extensions = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
         extensions[CONNECTION_LOST] = self._lost
+        extensions[SERVER_STOPPING] = self._stopping
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -97,6 +110,17 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
         self._in_body = False
         self._disarm_body_deadline()
+
+    def shutdown(self) -> None:
+        """The server is stopping: a request under way gets `stop_cutoff_s` to end by itself."""
+        super().shutdown()
+        if self.cycle is not None and not self.cycle.response_complete and self._stop_timer is None:
+            self._stop_timer = self.loop.call_later(self.stop_cutoff_s, self._cut_off)
+
+    def _cut_off(self) -> None:
+        self._stop_timer = None
+        if not self._stopping.done():
+            self._stopping.set_result(None)
 
     def send_400_response(self, msg: str) -> None:
         """A request httptools cannot parse (a bad Content-Length, chunk size or request line): the OpenAI
@@ -141,9 +165,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.close()
 
 
-def guarded_protocol(max_head_bytes: int, head_timeout_s: float,
-                     body_timeout_s: float) -> type[GuardedHttpToolsProtocol]:
+def guarded_protocol(max_head_bytes: int, head_timeout_s: float, body_timeout_s: float,
+                     stop_cutoff_s: float = 30.0) -> type[GuardedHttpToolsProtocol]:
     """The protocol class uvicorn should use (its `http` option), with the configured limits."""
     return type("GuardedHttpToolsProtocol", (GuardedHttpToolsProtocol,),
                 {"max_head_bytes": max_head_bytes, "head_timeout_s": head_timeout_s,
-                 "body_timeout_s": body_timeout_s})
+                 "body_timeout_s": body_timeout_s, "stop_cutoff_s": stop_cutoff_s})

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Iterable, Mapping
 from typing import TypeVar
 
+import orjson
 from starlette.types import Receive, Scope, Send
 
-from service.http_protocol import CONNECTION_LOST
+from service.errors import ServerStopping, sse_error_event
+from service.http_protocol import CONNECTION_LOST, SERVER_STOPPING
 from service.metrics import Metrics
 from service.types import Reply
 
@@ -36,20 +39,24 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]) -> T:
-    """Await `work` in this task, cancelling it (and so its upstream request) if the client disconnects.
+    """Await `work` in this task, cancelling it (and so its upstream request) if the client disconnects
+    (`ClientDisconnected`) or the server reaches its shutdown cutoff (`ServerStopping`).
 
     "Gone" is the server's connection-lost future (`CONNECTION_LOST` in the scope's extensions) where
-    there is one; otherwise a watcher task that waits on `receive()`.
+    there is one; otherwise a watcher task that waits on `receive()`. The cutoff is `SERVER_STOPPING`'s.
     """
     task = asyncio.current_task()
     assert task is not None
-    lost: asyncio.Future[None] | None = scope.get("extensions", {}).get(CONNECTION_LOST)
+    extensions = scope.get("extensions") or {}
+    lost: asyncio.Future[None] | None = extensions.get(CONNECTION_LOST)
+    stopping: asyncio.Future[None] | None = extensions.get(SERVER_STOPPING)
     gone = lost if lost is not None else asyncio.ensure_future(_wait_for_disconnect(receive))
-    if gone.done():
+    ends = (gone,) if stopping is None else (gone, stopping)
+    if any(end.done() for end in ends):
         close = getattr(work, "close", None)  # a coroutine never started
         if close is not None:
             close()
-        raise ClientDisconnected
+        _raise_ended(gone)
 
     waiting = True
 
@@ -57,19 +64,27 @@ async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]
         if waiting:  # a callback already scheduled when `work` ended must not cancel what the task does next
             task.cancel()
 
-    gone.add_done_callback(cancel)
+    for end in ends:
+        end.add_done_callback(cancel)
     try:
         return await work
     except asyncio.CancelledError:
-        if gone.done():
+        if any(end.done() for end in ends):
             task.uncancel()
-            raise ClientDisconnected from None
+            _raise_ended(gone)
         raise
     finally:
         waiting = False
-        gone.remove_done_callback(cancel)
+        for end in ends:
+            end.remove_done_callback(cancel)
         if gone is not lost:
             gone.cancel()
+
+
+def _raise_ended(gone: asyncio.Future[None]) -> None:
+    if gone.done():
+        raise ClientDisconnected from None
+    raise ServerStopping("this gateway replica is shutting down; retry the request") from None
 
 
 class ModelMetrics:
@@ -110,6 +125,19 @@ class RequestRecorder:
             m.overhead.observe(max(0.0, elapsed - upstream_s))
 
 
+async def _end_cut_stream(send: Send, error: ServerStopping, head_sent: bool) -> None:
+    """End a stream cut by the server's shutdown with an error event and `[DONE]`, as a backend failure
+    does (a 503 where nothing was sent yet); a client that does not read it within a second just loses the
+    connection."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(1.0):
+            if head_sent:
+                await send({"type": "http.response.body", "body": sse_error_event(error)})
+            else:
+                await send_body(send, error.status, orjson.dumps(error.body()),
+                                [(b"content-type", b"application/json"), *encode_headers(error.headers)])
+
+
 def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     """A header mapping in ASGI form."""
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
@@ -137,14 +165,16 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
     stream = reply.stream
     relayed = {name: value for name, value in reply.headers.items() if name != "content-type"}
     first_byte_at: float | None = None
+    head_sent = False
 
     limit = None if reply.deadline is None else reply.deadline + WRITE_GRACE_S
 
     async def relay() -> None:
-        nonlocal first_byte_at
+        nonlocal first_byte_at, head_sent
         async with asyncio.timeout_at(limit):
             await send({"type": "http.response.start", "status": reply.status,
                         "headers": [*encode_headers(relayed), *_STREAM_HEADERS]})
+            head_sent = True
             async for chunk in stream:
                 if first_byte_at is None:
                     first_byte_at = time.perf_counter()
@@ -158,6 +188,9 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
         status = CLIENT_CLOSED
     except TimeoutError:
         status = CLIENT_TOO_SLOW
+    except ServerStopping as stopping:
+        status = stopping.status
+        await _end_cut_stream(send, stopping, head_sent)
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:

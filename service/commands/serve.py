@@ -65,6 +65,7 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
     from service.http_protocol import guarded_protocol
 
     server = settings.server
+    grace_s = int(math.ceil(server.shutdown_timeout_s))
     return uvicorn.Config(
         app,
         host=host or server.host,
@@ -72,8 +73,15 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
         log_level=log_level,
         access_log=access_log,
         loop="auto",
-        http=guarded_protocol(server.max_head_bytes, server.head_timeout_s, server.body_timeout_s),
+        http=guarded_protocol(server.max_head_bytes, server.head_timeout_s, server.body_timeout_s,
+                              stop_cutoff_s=stop_cutoff(grace_s)),
         proxy_headers=False,
         timeout_keep_alive=30,
-        timeout_graceful_shutdown=int(math.ceil(server.shutdown_timeout_s)),
+        timeout_graceful_shutdown=grace_s,
     )
+
+
+def stop_cutoff(grace_s: float) -> float:
+    """When requests still open at shutdown end themselves (`service.http_protocol`): a second before
+    uvicorn would cancel them, or halfway through a grace period shorter than two seconds."""
+    return max(grace_s / 2, grace_s - 1.0)
