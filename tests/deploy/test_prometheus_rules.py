@@ -16,7 +16,8 @@ RULES_TEST = DEPLOY / "prometheus" / "rules_test.yaml"
 PROMETHEUS_RULE = DEPLOY / "k8s" / "base" / "monitoring" / "prometheusrule.yaml"
 REQUIRED_ALERTS = {"SwitchyardHighErrorRate", "SwitchyardHighLatencyP99", "SwitchyardHighGatewayOverhead",
                    "SwitchyardNoHealthyReplica", "SwitchyardDecisionCacheErrors",
-                   "SwitchyardCacheHitRateCollapse", "SwitchyardBackendQueueSaturated", "SwitchyardGatewayDown"}
+                   "SwitchyardCacheHitRateCollapse", "SwitchyardBackendQueueSaturated", "SwitchyardGatewayDown",
+                   "SwitchyardBackendsSaturated"}
 
 
 def load_builder() -> ModuleType:
