@@ -88,6 +88,9 @@ def run(args: argparse.Namespace) -> int:
         gateway = _GatewayThread(settings, args.port)
         gateway.start()
         say(f"\n== Gateway on {gateway.url} (config {args.config})")
+        say("The local models are tiny: SmolLM2-135M-Instruct, and Gemma-3-270M, a base model never tuned to "
+            "chat or to think.\nTheir answers show how each request is decided and served, not what a large "
+            "model would say.")
         for model in [m.name for m in settings.models]:
             _ask(gateway.url, model)
         _print_usage(gateway.url, settings.models[0].name)
