@@ -31,9 +31,9 @@ MODES = ("short", "long")
 Split = Literal["train", "val", "test"]
 # Share of questions per split, in hash order: train, then validation, then test.
 SPLIT_FRACTIONS: dict[str, float] = {"train": 0.70, "val": 0.15, "test": 0.15}
-CAP_KEY = re.compile(r"[0-9]+")  # a key of meta.by_cap (ASCII digits: `str.isdigit` also takes "²")
-
-
+# A key of meta.by_cap: a positive integer in ASCII digits, written one way only (`str.isdigit` also takes
+# "²"; "0512" would be a second key for 512).
+CAP_KEY = re.compile(r"[1-9][0-9]*")
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def _by_cap(obj: Any, where: str) -> dict[int, tuple[ModeResult, ModeResult]]:
         raise DataFormatError(f"{where}: meta.by_cap must be an object keyed by token cap, got {obj!r}")
     by_cap = {}
     for cap, modes in obj.items():
-        if not CAP_KEY.fullmatch(cap) or int(cap) < 1:
+        if not CAP_KEY.fullmatch(cap):
             raise DataFormatError(f"{where}: meta.by_cap key {cap!r} is not a token cap (a positive integer)")
         by_cap[int(cap)] = _modes(modes, f"{where}: meta.by_cap.{cap}")
     return by_cap
@@ -134,8 +134,10 @@ def parse_record(obj: Any, where: str = "record") -> ThinkRecord:
     if not isinstance(obj, dict):
         raise DataFormatError(f"{where}: expected a JSON object")
     for key in ("id", "benchmark", "prompt"):
-        if not isinstance(obj.get(key), str) or not obj[key]:
+        if not isinstance(obj.get(key), str) or not obj[key].strip():
             raise DataFormatError(f"{where}: '{key}' must be a non-empty string")
+    if obj.get("model") is not None and not isinstance(obj["model"], str):
+        raise DataFormatError(f"{where}: 'model' must be a string or null, got {obj['model']!r}")
     short, long = _modes(obj.get("modes"), f"{where}: modes")
     meta = {} if obj.get("meta") is None else obj["meta"]
     if not isinstance(meta, dict):
@@ -184,7 +186,23 @@ def load_records(paths: Iterable[str | Path], cap: int | None = None) -> list[Th
                 records.append(record.at_cap(cap))
             except DataFormatError as error:
                 raise DataFormatError(f"{path}: {error}") from None
+    _check_token_counts(records)
     return records
+
+
+def _check_token_counts(records: Sequence[ThinkRecord]) -> None:
+    """Each benchmark has token counts on every question or on none: with some missing, the token budget and
+    the mean-token columns would silently fall back to the long share alone."""
+    by_benchmark: dict[str, list[bool]] = {}
+    for record in records:
+        counted = record.short.mean_tokens is not None and record.long.mean_tokens is not None
+        by_benchmark.setdefault(record.benchmark, []).append(counted)
+    for benchmark, counted in by_benchmark.items():
+        missing = counted.count(False)
+        if 0 < missing < len(counted):
+            raise DataFormatError(
+                f"benchmark {benchmark!r}: {missing} of {len(counted)} questions lack token counts (mean_tokens "
+                f"null in a mode); give them on every question of a benchmark or on none")
 
 
 def record_to_json(record: ThinkRecord) -> dict[str, Any]:

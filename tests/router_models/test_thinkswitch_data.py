@@ -71,6 +71,9 @@ def test_gzip_and_round_trip(tmp_path: Path) -> None:
         (lambda o: o["meta"].update(by_cap="x"), "meta.by_cap must be an object keyed by token cap, got 'x'"),
         (lambda o: o["meta"]["by_cap"].update({"\u00b2": o["modes"]}), "meta.by_cap key '\u00b2' is not a token cap"),
         (lambda o: o["meta"]["by_cap"].update({"0": o["modes"]}), "meta.by_cap key '0' is not a token cap"),
+        (lambda o: o["meta"]["by_cap"].update({"0512": o["modes"]}), "meta.by_cap key '0512' is not a token cap"),
+        (lambda o: o.update(prompt=" \n "), "'prompt' must be a non-empty string"),
+        (lambda o: o.update(model=5), "'model' must be a string or null, got 5"),
         (lambda o: o.update(meta=0), "'meta' must be an object or null, got 0"),
         (lambda o: o.update(meta=[1]), r"'meta' must be an object or null, got \[1\]"),
         (lambda o: o.update(max_tokens=True), "'max_tokens' must be a positive integer or null, got True"),
@@ -85,6 +88,15 @@ def test_bad_line_is_named(tmp_path: Path, mutate: object, message: str) -> None
     path.write_text("\n".join([lines[0], lines[1], json.dumps(bad)]) + "\n")
     with pytest.raises(DataFormatError, match=rf"bad\.jsonl:3: .*{message}"):
         read_records(path)
+
+
+def test_a_benchmark_with_token_counts_on_some_questions_only_is_refused(tmp_path: Path) -> None:
+    lines = [json.loads(line) for line in FIXTURE.read_text().splitlines()]
+    lines[1]["modes"]["short"]["mean_tokens"] = None  # one GSM8K question of 40; MATH has none at all
+    path = tmp_path / "one_missing.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.raises(DataFormatError, match="benchmark 'GSM8K': 1 of 40 questions lack token counts"):
+        load_records([path])
 
 
 def test_invalid_json_and_duplicates_are_named(tmp_path: Path) -> None:

@@ -135,6 +135,8 @@ def test_seed_and_epochs_flags_set_the_switcher_config(tmp_path: Path) -> None:
         ("c.json", '{"n_features": 8}', "n_features must be 9 (the surface features), got 8"),
         ("c.json", '{"aux_targets": ["long_pass@many"]}', "unknown auxiliary target 'long_pass@many' (known: "
          "short_tokens, long_tokens, long_hit_cap, level, MODE_pass@CAP)"),
+        ("c.json", '{"aux_targets": ["long_pass@0"]}', "unknown auxiliary target 'long_pass@0' (known: "
+         "short_tokens, long_tokens, long_hit_cap, level, MODE_pass@CAP)"),
         ("c.json", '{"splits": []}', "splits must be some of ['train', 'val', 'test'], not []"),
         ("c.json", '{"cap": 0}', "cap must be at least 1 or null, got 0"),
         ("c.json", '{"lr": Infinity}', "lr must be a finite number above 0, got inf"),
