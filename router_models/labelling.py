@@ -20,6 +20,7 @@ from pathlib import Path
 
 import aiohttp
 
+from router_models.answers import is_correct
 from router_models.collect import CollectOptions, Endpoint, chat
 from router_models.data import Record
 from router_models.errors import InputError
@@ -31,45 +32,13 @@ JUDGE_PROMPT = (
     'response on a scale of 1 to 10 by strictly following this format: "Rating: [[5]]".\n\n'
     "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
 )
-NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # what a failing judge raises (after `chat`'s retries): no connection, an HTTP error, a reply that is not JSON or
 # not a chat completion, a timeout
 JUDGE_FAILURES = (aiohttp.ClientError, TimeoutError, ValueError, LookupError, TypeError, AttributeError)
 
 
-def boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...}, braces balanced."""
-    start = text.rfind("\\boxed{")
-    if start < 0:
-        return None
-    depth, i = 0, start + len("\\boxed")
-    for j in range(i, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        if depth == 0:
-            return text[i + 1 : j]
-    return None
-
-
-def normalise_answer(answer: str) -> str:
-    answer = answer.strip().strip("$ .").replace("\\!", "").replace("\\,", "").replace(" ", "")
-    answer = re.sub(r"\\text\{([^}]*)\}", r"\1", answer).replace("dfrac", "frac").replace("tfrac", "frac")
-    if NUMBER.fullmatch(answer):
-        number = float(answer.replace(",", ""))
-        return str(int(number)) if number.is_integer() else str(number)
-    return answer
-
-
-def extract_answer(response: str) -> str | None:
-    found = boxed(response)
-    if found is not None:
-        return found
-    numbers = NUMBER.findall(response)
-    return numbers[-1] if numbers else None
-
-
 def score_math(response: str, reference: str) -> float:
-    answer = extract_answer(response)
-    return float(answer is not None and normalise_answer(answer) == normalise_answer(reference))
+    return float(is_correct(response, reference))
 
 
 def extract_code(response: str) -> str:

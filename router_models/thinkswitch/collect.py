@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from router_models.answers import answers_match, extract_answer
 from router_models.cli import key_from_env, positive_int
 from router_models.errors import DataFormatError, InputError
 from router_models.jsonl import json_lines
@@ -37,8 +38,6 @@ FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
 SETTINGS = ("model", "family", "max_tokens", "temperature")
 R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
 THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
-BOXED = re.compile(r"\\boxed\{((?:[^{}]|\{[^{}]*\})*)\}")
-NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 @dataclass(frozen=True)
@@ -92,31 +91,14 @@ def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[
 
 
 def final_answer(text: str) -> str | None:
-    """The answer a response commits to: the last \\boxed{...}, else the last number (thinking removed)."""
-    text = THINK_BLOCK.sub("", text)
-    boxed = BOXED.findall(text)
-    if boxed:
-        return boxed[-1].strip()
-    numbers = NUMBER.findall(text)
-    return numbers[-1] if numbers else None
+    """The answer a response commits to (`router_models.answers`), its thinking removed."""
+    return extract_answer(THINK_BLOCK.sub("", text))
 
 
 def is_correct(text: str, reference: str) -> bool:
-    """Numeric comparison where both sides are numbers, else whitespace-insensitive string equality."""
+    """Whether the answer `text` commits to, its thinking removed, matches `reference` (`router_models.answers`)."""
     answer = final_answer(text)
-    if answer is None:
-        return False
-
-    def number(value: str) -> float | None:
-        try:
-            return float(value.replace(",", "").replace("$", "").strip())
-        except ValueError:
-            return None
-
-    a, b = number(answer), number(reference)
-    if a is not None and b is not None:
-        return abs(a - b) <= 1e-6 * max(1.0, abs(b))
-    return "".join(answer.split()) == "".join(reference.split())
+    return answer is not None and answers_match(answer, reference)
 
 
 def answer_text(message: dict[str, Any], mode: str) -> str:

@@ -195,8 +195,8 @@ def _check_token_counts(records: Sequence[ThinkRecord]) -> None:
     the mean-token columns would silently fall back to the long share alone."""
     by_benchmark: dict[str, list[bool]] = {}
     for record in records:
-        counted = record.short.mean_tokens is not None and record.long.mean_tokens is not None
-        by_benchmark.setdefault(record.benchmark, []).append(counted)
+        has_tokens = record.short.mean_tokens is not None and record.long.mean_tokens is not None
+        by_benchmark.setdefault(record.benchmark, []).append(has_tokens)
     for benchmark, counted in by_benchmark.items():
         missing = counted.count(False)
         if 0 < missing < len(counted):

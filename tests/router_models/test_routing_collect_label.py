@@ -11,7 +11,8 @@ from aiohttp import web
 from routing_cli import run_cli, serve_in_thread, switchyard
 
 from router_models.data import read_records
-from router_models.labelling import extract_answer, score_code, score_math
+from router_models.answers import extract_answer
+from router_models.labelling import score_code, score_math
 
 ANSWERS = {"alpha": "Two plus two.\n\\boxed{4}", "beta": "It is 5."}
 
@@ -155,6 +156,15 @@ def test_label_refuses_lines_without_what_the_method_scores_against(sample_path:
         ("\\boxed{\\text{(B)}}", "(B)", 1.0),
         ("no digits at all", "4", 0.0),
         ("first 4, then finally 5", "4", 0.0),
+        ("It costs \\boxed{\\$18}.", "18", 1.0),
+        ("\\boxed{10\\%}", "10", 1.0),
+        ("\\boxed{30^\\circ}", "30", 1.0),
+        ("\\boxed{\\dfrac{1}{2}}", "0.5", 1.0),
+        ("\\boxed{-\\frac{3}{4}}", "-0.75", 1.0),
+        ("\\boxed{\\frac{1}{3}}", "0.5", 0.0),
+        ("The answer is 42, as shown.", "42", 1.0),
+        ("\\boxed{\\sqrt{2}}", "\\sqrt{2}", 1.0),
+        ("\\boxed{\\sqrt{2}}", "\\sqrt{3}", 0.0),
     ],
 )
 def test_math_matching(response: str, reference: str, expected: float) -> None:

@@ -144,6 +144,8 @@ def test_scoring() -> None:
     assert not is_correct("<think>42</think> I think 41.", "42")
     assert not is_correct("no number here", "42")
     assert is_correct("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}")
+    assert is_correct("<think>so 17?</think> It costs \\boxed{\\$18}.", "18")  # the scorer label uses too
+    assert is_correct("\\boxed{\\dfrac{1}{2}}", "0.5")
 
 
 def test_a_short_answer_filed_as_reasoning_is_the_answer() -> None:
