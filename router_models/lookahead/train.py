@@ -139,6 +139,8 @@ def train_masked(
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
         step, best_score, best_state = saved["step"], saved["best_score"], saved["best_state"]
+        if "torch_rng" in saved:  # absent from checkpoints of earlier versions
+            torch.set_rng_state(saved["torch_rng"])
 
     def validate() -> None:
         nonlocal best_score, best_state
@@ -164,6 +166,7 @@ def train_masked(
                 "step": step,
                 "best_score": best_score,
                 "best_state": best_state,
+                "torch_rng": torch.get_rng_state(),  # dropout and slot sampling continue where they were
             },
             tmp,
         )

@@ -10,8 +10,8 @@ import pytest
 from aiohttp import web
 from routing_cli import run_cli, serve_in_thread, switchyard
 
-from router_models.data import read_records
 from router_models.answers import extract_answer
+from router_models.data import read_records
 from router_models.labelling import score_code, score_math
 
 ANSWERS = {"alpha": "Two plus two.\n\\boxed{4}", "beta": "It is 5."}
