@@ -40,7 +40,7 @@ def best_single_choices(table: RoutingTable) -> np.ndarray:
 
 def evaluate(routers: dict[str, Router], table: RoutingTable) -> Results:
     """µn of every router (and the reference rows) per benchmark and on average over benchmarks."""
-    choices = {name: router.score(table.prompts).argmax(axis=1) for name, router in routers.items()}
+    choices = {name: aligned_scores(router, table).argmax(axis=1) for name, router in routers.items()}
     if "best_single" not in choices:
         choices = {"best_single": best_single_choices(table), **choices}
     tags = np.array(table.benchmarks)
@@ -54,6 +54,12 @@ def evaluate(routers: dict[str, Router], table: RoutingTable) -> Results:
     names = list(next(iter(benchmarks.values()))) if benchmarks else []
     average = {name: float(np.mean([b[name] for b in benchmarks.values()])) for name in names}
     return {"average": average, "benchmarks": benchmarks}
+
+
+def aligned_scores(router: Router, table: RoutingTable) -> np.ndarray:
+    """The router's scores of the table's queries, columns in the table's candidate order."""
+    columns = [list(router.candidates).index(name) for name in table.candidates]
+    return router.score(table.prompts)[:, columns]
 
 
 def format_table(results: Results) -> str:
@@ -114,7 +120,7 @@ def eval_command(args: argparse.Namespace) -> int:
     routers = [load_router(path) for path in args.router]
     candidates = routers[0].candidates
     for path, router in zip(args.router, routers, strict=True):
-        if router.candidates != candidates:
+        if sorted(router.candidates) != sorted(candidates):  # the order may differ: columns are matched by name
             raise InputError(f"--router {path} routes to {', '.join(router.candidates)}, but --router "
                              f"{args.router[0]} to {', '.join(candidates)}: routers compared must share candidates")
     table = load_table(args.data, candidates)

@@ -162,6 +162,8 @@ def test_training_on_nothing_usable_is_refused(sample_path: Path, tmp_path: Path
          "training part lack a candidate's score"),
         (["--candidates", "foo"], "routing needs at least 2 candidates, got foo"),
         (["--candidates", "foo,bar,foo"], "candidates named more than once: foo"),
+        (["--candidates", "foo, bar ,foo"], "candidates named more than once: foo"),  # names stripped
+        (["--candidates", " , "], "routing needs at least 2 candidates, got none"),
         (["--protocol", "all", "--holdout", "MATH"], "--holdout applies to --protocol leave-one-out only (--protocol "
          "all trains on every line)"),
     ]
@@ -212,6 +214,28 @@ def test_a_plot_that_is_not_a_png_is_refused_first(sample_path: Path, tmp_path: 
     assert switchyard("eval", "--router", str(tmp_path / "none"), "--data", str(sample_path), "--plot",
                       str(tmp_path / "x.txt")) == (
         2, f"switchyard eval: --plot {tmp_path / 'x.txt'}: the plot is a PNG image, its name must end in .png\n")
+
+
+def test_an_output_folder_that_does_not_exist_is_refused_before_scoring(sample_path: Path, tmp_path: Path) -> None:
+    for flag, name in (("--json", "r.json"), ("--plot", "r.png")):
+        missing = tmp_path / "missing" / name
+        assert switchyard("eval", "--router", str(tmp_path / "none"), "--data", str(sample_path), flag,
+                          str(missing)) == (
+            2, f"switchyard eval: {flag} {missing}: folder {missing.parent} does not exist\n")
+
+
+def test_routers_with_the_same_candidates_in_another_order_are_compared_column_by_name(
+        sample_path: Path, tmp_path: Path) -> None:
+    from router_models.baselines import BestSingleConfig, BestSingleRouter
+
+    every = list(read_records([sample_path])[0].scores)
+    for name, candidates in (("forward", every), ("reversed", every[::-1])):
+        BestSingleRouter.fit(load_table([sample_path], candidates), BestSingleConfig()).save(tmp_path / name)
+    out = tmp_path / "results.json"
+    assert switchyard("eval", "--router", str(tmp_path / "forward"), "--router", str(tmp_path / "reversed"),
+                      "--data", str(sample_path), "--json", str(out))[0] == 0
+    average = json.loads(out.read_text())["average"]
+    assert average["best_single"] == average["best_single-2"]  # the same model picked, whatever the order
 
 
 def test_out_holding_something_else_is_refused_unless_forced(sample_path: Path, tmp_path: Path) -> None:
