@@ -79,7 +79,8 @@ class Gateway:
 
     async def start(self) -> None:
         """Connect, start health checks and load every public model's artifacts; a model whose artifact
-        cannot be loaded raises `ConfigError` naming the model and the path."""
+        cannot be loaded raises `ConfigError` naming the model and the path. After a failure, `close`
+        releases what had started."""
         self._client = UpstreamClient()
         self._dispatcher = Dispatcher(self.settings, self.pool, self._client, self.metrics)
         api_keys = {b.name: b.api_key for b in self.settings.backends}
@@ -92,8 +93,11 @@ class Gateway:
             strategy = build_strategy(model.name, model.strategy, deps)
             try:
                 await strategy.start()
-            except ArtifactError as error:  # the config names a path that holds no usable artifact
-                raise ConfigError(f"models.{model.name}: {error}") from error
+            except BaseException as error:  # release what it started (threads too); `close` does the rest
+                await strategy.close()
+                if isinstance(error, ArtifactError):  # the config names a path that holds no usable artifact
+                    raise ConfigError(f"models.{model.name}: {error}") from error
+                raise
             self.strategies[model.name] = strategy
         log.info("gateway ready: %d public models over %d backends", len(self.strategies),
                  len(self.settings.backends))
