@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
 
     up = actions.add_parser("up", parents=[common],
                             help="prepare (once) and start the backends, wait for health")
-    up.add_argument("--models", nargs="+", metavar="NAME", default=sorted(MODELS),
+    up.add_argument("--models", nargs="+", metavar="NAME", default=sorted(MODELS), type=model_name,
                     help=f"which models to serve, by name or unique prefix (default: all of "
                     f"{', '.join(sorted(MODELS))})")
     up.add_argument("--port", action="append", default=[], metavar="NAME=PORT", type=port_assignment,
@@ -58,15 +58,12 @@ def model_named(key: str) -> str | None:
     return key if key in MODELS else matches[0] if len(matches) == 1 else None
 
 
-def parse_models(keys: list[str]) -> list[str]:
-    """`--models` values to model names, in order, each once."""
-    names: dict[str, None] = {}
-    for key in keys:
-        name = model_named(key)
-        if name is None:
-            raise SystemExit(f"--models {key!r}: expected one of {', '.join(sorted(MODELS))} or a unique prefix")
-        names[name] = None
-    return list(names)
+def model_name(key: str) -> str:
+    """A `--models` value as the model's name (argparse refuses an unknown one with exit status 2)."""
+    name = model_named(key)
+    if name is None:
+        raise argparse.ArgumentTypeError(f"{key!r}: expected one of {', '.join(sorted(MODELS))} or a unique prefix")
+    return name
 
 
 def port_assignment(pair: str) -> tuple[str, int]:
@@ -102,7 +99,8 @@ def run_up(args: argparse.Namespace) -> int:
     from service.local_backends.paths import resolve_cache_dir
 
     ports = dict(args.port)
-    instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in parse_models(args.models)]
+    models = dict.fromkeys(args.models)  # each once, in order
+    instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in models]
     clash = shared_port(instances)
     if clash:
         print(f"error: {clash}; give one of them another with --port NAME=PORT", file=sys.stderr)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from service.cli import build_parser
-from service.commands.backends import parse_models, port_assignment
+from service.commands.backends import port_assignment
 from service.local_backends import prepare, process, stack
 from service.local_backends.errors import BackendError
 from service.local_backends.paths import CacheDir, resolve_cache_dir
@@ -54,10 +54,13 @@ def test_two_instances_on_one_port_are_refused_before_anything_starts(
     assert "gemma3-270m and smollm2-135m-instruct would both use port 8032" in err
 
 
-def test_models_accept_unique_prefixes() -> None:
-    assert parse_models(["smollm2", "gemma3-270m", "smol"]) == ["smollm2-135m-instruct", "gemma3-270m"]
-    with pytest.raises(SystemExit, match="'llama'"):
-        parse_models(["llama"])
+def test_models_accept_unique_prefixes_and_refuse_others_as_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    args = build_parser().parse_args(["backends", "up", "--models", "smollm2", "gemma3-270m", "smol"])
+    assert args.models == ["smollm2-135m-instruct", "gemma3-270m", "smollm2-135m-instruct"]  # started once each
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["backends", "up", "--models", "llama"])
+    assert refused.value.code == 2
+    assert "--models: 'llama': expected one of gemma3-270m, smollm2-135m-instruct" in capsys.readouterr().err
 
 
 def test_status_of_an_empty_cache(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
