@@ -36,7 +36,7 @@ from service.strategies.base import StrategyConfigBase, StrategyDeps
 from service.strategies.query import query_text
 from service.strategies.reasoning_as_content import reasoning_as_content
 from service.strategies.short_retry import ask_short, combined, cut_answer, retrying_stream
-from service.strategies.usage import count_completion_tokens
+from service.strategies.usage import count_completion_tokens, hide_added_usage, with_usage
 from service.throttled_log import ThrottledLog
 from service.types import CacheOutcome, Decision, GatewayRequest, Reply
 
@@ -233,7 +233,7 @@ class ThinkingSwitch:
                 mode, why = "long", "fallback"
             body = apply_mode(request.body, self.config, mode)
         self.deps.metrics.decision_duration.labels("thinkswitch", outcome).observe(time.perf_counter() - started)
-        return body, mode, why, outcome
+        return with_usage(request, body), mode, why, outcome  # streams too count their tokens per mode
 
     def record(self, decision: Decision) -> None:
         """Count the mode of a served decision (the reasoning-share panel)."""
@@ -243,8 +243,13 @@ class ThinkingSwitch:
         self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
     ) -> Reply:
         """The reply as the client gets it: a long answer this switch chose that stopped at max_tokens is
-        answered again in short mode where the short retry is on (`service.strategies.short_retry`), and a
-        short answer of the deepseek-r1 family has its text as content (`reasoning_as_content`)."""
+        answered again in short mode where the short retry is on (`service.strategies.short_retry`), a
+        short answer of the deepseek-r1 family has its text as content (`reasoning_as_content`), and a
+        stream loses the usage chunk the switch asked for to count tokens, unless the client asked too."""
+        return hide_added_usage(request, await self._answer(request, decision, reply, dispatcher))
+
+    async def _answer(self, request: GatewayRequest, decision: Decision, reply: Reply, dispatcher: Dispatcher
+                      ) -> Reply:
         if request.endpoint != "chat":
             return reply
         if decision.headers.get(MODE_HEADER) == "short":
@@ -277,7 +282,7 @@ class ThinkingSwitch:
         return reasoning_as_content(short)
 
     async def _ask_short(self, request: GatewayRequest, decision: Decision, dispatcher: Dispatcher) -> Reply | None:
-        body = apply_mode(request.body, self.config, "short")
+        body = with_usage(request, apply_mode(request.body, self.config, "short"))
         short = await ask_short(request, decision, body, dispatcher)
         if short is not None:
             count_completion_tokens(short, self.deps.metrics.thinking_tokens.labels(self.public_model, "short"))

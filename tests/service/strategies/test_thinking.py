@@ -312,6 +312,25 @@ def test_a_cut_long_answer_is_asked_again_in_short_mode(retrying: GatewayServer,
         assert after - before[mode] == 3
 
 
+def test_a_stream_whose_client_asks_no_usage_is_counted_and_gets_none(
+        retrying: GatewayServer, two_sims: list[SimProcess]) -> None:
+    before = {mode: retrying.metric("switchyard_thinking_generated_tokens_total", model="reasoner", mode=mode)
+              for mode in ("short", "long")}
+    with httpx.stream("POST", retrying.url + "/v1/chat/completions", json={
+            "model": "reasoner", "messages": [{"role": "user", "content": HARD}], "max_tokens": 3,
+            "stream": True, "stream_options": {"continuous_usage_stats": False}}) as streamed:
+        assert streamed.headers["x-switchyard-thinking"] == "long"
+        events = [line[len("data: "):] for line in streamed.iter_lines() if line.startswith("data: ")]
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert events[-1] == "[DONE]" and all(chunk["choices"] and "usage" not in chunk for chunk in chunks)
+    # the gateway asked for the counts itself (the client's other stream options kept) ...
+    assert two_sims[0].last_request()["body"]["stream_options"] == {"continuous_usage_stats": False,
+                                                                     "include_usage": True}
+    for mode in ("short", "long"):  # ... and counted both calls
+        after = retrying.metric("switchyard_thinking_generated_tokens_total", model="reasoner", mode=mode)
+        assert after - before[mode] == 3
+
+
 def test_no_retry_for_short_answers_or_the_clients_own_long(retrying: GatewayServer) -> None:
     easy = ask(retrying, "2 + 2?")
     own = ask(retrying, HARD, chat_template_kwargs={"enable_thinking": True})
