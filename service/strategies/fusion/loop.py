@@ -100,6 +100,8 @@ class MemberSet:
         self.observe = observe
         self.errors: list[GatewayError] = []
         self.on_drop: list[Callable[[Member], object]] = []
+        self._in_flight = 0  # member calls under way; `stats.upstream_s` grows while there is one
+        self._since = 0.0
 
     async def call(self, member: Member, phase: str, work: Awaitable[T], *, solo: bool = False) -> T | None:
         """Await one member call; on failure or timeout drop the member and return None. A refusal of the
@@ -110,6 +112,7 @@ class MemberSet:
         """
         self.stats.member_calls += 1
         self.observe(member.backend, phase)
+        self._waiting(+1)
         try:
             if solo:
                 return await work
@@ -123,11 +126,23 @@ class MemberSet:
             failure = UpstreamTimeout(f"fusion member {member.backend!r} timed out")
         except Exception as error:  # a reply that is not what vLLM sends (a list for an object, a field missing)
             failure = UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}")
+        finally:
+            self._waiting(-1)
         if solo:
             log.warning("fusion member %s could not answer alone: %s", member.backend, failure.message)
         else:
             self.drop(member, failure)
         return None
+
+    def _waiting(self, change: int) -> None:
+        """Count a member call starting (+1) or ending (-1). Upstream time is the time some call is under
+        way: parallel calls (a speculative draft beside the scoring, a solo answer) count once."""
+        now = time.perf_counter()
+        if self._in_flight == 0:
+            self._since = now
+        self._in_flight += change
+        if self._in_flight == 0:
+            self.stats.upstream_s += now - self._since
 
     def drop(self, member: Member, error: GatewayError) -> None:
         if member in self.active:
@@ -152,14 +167,11 @@ class MemberSet:
         """Run one call per active member in parallel; the results of those that answered. When one call
         raises, the others are cancelled."""
         members = list(self.active)
-        started = time.perf_counter()
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [group.create_task(self.call(m, phase, make(m))) for m in members]
         except BaseExceptionGroup as failed:
             raise failed.exceptions[0] from None
-        finally:
-            self.stats.upstream_s += time.perf_counter() - started
         results = [task.result() for task in tasks]
         self.check_alive()
         return {m.backend: r for m, r in zip(members, results, strict=True) if r is not None}

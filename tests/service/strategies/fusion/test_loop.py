@@ -273,3 +273,20 @@ async def test_drafts_that_are_all_empty_but_unfinished_end_the_answer_with_leng
     stopped = [ScriptedMember("a", lambda answer: ("", False), LIKES_X), ScriptedMember("b", lambda a: ("", True), {})]
     segments, _ = await write(stopped)
     assert [(s.text, s.finish_reason) for s in segments] == [("", "stop")]
+
+
+async def test_upstream_time_counts_parallel_member_calls_once() -> None:
+    """A speculative draft runs beside the scoring: their time on the backends overlaps and is not summed
+    (summed, it exceeded the request's own time and the overhead metric read 0)."""
+    stats = FusionStats()
+    members = [ScriptedMember(n, repeat(" x"), LIKES_X) for n in ("a", "b")]
+    member_set = MemberSet(members, timeout_s=5, stats=stats, observe=lambda member, phase: None)
+
+    async def backend_call(member: Member) -> str:
+        await asyncio.sleep(0.05)  # the backend's latency
+        return "ok"
+
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(member_set.gather("score", backend_call), member_set.gather("draft", backend_call))
+    elapsed = asyncio.get_running_loop().time() - started
+    assert 0.05 <= stats.upstream_s <= elapsed
