@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -94,9 +95,35 @@ def client_mode(body: dict[str, Any], config: ThinkingConfig) -> Mode | None:
     messages = body.get("messages") or []
     if messages and messages[-1].get("role") == "assistant":
         return "short" if "</think>" in str(messages[-1].get("content") or "") else "long"
+    if config.family == "qwen3":
+        return soft_switch(messages)
     if config.family == "custom":
         return _custom_mode(body, config.short, config.long)
     return None
+
+
+_SOFT_SWITCH = re.compile(r"(?<!\S)/(no_)?think(?!\S)")
+
+
+def soft_switch(messages: list[Any]) -> Mode | None:
+    """Qwen3's own switch in the prompt: the last `/think` or `/no_think` of the latest user or system message
+    that has one (the model follows the most recent). `enable_thinking: false` would silence a `/think`, so
+    such a request is relayed as sent."""
+    for message in reversed(messages):
+        if not isinstance(message, dict) or message.get("role") not in ("user", "system"):
+            continue
+        found = [switch for text in _texts(message.get("content")) for switch in _SOFT_SWITCH.finditer(text)]
+        if found:
+            return "short" if found[-1].group(1) else "long"
+    return None
+
+
+def _texts(content: Any) -> list[str]:
+    """The text of a message's content: a string, or the `text` of its parts."""
+    if isinstance(content, str):
+        return [content]
+    parts = content if isinstance(content, list) else []
+    return [part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str)]
 
 
 def prompt_mode(prompt: Any) -> Mode | None:

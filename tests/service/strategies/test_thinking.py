@@ -127,6 +127,14 @@ def test_rewrite_never_changes_the_callers_body() -> None:
     ("deepseek-r1", {"reasoning_effort": "low"}, "short"),
     ("reasoning-effort", {"chat_template_kwargs": {"enable_thinking": False}}, "short"),
     ("reasoning-effort", {"messages": [*MESSAGES, {"role": "assistant", "content": R1_EMPTY_THINKING}]}, "short"),
+    # Qwen3's soft switches: the latest user or system message that has one, its last one
+    ("qwen3", {"messages": [{"role": "user", "content": "Prove it. /think"}]}, "long"),
+    ("qwen3", {"messages": [{"role": "user", "content": "/think no, quickly /no_think"}]}, "short"),
+    ("qwen3", {"messages": [{"role": "system", "content": "/no_think"}, {"role": "user", "content": "Hi"}]}, "short"),
+    ("qwen3", {"messages": [{"role": "user", "content": "/no_think hi"}, {"role": "assistant", "content": "Hi!"},
+                            {"role": "user", "content": [{"type": "text", "text": "now think hard /think"}]}]}, "long"),
+    ("qwen3", {"messages": [{"role": "user", "content": "see src/think.py and a/thinker"}]}, None),
+    ("reasoning-effort", {"messages": [{"role": "user", "content": "Prove it. /think"}]}, None),  # Qwen3's only
 ])
 def test_the_clients_own_mode_is_recognised(family: str, body: dict[str, Any], mode: str | None) -> None:
     assert client_mode({**BODY, **body}, config(family)) == mode
