@@ -67,9 +67,16 @@ class Dispatcher:
     async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
         """A buffered JSON call to a backend (for strategies that compose several calls). A 4xx answer raises
         `BackendRejected` with the backend's status and message; anything else but 200, `UpstreamError`."""
-        payload = dict(body)
-        payload["model"] = self.backends[backend].model
-        reply = await self.send(backend, path, orjson.dumps(payload), stream=False)
+        return await self.post_encoded(backend, path, self.encode(backend, body))
+
+    def encode(self, backend: str, body: dict[str, Any]) -> bytes:
+        """`body` as sent to `backend` (its model name set); thread-safe, for bodies too large to encode on
+        the event loop."""
+        return orjson.dumps({**body, "model": self.backends[backend].model})
+
+    async def post_encoded(self, backend: str, path: str, payload: bytes) -> Any:
+        """`post_json` of a body already `encode`d."""
+        reply = await self.send(backend, path, payload, stream=False)
         if 400 <= reply.status < 500:
             raise BackendRejected.of(backend, reply.status, reply.body)
         if reply.status != 200:

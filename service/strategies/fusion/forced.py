@@ -25,6 +25,9 @@ from service.strategies.fusion.scoring import TokenScores
 from service.strategies.fusion.segments import token_starts
 
 MAX_TARGETS = 128  # vLLM's limit on `logprob_token_ids` per request
+# From this context length (in the member's tokens) a request is planned and encoded in a worker thread: it
+# carries the context once per candidate token (2,048 tokens × 16 × 2 candidates: 65,536 ids, ~0.4 MB).
+THREAD_FROM_TOKENS = 2048
 
 Tokenized = tuple[list[int], list[str]]  # token ids, vocabulary strings
 

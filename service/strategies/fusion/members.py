@@ -153,14 +153,25 @@ class Member:
         if len(tokenized) != len(replies):
             return None
         (context_ids, _), *rest = tokenized
-        request = forced.plan(context, context_ids, candidates, rest)
-        if request is None:
+        if len(context_ids) < forced.THREAD_FROM_TOKENS:
+            request, payload = self._forced_request(context, context_ids, candidates, rest)
+        else:  # one prompt per candidate token, each the whole context: megabytes, kept off the event loop
+            request, payload = await asyncio.to_thread(self._forced_request, context, context_ids, candidates, rest)
+        if request is None or payload is None:
             return None
-        scores = forced.read(request, candidates, await self.dispatcher.post_json(
-            self.backend, "/v1/completions", request.body()))
+        scores = forced.read(request, candidates, await self.dispatcher.post_encoded(
+            self.backend, "/v1/completions", payload))
         if scores is None:
             self.mark_forced_unsupported()
         return scores
+
+    def _forced_request(self, context: str, context_ids: list[int], candidates: list[str],
+                        tokenized: list[forced.Tokenized]) -> tuple[forced.ForcedPlan | None, bytes | None]:
+        """The forced-scoring plan and its encoded request (None, None where it cannot be had)."""
+        request = forced.plan(context, context_ids, candidates, tokenized)
+        if request is None:
+            return None, None
+        return request, self.dispatcher.encode(self.backend, request.body())
 
     async def _tokenize(self, text: str, add_special_tokens: bool) -> forced.Tokenized | None:
         reply = await self.dispatcher.post_json(self.backend, "/tokenize", {

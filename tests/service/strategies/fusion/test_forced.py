@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from service.strategies.fusion import forced
-from service.strategies.fusion.members import Member, ScoringPolicy
+from service.strategies.fusion.members import Member, Prompt, ScoringPolicy
 from service.strategies.fusion.pieces import token_texts
 
 
@@ -123,3 +124,36 @@ def test_a_backend_found_without_forced_scoring_is_tried_again_later() -> None:
     assert member.forced_unsupported
     now = 61.0
     assert not member.forced_unsupported
+
+
+class WordBackend:
+    """A backend whose tokens are words (`/tokenize`) and whose forced log-probability of token t is -t/100;
+    records the largest request it was sent."""
+
+    largest = 0
+
+    def encode(self, backend: str, body: dict[str, Any]) -> bytes:
+        return orjson.dumps({**body, "model": backend})
+
+    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
+        assert path == "/tokenize"
+        words = body["prompt"].split(" ")
+        strs = [("▁" if i else "") + word for i, word in enumerate(words)]
+        return {"tokens": [len(word) for word in words], "token_strs": strs}
+
+    async def post_encoded(self, backend: str, path: str, payload: bytes) -> Any:
+        self.largest = max(self.largest, len(payload))
+        body = orjson.loads(payload)
+        return {"choices": [{"index": i, "logprobs": {"top_logprobs": [
+            {f"token_id:{t}": -t / 100 for t in body["logprob_token_ids"]}]}} for i in range(len(body["prompt"]))]}
+
+
+@pytest.mark.parametrize("context_words", [10, forced.THREAD_FROM_TOKENS + 10])  # planned on the loop, in a thread
+async def test_a_member_scores_by_forced_tokens_whatever_the_contexts_length(context_words: int) -> None:
+    backend = WordBackend()
+    member = Member("a", dispatcher=backend)  # type: ignore[arg-type]
+    context = " ".join(["abc"] * context_words)
+    scores = await member.score_forced(Prompt(context, False), "", [" hello wide world", " hi"])
+    assert scores is not None
+    assert [s.logprobs for s in scores] == [[-0.05, -0.04, -0.05], [-0.02]]
+    assert backend.largest > 3 * context_words  # the context goes along with every candidate token
