@@ -43,6 +43,7 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 import yaml  # noqa: E402
 
+from bench.arguments import at_least  # noqa: E402
 from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.procstat import cpu_seconds  # noqa: E402
 from bench.servers import REPO, free_port, gateway_command, process, sim_process  # noqa: E402
@@ -357,13 +358,13 @@ def version_lines(targets: list[str]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32, 256], help="closed-loop clients")
+    parser.add_argument("--concurrency", type=at_least(1), nargs="+", default=[1, 32, 256], help="closed-loop clients")
     parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per target and load")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds the duration is split into")
+    parser.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds the duration is split into")
     parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each round")
     parser.add_argument("--latency-ms", type=float, default=10.0, help="simulator delay before the first token")
     parser.add_argument("--tokens-per-s", type=float, default=1000.0, help="simulator decode rate")
-    parser.add_argument("--pairs", type=int, default=300,
+    parser.add_argument("--pairs", type=at_least(1), default=300,
                         help="request pairs for the paired added latency at concurrency 1 (0: skip)")
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--router", help="router artifact for `auto` (default: the stand-in router)")

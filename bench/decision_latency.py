@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.arguments import at_least  # noqa: E402
 from service.backends.pool import ReplicaPool  # noqa: E402
 from service.cache import MemoryCache, RedisCache  # noqa: E402
 from service.config import parse_settings  # noqa: E402
@@ -130,9 +131,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--router", required=True, metavar="DIR", help="router artifact")
     parser.add_argument("--data", metavar="FILE", help="routing data whose prompts are the queries")
-    parser.add_argument("--queries", type=int, default=200,
+    parser.add_argument("--queries", type=at_least(2), default=200,
                         help="questions timed per path (default 200; generated ones unless --data)")
-    parser.add_argument("--warmup", type=int, default=50,
+    parser.add_argument("--warmup", type=at_least(0), default=50,
                         help="untimed questions per path first, none of them timed later (default 50)")
     args = parser.parse_args()
     binary = shutil.which("redis-server")

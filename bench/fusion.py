@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.arguments import at_least  # noqa: E402
 from bench.servers import free_port, process  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -139,11 +140,12 @@ def quality(client: httpx.Client, systems: dict[str, dict[str, Any]], items: lis
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--qa", type=Path, required=True, help="JSONL of {question, answers} for the quality table")
-    parser.add_argument("--size", type=int, default=40, help="questions to use (the first N; default 40)")
-    parser.add_argument("--speed-prompts", type=int, default=4,
+    parser.add_argument("--size", type=at_least(1), default=40, help="questions to use (the first N; default 40)")
+    parser.add_argument("--speed-prompts", type=int, default=4, choices=range(1, len(SPEED_PROMPTS) + 1),
                         help="chat prompts for the speed table (default 4, max 6)")
-    parser.add_argument("--max-tokens", type=int, default=64, help="answer length for the speed table (default 64)")
-    parser.add_argument("--segment-tokens", type=int, nargs="+", default=[8, 16],
+    parser.add_argument("--max-tokens", type=at_least(1), default=64,
+                        help="answer length for the speed table (default 64)")
+    parser.add_argument("--segment-tokens", type=at_least(2), nargs="+", default=[8, 16],
                         help="fusion draft lengths to compare, one fusion-<k> model each (default: 8 16)")
     parser.add_argument("--sequential", action="store_true",
                         help="also time each fusion-<k> without speculative drafting (fusion-<k>-seq)")

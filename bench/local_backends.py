@@ -133,10 +133,13 @@ def main() -> None:
     instances = [Instance(spec=MODELS[name], port=args.port_base + i, cpu=MODELS[name].cpu)
                  for i, name in enumerate(args.models)]
     say(f"cache {cache.root}")
-    for instance in instances:
-        measure_alone(cache, instance, say)
-    if args.concurrent:
-        measure_concurrent(cache, instances, say)
+    try:
+        for instance in instances:
+            measure_alone(cache, instance, say)
+        if args.concurrent:
+            measure_concurrent(cache, instances, say)
+    finally:  # an error or Ctrl-C mid-measurement leaves no server (GiBs each) running
+        stop(cache, instances)
     say(f"disk vLLM venv: {disk_usage(cache.venv)}")
     for instance in instances:
         say(f"disk model {instance.spec.name}: {disk_usage(cache.model_dir(instance.spec.name))}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.arguments import at_least  # noqa: E402
 from bench.loadgen import run_load  # noqa: E402
 from bench.servers import gateway_process, sim_process  # noqa: E402
 
@@ -26,8 +27,8 @@ BODY = {"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=2000, help="requests per level and target")
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--requests", type=at_least(1), default=2000, help="requests per level and target")
+    parser.add_argument("--concurrency", type=at_least(1), nargs="+", default=[1, 32])
     parser.add_argument("--stream", action="store_true", help="streaming requests")
     parser.add_argument("--pin", action="store_true", help="pin the gateway to core 0 with taskset")
     args = parser.parse_args()

@@ -13,13 +13,18 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
-from router_models import load_router
-from router_models.data import read_records
-from router_models.encoder import load_tokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.arguments import at_least  # noqa: E402
+from router_models import load_router  # noqa: E402
+from router_models.data import read_records  # noqa: E402
+from router_models.encoder import load_tokenizer  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -34,10 +39,12 @@ def main() -> None:
                         help="router artifact to time; repeat for several")
     parser.add_argument("--data", nargs="+", required=True, metavar="FILE",
                         help="routing data whose prompts are the queries")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads per router (default 2)")
-    parser.add_argument("--queries", type=int, default=200, help="single-query calls timed (default 200)")
-    parser.add_argument("--batch", type=int, default=32, help="batch size for the throughput figure (default 32)")
-    parser.add_argument("--max-tokens", type=int, default=256, help="cut prompts to this many tokens (default 256)")
+    parser.add_argument("--threads", type=at_least(1), default=2, help="torch threads per router (default 2)")
+    parser.add_argument("--queries", type=at_least(2), default=200, help="single-query calls timed (default 200)")
+    parser.add_argument("--batch", type=at_least(1), default=32,
+                        help="batch size for the throughput figure (default 32)")
+    parser.add_argument("--max-tokens", type=at_least(1), default=256,
+                        help="cut prompts to this many tokens (default 256)")
     args = parser.parse_args()
 
     tokenizer = load_tokenizer()

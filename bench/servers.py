@@ -114,21 +114,36 @@ def gateway_command(config: Path, port: int, router: str | None, prefix: list[st
 class Restartable:
     """A server process that can be killed (SIGKILL, like a crash) and started again on the same port."""
 
-    def __init__(self, args: list[str], ready: Callable[[], bool], name: str) -> None:
+    def __init__(self, args: list[str], ready: Callable[[], bool], name: str, log: Path | None = None) -> None:
         self.args = args
         self.ready = ready
         self.name = name
+        self.log = log  # where its output goes (appended across restarts); else nowhere
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30) -> Restartable:
-        self.proc = subprocess.Popen(self.args, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        """Start it and wait until `ready()`; a server that fails to (or an interrupt meanwhile) is killed."""
+        output = self.log.open("ab") if self.log is not None else None
+        with output if output is not None else contextlib.nullcontext():
+            self.proc = subprocess.Popen(self.args, cwd=REPO, start_new_session=True,
+                                         stdout=output or subprocess.DEVNULL, stderr=output or subprocess.DEVNULL)
+        try:
+            self.wait(timeout)
+        except BaseException:
+            self.kill()
+            raise
+        return self
+
+    def wait(self, timeout: float) -> None:
+        """Until `ready()`; a process that exits or takes longer raises, quoting the end of its log."""
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} did not start")
+                why = f"exited with {self.proc.returncode}" if self.proc.poll() is not None else "timed out"
+                log = f"; its output, in {self.log}, ends:\n{log_tail(self.log, 20)}" if self.log else ""
+                raise RuntimeError(f"{self.name} did not start ({why}){log}")
             time.sleep(0.05)
-        return self
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

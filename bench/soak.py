@@ -40,8 +40,9 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 import yaml  # noqa: E402
 
+from bench.arguments import at_least  # noqa: E402
 from bench.procstat import open_fds, rss_bytes  # noqa: E402
-from bench.servers import Restartable, free_port, gateway_command, redis_server, sim_server, wait_ready  # noqa: E402
+from bench.servers import Restartable, free_port, gateway_command, redis_server, sim_server  # noqa: E402
 
 OUTCOMES = ("succeeded", "failed_clean", "lost")
 MODELS = ("sim-a", "sim-b", "auto", "auto:1")  # auto:1 takes the cheapest candidate (sim-b)
@@ -270,11 +271,12 @@ def soak_setup(directory: Path, router: str | None = None) -> Iterator[Soak]:
         for server in [redis, *(r for r, _ in replicas.values())]:
             started.append(server.start())
         port = free_port()
-        gateway = Restartable(gateway_command(config, port, router), lambda: True, "gateway").start()
-        started.append(gateway)
-        assert gateway.proc is not None
         url = f"http://127.0.0.1:{port}"
-        wait_ready(url + "/ready", gateway.proc)
+        gateway = Restartable(gateway_command(config, port, router), lambda: _answers(url + "/ready"), "gateway",
+                              log=directory / "gateway.log")
+        started.append(gateway)
+        gateway.start(timeout=60)
+        assert gateway.proc is not None
         yield Soak(replicas, redis, url, gateway.proc.pid)
     finally:
         for server in reversed(started):
@@ -289,7 +291,7 @@ def run_soak(duration: float, concurrency: int, router: str | None = None, seed:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of traffic")
-    parser.add_argument("--concurrency", type=int, default=16, help="concurrent clients")
+    parser.add_argument("--concurrency", type=at_least(1), default=16, help="concurrent clients")
     parser.add_argument("--router", help="router artifact for `auto` (default: the stand-in router)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

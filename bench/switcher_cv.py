@@ -20,6 +20,7 @@ train` does, and each question is scored by the members that never saw it. Print
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from dataclasses import replace
@@ -33,6 +34,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.arguments import at_least  # noqa: E402
 from bench.switcher_inputs import training_inputs  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
 from router_models.thinkswitch.curves import Outcomes, reference, sweep  # noqa: E402
@@ -149,13 +151,34 @@ def summarise(
     return figures, "  ".join(texts)
 
 
+def variant(text: str) -> tuple[str, ThinkSwitchConfig]:
+    """A `--variant NAME=JSON` as its name and config, checked while parsing (not after the base has trained)."""
+    name, sep, overrides = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME=JSON")
+    try:
+        fields = json.loads(overrides)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"{name}: not JSON ({error})") from None
+    if not isinstance(fields, dict):
+        raise argparse.ArgumentTypeError(f"{name}: expected a JSON object of config fields, got {overrides}")
+    try:
+        return name, replace(ThinkSwitchConfig(), **fields)
+    except TypeError:
+        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ThinkSwitchConfig)})
+        raise argparse.ArgumentTypeError(f"{name}: no config fields {', '.join(unknown)}") from None
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{name}: {error}") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("data", nargs="+", help="thinking dataset files (JSONL, .gz ok)")
-    parser.add_argument("--variant", action="append", default=[], help="NAME=JSON of config overrides (repeatable)")
+    parser.add_argument("--variant", action="append", default=[], type=variant,
+                        help="NAME=JSON of config overrides (repeatable)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one training run per seed")
     parser.add_argument("--cache", help="file to keep the question embeddings in between runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--threads", type=at_least(1), default=1, help="torch threads")
     parser.add_argument("--json", help="write all figures to this file")
     parser.add_argument(
         "--rank-by",
@@ -176,10 +199,9 @@ def main() -> int:
     records, embeddings, features = training_inputs(args.data, args.cache, ThinkSwitchConfig().max_length)
     switched = under_short_retry(records, args.short_retry)
     targets = pass_rate_targets(switched)  # (N, 2)
-    variants = [("base", "{}")] + [tuple(v.split("=", 1)) for v in args.variant]
+    variants = [("base", ThinkSwitchConfig()), *args.variant]
     report: dict[str, dict[str, Any]] = {}
-    for name, overrides in tqdm(variants, desc="variants", unit="variant"):
-        config = replace(ThinkSwitchConfig(), **json.loads(overrides))
+    for name, config in tqdm(variants, desc="variants", unit="variant"):
         runs = run_variant(records, (embeddings, features, targets), config, args.seeds, args.rank_by)
         report[name] = {}
         for bench in benchmarks(records):

@@ -33,6 +33,7 @@ from tqdm import tqdm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.arguments import at_least  # noqa: E402
 from bench.switcher_inputs import training_inputs  # noqa: E402
 from bench.switcher_targets import met  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
@@ -165,7 +166,7 @@ def main() -> int:
     parser.add_argument("--config", help="JSON of model config and train options, as for `switchyard train`")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one outer partition per seed")
     parser.add_argument("--cache", help="file to keep the question embeddings in between runs")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--threads", type=at_least(1), default=2, help="torch threads")
     parser.add_argument("--json", help="write the figures to this file")
     parser.add_argument("--blind", nargs="+", default=[], metavar="BENCH=N",
                         help="also judge random sets of N questions of BENCH (e.g. GSM8K=409), as a blind set")

@@ -18,6 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.arguments import at_least  # noqa: E402
 from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
 
 QUERIES = [
@@ -37,8 +38,8 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--switcher", required=True, help="artifact directory")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
-    parser.add_argument("--n", type=int, default=200, help="timed calls (default 200)")
+    parser.add_argument("--threads", type=at_least(1), default=2, help="torch threads (default 2)")
+    parser.add_argument("--n", type=at_least(2), default=200, help="timed calls (default 200)")
     args = parser.parse_args()
     switcher = load_switcher(args.switcher, threads=args.threads)
     for query in QUERIES * 5:  # warm-up: first calls allocate
