@@ -1,6 +1,6 @@
 """Switchyard against direct access, LiteLLM and vllm-router: the same load through each, one table.
 
-    python bench/compare.py [--concurrency 1 32 256] [--duration 5] [--router ARTIFACT]
+    python bench/compare.py [--concurrency 1 32 256] [--duration 6] [--router ARTIFACT]
 
 Starts two simulators (fixed latency and token rate), then, one proxy at a time, sends the same
 closed-loop load (streaming and not) through:
@@ -45,7 +45,7 @@ import yaml  # noqa: E402
 
 from bench.arguments import at_least  # noqa: E402
 from bench.loadgen import LoadResult, run_load  # noqa: E402
-from bench.procstat import cpu_seconds  # noqa: E402
+from bench.procstat import RESOLUTION, cpu_seconds  # noqa: E402
 from bench.servers import REPO, free_port, gateway_command, process, sim_process  # noqa: E402
 
 TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router", "bare-asgi")
@@ -358,14 +358,17 @@ def version_lines(targets: list[str]) -> list[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--concurrency", type=at_least(1), nargs="+", default=[1, 32, 256], help="closed-loop clients")
-    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per target and load")
-    parser.add_argument("--rounds", type=at_least(1), default=3, help="interleaved rounds the duration is split into")
-    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each round")
-    parser.add_argument("--latency-ms", type=float, default=10.0, help="simulator delay before the first token")
-    parser.add_argument("--tokens-per-s", type=float, default=1000.0, help="simulator decode rate")
-    parser.add_argument("--pairs", type=at_least(1), default=300,
-                        help="request pairs for the paired added latency at concurrency 1 (0: skip)")
+    parser.add_argument("--concurrency", type=at_least(1), nargs="+", default=[1, 32, 256],
+                        help="closed-loop clients, one table row each (default: 1 32 256)")
+    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per target and load (default 6)")
+    parser.add_argument("--rounds", type=at_least(1), default=3,
+                        help="interleaved rounds the duration is split into (default 3)")
+    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each round (default 0.5)")
+    parser.add_argument("--latency-ms", type=float, default=10.0,
+                        help="simulator delay before the first token (default 10)")
+    parser.add_argument("--tokens-per-s", type=float, default=1000.0, help="simulator decode rate (default 1000)")
+    parser.add_argument("--pairs", type=at_least(0), default=300,
+                        help="request pairs for the paired added latency at concurrency 1 (0: skip; default 300)")
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))
     parser.add_argument("--router", help="router artifact for `auto` (default: the stand-in router)")
     parser.add_argument("--output", type=Path, default=REPO / "bench" / "RESULTS.md",
@@ -381,13 +384,15 @@ def main() -> int:
         rows, notes = run_all(args, Path(tmp))
     header.append(f"- load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     command = "python bench/compare.py " + " ".join(sys.argv[1:])
+    placement = ("proxies pinned to core 0 (taskset), load generator and simulators on the other cores"
+                 if pinned(0) else "nothing pinned (no taskset, or one core)")
+    setup = (f"- {placement}; proxy CPU time read at {RESOLUTION}; simulator: {args.latency_ms:g} ms to first "
+             f"token, {args.tokens_per_s:g} tokens/s, 16 tokens; {args.duration:g} s per target and load, in "
+             f"{args.rounds} interleaved rounds each after {args.warmup:g} s warm-up")
     report = [
         "# Benchmark: Switchyard against direct access, LiteLLM and vllm-router", "",
         f"Command: `{command.strip()}` ({started})", "",
-        *header, f"- proxies pinned to core 0 (taskset), load generator and simulators on the other cores; "
-        f"simulator: {args.latency_ms:g} ms to first token, {args.tokens_per_s:g} tokens/s, 16 tokens; "
-        f"{args.duration:g} s per target and load, in {args.rounds} interleaved rounds each after "
-        f"{args.warmup:g} s warm-up", *version_lines(args.targets), "",
+        *header, setup, *version_lines(args.targets), "",
         *table(rows), "", "Targets:", "", *(f"- {line}" for line in verdicts(rows)), "",
         *(f"- {note}" for note in notes), "", *READING,
     ]

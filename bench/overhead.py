@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -27,13 +28,21 @@ BODY = {"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=at_least(1), default=2000, help="requests per level and target")
-    parser.add_argument("--concurrency", type=at_least(1), nargs="+", default=[1, 32])
+    parser.add_argument("--requests", type=at_least(1), default=2000,
+                        help="requests per level and target (default 2000)")
+    parser.add_argument("--concurrency", type=at_least(1), nargs="+", default=[1, 32],
+                        help="closed-loop clients, one row each (default: 1 32)")
     parser.add_argument("--stream", action="store_true", help="streaming requests")
-    parser.add_argument("--pin", action="store_true", help="pin the gateway to core 0 with taskset")
+    parser.add_argument("--pin", action="store_true",
+                        help="the gateway on core 0 (taskset), the simulator and this load generator on the others")
     args = parser.parse_args()
-    pin = ["taskset", "-c", "0"] if args.pin and shutil.which("taskset") else []
-    others = ["taskset", "-c", "1"] if pin else []
+    cores = os.cpu_count() or 1
+    pin = ["taskset", "-c", "0"] if args.pin and shutil.which("taskset") and cores > 1 else []
+    others = ["taskset", "-c", f"1-{cores - 1}"] if pin else []
+    if pin:
+        os.sched_setaffinity(0, set(range(1, cores)))
+    elif args.pin:
+        print("--pin: needs taskset and two cores; nothing pinned", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp, sim_process("sim", prefix=others) as sim, \
             gateway_process({"sim": sim}, Path(tmp), prefix=pin) as gateway:
         print(f"{'concurrency':>11} {'direct rps':>10} {'gateway rps':>11} {'added p50 ms':>12} "

@@ -290,10 +290,11 @@ def run_soak(duration: float, concurrency: int, router: str | None = None, seed:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=120.0, help="seconds of traffic")
-    parser.add_argument("--concurrency", type=at_least(1), default=16, help="concurrent clients")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of traffic (default 120)")
+    parser.add_argument("--concurrency", type=at_least(1), default=16, help="concurrent clients (default 16)")
     parser.add_argument("--router", help="router artifact for `auto` (default: the stand-in router)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the request mix and of when faults strike (default 0)")
     args = parser.parse_args()
     report = run_soak(args.duration, args.concurrency, args.router, args.seed)
     print("\n".join(report.lines()))

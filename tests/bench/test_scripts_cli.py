@@ -38,3 +38,22 @@ def test_help(script: str) -> None:
 def test_counts_too_small_to_measure_are_refused_while_parsing(script: str, args: list[str], says: str) -> None:
     result = run(script, *args)
     assert result.returncode == 2 and says in result.stderr, result.stderr
+
+
+def test_overhead_measures_a_tiny_load() -> None:
+    result = run("overhead.py", "--requests", "5", "--concurrency", "1", "2")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert [row[0] for row in rows] == ["1", "2"] and all(row[-1] == "0" for row in rows)  # no errors
+
+
+def test_compare_measures_a_tiny_load_with_fine_cpu_time() -> None:
+    result = run("compare.py", "--duration", "0.5", "--rounds", "1", "--pairs", "2", "--concurrency", "1",
+                 "--targets", "switchyard-direct", "--output", "-")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split("|") for line in result.stdout.splitlines() if line.startswith("| switchyard-direct")]
+    assert len(rows) == 2  # json and stream
+    for row in rows:
+        cpu_ms_per_request = float(row[5])
+        assert 0 < cpu_ms_per_request < 100
+    assert "proxy CPU time read at" in result.stdout
