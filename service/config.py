@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, TypeAdapter, ValidationError, model_validator
@@ -51,6 +51,10 @@ class Backend(_Strict):
     replicas: list[HttpUrl] = Field(min_length=1)
     api_key: str | None = None
     timeouts: Timeouts = Timeouts()
+    discovery: Literal["none", "dns"] = Field(
+        "none", description="`dns`: every address a replica URL's host resolves to is a replica of its own (a "
+        "Kubernetes headless Service), looked up again every `discovery_interval_s`.")
+    discovery_interval_s: float = Field(10.0, gt=0, description="How often `dns` discovery looks the hosts up.")
 
 
 class ServerSettings(_Strict):

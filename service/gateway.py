@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from router_models.errors import ArtifactError
+from service.backends.discovery import DnsDiscovery, Resolver, resolve_addresses
 from service.backends.monitor import ReplicaMonitor
 from service.backends.pool import ReplicaPool
 from service.cache import DecisionCache, MemoryCache, RedisCache
@@ -64,7 +65,8 @@ def build_cache(settings: CacheSettings, metrics: Metrics) -> DecisionCache:
 class Gateway:
     def __init__(self, settings: Settings, metrics: Metrics | None = None, *,
                  cache: DecisionCache | None = None,
-                 loaders: Mapping[str, Callable[[str], Any]] | None = None) -> None:
+                 loaders: Mapping[str, Callable[[str], Any]] | None = None,
+                 resolve: Resolver = resolve_addresses) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.cache = cache or build_cache(settings.cache, self.metrics)
@@ -75,6 +77,8 @@ class Gateway:
         self.strategies: dict[str, Strategy] = {}
         self._client: UpstreamClient | None = None
         self._monitor: ReplicaMonitor | None = None
+        self._discovery: DnsDiscovery | None = None
+        self._resolve = resolve
         self._dispatcher: Dispatcher | None = None
 
     async def start(self) -> None:
@@ -85,7 +89,10 @@ class Gateway:
         self._dispatcher = Dispatcher(self.settings, self.pool, self._client, self.metrics)
         api_keys = {b.name: b.api_key for b in self.settings.backends}
         self._monitor = ReplicaMonitor(self.pool, self._client, self.metrics, api_keys)
+        self._discovery = DnsDiscovery(self.settings.backends, self.pool, self._monitor, self._resolve)
+        await self._discovery.resolve_all()
         await self._monitor.start()
+        self._discovery.start()
         await self.cache.start()
         deps = StrategyDeps(settings=self.settings, metrics=self.metrics, pool=self.pool,
                             dispatcher=self.dispatcher, cache=self.cache, loaders=self.loaders)
@@ -105,6 +112,8 @@ class Gateway:
     async def close(self) -> None:
         for strategy in self.strategies.values():
             await strategy.close()
+        if self._discovery is not None:
+            await self._discovery.close()
         if self._monitor is not None:
             await self._monitor.close()
         await self.cache.close()

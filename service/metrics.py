@@ -116,7 +116,7 @@ class Metrics:
 
 
 def _remember_children(metric: Counter | Gauge | Histogram) -> None:
-    """Make `metric.labels(*values)` keep each child once found.
+    """Make `metric.labels(*values)` keep each child once found, until `metric.remove(*values)`.
 
     prometheus_client validates the values and takes a lock on every `labels()` call; the request path
     asks for the same few label sets (public models, backends, outcomes, all from the config or small
@@ -124,6 +124,7 @@ def _remember_children(metric: Counter | Gauge | Histogram) -> None:
     """
     children: dict[tuple[str, ...], Any] = {}
     labels: Callable[..., Any] = metric.labels
+    remove: Callable[..., None] = metric.remove
 
     def remembered(*values: str, **by_name: str) -> Any:
         if by_name:
@@ -133,4 +134,9 @@ def _remember_children(metric: Counter | Gauge | Histogram) -> None:
             child = children[values] = labels(*values)
         return child
 
+    def forgotten(*values: str) -> None:  # a series removed (a replica gone) starts afresh if it comes back
+        children.pop(values, None)
+        remove(*values)
+
     metric.labels = remembered  # type: ignore[method-assign, assignment]
+    metric.remove = forgotten  # type: ignore[method-assign]

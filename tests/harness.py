@@ -54,18 +54,20 @@ def _answers(url: str) -> bool:
 class SimProcess:
     """`switchyard sim` in its own process, so tests can kill it like a crashed replica."""
 
-    def __init__(self, model: str, port: int | None = None, **options: Any) -> None:
+    def __init__(self, model: str, port: int | None = None, host: str = "127.0.0.1", **options: Any) -> None:
         self.model = model
         self.port = port or free_port()
+        self.host = host  # any 127.x.y.z is loopback on Linux: replicas on one port at several addresses
         self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self) -> SimProcess:
-        args = [sys.executable, "-m", "service.cli", "sim", "--port", str(self.port), "--model", self.model]
+        args = [sys.executable, "-m", "service.cli", "sim", "--host", self.host, "--port", str(self.port),
+                "--model", self.model]
         for key, value in self.options.items():
             args += [f"--{key.replace('_', '-')}", str(value)]
         self.process = subprocess.Popen(args, cwd=REPO, start_new_session=True,

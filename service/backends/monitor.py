@@ -25,17 +25,36 @@ class ReplicaMonitor:
         self.client = client
         self.metrics = metrics
         self._headers = {backend: bearer_header(key) for backend, key in api_keys.items()}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[int, asyncio.Task[None]] = {}  # by id(replica)
 
     async def start(self) -> None:
         """Check every replica once (so `/ready` is right from the start), then keep watching."""
-        await asyncio.gather(*(self.check_health(r) for r in self.pool.all()))
-        self._tasks = [asyncio.create_task(self._watch(r)) for r in self.pool.all()]
+        await self.add(self.pool.all())
+
+    async def add(self, replicas: list[Replica]) -> None:
+        """Check new replicas once, then watch them."""
+        await asyncio.gather(*(self.check_health(r) for r in replicas))
+        for replica in replicas:
+            self._tasks[id(replica)] = asyncio.create_task(self._watch(replica))
+
+    async def forget(self, replicas: list[Replica]) -> None:
+        """Stop watching replicas that are gone, and drop their metric series."""
+        await self._cancel([task for r in replicas if (task := self._tasks.pop(id(r), None)) is not None])
+        for replica in replicas:
+            for gauge in (self.metrics.replica_healthy, self.metrics.replica_waiting, self.metrics.replica_running,
+                          self.metrics.replica_kv_cache, self.metrics.replica_in_flight):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(replica.backend, replica.url)
 
     async def close(self) -> None:
-        for task in self._tasks:
+        tasks, self._tasks = list(self._tasks.values()), {}
+        await self._cancel(tasks)
+
+    @staticmethod
+    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 

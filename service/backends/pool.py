@@ -23,6 +23,17 @@ class ReplicaPool:
     def all(self) -> list[Replica]:
         return [r for replicas in self.by_backend.values() for r in replicas]
 
+    def set_replicas(self, backend: str, urls: Iterable[str]) -> tuple[list[Replica], list[Replica]]:
+        """Make `urls` the replicas of `backend` (discovery): those already known keep their state. Returns
+        the replicas added and removed; a request under way on a removed one finishes there."""
+        known = {r.url: r for r in self.replicas(backend)}
+        wanted = list(dict.fromkeys(url.rstrip("/") for url in urls))
+        replicas = [known.get(url) or Replica(backend=backend, url=url) for url in wanted]
+        self.by_backend[backend] = replicas
+        added = [r for r in replicas if r.url not in known]
+        removed = [r for url, r in known.items() if url not in set(wanted)]
+        return added, removed
+
     def replicas(self, backend: str) -> list[Replica]:
         try:
             return self.by_backend[backend]

@@ -190,6 +190,8 @@ def test_gateway_config_is_valid_and_points_at_rendered_services(
         for url in backend.replicas:
             service = services[url.host]
             assert url.port in [p["port"] for p in service["spec"]["ports"]]
+            # discovery reads every pod's address from the name: only a headless Service gives them
+            assert (backend.discovery == "dns") == (service["spec"].get("clusterIP") == "None")
             (args,) = [spec["containers"][0]["args"] for _, spec, labels in deployments
                        if selects(service["spec"]["selector"], labels)]
             assert f"--served-model-name={backend.model}" in args

@@ -125,3 +125,13 @@ def test_a_failure_on_probation_ejects_again_for_twice_as_long_up_to_eight_times
     assert cooldowns == [10, 20, 40, 80, 80]
     replica.record_success()
     assert not replica.record_failure(threshold=3, cooldown_s=10)  # proven again: three in a row to eject
+
+
+def test_discovered_replicas_replace_the_list_and_known_ones_keep_their_state() -> None:
+    pool = make_pool(2)
+    a, b = pool.replicas("m")
+    a.record_failure(threshold=1, cooldown_s=60)
+    added, removed = pool.set_replicas("m", [a.url, "http://10.0.0.7:8000/"])
+    assert pool.replicas("m")[0] is a and not a.available()  # still ejected
+    assert [r.url for r in added] == ["http://10.0.0.7:8000"] and removed == [b]
+    assert pool.set_replicas("m", [a.url, "http://10.0.0.7:8000"]) == ([], [])
