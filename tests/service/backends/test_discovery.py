@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from service.backends.discovery import resolve_addresses
 from tests.harness import GatewayServer, SimProcess, direct_config, free_port, metric_value, wait_until
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -87,3 +88,7 @@ def test_a_name_that_does_not_resolve_at_start_keeps_the_url_as_written(pods: tu
     config["backends"][0].update(discovery="dns", discovery_interval_s=60)
     with GatewayServer(config, resolve=dns) as gateway:
         assert replicas_seen(gateway) == {f"http://pods.test:{port}"}
+
+
+async def test_the_system_resolver_gives_the_addresses_of_a_name() -> None:
+    assert "127.0.0.1" in await resolve_addresses("localhost", 8000)  # from /etc/hosts: no DNS server needed
