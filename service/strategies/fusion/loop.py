@@ -67,8 +67,28 @@ class FusionStats:
     scoring: Counter[str] = field(default_factory=Counter)  # scoring calls by method (echo, forced)
     dropped: list[str] = field(default_factory=list)
     step_seconds: list[float] = field(default_factory=list)
-    upstream_s: float = 0.0
     prompt_tokens: int = 0
+    # Time some member call was under way: parallel calls (a speculative draft beside the scoring, a solo
+    # answer) count once. `calls_under_way` is counted by `MemberSet.call`.
+    calls_under_way: int = 0
+    _closed_s: float = 0.0
+    _since: float = 0.0
+
+    def call_started(self) -> None:
+        if self.calls_under_way == 0:
+            self._since = time.perf_counter()
+        self.calls_under_way += 1
+
+    def call_ended(self) -> None:
+        self.calls_under_way -= 1
+        if self.calls_under_way == 0:
+            self._closed_s += time.perf_counter() - self._since
+
+    @property
+    def upstream_s(self) -> float:
+        """Upstream time so far, a call still under way included (a cancelled draft ends a loop turn later)."""
+        open_s = time.perf_counter() - self._since if self.calls_under_way else 0.0
+        return self._closed_s + open_s
 
 
 FUSED = "fusion"  # the source of the fused answer
@@ -100,8 +120,6 @@ class MemberSet:
         self.observe = observe
         self.errors: list[GatewayError] = []
         self.on_drop: list[Callable[[Member], object]] = []
-        self._in_flight = 0  # member calls under way; `stats.upstream_s` grows while there is one
-        self._since = 0.0
 
     async def call(self, member: Member, phase: str, work: Awaitable[T], *, solo: bool = False) -> T | None:
         """Await one member call; on failure or timeout drop the member and return None. A refusal of the
@@ -112,7 +130,7 @@ class MemberSet:
         """
         self.stats.member_calls += 1
         self.observe(member.backend, phase)
-        self._waiting(+1)
+        self.stats.call_started()
         try:
             if solo:
                 return await work
@@ -127,22 +145,12 @@ class MemberSet:
         except Exception as error:  # a reply that is not what vLLM sends (a list for an object, a field missing)
             failure = UpstreamError(f"fusion member {member.backend!r} sent a malformed reply: {error!r}")
         finally:
-            self._waiting(-1)
+            self.stats.call_ended()
         if solo:
             log.warning("fusion member %s could not answer alone: %s", member.backend, failure.message)
         else:
             self.drop(member, failure)
         return None
-
-    def _waiting(self, change: int) -> None:
-        """Count a member call starting (+1) or ending (-1). Upstream time is the time some call is under
-        way: parallel calls (a speculative draft beside the scoring, a solo answer) count once."""
-        now = time.perf_counter()
-        if self._in_flight == 0:
-            self._since = now
-        self._in_flight += change
-        if self._in_flight == 0:
-            self.stats.upstream_s += now - self._since
 
     def drop(self, member: Member, error: GatewayError) -> None:
         if member in self.active:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -290,3 +291,14 @@ async def test_upstream_time_counts_parallel_member_calls_once() -> None:
     await asyncio.gather(member_set.gather("score", backend_call), member_set.gather("draft", backend_call))
     elapsed = asyncio.get_running_loop().time() - started
     assert 0.05 <= stats.upstream_s <= elapsed
+
+
+def test_upstream_time_includes_a_call_still_under_way() -> None:
+    """A cancelled speculative draft ends a loop turn after the answer is read: its time so far counts."""
+    stats = FusionStats()
+    stats.call_started()
+    time.sleep(0.02)  # the backend's latency
+    assert stats.upstream_s >= 0.02
+    stats.call_ended()
+    closed = stats.upstream_s
+    assert closed >= 0.02 and stats.upstream_s == closed
