@@ -56,6 +56,13 @@ class Backend(_Strict):
         "Kubernetes headless Service), looked up again every `discovery_interval_s`.")
     discovery_interval_s: float = Field(10.0, gt=0, description="How often `dns` discovery looks the hosts up.")
 
+    @model_validator(mode="after")
+    def _discovery_over_plain_http(self) -> Backend:
+        if self.discovery == "dns" and any(url.scheme == "https" for url in self.replicas):
+            raise ValueError("discovery: dns needs http replica URLs: TLS would check each pod's certificate "
+                             "against its address, not the name")
+        return self
+
 
 class ServerSettings(_Strict):
     host: str = "127.0.0.1"

@@ -23,6 +23,7 @@ disable_created_metrics()
 
 # Up to the longest stream a backend may run (`timeouts.total_s`, 600 s by default).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "connection", "stream")  # of switchyard_upstream_errors
 FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 

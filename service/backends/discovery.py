@@ -29,9 +29,13 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
 async def resolve_addresses(host: str, port: int) -> list[str]:
-    """The addresses `host` resolves to (the system resolver, in a worker thread), sorted."""
+    """The addresses `host` resolves to (the system resolver, in a worker thread), sorted: its IPv4 ones where
+    it has any (a dual-stack pod has one of each, and must count once), else its IPv6 ones."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    by_family: dict[int, set[str]] = {}
+    for family, _, _, _, address in infos:
+        by_family.setdefault(family, set()).add(str(address[0]))
+    return sorted(by_family.get(socket.AF_INET) or by_family.get(socket.AF_INET6) or ())
 
 
 class DnsDiscovery:
@@ -65,14 +69,18 @@ class DnsDiscovery:
     async def _follow(self, backend: Backend) -> None:
         while True:
             await asyncio.sleep(backend.discovery_interval_s)
-            await self.refresh(backend)
+            try:
+                await self.refresh(backend)
+            except Exception as error:  # noqa: BLE001 - whatever went wrong, keep following the name
+                self._failures.warning("discovery of %s failed (%s: %s); trying again in %g s", backend.name,
+                                       type(error).__name__, error, backend.discovery_interval_s)
 
     async def refresh(self, backend: Backend, *, watched: bool = True) -> None:
         """Make the backend's replicas the addresses its URLs resolve to now; with `watched`, have the monitor
         check and watch new ones and forget those gone."""
         try:
             urls = [url for seed in backend.replicas for url in await self._urls(str(seed))]
-        except OSError as error:  # socket.gaierror included: the name does not resolve (now)
+        except (OSError, UnicodeError) as error:  # socket.gaierror included: the name does not resolve (now)
             self._failures.warning("discovery of %s: %s; keeping its %d replicas", backend.name, error,
                                    len(self.pool.replicas(backend.name)))
             return

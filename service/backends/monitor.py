@@ -10,7 +10,7 @@ import time
 from service.backends.pool import ReplicaPool
 from service.backends.replica import Replica
 from service.backends.scrape import parse_vllm_load
-from service.metrics import Metrics
+from service.metrics import UPSTREAM_ERROR_KINDS, Metrics
 from service.upstream import UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
 
 log = logging.getLogger(__name__)
@@ -38,13 +38,17 @@ class ReplicaMonitor:
             self._tasks[id(replica)] = asyncio.create_task(self._watch(replica))
 
     async def forget(self, replicas: list[Replica]) -> None:
-        """Stop watching replicas that are gone, and drop their metric series."""
+        """Stop watching replicas that are gone; drop their metric series and idle connections."""
         await self._cancel([task for r in replicas if (task := self._tasks.pop(id(r), None)) is not None])
         for replica in replicas:
             for gauge in (self.metrics.replica_healthy, self.metrics.replica_waiting, self.metrics.replica_running,
                           self.metrics.replica_kv_cache, self.metrics.replica_in_flight):
                 with contextlib.suppress(KeyError):
                     gauge.remove(replica.backend, replica.url)
+            for kind in UPSTREAM_ERROR_KINDS:
+                with contextlib.suppress(KeyError):
+                    self.metrics.upstream_errors.remove(replica.backend, replica.url, kind)
+            self.client.forget(replica.url)
 
     async def close(self) -> None:
         tasks, self._tasks = list(self._tasks.values()), {}

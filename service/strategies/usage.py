@@ -58,8 +58,9 @@ def with_usage(request: GatewayRequest, body: dict[str, Any]) -> dict[str, Any]:
     """`body` asking for the usage chunk where `request` streams (the client's other stream options kept)."""
     if not request.stream or asks_usage(body):
         return body
-    options = body.get("stream_options")
-    return {**body, "stream_options": {**(options if isinstance(options, dict) else {}), "include_usage": True}}
+    options = {**body["stream_options"]} if isinstance(body.get("stream_options"), dict) else {}
+    options.pop("continuous_usage_stats", None)  # with include_usage it puts usage on every chunk: not asked for
+    return {**body, "stream_options": {**options, "include_usage": True}}
 
 
 def hide_added_usage(request: GatewayRequest, reply: Reply) -> Reply:

@@ -68,6 +68,11 @@ class UpstreamClient:
         else:
             idle.append(connection)
 
+    def forget(self, url: str) -> None:
+        """Close the idle connections to `url`'s origin (a replica that is gone)."""
+        for connection in self._idle.pop(origin_of(url), []):
+            connection.close()
+
     async def close(self) -> None:
         """Close every idle connection; responses still being read close theirs when released."""
         self._closed = True

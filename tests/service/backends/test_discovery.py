@@ -9,6 +9,11 @@ import httpx
 import pytest
 
 from service.backends.discovery import resolve_addresses
+from service.backends.monitor import ReplicaMonitor
+from service.backends.pool import ReplicaPool
+from service.config import ConfigError, parse_settings
+from service.metrics import Metrics
+from service.upstream import UpstreamClient
 from tests.harness import GatewayServer, SimProcess, direct_config, free_port, metric_value, wait_until
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
@@ -91,4 +96,27 @@ def test_a_name_that_does_not_resolve_at_start_keeps_the_url_as_written(pods: tu
 
 
 async def test_the_system_resolver_gives_the_addresses_of_a_name() -> None:
-    assert "127.0.0.1" in await resolve_addresses("localhost", 8000)  # from /etc/hosts: no DNS server needed
+    # from /etc/hosts, no DNS server needed; IPv4 only where there is IPv4 (dual stack: one replica per pod)
+    assert await resolve_addresses("localhost", 8000) == ["127.0.0.1"]
+
+
+async def test_a_replica_gone_leaves_no_series_and_no_idle_connections() -> None:
+    settings = parse_settings(direct_config({"m": ["http://10.0.0.1:8000", "http://10.0.0.2:8000"]}))
+    pool, metrics, client = ReplicaPool(settings.backends, settings.dispatch), Metrics(), UpstreamClient()
+    monitor = ReplicaMonitor(pool, client, metrics, {"m": None})
+    gone = pool.replicas("m")[0]
+    monitor.publish(gone)
+    metrics.upstream_errors.labels("m", gone.url, "status").inc()
+    await monitor.forget([gone])
+    exposition = metrics.render().decode()
+    assert gone.url not in exposition
+    metrics.upstream_errors.labels("m", gone.url, "status").inc()  # back again: counted afresh
+    assert metric_value(metrics.render().decode(), "switchyard_upstream_errors_total", replica=gone.url) == 1
+    await client.close()
+
+
+def test_dns_discovery_of_https_replicas_is_refused() -> None:
+    config = direct_config({"m": ["https://pods.test:8443"]})
+    config["backends"][0]["discovery"] = "dns"
+    with pytest.raises(ConfigError, match="backends.0: Value error, discovery: dns needs http replica URLs"):
+        parse_settings(config)
