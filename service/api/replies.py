@@ -61,7 +61,9 @@ async def unless_disconnected(scope: Scope, receive: Receive, work: Awaitable[T]
     waiting = True
 
     def cancel(_: object) -> None:
+        nonlocal waiting
         if waiting:  # a callback already scheduled when `work` ended must not cancel what the task does next
+            waiting = False  # once: the client gone and the cutoff in one loop turn cancel it once, not twice
             task.cancel()
 
     for end in ends:

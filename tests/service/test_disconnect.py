@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.api.replies import ClientDisconnected, unless_disconnected
-from service.http_protocol import CONNECTION_LOST
+from service.http_protocol import CONNECTION_LOST, SERVER_STOPPING
 
 
 class Upstream:
@@ -91,3 +91,27 @@ async def test_a_client_leaving_as_the_work_ends_does_not_cancel_what_comes_next
     assert await unless_disconnected({"extensions": {CONNECTION_LOST: lost}}, receive, answer()) == "ok"
     for _ in range(3):  # the loop runs the callbacks the lost connection scheduled: none may cancel this task
         await asyncio.sleep(0)
+
+
+async def test_the_client_gone_and_the_shutdown_cutoff_at_once_cancel_the_work_once() -> None:
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[None] = loop.create_future()
+    stopping: asyncio.Future[None] = loop.create_future()
+    upstream = Upstream()
+
+    async def never_receive() -> dict[str, Any]:
+        raise AssertionError("not needed")
+
+    async def request() -> int:
+        with pytest.raises(ClientDisconnected):
+            await unless_disconnected({"extensions": {CONNECTION_LOST: lost, SERVER_STOPPING: stopping}},
+                                      never_receive, upstream.run())
+        task = asyncio.current_task()
+        assert task is not None
+        return task.cancelling()  # what is left would cancel the next await of the request's task
+
+    handling = asyncio.ensure_future(request())
+    await upstream.started.wait()
+    lost.set_result(None)
+    stopping.set_result(None)
+    assert await handling == 0 and upstream.cancelled
