@@ -169,7 +169,8 @@ class MemberSet:
             message = f"every fusion member failed (last: {last.message if last else 'none'})"
             if last is None or any((type(e), e.status) != (type(last), last.status) for e in self.errors):
                 raise UpstreamError(message)
-            raise last.renamed(message)
+            soonest = min(self.errors, key=lambda e: int(e.headers.get("Retry-After", "0")))  # the first to retry
+            raise soonest.renamed(message)
 
     async def gather(self, phase: str, make: Callable[[Member], Awaitable[T]]) -> dict[str, T]:
         """Run one call per active member in parallel; the results of those that answered. When one call

@@ -199,6 +199,15 @@ async def test_members_that_all_fail_alike_keep_their_status(failure: type[Gatew
     assert type(raised.value) is failure  # a 429 or 503 the client may retry, not a 502
 
 
+async def test_members_without_a_replica_say_when_the_first_may_serve_again() -> None:
+    members = [ScriptedMember(n, repeat(" x"), LIKES_X, fail_on="draft",
+                              failure=lambda message, s=seconds: NoHealthyReplica(message, retry_after_s=s))
+               for n, seconds in (("a", 3), ("b", 30))]
+    with pytest.raises(NoHealthyReplica) as raised:
+        await write(members)
+    assert raised.value.headers == {"Retry-After": "3"}
+
+
 async def test_a_failed_solo_answer_keeps_the_member_writing() -> None:
     member = ScriptedMember("a", repeat(" x"), LIKES_X)
     member_set = MemberSet([member], timeout_s=5, stats=FusionStats(), observe=lambda member, phase: None)
