@@ -49,7 +49,9 @@ class Backend(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._:/-]+$")
     model: str = Field(description="The model name the replicas serve (vLLM --served-model-name).")
     replicas: list[HttpUrl] = Field(min_length=1)
-    api_key: str | None = None
+    # Printable ASCII without spaces: it goes into a header line as written (a secret file's trailing newline
+    # would end the request head early).
+    api_key: str | None = Field(None, pattern=r"^[\x21-\x7e]+$", description="Sent as `Bearer` to the replicas.")
     timeouts: Timeouts = Timeouts()
     discovery: Literal["none", "dns"] = Field(
         "none", description="`dns`: every address a replica URL's host resolves to is a replica of its own (a "
@@ -104,11 +106,24 @@ class DispatchSettings(_Strict):
 
 
 class CacheSettings(_Strict):
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, description="redis://, rediss:// (TLS) or unix://; unset: in-process.")
+    redis_password: str | None = Field(None, description="Used where the URL has none; any characters (a "
+                                       "password inside the URL must be URL-encoded).")
     ttl_s: int = Field(3600, gt=0)
     max_entries: int = Field(100_000, gt=0, description="Size of the in-process LRU used without Redis.")
     timeout_s: float = Field(0.05, gt=0, description="Redis calls slower than this fail open.")
     retry_after_s: float = Field(1.0, ge=0, description="After a Redis failure, decide without it this long.")
+
+    @model_validator(mode="after")
+    def _redis_url_parses(self) -> CacheSettings:
+        if self.redis_url is not None:
+            from redis.asyncio.connection import parse_url
+
+            try:
+                parse_url(self.redis_url)
+            except ValueError as error:  # the message never holds the URL, so no password is shown
+                raise ValueError(f"redis_url: {error}") from None
+        return self
 
 
 class PublicModel(_Strict):
@@ -179,9 +194,13 @@ def _format_errors(error: ValidationError) -> str:
 
 
 def parse_settings(raw: Any) -> Settings:
-    """Validate an already-parsed config mapping (env references expanded)."""
+    """Validate an already-parsed config mapping, its `${NAME}` references expanded first."""
+    return _validated(_expand_env(raw))
+
+
+def _validated(expanded: Any) -> Settings:
     try:
-        return TypeAdapter(Settings).validate_python(_expand_env(raw))
+        return TypeAdapter(Settings).validate_python(expanded)
     except ValidationError as error:
         raise ConfigError(_format_errors(error)) from None
 
@@ -198,11 +217,13 @@ def load_settings(path: str | Path) -> Settings:
         raise ConfigError(f"config {path} is not valid YAML: {error}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"config {path}: expected a mapping at the top level")
+    expanded = _expand_env(raw)
     redis_url = os.environ.get("SWITCHYARD_REDIS_URL")
-    if redis_url:
-        raw.setdefault("cache", {})["redis_url"] = redis_url
+    if redis_url:  # taken as it is: a `${...}` in it is not expanded again
+        cache = expanded.get("cache")
+        expanded["cache"] = {**(cache if isinstance(cache, dict) else {}), "redis_url": redis_url}
     config_dir = Path(path).resolve().parent
-    return _map_artifacts(parse_settings(raw), "", lambda key, value: resolve_artifact(value, config_dir))
+    return _map_artifacts(_validated(expanded), "", lambda key, value: resolve_artifact(value, config_dir))
 
 
 def resolve_artifact(path: str, config_dir: Path) -> str:

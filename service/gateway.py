@@ -58,7 +58,7 @@ def build_cache(settings: CacheSettings, metrics: Metrics) -> DecisionCache:
     """Redis when `redis_url` is set (shared by every gateway replica), else an in-process LRU."""
     if settings.redis_url:
         return RedisCache(metrics, settings.redis_url, settings.ttl_s, settings.timeout_s,
-                          retry_after_s=settings.retry_after_s)
+                          retry_after_s=settings.retry_after_s, password=settings.redis_password)
     return MemoryCache(metrics, settings.max_entries, settings.ttl_s)
 
 

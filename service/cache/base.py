@@ -71,8 +71,9 @@ async def cached(cache: DecisionCache | None, key: str,
     if value is not None:
         return value, outcome
     flight = cache.computing.get(key)
-    if flight is not None:
-        return await flight.join(), "hit"
+    if flight is not None:  # a miss shares the computation (a hit of sorts); an error stays an error
+        flight.store = flight.store or outcome == "miss"  # begun after a failed lookup: stored all the same
+        return await flight.join(), "hit" if outcome == "miss" else outcome
     store = outcome == "miss"  # after an error the cache is not asked again for this request
     flight = cache.computing[key] = Flight(cache, key, asyncio.ensure_future(compute()), store)
     return await flight.join(), outcome

@@ -20,6 +20,7 @@ import redis.asyncio as redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.cache.base import DecisionCache
 from service.metrics import Metrics
@@ -38,15 +39,17 @@ class RedisBusy(Exception):
 
 class RedisCache(DecisionCache):
     def __init__(self, metrics: Metrics, url: str, ttl_s: int, timeout_s: float, max_connections: int = 64, *,
-                 retry_after_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+                 retry_after_s: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 password: str | None = None) -> None:
         super().__init__(metrics)
         self.ttl_s = ttl_s
         self.timeout_s = timeout_s
         self.retry_after_s = retry_after_s
         self.clock = clock
         self._down_until = -float("inf")
-        self.client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, max_connections=max_connections,
+        self.client = redis.Redis.from_url(  # a password in `url` wins over `password`
+            url, password=password, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            max_connections=max_connections,
             # One immediate retry replaces a pooled connection that went stale (e.g. Redis restarted).
             retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError], health_check_interval=0,
         )
@@ -64,7 +67,13 @@ class RedisCache(DecisionCache):
 
     async def _get(self, key: str) -> Any | None:
         raw = await self._call(lambda: self.client.get(key))
-        return None if raw is None else orjson.loads(raw)
+        if raw is None:
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:  # not a value this gateway wrote: a miss, and overwritten
+            self._warn.warning("decision cache: key %s holds no JSON; deciding afresh", key)
+            return None
 
     async def _set(self, key: str, value: Any) -> None:
         await self._call(lambda: self.client.set(key, orjson.dumps(value), ex=self.ttl_s))
@@ -84,7 +93,9 @@ class RedisCache(DecisionCache):
             raise RedisBusy(f"no free connection within {self.timeout_s:g} s") from None
 
     def _trouble(self, operation: str, error: Exception) -> None:
-        if not isinstance(error, RedisUnavailable | RedisBusy):  # Redis itself failed: leave it alone a while
+        # Redis unreachable or slow: leave it alone a while. A command it refused (a write over maxmemory, a
+        # read-only replica) says nothing about the next read.
+        if isinstance(error, TimeoutError | RedisConnectionError | RedisTimeoutError):
             self._down_until = self.clock() + self.retry_after_s
         self._warn.warning("decision cache %s failed (%s: %s); deciding without the cache", operation,
                            type(error).__name__, error)

@@ -84,7 +84,8 @@ def redis_with_password(password: str) -> Iterator[int]:
 
 def shipped_config(sims: dict[str, SimProcess], redis_port: int) -> dict[str, Any]:
     """The shipped gateway YAML with each backend pointed at the simulator serving its model."""
-    text = SHIPPED_CONFIG.read_text().replace("@switchyard-redis:6379/", f"@127.0.0.1:{redis_port}/")
+    text = SHIPPED_CONFIG.read_text().replace("redis://switchyard-redis:6379/", f"redis://127.0.0.1:{redis_port}/")
+    assert f":{redis_port}/" in text
     config: dict[str, Any] = yaml.safe_load(text)
     for backend in config["backends"]:
         backend["replicas"] = [sims[backend["model"]].url]

@@ -196,7 +196,7 @@ def test_gateway_config_is_valid_and_points_at_rendered_services(
                        if selects(service["spec"]["selector"], labels)]
             assert f"--served-model-name={backend.model}" in args
     redis = urlsplit(settings.cache.redis_url)
-    assert redis.password == "test-password"
+    assert settings.cache.redis_password == "test-password"
     assert redis.hostname in services and redis.port == services[redis.hostname]["spec"]["ports"][0]["port"]
     assert {"/health", "/ready", "/metrics"} <= set(settings.auth.public_paths)
 

@@ -24,6 +24,10 @@ def test_minimal_config_gets_defaults() -> None:
     ({"backends": BACKENDS, "models": MODELS, "dispatch": {"retires": 2}}, "dispatch.retires"),
     ({"backends": BACKENDS, "models": [{"name": "p", "strategy": {"kind": "direct"}}]}, "models.0.strategy.backend"),
     ({"backends": BACKENDS, "models": MODELS, "auth": {"api_key_hashes": ["plain"]}}, "auth"),
+    ({"backends": [{**BACKENDS[0], "api_key": "k\n"}], "models": MODELS}, "backends.0.api_key"),  # a file's newline
+    ({"backends": BACKENDS, "models": MODELS, "cache": {"redis_url": "redis+sentinel://h:26379"}},
+     "cache: Value error, redis_url: Redis URL must specify one of the following schemes"),
+    ({"backends": BACKENDS, "models": MODELS, "cache": {"redis_url": "redis://:p/x@h:1/0"}}, "cache: Value error"),
 ])
 def test_errors_name_the_bad_key(raw: dict, key: str) -> None:
     with pytest.raises(ConfigError) as error:
@@ -50,6 +54,14 @@ def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.delenv("BACKEND_KEY")
     with pytest.raises(ConfigError, match="BACKEND_KEY is not set"):
         load_settings(path)
+
+
+def test_the_redis_url_from_the_environment_is_taken_as_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("backends: [{name: m, model: x, replicas: ['http://h:1']}]\n"
+                    "models: [{name: p, strategy: {kind: direct, backend: m}}]\ncache:\n")  # an empty section
+    monkeypatch.setenv("SWITCHYARD_REDIS_URL", "redis://:pa${ss}@127.0.0.1:6390/0")  # not expanded again
+    assert load_settings(path).cache.redis_url == "redis://:pa${ss}@127.0.0.1:6390/0"
 
 
 def test_unreadable_and_invalid_yaml_files(tmp_path: Path) -> None:

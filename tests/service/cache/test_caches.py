@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
@@ -204,3 +205,71 @@ async def test_a_slow_write_delays_no_decision_and_its_value_is_shared_meanwhile
     assert flight.write is not None
     await flight.write
     assert not cache.computing and await cache.get("k") == (42, "hit")
+
+
+async def test_a_refused_write_or_a_foreign_value_does_not_switch_the_cache_off(redis_server: RedisServer) -> None:
+    now = [0.0]
+    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=0.5, retry_after_s=60, clock=lambda: now[0])
+    await cache.client.set("foreign", b"\x80 not json")
+    assert await cache.get("foreign") == (None, "miss")  # decided afresh, and overwritten
+    await cache.set("k", 1)
+    await cache.client.config_set("maxmemory", "1")  # with the default noeviction, every write is refused
+    try:
+        await cache.set("k2", 2)
+        assert await cache.get("k") == (1, "hit"), "reads go on after a refused write"
+    finally:
+        await cache.client.config_set("maxmemory", "0")
+    await cache.close()
+
+
+async def test_redis_password_from_its_own_field(redis_server: RedisServer) -> None:
+    secret = "p@ss#1/x"  # would have to be URL-encoded inside redis_url
+    admin = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=0.5)
+    await admin.client.config_set("requirepass", secret)
+    try:
+        cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=0.5, password=secret)
+        await cache.set("k", 1)
+        assert await cache.get("k") == (1, "hit")
+        await cache.close()
+    finally:
+        await admin.client.execute_command("AUTH", secret)
+        await admin.client.config_set("requirepass", "")
+        await admin.close()
+
+
+async def test_a_lookup_that_failed_joins_a_computation_as_an_error_and_a_miss_makes_it_stored() -> None:
+    class Flaky(MemoryCache):
+        failing = True
+
+        async def _get(self, key: str) -> object:
+            if self.failing:
+                raise ConnectionError("down")
+            return await super()._get(key)
+
+    cache = Flaky(Metrics(), max_entries=10, ttl_s=60)
+    release = asyncio.Event()
+
+    async def compute() -> int:
+        await release.wait()
+        return 7
+
+    async def until(condition: Callable[[], bool]) -> None:
+        """Let the other tasks run until `condition` holds (each step is one loop turn, not a pause)."""
+        while not condition():  # noqa: ASYNC110 - the state under test has no event of its own
+            await asyncio.sleep(0)
+
+    def waiting() -> int:
+        flight = cache.computing.get("k")
+        return flight.waiters if flight else 0
+
+    first = asyncio.ensure_future(cached(cache, "k", compute))  # its lookup failed: it would not store
+    await until(lambda: waiting() == 1)
+    second = asyncio.ensure_future(cached(cache, "k", compute))  # fails too: joins, and says so
+    await until(lambda: waiting() == 2)
+    cache.failing = False
+    third = asyncio.ensure_future(cached(cache, "k", compute))  # a plain miss: joins, and has it stored
+    await until(lambda: waiting() == 3)
+    release.set()
+    assert [await first, await second, await third] == [(7, "error"), (7, "error"), (7, "hit")]
+    await until(lambda: not cache.computing)  # the write follows the answers
+    assert await cache.get("k") == (7, "hit")
