@@ -33,8 +33,10 @@ class BatchedInference:
 
     async def __call__(self, query: str) -> Any:
         """The model's output row for one query."""
-        if len(self._pending) >= self.max_pending:
-            raise InferenceBusy(f"{self.name}: {len(self._pending)} queries already wait for the model")
+        if len(self._pending) >= self.max_pending:  # full: first drop the queries whose callers went away
+            self._pending = deque(entry for entry in self._pending if not entry[1].done())
+            if len(self._pending) >= self.max_pending:
+                raise InferenceBusy(f"{self.name}: {len(self._pending)} queries already wait for the model")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._pending.append((query, future))

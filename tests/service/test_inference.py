@@ -92,3 +92,20 @@ async def test_a_full_queue_refuses_at_once() -> None:
     model.release.set()
     assert [await t for t in (first, *waiting)] == ["FIRST", "A", "B"]
     infer.close()
+
+
+async def test_callers_that_left_do_not_fill_the_queue() -> None:
+    model = GatedModel()
+    infer = BatchedInference(model, max_batch=8, max_pending=2)
+    first = asyncio.ensure_future(infer("first"))
+    await asyncio.to_thread(model.started.wait, 10)
+    gone = [asyncio.ensure_future(infer(q)) for q in ("a", "b")]
+    await asyncio.sleep(0)
+    for task in gone:
+        task.cancel()
+    await asyncio.gather(*gone, return_exceptions=True)
+    late = asyncio.ensure_future(infer("late"))  # the queue is full of callers that left: room is made
+    await asyncio.sleep(0)
+    model.release.set()
+    assert [await first, await late] == ["FIRST", "LATE"]
+    infer.close()
