@@ -32,6 +32,7 @@ from service.errors import (
     sse_error_event,
 )
 from service.metrics import Metrics
+from service.request_id import upstream_header
 from service.throttled_log import ThrottledLog
 from service.types import Decision, GatewayRequest, Reply
 from service.upstream import Response, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
@@ -62,7 +63,9 @@ class Dispatcher:
         backend = self.backends[decision.backend]
         body = dict(decision.body)
         body["model"] = backend.model
-        return await self.send(backend.name, request.path, orjson.dumps(body), stream=request.stream)
+        extra = upstream_header(request.request_id) if request.request_id else b""
+        return await self.send(backend.name, request.path, orjson.dumps(body), stream=request.stream,
+                               extra_headers=extra)
 
     async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
         """A buffered JSON call to a backend (for strategies that compose several calls). A 4xx answer raises
@@ -84,8 +87,10 @@ class Dispatcher:
             raise UpstreamError(f"backend {backend!r} answered {reply.status}: {detail}")
         return orjson.loads(reply.body)
 
-    async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool) -> Reply:
-        """The answer of a replica of `backend_name`; on failure before anything was relayed, another's."""
+    async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool,
+                   extra_headers: bytes = b"") -> Reply:
+        """The answer of a replica of `backend_name`; on failure before anything was relayed, another's.
+        `extra_headers`: ready-encoded header lines sent besides the backend's own."""
         backend = self.backends[backend_name]
         settings = self.settings.dispatch
         tried: list[Replica] = []
@@ -102,14 +107,14 @@ class Dispatcher:
             if attempt:
                 self.metrics.retries.labels(backend_name).inc()
             try:
-                return await self._attempt(backend, replica, path, payload, stream, began)
+                return await self._attempt(backend, replica, path, payload, stream, began, extra_headers)
             except UpstreamError as error:
                 last_error = error
         assert last_error is not None
         raise last_error
 
     async def _attempt(self, backend: Backend, replica: Replica, path: str, payload: bytes,
-                       stream: bool, started: float) -> Reply:
+                       stream: bool, started: float, extra_headers: bytes = b"") -> Reply:
         """One replica's answer; its `upstream_s` counts from `started` (the first attempt's start)."""
         timeouts = backend.timeouts
         loop = asyncio.get_running_loop()
@@ -118,7 +123,8 @@ class Dispatcher:
         response: Response | None = None
         try:
             async with asyncio.timeout_at(min(loop.time() + timeouts.first_byte_s, deadline) if stream else deadline):
-                response = await self.client.request(replica.url, "POST", path, payload, self._headers[backend.name],
+                response = await self.client.request(replica.url, "POST", path, payload,
+                                                     self._headers[backend.name] + extra_headers,
                                                      connect_timeout_s=timeouts.connect_s)
                 if response.status >= 500:
                     detail = relayed_error(response.status, await response.read())["message"][:200]

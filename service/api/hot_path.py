@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.deps import ApiKeyCheck
 from service.api.replies import (
@@ -32,6 +32,8 @@ from service.errors import (
     UnsupportedMediaType,
 )
 from service.gateway import Gateway, Route
+from service.request_id import HEADER as REQUEST_ID
+from service.request_id import request_id
 from service.types import Endpoint, GatewayRequest
 from service.validation import validate_request
 
@@ -62,16 +64,18 @@ class HotPath:
         if scope["type"] != "http" or path not in ENDPOINTS:
             await (self.lifespan if scope["type"] == "lifespan" else self.app)(scope, receive, send)
             return
+        headers = _headers(scope)
+        rid = request_id(headers.get(REQUEST_ID))
+        send = _with_request_id(send, rid)
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} {path}: use POST")
-            headers = _headers(scope)
             self.auth.check(path, headers.get("authorization", ""))
             raw = await read_json_body(headers, receive, self.max_body_bytes)
             if path == "/v1/route":
-                await self._route(raw, send)
+                await self._route(raw, rid, send)
             else:
-                await self._serve(ENDPOINTS[path], raw, scope, receive, send)
+                await self._serve(ENDPOINTS[path], raw, rid, scope, receive, send)
         except GatewayError as error:
             await send_body(send, error.status, orjson.dumps(error.body()), [*_JSON, *encode_headers(error.headers)])
         except ClientDisconnected:
@@ -80,15 +84,16 @@ class HotPath:
             log.exception("unexpected error on %s %s", scope["method"], path)
             await send_body(send, 500, INTERNAL_ERROR_BODY, _JSON)
 
-    def _parse(self, endpoint: Endpoint | None, raw: bytes) -> tuple[GatewayRequest, Route]:
+    def _parse(self, endpoint: Endpoint | None, raw: bytes, rid: str) -> tuple[GatewayRequest, Route]:
         parsed = validate_request(endpoint, raw, self.gateway.limits)
         route = self.gateway.resolve(parsed.public_model)
         tradeoff = parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff
         return GatewayRequest(endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body,
-                              stream=parsed.stream, tradeoff=tradeoff), route
+                              stream=parsed.stream, tradeoff=tradeoff, request_id=rid), route
 
-    async def _serve(self, endpoint: Endpoint | None, raw: bytes, scope: Scope, receive: Receive, send: Send) -> None:
-        request, route = self._parse(endpoint, raw)
+    async def _serve(self, endpoint: Endpoint | None, raw: bytes, rid: str, scope: Scope, receive: Receive,
+                     send: Send) -> None:
+        request, route = self._parse(endpoint, raw, rid)
         recorder = RequestRecorder(self.model_metrics[route.public_model])
         try:
             reply = await unless_disconnected(scope, receive, route.strategy.respond(request, self.gateway.dispatcher))
@@ -97,9 +102,9 @@ class HotPath:
             raise
         await send_reply(scope, receive, send, reply, recorder)
 
-    async def _route(self, raw: bytes, send: Send) -> None:
+    async def _route(self, raw: bytes, rid: str, send: Send) -> None:
         """The decision for a chat or completion body, with every candidate's score, without generating."""
-        request, route = self._parse(None, raw)
+        request, route = self._parse(None, raw, rid)
         decision = await route.strategy.decide(request)
         body = orjson.dumps({
             "model": route.public_model, "strategy": decision.strategy, "backend": decision.backend,
@@ -119,7 +124,22 @@ def _error_status(error: BaseException) -> int:
 def _headers(scope: Scope) -> dict[str, str]:
     """The request headers this path reads, by lower-case name."""
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-            if name in (b"authorization", b"content-type", b"content-length")}
+            if name in _READ_HEADERS}
+
+
+_READ_HEADERS = (b"authorization", b"content-type", b"content-length", REQUEST_ID.encode())
+
+
+def _with_request_id(send: Send, rid: str) -> Send:
+    """`send` that adds `x-request-id` to the response head, whichever path answers."""
+    header = (REQUEST_ID.encode(), rid.encode())
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", ()), header]
+        await send(message)
+
+    return sending
 
 
 async def read_json_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:

@@ -54,6 +54,7 @@ class Simulator:
         self._slots = asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
         self._ids = itertools.count()
         self.last_request: dict[str, Any] = {}
+        self.last_request_id: str | None = None
         self.cancelled = 0  # generations abandoned because the client went away
 
     # Faults ---------------------------------------------------------------------------------------
@@ -94,8 +95,8 @@ class Simulator:
         return web.Response(text=text, content_type="text/plain")
 
     async def get_last_request(self, request: web.Request) -> web.Response:
-        return web.json_response({"body": self.last_request, "cancelled": self.cancelled,
-                                  "running": self.running})
+        return web.json_response({"body": self.last_request, "request_id": self.last_request_id,
+                                  "cancelled": self.cancelled, "running": self.running})
 
     async def tokenize(self, request: web.Request) -> web.Response:
         """Word tokens for a prompt; a chat (`messages`) renders to `role: content` lines as character codes,
@@ -125,6 +126,7 @@ class Simulator:
         except orjson.JSONDecodeError:
             return _error(400, "body is not JSON")
         self.last_request = body
+        self.last_request_id = request.headers.get("X-Request-Id")  # as vLLM reads it
         if body.get("model") != self.settings.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
         requested = body.get("max_tokens") or body.get("max_completion_tokens")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -25,6 +26,23 @@ def test_models_retrieve_one_public_model(gateway: GatewayServer) -> None:
     with pytest.raises(openai.NotFoundError) as missing:
         client(gateway).models.retrieve("gpt-17")
     assert missing.value.code == "model_not_found"
+
+
+def test_every_answer_carries_a_request_id_that_reaches_the_backend(gateway: GatewayServer,
+                                                                      two_sims: list[SimProcess]) -> None:
+    raw = client(gateway).chat.completions.with_raw_response.create(
+        model="sim-a", messages=[{"role": "user", "content": "hello"}], max_tokens=2)
+    rid = raw.headers["x-request-id"]
+    assert re.fullmatch(r"req_[0-9a-f]{24}", rid) and raw.parse()._request_id == rid  # what the SDK reads
+    forwarded = two_sims[0].last_request()["request_id"]
+    assert re.fullmatch(re.escape(rid) + r"-[0-9a-f]{6}", forwarded)  # one suffix per backend call
+    mine = httpx.post(gateway.url + "/v1/chat/completions", headers={"X-Request-Id": "trace-42"},
+                      json={"model": "sim-a", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+    assert mine.headers["x-request-id"] == "trace-42"
+    assert two_sims[0].last_request()["request_id"].startswith("trace-42-")
+    unusable = httpx.post(gateway.url + "/v1/chat/completions", headers={"X-Request-Id": "two words"},
+                          json={"model": "gpt-17", "messages": [{"role": "user", "content": "hi"}]})
+    assert unusable.status_code == 404 and unusable.headers["x-request-id"].startswith("req_")  # errors too
 
 
 def test_chat_completion_sync(gateway: GatewayServer) -> None:
