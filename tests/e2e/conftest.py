@@ -46,11 +46,16 @@ class Backends:
 
 
 def bring_up(cache: CacheDir, instances: list[Instance], **options: object) -> list[str]:
-    """`stack.up`, turning a failure into a test failure that shows the progress and the log path."""
+    """`stack.up`, turning a failure into a test failure that shows the progress and the log path; the servers
+    it had started by then are stopped (a later run would otherwise reuse one left from a failed start)."""
     lines: list[str] = []
+    started: list[str] = []
     try:
-        return stack.up(cache, instances, lines.append, **options)  # type: ignore[arg-type]
-    except BackendError as error:
+        return stack.up(cache, instances, lines.append, started=started, **options)  # type: ignore[arg-type]
+    except BaseException as error:
+        stack.down(cache, lambda line: None, ids=started)
+        if not isinstance(error, BackendError):
+            raise
         progress = "\n".join(lines)
         pytest.fail(f"local vLLM backends did not start: {error}\n{progress}", pytrace=False)
 

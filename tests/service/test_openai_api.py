@@ -118,9 +118,10 @@ def test_stream_first_token_arrives_before_the_stream_ends() -> None:
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     arrivals.append(time.perf_counter() - started)
-    # 20 tokens at 20 tokens/s take about a second; the first must come out within the first fifth.
+    # 20 tokens at 20 tokens/s take about a second; a buffered stream would deliver them all at its end, a
+    # relayed one has its first within the first half (in practice the first twentieth).
     assert len(arrivals) == 21
-    assert arrivals[0] < arrivals[-1] / 5
+    assert arrivals[0] < arrivals[-1] / 2
 
 
 @pytest.mark.parametrize("path", ["/health", "/ready"])

@@ -123,6 +123,22 @@ async def test_a_burst_that_outwaits_the_timeout_is_no_outage(redis_server: Redi
     await cache.close()
 
 
+async def until(condition: Callable[[], bool], turns: int = 1000) -> None:
+    """Let the other tasks run until `condition` holds (each step is one loop turn, not a pause); a condition
+    still false after `turns` turns fails the test instead of hanging it."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not reached within {turns} loop turns")
+
+
+def waiters(cache: MemoryCache, key: str) -> int:
+    """How many callers wait for the computation of `key`."""
+    flight = cache.computing.get(key)
+    return flight.waiters if flight else 0
+
+
 class Computation:
     """A value computed once `release` is set, counting how often it was asked for and cancelled."""
 
@@ -144,7 +160,7 @@ class Computation:
 async def test_concurrent_misses_of_one_key_share_one_computation() -> None:
     cache, compute = MemoryCache(Metrics(), max_entries=10, ttl_s=60), Computation()
     callers = [asyncio.ensure_future(cached(cache, "k", compute)) for _ in range(10)]
-    await asyncio.sleep(0)  # all of them are waiting now
+    await until(lambda: waiters(cache, "k") == 10)
     compute.release.set()
     results = await asyncio.gather(*callers)
     assert compute.calls == 1
@@ -155,17 +171,16 @@ async def test_concurrent_misses_of_one_key_share_one_computation() -> None:
 async def test_a_shared_computation_outlives_one_caller_and_stops_with_the_last() -> None:
     cache, compute = MemoryCache(Metrics(), max_entries=10, ttl_s=60), Computation()
     leaves, stays = (asyncio.ensure_future(cached(cache, "k", compute)) for _ in range(2))
-    await asyncio.sleep(0)
+    await until(lambda: waiters(cache, "k") == 2)
     leaves.cancel()
     compute.release.set()
     assert await stays == (42, "hit") and compute.cancelled == 0
     alone = asyncio.ensure_future(cached(cache, "other", Computation()))
-    await asyncio.sleep(0)
+    await until(lambda: waiters(cache, "other") == 1)
     alone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await alone
-    await asyncio.sleep(0)
-    assert not cache.computing  # the computation nobody waited for was cancelled and forgotten
+    await until(lambda: not cache.computing)  # the computation nobody waited for is cancelled and forgotten
 
 
 async def test_a_caller_arriving_as_the_last_one_leaves_gets_a_computation_of_its_own() -> None:
@@ -253,14 +268,8 @@ async def test_a_lookup_that_failed_joins_a_computation_as_an_error_and_a_miss_m
         await release.wait()
         return 7
 
-    async def until(condition: Callable[[], bool]) -> None:
-        """Let the other tasks run until `condition` holds (each step is one loop turn, not a pause)."""
-        while not condition():  # noqa: ASYNC110 - the state under test has no event of its own
-            await asyncio.sleep(0)
-
     def waiting() -> int:
-        flight = cache.computing.get("k")
-        return flight.waiters if flight else 0
+        return waiters(cache, "k")
 
     first = asyncio.ensure_future(cached(cache, "k", compute))  # its lookup failed: it would not store
     await until(lambda: waiting() == 1)
