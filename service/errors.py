@@ -10,6 +10,7 @@
     ├── UnsupportedMediaType           415     invalid_request_error
     ├── Saturated                      429     rate_limit_error
     ├── BackendRejected                4xx     as the backend's status (the request as the client sent it)
+    ├── ServerStopping                 503     service_unavailable (this replica is shutting down)
     └── UpstreamError                  502     upstream_error
         ├── NoHealthyReplica           503     service_unavailable
         └── UpstreamTimeout            504     timeout_error

@@ -24,7 +24,7 @@ class GatewayRequest:
     stream: bool
     # Client's cost/quality trade-off in [0, 1] (suffix `auto:0.3`, header or body field); None = default.
     tradeoff: float | None = None
-    request_id: str = ""  # `service.api.request_id`; forwarded to the backends (empty: none sent)
+    request_id: str = ""  # `service.request_id`; forwarded to the backends (empty: none sent)
 
     @property
     def path(self) -> str:
