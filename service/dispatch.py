@@ -47,6 +47,11 @@ _REFUSALS_OF_THE_GATEWAY = (401, 403, 404)
 log = logging.getLogger(__name__)
 
 
+def _answered(backend: str, status: int, body: bytes) -> str:
+    """Why a backend's answer failed: its status and its own message (as text, not a bytes literal)."""
+    return f"backend {backend!r} answered {status}: {relayed_error(status, body)['message'][:200]}"
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, pool: ReplicaPool, client: UpstreamClient, metrics: Metrics) -> None:
         self.settings = settings
@@ -83,8 +88,7 @@ class Dispatcher:
         if 400 <= reply.status < 500:
             raise BackendRejected.of(backend, reply.status, reply.body)
         if reply.status != 200:
-            detail = relayed_error(reply.status, reply.body)["message"][:200]
-            raise UpstreamError(f"backend {backend!r} answered {reply.status}: {detail}")
+            raise UpstreamError(_answered(backend, reply.status, reply.body))
         return orjson.loads(reply.body)
 
     async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool,
@@ -127,8 +131,7 @@ class Dispatcher:
                                                      self._headers[backend.name] + extra_headers,
                                                      connect_timeout_s=timeouts.connect_s)
                 if response.status >= 500:
-                    detail = relayed_error(response.status, await response.read())["message"][:200]
-                    raise _StatusError(f"backend {backend.name!r} answered {response.status}: {detail}")
+                    raise _StatusError(_answered(backend.name, response.status, await response.read()))
                 headers = {k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers}
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 if not (stream and is_sse):

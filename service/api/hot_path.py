@@ -18,8 +18,8 @@ from service.api.replies import (
     ClientDisconnected,
     ModelMetrics,
     RequestRecorder,
-    encode_headers,
     send_body,
+    send_error,
     send_reply,
     unless_disconnected,
 )
@@ -77,7 +77,7 @@ class HotPath:
             else:
                 await self._serve(ENDPOINTS[path], raw, rid, scope, receive, send)
         except GatewayError as error:
-            await send_body(send, error.status, orjson.dumps(error.body()), [*_JSON, *encode_headers(error.headers)])
+            await send_error(send, error)
         except ClientDisconnected:
             pass
         except Exception:

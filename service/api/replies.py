@@ -11,7 +11,7 @@ from typing import TypeVar
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from service.errors import ServerStopping, sse_error_event
+from service.errors import GatewayError, ServerStopping, sse_error_event
 from service.http_protocol import CONNECTION_LOST, SERVER_STOPPING
 from service.metrics import Metrics
 from service.types import Reply
@@ -136,13 +136,18 @@ async def _end_cut_stream(send: Send, error: ServerStopping, head_sent: bool) ->
             if head_sent:
                 await send({"type": "http.response.body", "body": sse_error_event(error)})
             else:
-                await send_body(send, error.status, orjson.dumps(error.body()),
-                                [(b"content-type", b"application/json"), *encode_headers(error.headers)])
+                await send_error(send, error)
 
 
 def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     """A header mapping in ASGI form."""
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+async def send_error(send: Send, error: GatewayError) -> None:
+    """`error` as an OpenAI-shaped JSON response, with its headers (e.g. `Retry-After`)."""
+    await send_body(send, error.status, orjson.dumps(error.body()),
+                    [(b"content-type", b"application/json"), *encode_headers(error.headers)])
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> None:
