@@ -6,6 +6,7 @@ All names carry the `switchyard_` prefix; the README's metrics reference lists t
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,7 @@ disable_created_metrics()
 
 # Up to the longest stream a backend may run (`timeouts.total_s`, 600 s by default).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "connection", "stream")  # of switchyard_upstream_errors
+_UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "connection", "stream")  # of switchyard_upstream_errors
 FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
 
 
@@ -111,6 +112,16 @@ class Metrics:
         for metric in vars(self).values():
             if isinstance(metric, Counter | Gauge | Histogram) and metric._labelnames:
                 _remember_children(metric)
+
+    def remove_replica(self, backend: str, url: str) -> None:
+        """Drop every series of a replica that is gone (discovery), so that pod churn does not grow them."""
+        for gauge in (self.replica_healthy, self.replica_waiting, self.replica_running, self.replica_kv_cache,
+                      self.replica_in_flight):
+            with contextlib.suppress(KeyError):
+                gauge.remove(backend, url)
+        for kind in _UPSTREAM_ERROR_KINDS:
+            with contextlib.suppress(KeyError):
+                self.upstream_errors.remove(backend, url, kind)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -11,7 +11,6 @@ lookup keeps the replicas there are (at start, the URL as written).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from service.backends.monitor import ReplicaMonitor
 from service.backends.pool import ReplicaPool
 from service.config import Backend
+from service.tasks import cancel_and_wait
 from service.throttled_log import ThrottledLog
 
 log = logging.getLogger(__name__)
@@ -59,12 +59,8 @@ class DnsDiscovery:
         self._tasks = [asyncio.create_task(self._follow(b)) for b in self.backends]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        tasks, self._tasks = self._tasks, []
+        await cancel_and_wait(tasks)
 
     async def _follow(self, backend: Backend) -> None:
         while True:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 from service.backends.pool import ReplicaPool
 from service.backends.replica import Replica
 from service.backends.scrape import parse_vllm_load
-from service.metrics import UPSTREAM_ERROR_KINDS, Metrics
+from service.metrics import Metrics
+from service.tasks import cancel_and_wait
 from service.upstream import UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
 
 log = logging.getLogger(__name__)
@@ -39,28 +39,14 @@ class ReplicaMonitor:
 
     async def forget(self, replicas: list[Replica]) -> None:
         """Stop watching replicas that are gone; drop their metric series and idle connections."""
-        await self._cancel([task for r in replicas if (task := self._tasks.pop(id(r), None)) is not None])
+        await cancel_and_wait(task for r in replicas if (task := self._tasks.pop(id(r), None)) is not None)
         for replica in replicas:
-            for gauge in (self.metrics.replica_healthy, self.metrics.replica_waiting, self.metrics.replica_running,
-                          self.metrics.replica_kv_cache, self.metrics.replica_in_flight):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(replica.backend, replica.url)
-            for kind in UPSTREAM_ERROR_KINDS:
-                with contextlib.suppress(KeyError):
-                    self.metrics.upstream_errors.remove(replica.backend, replica.url, kind)
+            self.metrics.remove_replica(replica.backend, replica.url)
             self.client.forget(replica.url)
 
     async def close(self) -> None:
         tasks, self._tasks = list(self._tasks.values()), {}
-        await self._cancel(tasks)
-
-    @staticmethod
-    async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(tasks)
 
     async def _watch(self, replica: Replica) -> None:
         """Health checks and scrapes of one replica, each on its own period."""

@@ -27,11 +27,11 @@ class ReplicaPool:
         """Make `urls` the replicas of `backend` (discovery): those already known keep their state. Returns
         the replicas added and removed; a request under way on a removed one finishes there."""
         known = {r.url: r for r in self.replicas(backend)}
-        wanted = list(dict.fromkeys(url.rstrip("/") for url in urls))
+        wanted = dict.fromkeys(url.rstrip("/") for url in urls)  # ordered, each once
         replicas = [known.get(url) or Replica(backend=backend, url=url) for url in wanted]
         self.by_backend[backend] = replicas
         added = [r for r in replicas if r.url not in known]
-        removed = [r for url, r in known.items() if url not in set(wanted)]
+        removed = [r for url, r in known.items() if url not in wanted]
         return added, removed
 
     def replicas(self, backend: str) -> list[Replica]:
