@@ -12,7 +12,8 @@ from service.types import GatewayRequest
 END_CHARS = 32_768
 
 
-def _content_text(content: Any) -> str:
+def content_text(content: Any) -> str:
+    """The text of a message's content: a string, or its text parts joined by newlines."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # OpenAI content parts: keep the text ones
@@ -34,7 +35,7 @@ def _full_query_text(request: GatewayRequest) -> str | None:
     if request.endpoint == "chat":
         for message in reversed(request.body.get("messages", [])):
             if message.get("role") == "user":
-                return _content_text(message.get("content")) or None
+                return content_text(message.get("content")) or None
         return None
     prompt = request.body.get("prompt")
     if isinstance(prompt, str):

@@ -34,7 +34,7 @@ from service.cache.base import cached
 from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
-from service.strategies.query import query_text
+from service.strategies.query import content_text, query_text
 from service.strategies.reasoning_as_content import reasoning_as_content
 from service.strategies.short_retry import ask_short, combined, cut_answer, retrying_stream
 from service.strategies.usage import count_completion_tokens, hide_added_usage, with_usage
@@ -112,18 +112,10 @@ def soft_switch(messages: list[Any]) -> Mode | None:
     for message in reversed(messages):
         if not isinstance(message, dict) or message.get("role") not in ("user", "system"):
             continue
-        found = [switch for text in _texts(message.get("content")) for switch in _SOFT_SWITCH.finditer(text)]
+        found = _SOFT_SWITCH.findall(content_text(message.get("content")))
         if found:
-            return "short" if found[-1].group(1) else "long"
+            return "short" if found[-1] else "long"
     return None
-
-
-def _texts(content: Any) -> list[str]:
-    """The text of a message's content: a string, or the `text` of its parts."""
-    if isinstance(content, str):
-        return [content]
-    parts = content if isinstance(content, list) else []
-    return [part["text"] for part in parts if isinstance(part, dict) and isinstance(part.get("text"), str)]
 
 
 def prompt_mode(prompt: Any) -> Mode | None:

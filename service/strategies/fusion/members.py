@@ -154,11 +154,12 @@ class Member:
             return None
         (context_ids, _), *rest = tokenized
         if len(context_ids) < forced.THREAD_FROM_TOKENS:
-            request, payload = self._forced_request(context, context_ids, candidates, rest)
+            planned = self._forced_request(context, context_ids, candidates, rest)
         else:  # one prompt per candidate token, each the whole context: megabytes, kept off the event loop
-            request, payload = await asyncio.to_thread(self._forced_request, context, context_ids, candidates, rest)
-        if request is None or payload is None:
+            planned = await asyncio.to_thread(self._forced_request, context, context_ids, candidates, rest)
+        if planned is None:
             return None
+        request, payload = planned
         scores = forced.read(request, candidates, await self.dispatcher.post_encoded(
             self.backend, "/v1/completions", payload))
         if scores is None:
@@ -166,12 +167,10 @@ class Member:
         return scores
 
     def _forced_request(self, context: str, context_ids: list[int], candidates: list[str],
-                        tokenized: list[forced.Tokenized]) -> tuple[forced.ForcedPlan | None, bytes | None]:
-        """The forced-scoring plan and its encoded request (None, None where it cannot be had)."""
+                        tokenized: list[forced.Tokenized]) -> tuple[forced.ForcedPlan, bytes] | None:
+        """The forced-scoring plan and its encoded request, or None where it cannot be had."""
         request = forced.plan(context, context_ids, candidates, tokenized)
-        if request is None:
-            return None, None
-        return request, self.dispatcher.encode(self.backend, request.body())
+        return None if request is None else (request, self.dispatcher.encode(self.backend, request.body()))
 
     async def _tokenize(self, text: str, add_special_tokens: bool) -> forced.Tokenized | None:
         reply = await self.dispatcher.post_json(self.backend, "/tokenize", {
