@@ -58,8 +58,10 @@ def training_tables(args: argparse.Namespace) -> tuple[RoutingTable, RoutingTabl
     records = read_records(args.data)
     if not records:
         raise InputError(f"no data lines in {', '.join(args.data)}")
-    given = [name.strip() for name in args.candidates.split(",")] if args.candidates else None
-    candidates = [name for name in given if name] if given else default_candidates(records)
+    if args.candidates:
+        candidates = [name.strip() for name in args.candidates.split(",") if name.strip()]
+    else:
+        candidates = default_candidates(records)
     if repeated := sorted({c for c in candidates if candidates.count(c) > 1}):
         raise InputError(f"candidates named more than once: {', '.join(repeated)}")
     if len(candidates) < 2:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from router_models.answers import answers_match, extract_answer
+from router_models import answers
 from router_models.cli import key_from_env, positive_int
 from router_models.errors import DataFormatError, InputError
 from router_models.jsonl import json_lines
@@ -90,15 +90,9 @@ def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[
     return questions
 
 
-def final_answer(text: str) -> str | None:
-    """The answer a response commits to (`router_models.answers`), its thinking removed."""
-    return extract_answer(THINK_BLOCK.sub("", text))
-
-
 def is_correct(text: str, reference: str) -> bool:
     """Whether the answer `text` commits to, its thinking removed, matches `reference` (`router_models.answers`)."""
-    answer = final_answer(text)
-    return answer is not None and answers_match(answer, reference)
+    return answers.is_correct(THINK_BLOCK.sub("", text), reference)
 
 
 def answer_text(message: dict[str, Any], mode: str) -> str:
