@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,10 +42,10 @@ import httpx  # noqa: E402
 import orjson  # noqa: E402
 import yaml  # noqa: E402
 
-from bench.arguments import at_least  # noqa: E402
 from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.procstat import RESOLUTION, cpu_seconds  # noqa: E402
-from bench.servers import REPO, free_port, gateway_command, process, sim_process  # noqa: E402
+from bench.servers import REPO, free_port, gateway_command, keep_off_core_0, pinned, process, sim_process  # noqa: E402
+from service.commands import at_least  # noqa: E402
 
 TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router", "bare-asgi")
 VENVS = REPO / ".cache" / "bench"
@@ -101,10 +100,6 @@ def ensure_venv(name: str, requirement: str, executable: str) -> Path:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         subprocess.run([str(venv / "bin" / "pip"), "install", "-q", requirement], check=True)
     return venv
-
-
-def pinned(core: int) -> list[str]:
-    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
 @contextlib.contextmanager
@@ -376,8 +371,7 @@ def main() -> int:
     args = parser.parse_args()
     if "direct" not in args.targets:
         args.targets.insert(0, "direct")  # the baseline every added latency is measured against
-    if len(pinned(1)) and hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))  # keep the load generator off core 0
+    keep_off_core_0()  # the load generator
     header = machine()
     started = time.strftime("%Y-%m-%d %H:%M")
     with tempfile.TemporaryDirectory() as tmp:

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import sys
 import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.arguments import at_least  # noqa: E402
 from bench.loadgen import run_load  # noqa: E402
-from bench.servers import gateway_process, sim_process  # noqa: E402
+from bench.servers import gateway_process, keep_off_core_0, pinned, sim_process  # noqa: E402
+from service.commands import at_least  # noqa: E402
 
 BODY = {"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
 
@@ -36,11 +34,9 @@ def main() -> int:
     parser.add_argument("--pin", action="store_true",
                         help="the gateway on core 0 (taskset), the simulator and this load generator on the others")
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
-    pin = ["taskset", "-c", "0"] if args.pin and shutil.which("taskset") and cores > 1 else []
-    others = ["taskset", "-c", f"1-{cores - 1}"] if pin else []
+    pin, others = (pinned(0), pinned(1)) if args.pin else ([], [])
     if pin:
-        os.sched_setaffinity(0, set(range(1, cores)))
+        keep_off_core_0()  # the load generator
     elif args.pin:
         print("--pin: needs taskset and two cores; nothing pinned", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp, sim_process("sim", prefix=others) as sim, \

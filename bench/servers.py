@@ -42,6 +42,23 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 60) 
     raise RuntimeError(f"{url} did not become ready in {timeout} s")
 
 
+def quoted(log: Path | None) -> str:
+    """The end of a server's log, to add to why it failed (the file may be in a directory gone by then)."""
+    return f"; its output, in {log}, ends:\n{log_tail(log, 20)}" if log is not None else ""
+
+
+def pinned(core: int) -> list[str]:
+    """The command prefix that runs a process on `core` alone (`taskset`), or none where that cannot be had
+    (no taskset, one core)."""
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+def keep_off_core_0() -> None:
+    """This process (a load generator) on every core but 0, where `pinned(0)` runs the proxy."""
+    if pinned(0) and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(range(1, os.cpu_count() or 2)))
+
+
 @contextlib.contextmanager
 def process(args: list[str], ready_url: str, *, timeout: float = 60, log: Path | None = None,
             **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
@@ -58,9 +75,7 @@ def process(args: list[str], ready_url: str, *, timeout: float = 60, log: Path |
         try:
             wait_ready(ready_url, proc, timeout)
         except RuntimeError as error:
-            if log is None:
-                raise
-            raise RuntimeError(f"{error}; its output, in {log}, ends:\n{log_tail(log, 20)}") from None
+            raise RuntimeError(f"{error}{quoted(log)}") from None
         yield proc
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -141,8 +156,7 @@ class Restartable:
         while not self.ready():
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 why = f"exited with {self.proc.returncode}" if self.proc.poll() is not None else "timed out"
-                log = f"; its output, in {self.log}, ends:\n{log_tail(self.log, 20)}" if self.log else ""
-                raise RuntimeError(f"{self.name} did not start ({why}){log}")
+                raise RuntimeError(f"{self.name} did not start ({why}){quoted(self.log)}")
             time.sleep(0.05)
 
     def kill(self) -> None:

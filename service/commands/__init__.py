@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 
 
 def port_number(text: str) -> int:
@@ -17,18 +18,20 @@ def port_number(text: str) -> int:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} is negative")
-    return value
+def at_least(minimum: int) -> Callable[[str], int]:
+    """A whole number of at least `minimum` (e.g. 2 timed calls for a percentile)."""
+
+    def parse(text: str) -> int:
+        value = _int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{value} is not at least {minimum}")
+        return value
+
+    return parse
 
 
-def positive_int(text: str) -> int:
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
-    return value
+non_negative_int = at_least(0)
+positive_int = at_least(1)
 
 
 def non_negative_float(text: str) -> float:

@@ -26,10 +26,11 @@ def test_help(script: str) -> None:
 
 
 @pytest.mark.parametrize(("script", "args", "says"), [
-    ("switcher_latency.py", ["--switcher", "x", "--n", "1"], "argument --n: 1 is less than 2"),
-    ("decision_latency.py", ["--queries", "0"], "argument --queries: 0 is less than 2"),
-    ("router_latency.py", ["--router", "x", "--data", "y", "--queries", "1"], "argument --queries: 1 is less than 2"),
-    ("fusion.py", ["--qa", "x", "--size", "0"], "argument --size: 0 is less than 1"),
+    ("switcher_latency.py", ["--switcher", "x", "--n", "1"], "argument --n: 1 is not at least 2"),
+    ("decision_latency.py", ["--queries", "0"], "argument --queries: 0 is not at least 2"),
+    ("router_latency.py", ["--router", "x", "--data", "y", "--queries", "1"],
+     "argument --queries: 1 is not at least 2"),
+    ("fusion.py", ["--qa", "x", "--size", "0"], "argument --size: 0 is not at least 1"),
     ("fusion.py", ["--qa", "x", "--speed-prompts", "10"], "argument --speed-prompts: invalid choice: 10"),
     ("overhead.py", ["--requests", "zero"], "argument --requests: 'zero' is not a whole number"),
     ("switcher_cv.py", ["x", "--variant", "wide"], "argument --variant: 'wide' is not NAME=JSON"),
