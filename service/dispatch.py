@@ -52,6 +52,11 @@ def _answered(backend: str, status: int, body: bytes) -> str:
     return f"backend {backend!r} answered {status}: {relayed_error(status, body)['message'][:200]}"
 
 
+def _request_id_header(request_id: str) -> bytes:
+    """The `X-Request-Id` line of one backend call (a suffix of its own per call), or none without an id."""
+    return upstream_header(request_id) if request_id else b""
+
+
 class Dispatcher:
     def __init__(self, settings: Settings, pool: ReplicaPool, client: UpstreamClient, metrics: Metrics) -> None:
         self.settings = settings
@@ -68,23 +73,23 @@ class Dispatcher:
         backend = self.backends[decision.backend]
         body = dict(decision.body)
         body["model"] = backend.model
-        extra = upstream_header(request.request_id) if request.request_id else b""
         return await self.send(backend.name, request.path, orjson.dumps(body), stream=request.stream,
-                               extra_headers=extra)
+                               extra_headers=_request_id_header(request.request_id))
 
-    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
-        """A buffered JSON call to a backend (for strategies that compose several calls). A 4xx answer raises
-        `BackendRejected` with the backend's status and message; anything else but 200, `UpstreamError`."""
-        return await self.post_encoded(backend, path, self.encode(backend, body))
+    async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
+        """A buffered JSON call to a backend (for strategies that compose several calls), forwarding
+        `request_id` (`service.request_id`; empty: none). A 4xx answer raises `BackendRejected` with the
+        backend's status and message; anything else but 200, `UpstreamError`."""
+        return await self.post_encoded(backend, path, self.encode(backend, body), request_id=request_id)
 
     def encode(self, backend: str, body: dict[str, Any]) -> bytes:
         """`body` as sent to `backend` (its model name set); thread-safe, for bodies too large to encode on
         the event loop."""
         return orjson.dumps({**body, "model": self.backends[backend].model})
 
-    async def post_encoded(self, backend: str, path: str, payload: bytes) -> Any:
+    async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "") -> Any:
         """`post_json` of a body already `encode`d."""
-        reply = await self.send(backend, path, payload, stream=False)
+        reply = await self.send(backend, path, payload, stream=False, extra_headers=_request_id_header(request_id))
         if 400 <= reply.status < 500:
             raise BackendRejected.of(backend, reply.status, reply.body)
         if reply.status != 200:

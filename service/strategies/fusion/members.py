@@ -11,6 +11,7 @@ the drafts prefix-cache friendly.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -82,12 +83,14 @@ class ScoringPolicy:
 
 class Member:
     """`no_forced` names the backends found to ignore what forced scoring asks for: they score by echo for
-    a while. Shared by the members of every answer, so a backend is found out once, not per answer."""
+    a while. Shared by the members of every answer, so a backend is found out once, not per answer.
+    `request_id`: the client request's id, forwarded on every call (`service.request_id`; empty: none)."""
 
     def __init__(self, backend: str, dispatcher: Dispatcher, scoring: ScoringPolicy | None = None,
-                 no_forced: forced.ForcedOff | None = None) -> None:
+                 no_forced: forced.ForcedOff | None = None, request_id: str = "") -> None:
         self.backend = backend
         self.dispatcher = dispatcher
+        self.request_id = request_id
         self.scoring = scoring or ScoringPolicy()
         self.no_forced = forced.ForcedOff() if no_forced is None else no_forced
 
@@ -102,16 +105,16 @@ class Member:
         """The conversation in this member's chat template, ending with the assistant turn's opening (or, with
         `continue_final_message`, inside the final message); `options`: the request's rendering fields."""
         body: dict[str, Any] = {"messages": messages, "add_generation_prompt": True, **(options or {})}
-        ids = (await self.dispatcher.post_json(self.backend, "/tokenize", body))["tokens"]
+        ids = (await self._post("/tokenize", body))["tokens"]
         # Detokenized with its special tokens, the text re-tokenizes to the same ids (no BOS added twice).
-        text = (await self.dispatcher.post_json(self.backend, "/detokenize", {"tokens": ids}))["prompt"]
+        text = (await self._post("/detokenize", {"tokens": ids}))["prompt"]
         return Prompt(text=str(text), add_special_tokens=False)
 
     async def draft(self, prompt: Prompt, answer: str, max_tokens: int, sampling: Sampling) -> Draft:
         """Continue `answer` by up to `max_tokens` tokens."""
         body = {"prompt": prompt.text + answer, "max_tokens": max_tokens, "logprobs": 0,
                 "add_special_tokens": prompt.add_special_tokens, **sampling.body()}
-        reply = await self.dispatcher.post_json(self.backend, "/v1/completions", body)
+        reply = await self._post("/v1/completions", body)
         choice = _first_choice(reply, self.backend)
         text = str(choice["text"])
         pieces, logprobs = _logprobs(choice, self.backend)
@@ -138,7 +141,7 @@ class Member:
         context = prompt.text + answer
         body = {"prompt": [context + c for c in candidates], "max_tokens": 0, "echo": True, "logprobs": 0,
                 "temperature": 0.0, "add_special_tokens": prompt.add_special_tokens}
-        reply = await self.dispatcher.post_json(self.backend, "/v1/completions", body)
+        reply = await self._post("/v1/completions", body)
         choices = sorted(reply.get("choices") or [], key=lambda c: int(c.get("index", 0)))
         if len(choices) != len(candidates):
             raise UpstreamError(f"backend {self.backend!r} scored {len(choices)} of {len(candidates)} candidates")
@@ -161,7 +164,7 @@ class Member:
             return None
         request, payload = planned
         scores = forced.read(request, candidates, await self.dispatcher.post_encoded(
-            self.backend, "/v1/completions", payload))
+            self.backend, "/v1/completions", payload, request_id=self.request_id))
         if scores is None:
             self.mark_forced_unsupported()
         return scores
@@ -172,8 +175,11 @@ class Member:
         request = forced.plan(context, context_ids, candidates, tokenized)
         return None if request is None else (request, self.dispatcher.encode(self.backend, request.body()))
 
+    def _post(self, path: str, body: dict[str, Any]) -> Awaitable[Any]:
+        return self.dispatcher.post_json(self.backend, path, body, request_id=self.request_id)
+
     async def _tokenize(self, text: str, add_special_tokens: bool) -> forced.Tokenized | None:
-        reply = await self.dispatcher.post_json(self.backend, "/tokenize", {
+        reply = await self._post("/tokenize", {
             "prompt": text, "add_special_tokens": add_special_tokens, "return_token_strs": True})
         ids, strs = reply.get("tokens"), reply.get("token_strs")
         if not isinstance(ids, list) or not isinstance(strs, list) or len(ids) != len(strs):

@@ -46,7 +46,8 @@ class FusionStrategy(Strategy):
         plan = plan_of(request, self.config)
         stats = FusionStats()
         metrics = self.deps.metrics
-        members = MemberSet([Member(name, dispatcher, self.scoring, self.no_forced) for name in self.config.members],
+        members = MemberSet([Member(name, dispatcher, self.scoring, self.no_forced, request.request_id)
+                             for name in self.config.members],
                             self.config.member_timeout_s, stats,
                             lambda member, phase: metrics.fusion_member_calls.labels(
                                 self.public_model, member, phase).inc())

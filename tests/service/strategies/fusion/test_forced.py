@@ -135,13 +135,13 @@ class WordBackend:
     def encode(self, backend: str, body: dict[str, Any]) -> bytes:
         return orjson.dumps({**body, "model": backend})
 
-    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
+    async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         assert path == "/tokenize"
         words = body["prompt"].split(" ")
         strs = [("▁" if i else "") + word for i, word in enumerate(words)]
         return {"tokens": [len(word) for word in words], "token_strs": strs}
 
-    async def post_encoded(self, backend: str, path: str, payload: bytes) -> Any:
+    async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "") -> Any:
         self.largest = max(self.largest, len(payload))
         body = orjson.loads(payload)
         return {"choices": [{"index": i, "logprobs": {"top_logprobs": [

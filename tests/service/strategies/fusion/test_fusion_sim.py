@@ -4,6 +4,7 @@ and members that fail, hang or break off mid-answer."""
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,8 +40,8 @@ def fusion_gateway(agree: bool = False, speculate: bool = True, strategy: dict[s
             process.kill()
 
 
-def chat(gateway: GatewayServer, **body: Any) -> httpx.Response:
-    return httpx.post(f"{gateway.url}/v1/chat/completions", timeout=30,
+def chat(gateway: GatewayServer, headers: dict[str, str] | None = None, **body: Any) -> httpx.Response:
+    return httpx.post(f"{gateway.url}/v1/chat/completions", timeout=30, headers=headers,
                       json={"model": "fusion", "messages": MESSAGES, "max_tokens": 10, **body})
 
 
@@ -53,10 +54,14 @@ def events(lines: Iterator[str]) -> Iterator[Any]:
 
 
 def test_fused_answer_counts_its_work() -> None:
-    with fusion_gateway(speculate=False) as (gateway, _):
-        response = chat(gateway)
+    with fusion_gateway(speculate=False) as (gateway, processes):
+        response = chat(gateway, headers={"X-Request-Id": "fuse-7"})
         assert response.status_code == 200, response.text
         assert response.headers["x-switchyard-strategy"] == "fusion"
+        assert response.headers["x-request-id"] == "fuse-7"
+        # Every member call forwards the client's id, with a suffix of its own.
+        forwarded = [p.last_request()["request_id"] for p in processes]
+        assert all(re.fullmatch(r"fuse-7-[0-9a-f]{6}", f) for f in forwarded) and len(set(forwarded)) == 2
         body = response.json()
         assert body["object"] == "chat.completion"
         choice = body["choices"][0]

@@ -81,7 +81,7 @@ class Recorder:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
 
-    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
+    async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         self.bodies.append(body)
         return {"tokens": [1, 2]} if path == "/tokenize" else {"prompt": "<user>hi<assistant>Sure,"}
 

@@ -78,7 +78,7 @@ def test_pieces_beyond_the_text_are_placed_around_it() -> None:
 
 
 class OneDraft:
-    async def post_json(self, backend: str, path: str, body: dict[str, Any]) -> Any:
+    async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         return {"choices": [{"text": EMOJI, "finish_reason": "length", "logprobs": {
             "tokens": EMOJI_PIECES, "token_logprobs": [-1.0] * len(EMOJI_PIECES)}}], "usage": {"prompt_tokens": 3}}
 
