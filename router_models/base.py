@@ -26,6 +26,7 @@ class Router(ABC):
     kind: ClassVar[str]
     config_class: ClassVar[type]
     encoder: ClassVar[str | None] = None
+    resumable: ClassVar[bool] = False  # `fit` keeps checkpoints in `workdir` and can `resume` from them
 
     def __init__(self, candidates: list[str], config: Any) -> None:
         self.candidates = list(candidates)

@@ -37,6 +37,8 @@ def build_config(cls: type[Router], args: argparse.Namespace) -> Any:
         make_config(cls, values, args.config)
     refuse_given(args, {flag: None for flag in CONFIG_FLAGS if flag not in fields},
                  f"does not apply to --kind {cls.kind}")
+    if not cls.resumable:
+        refuse_given(args, {"resume": False}, f"does not apply to --kind {cls.kind}: it keeps no checkpoints")
     flags = {flag: getattr(args, flag) for flag in CONFIG_FLAGS if getattr(args, flag) is not None}
     for flag, value in flags.items():  # the flag a problem comes from, where one alone has it
         make_config(cls, values | {flag: value}, f"--{flag.replace('_', '-')}")

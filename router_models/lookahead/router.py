@@ -24,6 +24,7 @@ class LookaheadRouter(Router):
     is the predicted probability that the candidate's answer is among the best (label of §1)."""
 
     kind = "lookahead"
+    resumable = True
     config_class = LookaheadConfig
     encoder = ENCODER_NAME
 

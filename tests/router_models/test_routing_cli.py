@@ -113,6 +113,8 @@ def test_flags_that_do_not_apply_are_refused(sample_path: Path, tmp_path: Path) 
     train = ["train", "--data", str(sample_path), "--out", str(tmp_path)]
     assert switchyard(*train, "--kind", "knn", "--block-size", "4") == (
         2, "switchyard train: --block-size does not apply to --kind knn\n")
+    assert switchyard(*train, "--kind", "knn", "--resume") == (
+        2, "switchyard train: --resume does not apply to --kind knn: it keeps no checkpoints\n")
     (tmp_path / "bad.json").write_text('{"blocks": 3}')
     assert switchyard(*train, "--config", str(tmp_path / "bad.json")) == (
         2, f"switchyard train: {tmp_path / 'bad.json'}: unknown lookahead config fields ['blocks']\n")
