@@ -109,9 +109,8 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     print(f"router inference alone         {percentiles(inference)}")
     for label, cache in (("redis", RedisCache(Metrics(), redis_url, ttl_s=600, timeout_s=0.5)),
                          ("in-process LRU", MemoryCache(Metrics(), max_entries=100_000, ttl_s=600))):
-        deps = StrategyDeps(settings=settings, metrics=Metrics(), pool=ReplicaPool(settings.backends,
-                            settings.dispatch), dispatcher=None, cache=cache,  # type: ignore[arg-type]
-                            loaders={"router": lambda path: router})
+        deps = StrategyDeps(metrics=Metrics(), pool=ReplicaPool(settings.backends, settings.dispatch),
+                            cache=cache, loaders={"router": lambda path: router})
         strategy = LookaheadStrategy("auto", settings.models[0].strategy, deps)  # type: ignore[arg-type]
         await strategy.start()
         await time_decisions(strategy, warmup)  # misses, then hits: connections, code paths and caches warm

@@ -79,7 +79,8 @@ class Dispatcher:
     async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         """A buffered JSON call to a backend (for strategies that compose several calls), forwarding
         `request_id` (`service.request_id`; empty: none). A 4xx answer raises `BackendRejected` with the
-        backend's status and message; anything else but 200, `UpstreamError`."""
+        backend's status and message, except 401, 403 and 404, which refuse the gateway itself: those, like
+        anything else but 200, raise `UpstreamError`."""
         return await self.post_encoded(backend, path, self.encode(backend, body), request_id=request_id)
 
     def encode(self, backend: str, body: dict[str, Any]) -> bytes:
@@ -147,7 +148,6 @@ class Dispatcher:
                                        f"({status}: {relayed_error(status, body)['message']})")
                     if status >= 400:
                         body = relayed_error_body(status, body)
-                    if status >= 400:
                         headers = {"content-type": "application/json"}
                     self.client.release(response)
                     replica.record_success()

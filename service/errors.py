@@ -4,7 +4,6 @@
     ├── InvalidRequest                 400     invalid_request_error (param names the field)
     ├── AuthenticationFailed           401     authentication_error
     ├── ModelNotFound                  404     not_found_error
-    ├── NotFound                       404     not_found_error
     ├── MethodNotAllowed               405     invalid_request_error
     ├── PayloadTooLarge                413     invalid_request_error
     ├── UnsupportedMediaType           415     invalid_request_error
@@ -60,10 +59,6 @@ class AuthenticationFailed(GatewayError):
 
 class ModelNotFound(GatewayError):
     status, type, code = 404, "not_found_error", "model_not_found"
-
-
-class NotFound(GatewayError):
-    status, type, code = 404, "not_found_error", "not_found"
 
 
 class MethodNotAllowed(GatewayError):

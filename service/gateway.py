@@ -94,8 +94,7 @@ class Gateway:
         await self._monitor.start()
         self._discovery.start()
         await self.cache.start()
-        deps = StrategyDeps(settings=self.settings, metrics=self.metrics, pool=self.pool,
-                            dispatcher=self.dispatcher, cache=self.cache, loaders=self.loaders)
+        deps = StrategyDeps(metrics=self.metrics, pool=self.pool, cache=self.cache, loaders=self.loaders)
         for model in self.settings.models:
             strategy = build_strategy(model.name, model.strategy, deps)
             try:

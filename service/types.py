@@ -22,7 +22,7 @@ class GatewayRequest:
     public_model: str
     body: dict[str, Any]
     stream: bool
-    # Client's cost/quality trade-off in [0, 1] (suffix `auto:0.3`, header or body field); None = default.
+    # Client's cost/quality trade-off in [0, 1] (suffix `auto:0.3` or body field `switchyard_tradeoff`); None = default.
     tradeoff: float | None = None
     request_id: str = ""  # `service.request_id`; forwarded to the backends (empty: none sent)
 

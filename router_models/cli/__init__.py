@@ -1,4 +1,5 @@
-"""`switchyard train` and `switchyard eval`: the CLIs of the learned models."""
+"""The CLIs of the learned models (`switchyard train`, `eval`, `label`, `split`, `collect`,
+`thinkswitch-collect`) and the argument types they share."""
 
 from __future__ import annotations
 

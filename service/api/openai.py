@@ -13,10 +13,6 @@ from service.errors import ModelNotFound
 
 router = APIRouter()
 
-# Status nginx uses for "client closed request": recorded, never sent.
-CLIENT_CLOSED = 499
-
-
 class ModelList:
     """The `/v1/models` body, rendered once: the public models never change while the app runs."""
 

@@ -22,13 +22,13 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast, get_args
 
 import orjson
 from aiohttp import web
 
 FaultMode = Literal["none", "error", "reset", "hang", "drop_stream", "cut_event"]
-FAULT_MODES: tuple[str, ...] = ("none", "error", "reset", "hang", "drop_stream", "cut_event")
+FAULT_MODES: tuple[str, ...] = get_args(FaultMode)
 _WORDS = ("the", "quick", "model", "answers", "with", "care", "and", "a", "little", "speed")
 
 
@@ -41,7 +41,7 @@ class SimSettings:
     default_max_tokens: int = 16
     max_model_len: int = 131072  # a larger max_tokens is refused with vLLM's 400
     first_word: int = 0  # answers start at this vocabulary word, so two simulators can disagree
-    fault: str = "none"
+    fault: FaultMode = "none"
     fault_rate: float = 1.0
 
 
@@ -253,7 +253,7 @@ class Simulator:
         return response
 
 
-def _parse_fault(raw: bytes) -> tuple[str, float]:
+def _parse_fault(raw: bytes) -> tuple[FaultMode, float]:
     """`{"mode": ..., "rate": 0-1}` (both optional: "none", 1.0) as (mode, rate); ValueError says what is wrong."""
     try:
         body = orjson.loads(raw)
@@ -267,7 +267,7 @@ def _parse_fault(raw: bytes) -> tuple[str, float]:
     rate = body.get("rate", 1.0)
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
         raise ValueError("rate must be a number from 0 to 1")
-    return mode, float(rate)
+    return cast(FaultMode, mode), float(rate)
 
 
 def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:

@@ -20,7 +20,6 @@ from service.types import Decision, GatewayRequest, Reply
 if TYPE_CHECKING:
     from service.backends.pool import ReplicaPool
     from service.cache import DecisionCache
-    from service.config import Settings
     from service.dispatch import Dispatcher
     from service.metrics import Metrics
 
@@ -39,10 +38,8 @@ class StrategyConfigBase(BaseModel):
 class StrategyDeps:
     """What the app hands every strategy factory, built once in the lifespan."""
 
-    settings: Settings
     metrics: Metrics
     pool: ReplicaPool
-    dispatcher: Dispatcher
     cache: DecisionCache | None = None
     # Artifact loaders by kind ("router", "switcher"): path -> model. Tests inject fakes here.
     loaders: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)

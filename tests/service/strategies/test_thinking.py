@@ -386,8 +386,7 @@ async def test_a_stream_that_may_be_retried_gets_the_short_answers_time_limit_to
     config_ = direct_config({"sim-a": ["http://127.0.0.1:9"]})
     config_["backends"][0]["timeouts"] = {"total_s": 30}
     settings = parse_settings(config_)
-    deps = StrategyDeps(settings=settings, metrics=Metrics(),
-                        pool=None, dispatcher=None)  # type: ignore[arg-type]  # neither is reached
+    deps = StrategyDeps(metrics=Metrics(), pool=None)  # type: ignore[arg-type]  # not reached
     switch = ThinkingSwitch("reasoner", config("qwen3", short_retry=True), deps)
     switch.short_retry = True
     dispatcher = SimpleNamespace(backends={backend.name: backend for backend in settings.backends})

@@ -20,7 +20,7 @@ SOLO = 12  # a solo answer's max_tokens; fused drafts ask for segment_tokens (4)
 
 
 async def reranked(members: list[ScriptedMember]) -> Answer:
-    deps = StrategyDeps(settings=None, metrics=Metrics(), pool=None, dispatcher=None)  # type: ignore[arg-type]
+    deps = StrategyDeps(metrics=Metrics(), pool=None)  # type: ignore[arg-type]
     strategy = FusionStrategy("fusion", FusionConfig(members=[m.backend for m in members], segment_tokens=4,
                                                      speculate=False), deps)
     member_set = MemberSet(list(members), timeout_s=0.05, stats=FusionStats(), observe=lambda member, phase: None)
