@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -26,10 +27,14 @@ class DecisionCache(ABC):
     async def close(self) -> None:
         """Release connections."""
 
-    async def get(self, key: str) -> tuple[Any | None, CacheOutcome]:
+    async def get(self, key: str, valid: Callable[[Any], bool] | None = None) -> tuple[Any | None, CacheOutcome]:
+        """The value stored under `key`; one that is not `valid` (another shape than the caller's, from another
+        version or written by hand) reads as a miss, so it is computed again and overwritten."""
         started = time.perf_counter()
         try:
             value = await self._get(key)
+            if value is not None and valid is not None and not valid(value):
+                value = None
             outcome: CacheOutcome = "miss" if value is None else "hit"
         except Exception as error:  # noqa: BLE001 - any cache trouble fails open
             self._trouble("get", error)
@@ -56,9 +61,21 @@ class DecisionCache(ABC):
     async def _set(self, key: str, value: Any) -> None: ...
 
 
-async def cached(cache: DecisionCache | None, key: str,
-                 compute: Callable[[], Awaitable[Any]]) -> tuple[Any, CacheOutcome]:
-    """The cached value for `key`, or `compute()`'s result, stored for next time; with the cache outcome.
+def numbers_under(field: str, count: int) -> Callable[[Any], bool]:
+    """Whether a stored value is `{field: [count finite numbers]}`: the `valid` of a list of scores."""
+
+    def valid(value: Any) -> bool:
+        numbers = value.get(field) if isinstance(value, dict) else None
+        return isinstance(numbers, list) and len(numbers) == count and all(
+            isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers)
+
+    return valid
+
+
+async def cached(cache: DecisionCache | None, key: str, compute: Callable[[], Awaitable[Any]],
+                 valid: Callable[[Any], bool] | None = None) -> tuple[Any, CacheOutcome]:
+    """The cached value for `key` if it is `valid`, or `compute()`'s result, stored for next time; with the
+    cache outcome.
 
     Concurrent misses of one key share one computation (reported as hits). It runs as a task of its own:
     one caller going away does not cancel it for the others, and it is cancelled when every caller has gone.
@@ -67,7 +84,7 @@ async def cached(cache: DecisionCache | None, key: str,
     """
     if cache is None:
         return await compute(), "off"
-    value, outcome = await cache.get(key)
+    value, outcome = await cache.get(key, valid)
     if value is not None:
         return value, outcome
     flight = cache.computing.get(key)

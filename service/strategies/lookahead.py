@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from service.cache.base import cached
+from service.cache.base import cached, numbers_under
 from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
@@ -121,6 +121,7 @@ class LookaheadStrategy(Strategy):
         self._infer: BatchedInference | None = None
         self._columns: list[int] = []
         self._failures = ThrottledLog(log)
+        self._valid_entry = numbers_under("quality", len(config.candidates))  # a cache entry of this shape
         # Reasoning-mode switches of the candidates that are reasoning models, by backend.
         self.switches = {c.backend: ThinkingSwitch(public_model, c.thinking, deps)
                          for c in config.candidates if c.thinking is not None}
@@ -156,7 +157,7 @@ class LookaheadStrategy(Strategy):
             return {"quality": as_quality([row[c] for c in self._columns])}
 
         key = decision_key(self.kind, self.quality_version, self.router.version, text)
-        value, outcome = await cached(self.deps.cache, key, predict)
+        value, outcome = await cached(self.deps.cache, key, predict, self._valid_entry)
         return [float(q) for q in value["quality"]], outcome
 
     async def decide(self, request: GatewayRequest) -> Decision:

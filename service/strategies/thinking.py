@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from service.cache.base import cached
+from service.cache.base import cached, numbers_under
 from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from service.dispatch import Dispatcher
 
 MODE_HEADER = "x-switchyard-thinking"
+_VALID_ENTRY = numbers_under("pass_rates", 2)  # a cache entry: both modes' predicted pass rates
 Mode = Literal["short", "long"]
 Family = Literal["qwen3", "deepseek-r1", "reasoning-effort", "custom"]
 R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
@@ -220,7 +221,7 @@ class ThinkingSwitch:
             return {"pass_rates": [float(row[0]), float(row[1])]}
 
         key = decision_key("thinkswitch", "pass-rates", self.switcher.version, text)
-        value, outcome = await cached(self.deps.cache, key, predict)
+        value, outcome = await cached(self.deps.cache, key, predict, _VALID_ENTRY)
         short, long = value["pass_rates"]
         return [float(short), float(long)], outcome
 

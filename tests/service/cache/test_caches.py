@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import orjson
 import pytest
 
 from service.cache import MemoryCache, RedisCache, decision_key
-from service.cache.base import cached
+from service.cache.base import cached, numbers_under
 from service.cache.keys import normalise
 from service.metrics import Metrics
 from tests.harness import RedisServer, metric_value
@@ -234,6 +235,21 @@ async def test_a_refused_write_or_a_foreign_value_does_not_switch_the_cache_off(
         assert await cache.get("k") == (1, "hit"), "reads go on after a refused write"
     finally:
         await cache.client.config_set("maxmemory", "0")
+    await cache.close()
+
+
+async def test_a_stored_value_of_another_shape_is_computed_again_and_overwritten(redis_server: RedisServer) -> None:
+    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=0.5)
+    valid = numbers_under("quality", 2)
+
+    async def compute() -> dict[str, list[float]]:
+        return {"quality": [0.25, 0.75]}
+
+    for stored in ([], [0.5], [0.5, 0.2, 0.1], [0.5, "x"], [0.5, True], {"q": 1}, "text", [0.5, 1e400]):
+        await cache.client.set("k", orjson.dumps({"quality": stored}) if stored != "text" else b'"text"')
+        assert await cached(cache, "k", compute, valid) == ({"quality": [0.25, 0.75]}, "miss"), stored
+        await until(lambda: not cache.computing)
+        assert await cached(cache, "k", compute, valid) == ({"quality": [0.25, 0.75]}, "hit")
     await cache.close()
 
 

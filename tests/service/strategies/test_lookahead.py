@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import redis
 
 from service.strategies.lookahead import as_quality, choose
 from tests.harness import REPO, GatewayServer, RedisServer, SimProcess, direct_config, free_port, wait_until
@@ -168,6 +169,22 @@ def test_redis_outage_degrades_to_uncached_routing(two_sims: list[SimProcess], r
         assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "miss"
         assert ask(gateway, "cache me").headers["x-switchyard-cache"] == "hit"
         assert gateway.metric("switchyard_cache_requests_total", result="error") == 3
+
+
+def test_a_malformed_cache_entry_is_decided_again(two_sims: list[SimProcess], router: KeywordRouter,
+                                                  redis_server: RedisServer) -> None:
+    config = auto_config(two_sims, redis_url=redis_server.url, timeout_s=2.0)
+    with GatewayServer(config, loaders={"router": lambda p: router}) as gateway:
+        assert ask(gateway, "write code").headers["x-switchyard-cache"] == "miss"
+        client = redis.Redis.from_url(redis_server.url)
+        (key,) = client.keys("*")
+        client.set(key, b'{"quality": [0.5, 0.2, 0.1]}')  # three columns for two candidates
+        response = ask(gateway, "write code")
+        assert response.status_code == 200, response.text
+        assert response.headers["x-switchyard-cache"] == "miss"
+        assert response.headers["x-switchyard-model"] == "sim-b"
+        wait_until(lambda: client.get(key) != b'{"quality": [0.5, 0.2, 0.1]}')  # overwritten
+        assert ask(gateway, "write code").headers["x-switchyard-cache"] == "hit"
 
 
 def test_shared_redis_shares_decisions_across_gateways(two_sims: list[SimProcess], router: KeywordRouter,
