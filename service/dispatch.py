@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
@@ -41,6 +42,7 @@ _DONE = b"data: [DONE]"
 _DONE_LINE = b"\n" + _DONE
 _MAX_PENDING_EVENT = 1 << 20  # bytes of one unfinished event held back; a longer one is relayed as it comes
 _RELAYED_HEADERS = ("content-type",)
+_JSON_OBJECT = re.compile(rb"\s*\{")  # how a buffered answer's body starts
 _JSON_HEADER = b"Content-Type: application/json\r\n"
 # A backend that answers these refuses the gateway itself (its api_key, its model name), not the client.
 _REFUSALS_OF_THE_GATEWAY = (401, 403, 404)
@@ -136,19 +138,25 @@ class Dispatcher:
                 response = await self.client.request(replica.url, "POST", path, payload,
                                                      self._headers[backend.name] + extra_headers,
                                                      connect_timeout_s=timeouts.connect_s)
-                if response.status >= 500:
-                    raise _StatusError(_answered(backend.name, response.status, await response.read()))
+                status = response.status
+                if status >= 500 or (status < 400 and status != 200):  # vLLM answers 200 or an error
+                    raise _StatusError(_answered(backend.name, status, await response.read()))
                 headers = {k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers}
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
-                if not (stream and is_sse):
+                if status == 200 and stream != is_sse:
+                    raise _StatusError(f"backend {backend.name!r} answered 200 " + (
+                        "without a stream to a streamed request" if stream else "with a stream where none was asked"))
+                if not stream or status != 200:
                     body = await response.read()
-                    status = response.status
                     if status in _REFUSALS_OF_THE_GATEWAY:
                         raise _Refusal(f"backend {backend.name!r} refused the gateway's request "
                                        f"({status}: {relayed_error(status, body)['message']})")
                     if status >= 400:
                         body = relayed_error_body(status, body)
-                        headers = {"content-type": "application/json"}
+                        headers = {"content-type": "application/json", **_retry_after(response.headers)}
+                    elif not _JSON_OBJECT.match(body):
+                        raise _StatusError(f"backend {backend.name!r} answered 200 with a body that is not a "
+                                           "JSON object")
                     self.client.release(response)
                     replica.record_success()
                     replica.in_flight -= 1
@@ -245,6 +253,12 @@ class Dispatcher:
         self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
         replica.record_failure(self.settings.dispatch.breaker_failures, self.settings.dispatch.breaker_cooldown_s)
         return sse_error_event(UpstreamError(message))
+
+
+def _retry_after(headers: Mapping[str, str]) -> dict[str, str]:
+    """A backend's `Retry-After` (on a 429, say), passed on to the client."""
+    value = headers.get("retry-after")
+    return {"retry-after": value} if value else {}
 
 
 def whole_events_end(data: bytes) -> int:
