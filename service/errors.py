@@ -161,3 +161,29 @@ def relayed_error(status: int, raw: bytes) -> dict[str, Any]:
 def sse_error_event(error: GatewayError) -> bytes:
     """The event that ends a stream which failed after it had started, followed by `[DONE]`."""
     return b"data: " + orjson.dumps(error.body()) + b"\n\ndata: [DONE]\n\n"
+
+
+# The status each error type of a stream's error event stands for (502 for any other type).
+_STATUS_OF_TYPE = {"invalid_request_error": 400, "rate_limit_error": 429, "internal_error": 500,
+                   "upstream_error": 502, "service_unavailable": 503, "timeout_error": 504}
+
+
+def stream_error_status(events: bytes) -> int | None:
+    """The status that an error event among whole server-sent `events` stands for, or None where they hold
+    none: the gateway's own (`sse_error_event`) and vLLM's (`{"error": {...}}`, or older versions'
+    `{"object": "error", ...}`). A stream's answer is a 200 by then; this is what it is counted as."""
+    if b'"error"' not in events:  # inside a JSON string a quote is escaped: no chunk of text matches
+        return None
+    for line in events.splitlines():
+        if not line.startswith(b"data: {") or b'"error"' not in line:
+            continue
+        try:
+            event = orjson.loads(line[len(b"data: "):])
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(event, dict):
+            continue
+        error = event.get("error") if event.get("object") != "error" else event
+        if isinstance(error, dict):
+            return _STATUS_OF_TYPE.get(str(error.get("type")), 502)
+    return None

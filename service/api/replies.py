@@ -11,7 +11,7 @@ from typing import TypeVar
 import orjson
 from starlette.types import Receive, Scope, Send
 
-from service.errors import GatewayError, ServerStopping, sse_error_event
+from service.errors import GatewayError, ServerStopping, sse_error_event, stream_error_status
 from service.http_protocol import CONNECTION_LOST, SERVER_STOPPING
 from service.metrics import Metrics
 from service.types import Reply
@@ -176,8 +176,10 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
 
     limit = None if reply.deadline is None else reply.deadline + WRITE_GRACE_S
 
+    ended_by: int | None = None  # the status of an error event that ended the stream
+
     async def relay() -> None:
-        nonlocal first_byte_at, head_sent
+        nonlocal first_byte_at, head_sent, ended_by
         async with asyncio.timeout_at(limit):
             await send({"type": "http.response.start", "status": reply.status,
                         "headers": [*encode_headers(relayed), *_STREAM_HEADERS]})
@@ -185,12 +187,14 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
             async for chunk in stream:
                 if first_byte_at is None:
                     first_byte_at = time.perf_counter()
+                ended_by = ended_by or stream_error_status(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b""})
 
     status = reply.status
     try:
         await unless_disconnected(scope, receive, relay())
+        status = ended_by or status  # counted as what broke it off, not as the 200 its head said
     except ClientDisconnected:
         status = CLIENT_CLOSED
     except TimeoutError:

@@ -128,6 +128,9 @@ def test_a_stream_dropped_half_way_ends_with_an_error_event_and_done(fault: str)
         assert error["type"] == "upstream_error" and "stream" in error["message"]
         assert [c["choices"][0]["delta"]["content"].strip() for c in chunks[:-1]] == \
             ["the", "quick", "model", "answers", "with"]  # the answer was cut short, and said so
+        # Counted as the failure it was, not as the 200 its head said.
+        wait_until(lambda: gw.metric("switchyard_requests_total", model="m", status="502") == 1, what="a 502")
+        assert gw.metric("switchyard_requests_total", model="m", status="200") == 0
 
 
 def test_a_stream_is_cut_at_the_whole_request_limit() -> None:
@@ -142,6 +145,7 @@ def test_a_stream_is_cut_at_the_whole_request_limit() -> None:
             assert len(events) - 2 < 400
             assert gw.metric("switchyard_upstream_errors_total", replica=sim.url, kind="timeout") == 1
             assert gw.gateway.pool.replicas("m")[0].in_flight == 0
+            wait_until(lambda: gw.metric("switchyard_requests_total", model="m", status="504") == 1, what="a 504")
 
 
 async def test_client_disconnect_cancels_the_upstream_request() -> None:

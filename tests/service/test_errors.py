@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from service.config import hash_api_key
-from service.errors import relayed_error_body
+from service.errors import UpstreamError, UpstreamTimeout, relayed_error_body, sse_error_event, stream_error_status
 from tests.harness import GatewayServer, SimProcess, direct_config, sims, wait_until
 
 KEY = "sk-test-123"
@@ -278,3 +278,16 @@ def test_saturated_replicas_are_429() -> None:
             assert_error(response, 429, says="saturated")
             assert response.headers["retry-after"] == "1"
             assert [f.result().status_code for f in busy] == [200, 200, 200]
+
+
+@pytest.mark.parametrize(("events", "status"), [
+    (sse_error_event(UpstreamError("broke off")), 502),
+    (sse_error_event(UpstreamTimeout("too slow")), 504),
+    (b'data: {"error": {"message": "out of memory", "type": "InternalServerError", "code": 500}}\n\n', 502),
+    (b'data: {"object": "error", "message": "bad", "type": "invalid_request_error", "code": 400}\n\n', 400),
+    (b'data: {"choices": [{"delta": {"content": "\\"error\\": {\\"type\\": 1}"}}]}\n\n', None),  # text
+    (b'data: {"choices": [{"delta": {"content": "the"}}]}\n\ndata: [DONE]\n\n', None),
+    (b'data: ["error"]\n\n', None),
+])
+def test_an_error_event_counts_as_its_failure(events: bytes, status: int | None) -> None:
+    assert stream_error_status(events) == status
