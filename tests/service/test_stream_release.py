@@ -100,7 +100,9 @@ def test_a_client_that_stops_reading_loses_its_stream_after_the_deadline(monkeyp
     monkeypatch.setattr(service.api.replies, "WRITE_GRACE_S", 0.2)
     with sims("m") as (fast,):  # every token at once: far more than the socket buffers hold
         config = direct_config({"m": [fast.url]})
-        config["backends"][0]["timeouts"] = {"connect_s": 1, "first_byte_s": 1, "total_s": 1}
+        # Time enough for the simulator to send more than the sockets hold, even on a loaded machine: a stream
+        # that ends first (its own timeout) leaves no write to stall.
+        config["backends"][0]["timeouts"] = {"connect_s": 1, "first_byte_s": 4, "total_s": 4}
         with GatewayServer(config) as gateway, socket.socket() as client:
             client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
             client.connect(("127.0.0.1", gateway.port))
