@@ -1,6 +1,7 @@
 """The dispatcher: sends a decided request to the least-loaded healthy replica and relays the answer.
 
-Retries go to another replica on connect errors, 5xx and timeouts, but only while nothing has been
+Retries go to another replica on connect errors, 5xx, timeouts and answers vLLM never gives (`_StatusError`),
+and on a replica's refusal of the gateway itself (401/403/404), but only while nothing has been
 sent to the client. Once a stream has started, a failure ends it with an error event and `[DONE]`.
 A stream is relayed in whole server-sent events, so that error event never lands inside a half-sent one;
 `timeouts.total_s` bounds each attempt's whole answer, streamed or not; with the retries a client waits at
@@ -274,7 +275,7 @@ def holds_done(events: bytes) -> bool:
 
 
 class _StatusError(Exception):
-    """A replica answered with a 5xx status (retryable)."""
+    """A replica answered with a 5xx status, or with something vLLM never answers (retryable)."""
 
 
 class _Refusal(Exception):
