@@ -10,6 +10,11 @@
   a body does not arrive with its head, so the usual request pays nothing for it. Body sizes are the
   handlers' business: they read bodies with their own limit.
 
+Unread answers: a response handed to the transport in whole is done for the handler, but the bytes the client
+has not read stay in the transport's buffer, and `close()` (keep-alive's, or `Connection: close`'s) waits for
+them. A client that reads nothing of them for `unsent_timeout_s` has its connection aborted, so clients that
+stopped reading cannot pile up the answers' memory.
+
 Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment, and each
 request's scope carries the connection's `CONNECTION_LOST` future (under `extensions`), so a handler
 learns of a client that went away without a task waiting on `receive()`.
@@ -48,6 +53,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     head_timeout_s = 10.0
     body_timeout_s = 30.0
     stop_cutoff_s = 30.0
+    unsent_timeout_s = 30.0
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -59,6 +65,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._lost: asyncio.Future[None] = self.loop.create_future()  # resolved when the connection is lost
         self._stopping: asyncio.Future[None] = self.loop.create_future()  # resolved at the shutdown cutoff
         self._stop_timer: asyncio.TimerHandle | None = None
+        self._unsent_watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
@@ -67,8 +74,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_deadline()
         self._disarm_body_deadline()
-        if self._stop_timer is not None:
-            self._stop_timer.cancel()
+        for timer in (self._stop_timer, self._unsent_watch):
+            if timer is not None:
+                timer.cancel()
         if not self._lost.done():
             self._lost.set_result(None)
         super().connection_lost(exc)
@@ -110,6 +118,22 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
         self._in_body = False
         self._disarm_body_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._unsent_watch is None and (unsent := self.transport.get_write_buffer_size()):
+            self._unsent_watch = self.loop.call_later(self.unsent_timeout_s, self._check_unsent, unsent)
+
+    def _check_unsent(self, before: int) -> None:
+        """Abort a connection whose client read none of the answer's bytes left unsent `unsent_timeout_s` ago."""
+        self._unsent_watch = None
+        unsent = self.transport.get_write_buffer_size()
+        if not unsent:
+            return
+        if unsent >= before:
+            self.transport.abort()  # `close()` would wait for the client to read them
+            return
+        self._unsent_watch = self.loop.call_later(self.unsent_timeout_s, self._check_unsent, unsent)
 
     def shutdown(self) -> None:
         """The server is stopping: a request under way gets `stop_cutoff_s` to end by itself."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import shutil
 import signal
@@ -12,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +89,54 @@ class SimProcess:
 
     def last_request(self) -> dict[str, Any]:
         return dict(httpx.get(self.url + "/sim/last_request", timeout=2).json())
+
+
+@dataclass
+class Canned:
+    """What a `CannedBackend` answers every POST with."""
+
+    status: int = 200
+    content_type: str = "application/json"
+    body: bytes = b"{}"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class CannedBackend:
+    """An HTTP server on a loopback port, in a thread: healthy, and answering every POST with `canned` (answers
+    no vLLM gives, or more bytes than the sockets hold)."""
+
+    def __init__(self) -> None:
+        self.canned = Canned()
+        backend = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # /health, as the gateway's monitor asks
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                canned = backend.canned
+                self.send_response(canned.status)
+                self.send_header("Content-Type", canned.content_type)
+                self.send_header("Content-Length", str(len(canned.body)))
+                for name, value in canned.headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(canned.body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class GatewayServer:

@@ -3,73 +3,23 @@ gateway never passes them on as a success, and the replica is counted against.""
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
-from tests.harness import GatewayServer, direct_config
-
-
-@dataclass
-class Canned:
-    """What the fake backend answers every POST with."""
-
-    status: int = 200
-    content_type: str = "application/json"
-    body: bytes = b"{}"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-class FakeBackend:
-    """An HTTP server on a loopback port: healthy, and answering every POST with `canned`."""
-
-    def __init__(self) -> None:
-        self.canned = Canned()
-        backend = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # /health, as the gateway's monitor asks
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                canned = backend.canned
-                self.send_response(canned.status)
-                self.send_header("Content-Type", canned.content_type)
-                self.send_header("Content-Length", str(len(canned.body)))
-                for name, value in canned.headers.items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(canned.body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.harness import Canned, CannedBackend, GatewayServer, direct_config
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeBackend]:
-    backend = FakeBackend()
+def fake() -> Iterator[CannedBackend]:
+    backend = CannedBackend()
     yield backend
     backend.close()
 
 
 @pytest.fixture(scope="module")
-def gateway(fake: FakeBackend) -> Iterator[GatewayServer]:
+def gateway(fake: CannedBackend) -> Iterator[GatewayServer]:
     # The one replica stays in service between the cases.
     config = direct_config({"m": [fake.url]}, dispatch={"breaker_failures": 1000})
     with GatewayServer(config) as server:
@@ -92,7 +42,7 @@ SSE = "text/event-stream"
     (Canned(body=b'{"choices": []}'), True, "without a stream to a streamed request"),
     (Canned(content_type=SSE, body=b"data: {}\n\ndata: [DONE]\n\n"), False, "with a stream where none was asked"),
 ], ids=["html", "json-array", "302", "204", "json-for-stream", "stream-for-json"])
-def test_an_answer_no_vllm_gives_is_a_bad_gateway(fake: FakeBackend, gateway: GatewayServer, canned: Canned,
+def test_an_answer_no_vllm_gives_is_a_bad_gateway(fake: CannedBackend, gateway: GatewayServer, canned: Canned,
                                                    stream: bool, says: str) -> None:
     fake.canned = canned
     counted = gateway.metric("switchyard_upstream_errors_total", backend="m", kind="status")
@@ -103,7 +53,7 @@ def test_an_answer_no_vllm_gives_is_a_bad_gateway(fake: FakeBackend, gateway: Ga
     assert gateway.metric("switchyard_upstream_errors_total", backend="m", kind="status") == counted + 1
 
 
-def test_a_backends_error_sent_as_a_stream_reaches_the_client_as_an_error(fake: FakeBackend,
+def test_a_backends_error_sent_as_a_stream_reaches_the_client_as_an_error(fake: CannedBackend,
                                                                          gateway: GatewayServer) -> None:
     fake.canned = Canned(status=400, content_type=SSE, body=b'{"error": {"message": "bad temperature"}}')
     response = chat(gateway, stream=True)
@@ -111,7 +61,7 @@ def test_a_backends_error_sent_as_a_stream_reaches_the_client_as_an_error(fake: 
     assert response.json()["error"]["message"] == "bad temperature"
 
 
-def test_a_backends_retry_after_is_passed_on(fake: FakeBackend, gateway: GatewayServer) -> None:
+def test_a_backends_retry_after_is_passed_on(fake: CannedBackend, gateway: GatewayServer) -> None:
     fake.canned = Canned(status=429, body=b'{"error": {"message": "slow down"}}', headers={"Retry-After": "7"})
     response = chat(gateway)
     assert response.status_code == 429 and response.headers["retry-after"] == "7"

@@ -4,6 +4,7 @@ a client gone before the relay started, a strategy failing after the relay, a cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Iterator
 from typing import Any
@@ -16,9 +17,18 @@ import service.api.replies
 from service.app import create_app
 from service.config import parse_settings
 from service.gateway import Gateway
-from service.http_protocol import CONNECTION_LOST
+from service.http_protocol import CONNECTION_LOST, GuardedHttpToolsProtocol
 from service.types import GatewayRequest, Reply
-from tests.harness import GatewayServer, SimProcess, direct_config, metric_value, sims, wait_until
+from tests.harness import (
+    Canned,
+    CannedBackend,
+    GatewayServer,
+    SimProcess,
+    direct_config,
+    metric_value,
+    sims,
+    wait_until,
+)
 
 STREAM = orjson.dumps({"model": "m", "stream": True, "max_tokens": 50,
                        "messages": [{"role": "user", "content": "hi"}]})
@@ -114,3 +124,28 @@ def test_a_client_that_stops_reading_loses_its_stream_after_the_deadline(monkeyp
             replica = gateway.gateway.pool.replicas("m")[0]
             wait_until(lambda: replica.in_flight == 0, timeout=10, what="the stream given up")
             assert gateway.metric("switchyard_requests_total", model="m", status="408") == 1
+
+
+def test_a_client_that_reads_nothing_of_a_whole_answer_loses_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer handed to the transport in whole is done for the handler; the bytes the client leaves unread
+    would otherwise stay in the gateway's memory for as long as it keeps the connection open."""
+    monkeypatch.setattr(GuardedHttpToolsProtocol, "unsent_timeout_s", 0.3)
+    backend = CannedBackend()
+    backend.canned = Canned(body=b'{"text": "%s"}' % (b"x" * (16 << 20)))  # far more than the sockets hold
+    try:
+        with GatewayServer(direct_config({"m": [backend.url]})) as gateway, socket.socket() as client:
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            client.connect(("127.0.0.1", gateway.port))
+            body = orjson.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+            client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway\r\nContent-Type: application/json"
+                           b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            assert client.recv(16).startswith(b"HTTP/1.1 200")  # the answer started; now nothing more is read
+            connections = gateway.server.server_state.connections
+            wait_until(lambda: not connections, timeout=10, what="the connection aborted")
+            received = 16
+            with contextlib.suppress(ConnectionResetError):
+                while chunk := client.recv(1 << 20):
+                    received += len(chunk)
+            assert received < 16 << 20  # the rest was dropped, not sent
+    finally:
+        backend.close()
