@@ -195,7 +195,8 @@ class Dispatcher:
             kind, mapped = "status", UpstreamError(str(error))
         elif isinstance(error, _Refusal):  # one replica misconfigured (e.g. mid-rollout) must not take a share
             kind, mapped = "status", UpstreamError(str(error))
-            self._refusals.warning("%s on %s: check its api_key and model", error, replica.url)
+            self._refusals.warning("%s on %s: check its api_key and model", error, replica.url,
+                                   key=replica.url)
         elif isinstance(error, UpstreamConnectionError):
             kind, mapped = "connection", UpstreamError(f"connection to a replica of {replica.backend!r} failed")
         else:

@@ -69,7 +69,7 @@ class DnsDiscovery:
                 await self.refresh(backend)
             except Exception as error:  # noqa: BLE001 - whatever went wrong, keep following the name
                 self._failures.warning("discovery of %s failed (%s: %s); trying again in %g s", backend.name,
-                                       type(error).__name__, error, backend.discovery_interval_s)
+                                       type(error).__name__, error, backend.discovery_interval_s, key=backend.name)
 
     async def refresh(self, backend: Backend, *, watched: bool = True) -> None:
         """Make the backend's replicas the addresses its URLs resolve to now; with `watched`, have the monitor
@@ -78,7 +78,7 @@ class DnsDiscovery:
             urls = [url for seed in backend.replicas for url in await self._urls(str(seed))]
         except (OSError, UnicodeError) as error:  # socket.gaierror included: the name does not resolve (now)
             self._failures.warning("discovery of %s: %s; keeping its %d replicas", backend.name, error,
-                                   len(self.pool.replicas(backend.name)))
+                                   len(self.pool.replicas(backend.name)), key=backend.name)
             return
         if not urls:
             return

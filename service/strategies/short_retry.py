@@ -22,6 +22,7 @@ import orjson
 
 from service.errors import GatewayError
 from service.strategies.sse import DATA, event_json, events_of, sse
+from service.throttled_log import ThrottledLog
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 RETRY_HEADER = "x-switchyard-thinking-retry"
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 log = logging.getLogger(__name__)
+_trouble = ThrottledLog(log)  # a member or backend failing on every request logs once per 30 s
 
 
 def _cut_answer(data: bytes) -> dict[str, Any] | None:
@@ -58,10 +60,10 @@ async def ask_short(
     try:
         reply = await dispatcher.relay(request, replace(decision, body=short_body))
     except GatewayError as error:
-        log.warning("short retry on %s failed: %s", decision.backend, error)
+        _trouble.warning("short retry on %s failed: %s", decision.backend, error, key=decision.backend)
         return None
     if reply.status != 200:
-        log.warning("short retry on %s answered %d", decision.backend, reply.status)
+        _trouble.warning("short retry on %s answered %d", decision.backend, reply.status, key=decision.backend)
         reply.close()
         return None
     return reply
@@ -83,7 +85,7 @@ def combined(cut: Reply, cut_answer: dict[str, Any], short: Reply) -> Reply | No
     except orjson.JSONDecodeError:
         answer = None
     if not isinstance(answer, dict):
-        log.warning("short retry answered something other than a JSON object")
+        _trouble.warning("short retry answered something other than a JSON object")
         return None
     add_usage(answer.get("usage"), cut_answer.get("usage"))
     return replace(short, body=orjson.dumps(answer), headers={**short.headers, RETRY_HEADER: "short"},

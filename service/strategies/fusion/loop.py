@@ -29,9 +29,11 @@ from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, S
 from service.strategies.fusion.scoring import TokenScores, average_perplexity, perplexity, select
 from service.strategies.fusion.segments import aligned_cut
 from service.strategies.fusion.speculation import Speculation
+from service.throttled_log import ThrottledLog
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
+_trouble = ThrottledLog(log)  # a member or backend failing on every request logs once per 30 s
 
 # A member's 4xx statuses that blame the request (a prompt over its context window, messages its chat
 # template refuses), not the member.
@@ -147,7 +149,8 @@ class MemberSet:
         finally:
             self.stats.call_ended()
         if solo:
-            log.warning("fusion member %s could not answer alone: %s", member.backend, failure.message)
+            _trouble.warning("fusion member %s could not answer alone: %s", member.backend, failure.message,
+                             key=member.backend)
         else:
             self.drop(member, failure)
         return None
@@ -157,7 +160,8 @@ class MemberSet:
             self.active.remove(member)
             self.stats.dropped.append(member.backend)
             self.errors.append(error)
-            log.warning("fusion member %s dropped for the rest of the answer: %s", member.backend, error.message)
+            _trouble.warning("fusion member %s dropped for the rest of the answer: %s", member.backend,
+                             error.message, key=member.backend)
             for listener in self.on_drop:
                 listener(member)
 
