@@ -185,7 +185,6 @@ class Dispatcher:
         """Classify a failed attempt, update the replica's state and return the error to raise."""
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
-        settings = self.settings.dispatch
         if isinstance(error, UpstreamConnectError):
             kind, mapped = "connect", UpstreamError(f"cannot connect to a replica of {replica.backend!r}")
             replica.healthy = False  # passive marking: the next health check may readmit it
@@ -201,8 +200,7 @@ class Dispatcher:
             kind, mapped = "connection", UpstreamError(f"connection to a replica of {replica.backend!r} failed")
         else:
             return error
-        self.metrics.upstream_errors.labels(replica.backend, replica.url, kind).inc()
-        replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s)
+        self._count_failure(replica, kind, mapped.message)
         return mapped
 
     async def _relay_stream(self, response: Response, replica: Replica, reply: Reply,
@@ -252,9 +250,17 @@ class Dispatcher:
     def _stream_broke(self, replica: Replica, message: str = "the backend stream broke off") -> bytes:
         """Count a stream that broke off, went silent or ended unfinished against its replica; the event that
         ends it."""
-        self.metrics.upstream_errors.labels(replica.backend, replica.url, "stream").inc()
-        replica.record_failure(self.settings.dispatch.breaker_failures, self.settings.dispatch.breaker_cooldown_s)
+        self._count_failure(replica, "stream", message)
         return sse_error_event(UpstreamError(message))
+
+    def _count_failure(self, replica: Replica, kind: str, message: str) -> None:
+        """Count a failed request against its replica; log the circuit breaker's ejection where it ejects it."""
+        self.metrics.upstream_errors.labels(replica.backend, replica.url, kind).inc()
+        settings = self.settings.dispatch
+        if replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s):
+            log.warning("replica %s of %s ejected for %.3g s after %d failed requests in a row (the last: %s)",
+                        replica.url, replica.backend, replica.ejected_until - time.monotonic(),
+                        replica.consecutive_failures, message)
 
 
 def _retry_after(headers: Mapping[str, str]) -> dict[str, str]:

@@ -80,11 +80,13 @@ class ReplicaMonitor:
         refused = False
         try:
             status, _ = await self._get(replica, "/health", self.pool.settings.health_timeout_s)
-            ok = status == 200
+            ok, why = status == 200, f"answered {status}"
         except UpstreamConnectError:
-            ok, refused = False, True
-        except (TimeoutError, UpstreamConnectionError):
-            ok = False
+            ok, refused, why = False, True, "refused the connection"
+        except TimeoutError:
+            ok, why = False, f"did not answer within {self.pool.settings.health_timeout_s:g} s"
+        except UpstreamConnectionError:
+            ok, why = False, "dropped the connection"
         if ok:
             replica.failed_checks = 0
             if not replica.healthy and time.monotonic() >= replica.ejected_until:
@@ -96,7 +98,7 @@ class ReplicaMonitor:
         else:
             replica.failed_checks += 1
             if replica.healthy and (refused or replica.failed_checks >= self.pool.settings.health_failures):
-                log.warning("replica %s of %s failed its health check", replica.url, replica.backend)
+                log.warning("replica %s of %s failed its health check: it %s", replica.url, replica.backend, why)
                 replica.healthy = False
         self.publish(replica)
 

@@ -59,7 +59,7 @@ def test_a_hung_replica_does_not_stall_the_other() -> None:
             assert gw.metric("switchyard_overhead_seconds_bucket", model="m", le="0.25") == 24
 
 
-def test_failing_replica_is_ejected_and_readmitted_after_health_checks() -> None:
+def test_failing_replica_is_ejected_and_readmitted_after_health_checks(caplog: pytest.LogCaptureFixture) -> None:
     with sims("m", "m") as (bad, good):
         config = direct_config({"m": [bad.url, good.url]}, dispatch={"breaker_failures": 2, "retries": 1,
                                                                       "breaker_cooldown_s": 0.5})
@@ -77,6 +77,9 @@ def test_failing_replica_is_ejected_and_readmitted_after_health_checks() -> None
                     break
             assert bad_failures() == 2
             assert gw.gateway.pool.replicas("m")[0].ejected_until > 0, "the breaker ejected the bad replica"
+            assert [r.getMessage() for r in caplog.records if "ejected" in r.getMessage()] == [
+                f"replica {bad.url} of m ejected for 0.5 s after 2 failed requests in a row (the last: backend 'm' "
+                "answered 500: injected fault)"]
             bad.set_fault("none")
             wait_until(lambda: gw.metric("switchyard_replica_healthy", replica=bad.url) == 1,
                        what="replica readmitted after cool-down")
