@@ -24,6 +24,10 @@ class DecisionCache(ABC):
     async def start(self) -> None:
         """Connect (if there is anything to connect to)."""
 
+    def describe(self) -> str:
+        """What the cache is, for the start-up log."""
+        return type(self).__name__
+
     async def close(self) -> None:
         """Release connections."""
 

@@ -20,6 +20,9 @@ class MemoryCache(DecisionCache):
         self.ttl_s = ttl_s
         self._entries: OrderedDict[str, tuple[float, Any]] = OrderedDict()
 
+    def describe(self) -> str:
+        return f"in-process, at most {self.max_entries} entries"
+
     async def _get(self, key: str) -> Any | None:
         entry = self._entries.get(key)
         if entry is None:

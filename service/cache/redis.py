@@ -54,9 +54,23 @@ class RedisCache(DecisionCache):
             retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError], health_check_interval=0,
         )
         self._warn = ThrottledLog(log)
+        self._failing = False  # the last call failed: the next one that succeeds says Redis is back
         # At most `max_connections` calls at once: a burst waits for a free connection (within `timeout_s`)
         # instead of the pool refusing it, which would read as Redis being down.
         self._slots = asyncio.Semaphore(max_connections)
+
+    async def start(self) -> None:
+        """Ask Redis once, so that a wrong address or password shows in the start-up log, not at the first
+        request; the gateway starts either way (the cache fails open)."""
+        try:
+            await self._call(self.client.ping)
+        except Exception as error:  # noqa: BLE001 - logged by `_trouble`; Redis may come up later
+            self._trouble("check", error)
+
+    def describe(self) -> str:
+        where = self.client.connection_pool.connection_kwargs
+        place = where.get("path") or f"{where.get('host')}:{where.get('port')}"
+        return f"Redis at {place}, db {where.get('db', 0)}{'' if self._failing else ', answering'}"
 
     async def close(self) -> None:
         await self.client.aclose()
@@ -86,16 +100,21 @@ class RedisCache(DecisionCache):
         try:
             async with asyncio.timeout(self.timeout_s), self._slots:
                 connected = True
-                return await command()
+                result = await command()
         except TimeoutError:
             if connected:
                 raise
             raise RedisBusy(f"no free connection within {self.timeout_s:g} s") from None
+        if self._failing:
+            self._failing = False
+            log.info("decision cache: Redis answers again")
+        return result
 
     def _trouble(self, operation: str, error: Exception) -> None:
         # Redis unreachable or slow: leave it alone a while. A command it refused (a write over maxmemory, a
         # read-only replica) says nothing about the next read.
         if isinstance(error, TimeoutError | RedisConnectionError | RedisTimeoutError):
             self._down_until = self.clock() + self.retry_after_s
+            self._failing = True
         self._warn.warning("decision cache %s failed (%s: %s); deciding without the cache", operation,
                            type(error).__name__, error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 
 import orjson
@@ -12,7 +13,7 @@ from service.cache import MemoryCache, RedisCache, decision_key
 from service.cache.base import cached, numbers_under
 from service.cache.keys import normalise
 from service.metrics import Metrics
-from tests.harness import RedisServer, metric_value
+from tests.harness import RedisServer, free_port, metric_value
 
 
 def test_key_depends_on_content_versions_and_not_on_spacing() -> None:
@@ -57,9 +58,12 @@ async def test_redis_cache_round_trip_and_ttl(redis_server: RedisServer) -> None
 
 
 async def test_redis_down_fails_open_and_recovers(redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="service.cache.redis")
     metrics = Metrics()
     now = [0.0]
     cache = RedisCache(metrics, redis_server.url, ttl_s=60, timeout_s=0.2, retry_after_s=1.0, clock=lambda: now[0])
+    await cache.start()
+    assert cache.describe().endswith(", db 0, answering") and not caplog.records
     await cache.set("k", 1)
     redis_server.stop()
     assert await cache.get("k") == (None, "error")
@@ -72,6 +76,15 @@ async def test_redis_down_fails_open_and_recovers(redis_server: RedisServer, cap
     await cache.set("k", 3)
     assert await cache.get("k") == (3, "hit")
     assert metric_value(metrics.render().decode(), "switchyard_cache_requests_total", result="error") == 3
+    assert [r.message for r in caplog.records].count("decision cache: Redis answers again") == 1
+    await cache.close()
+
+
+async def test_a_redis_down_at_start_is_logged_and_the_cache_starts_anyway(caplog: pytest.LogCaptureFixture) -> None:
+    cache = RedisCache(Metrics(), f"redis://127.0.0.1:{free_port()}/0", ttl_s=60, timeout_s=0.5)
+    await cache.start()
+    assert cache.describe().startswith("Redis at 127.0.0.1:") and not cache.describe().endswith("answering")
+    assert any(r.message.startswith("decision cache check failed") for r in caplog.records)
     await cache.close()
 
 
