@@ -14,7 +14,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    GCCollector,
     Histogram,
+    PlatformCollector,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
 )
@@ -25,13 +28,17 @@ disable_created_metrics()
 # Up to the longest stream a backend may run (`timeouts.total_s`, 600 s by default).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "connection", "stream")  # of switchyard_upstream_errors
-FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+# Up to a router or switcher decision queued behind a full batch on a slow CPU.
+FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # The process's own: memory, CPU time, open file descriptors (`process_*`), Python's GC and version.
+        for collector in (ProcessCollector, PlatformCollector, GCCollector):
+            collector(registry=r)
         # Requests and latency.
         self.requests = Counter(
             "switchyard_requests", "Requests answered, by public model, backend and HTTP status.",

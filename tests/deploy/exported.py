@@ -39,7 +39,8 @@ def exposition_names(exposition: str) -> set[str]:
 def gateway_metrics() -> dict[str, frozenset[str]]:
     """Scraped sample name -> label names, for every metric declared in service.metrics."""
     exported = {}
-    for collector in vars(Metrics()).values():
+    metrics = Metrics()
+    for collector in vars(metrics).values():
         if isinstance(collector, MetricWrapperBase):
             (family,) = collector.describe()
             # Declared label names live on the wrapper; prometheus_client has no public accessor.
@@ -47,6 +48,10 @@ def gateway_metrics() -> dict[str, frozenset[str]]:
             base = family.name + ("_total" if family.type == "counter" else "")
             for suffix in SAMPLE_SUFFIXES[family.type]:
                 exported[base + suffix] = labels | ({"le"} if suffix == "_bucket" else set())
+    for family in metrics.registry.collect():  # the process's own (`process_*`, `python_*`): always sampled
+        if not family.name.startswith("switchyard_"):
+            for sample in family.samples:
+                exported[sample.name] = exported.get(sample.name, frozenset()) | frozenset(sample.labels)
     return exported
 
 
