@@ -103,7 +103,15 @@ class Dispatcher:
     async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool,
                    extra_headers: bytes = b"") -> Reply:
         """The answer of a replica of `backend_name`; on failure before anything was relayed, another's.
-        `extra_headers`: ready-encoded header lines sent besides the backend's own."""
+        `extra_headers`: ready-encoded header lines sent besides the backend's own. A `GatewayError` raised
+        names the backend (`backend`), for the request's metrics."""
+        try:
+            return await self._send(backend_name, path, payload, stream, extra_headers)
+        except GatewayError as error:
+            error.backend = error.backend or backend_name
+            raise
+
+    async def _send(self, backend_name: str, path: str, payload: bytes, stream: bool, extra_headers: bytes) -> Reply:
         backend = self.backends[backend_name]
         settings = self.settings.dispatch
         tried: list[Replica] = []

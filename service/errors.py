@@ -28,6 +28,7 @@ class GatewayError(Exception):
     type = "internal_error"
     code: str | None = None
     headers: dict[str, str] = {}  # sent with the error response (read-only; an instance may set its own)
+    backend = ""  # the backend whose failure this is, where one is (the request's metrics name it)
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -94,7 +95,9 @@ class BackendRejected(GatewayError):
     def of(cls, backend: str, status: int, raw: bytes) -> BackendRejected:
         """From a backend's 4xx body (any shape `relayed_error` reads)."""
         error = relayed_error(status, raw)
-        return cls(status, f"backend {backend!r} rejected the request: {error['message']}", param=error["param"])
+        rejected = cls(status, f"backend {backend!r} rejected the request: {error['message']}", param=error["param"])
+        rejected.backend = backend
+        return rejected
 
 
 class UpstreamError(GatewayError):

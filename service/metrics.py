@@ -43,6 +43,9 @@ class Metrics:
         self.requests = Counter(
             "switchyard_requests", "Requests answered, by public model, backend and HTTP status.",
             ["model", "backend", "status"], registry=r)
+        self.refused = Counter(
+            "switchyard_refused_requests", "Requests refused before a public model took them (a bad key, body, "
+            "method or model name), by path and HTTP status.", ["path", "status"], registry=r)
         self.request_duration = Histogram(
             "switchyard_request_duration_seconds", "End-to-end request latency seen by the gateway.",
             ["model"], buckets=LATENCY_BUCKETS, registry=r)

@@ -58,6 +58,7 @@ class HotPath:
         self.lifespan = lifespan
         self.max_body_bytes = gateway.settings.server.max_body_bytes
         self.model_metrics = {m.name: ModelMetrics(gateway.metrics, m.name) for m in gateway.settings.models}
+        self.refused = gateway.metrics.refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -68,14 +69,15 @@ class HotPath:
         rid = request_id(headers.get(REQUEST_ID))
         send = _with_request_id(send, rid)
         try:
-            if scope["method"] != "POST":
-                raise MethodNotAllowed(f"{scope['method']} {path}: use POST")
-            self.auth.check(path, headers.get("authorization", ""))
-            raw = await read_json_body(headers, receive, self.max_body_bytes)
+            try:
+                request, route = await self._accept(scope, receive, headers, rid)
+            except GatewayError as error:
+                self.refused.labels(path, str(error.status)).inc()
+                raise
             if path == "/v1/route":
-                await self._route(raw, rid, send)
+                await self._route(request, route, send)
             else:
-                await self._serve(ENDPOINTS[path], raw, rid, scope, receive, send)
+                await self._serve(request, route, scope, receive, send)
         except GatewayError as error:
             await send_error(send, error)
         except ClientDisconnected:
@@ -84,27 +86,32 @@ class HotPath:
             log.exception("unexpected error on %s %s", scope["method"], path)
             await send_body(send, 500, INTERNAL_ERROR_BODY, _JSON)
 
-    def _parse(self, endpoint: Endpoint | None, raw: bytes, rid: str) -> tuple[GatewayRequest, Route]:
-        parsed = validate_request(endpoint, raw, self.gateway.limits)
+    async def _accept(self, scope: Scope, receive: Receive, headers: dict[str, str],
+                      rid: str) -> tuple[GatewayRequest, Route]:
+        """The request and the public model that takes it; a `GatewayError` where it is refused first."""
+        path = scope["path"]
+        if scope["method"] != "POST":
+            raise MethodNotAllowed(f"{scope['method']} {path}: use POST")
+        self.auth.check(path, headers.get("authorization", ""))
+        raw = await read_json_body(headers, receive, self.max_body_bytes)
+        parsed = validate_request(ENDPOINTS[path], raw, self.gateway.limits)
         route = self.gateway.resolve(parsed.public_model)
         tradeoff = parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff
         return GatewayRequest(endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body,
                               stream=parsed.stream, tradeoff=tradeoff, request_id=rid), route
 
-    async def _serve(self, endpoint: Endpoint | None, raw: bytes, rid: str, scope: Scope, receive: Receive,
+    async def _serve(self, request: GatewayRequest, route: Route, scope: Scope, receive: Receive,
                      send: Send) -> None:
-        request, route = self._parse(endpoint, raw, rid)
         recorder = RequestRecorder(self.model_metrics[route.public_model])
         try:
             reply = await unless_disconnected(scope, receive, route.strategy.respond(request, self.gateway.dispatcher))
         except BaseException as error:  # recorded however the request ended, re-raised to be answered
-            recorder.finish(_error_status(error), "", 0.0)
+            recorder.finish(_error_status(error), getattr(error, "backend", ""), 0.0)
             raise
         await send_reply(scope, receive, send, reply, recorder)
 
-    async def _route(self, raw: bytes, rid: str, send: Send) -> None:
+    async def _route(self, request: GatewayRequest, route: Route, send: Send) -> None:
         """The decision for a chat or completion body, with every candidate's score, without generating."""
-        request, route = self._parse(None, raw, rid)
         decision = await route.strategy.decide(request)
         body = orjson.dumps({
             "model": route.public_model, "strategy": decision.strategy, "backend": decision.backend,

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.harness import Canned, CannedBackend, GatewayServer, direct_config
+from tests.harness import Canned, CannedBackend, GatewayServer, direct_config, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +46,15 @@ def test_an_answer_no_vllm_gives_is_a_bad_gateway(fake: CannedBackend, gateway: 
                                                    stream: bool, says: str) -> None:
     fake.canned = canned
     counted = gateway.metric("switchyard_upstream_errors_total", backend="m", kind="status")
+    answered = gateway.metric("switchyard_requests_total", model="m", backend="m", status="502")
     response = chat(gateway, stream=stream)
     assert response.status_code == 502, response.text
     assert response.headers["content-type"] == "application/json"
     assert says in response.json()["error"]["message"]
     assert gateway.metric("switchyard_upstream_errors_total", backend="m", kind="status") == counted + 1
+    # Counted against the backend that failed (the recorder finishes after the answer has left).
+    wait_until(lambda: gateway.metric("switchyard_requests_total", model="m", backend="m", status="502")
+               == answered + 1, what="the 502 counted against m")
 
 
 def test_a_backends_error_sent_as_a_stream_reaches_the_client_as_an_error(fake: CannedBackend,

@@ -63,6 +63,20 @@ def test_wrong_key_is_401(locked_gateway: GatewayServer) -> None:
     assert_error(post(locked_gateway, CHAT, key="sk-wrong"), 401, says="invalid API key")
 
 
+def test_requests_refused_before_a_model_takes_them_are_counted_by_path_and_status(
+        locked_gateway: GatewayServer) -> None:
+    def refused(path: str, status: str) -> float:
+        return locked_gateway.metric("switchyard_refused_requests_total", path=path, status=status)
+
+    before = {key: refused(*key) for key in [("/v1/chat/completions", "401"), ("/v1/chat/completions", "404"),
+                                              ("/v1/route", "400"), ("/v1/completions", "405")]}
+    assert post(locked_gateway, CHAT, key="sk-wrong").status_code == 401
+    assert post(locked_gateway, {**CHAT, "model": "nope"}).status_code == 404
+    assert post(locked_gateway, {"model": "sim-a"}, path="/v1/route").status_code == 400
+    assert httpx.get(locked_gateway.url + "/v1/completions").status_code == 405
+    assert {key: refused(*key) - count for key, count in before.items()} == dict.fromkeys(before, 1)
+
+
 def test_public_paths_need_no_key(locked_gateway: GatewayServer) -> None:
     for path in ("/health", "/ready", "/metrics"):
         assert httpx.get(locked_gateway.url + path).status_code == 200, path
