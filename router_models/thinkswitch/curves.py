@@ -116,11 +116,12 @@ def within_budget(
     curve: list[Row], outcomes: Outcomes, max_long_share: float, max_token_ratio: float
 ) -> list[Row]:
     """The curve points with long share ≤ `max_long_share` and, where token counts exist, mean tokens ≤
-    `max_token_ratio` × always-long's (at least the all-short point)."""
+    `max_token_ratio` × always-long's (at least the all-short point). A point with τ < 0 is never one: it
+    would send questions long that the switcher predicts long mode does worse on, just to spend the budget."""
     long_tokens = baselines(outcomes)["always_long"]["mean_tokens"]
 
     def affordable(row: Row) -> bool:
-        if row["long_share"] > max_long_share + 1e-12:
+        if row["long_share"] > max_long_share + 1e-12 or row.get("tau", 0.0) < 0:
             return False
         tokens = row["mean_tokens"]
         return long_tokens is None or tokens is None or tokens <= max_token_ratio * long_tokens

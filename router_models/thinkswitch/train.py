@@ -339,5 +339,9 @@ def train_command(args: argparse.Namespace) -> int:
             f"(short {s['always_short']['accuracy']:.4f}, long {s['always_long']['accuracy']:.4f}), "
             f"long share {s['chosen']['long_share']:.2f}"
         )
+        if s["chosen"]["accuracy"] < s["always_short"]["accuracy"] - 1e-9:
+            print(f"warning: {name}: on held-out predictions the switcher is less accurate than always-short: "
+                  "it found no questions that gain from thinking (more data, or answers of more samples, may help)",
+                  file=sys.stderr)
     print(f"wrote {args.out} (version {version}, default τ {result.default_tau:+.4f})")
     return 0

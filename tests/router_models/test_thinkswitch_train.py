@@ -54,6 +54,9 @@ def test_tau_rules_spend_the_budget_or_take_the_most_accurate_point() -> None:
     assert tau_point(curve, outcomes, TrainOptions(max_long_share=1.0, max_token_ratio=0.4))["long_share"] == 0.25
     # nothing affordable but all-short: all-short
     assert tau_point(curve, outcomes, TrainOptions(max_long_share=0.1))["long_share"] == 0.0
+    # a budget larger than the questions the switcher predicts a gain on is not spent on the others
+    negative = sweep(np.array([0.4, 0.3, -0.2, -0.1]), outcomes)
+    assert tau_point(negative, outcomes, TrainOptions(max_long_share=1.0, max_token_ratio=1.0))["tau"] == 0.3
 
 
 def test_an_unknown_tau_rule_is_refused_before_training(tmp_path: Path) -> None:
