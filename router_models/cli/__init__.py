@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from router_models.errors import InputError
@@ -20,6 +22,27 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def temperature(text: str) -> float:
+    """An argparse type: a sampling temperature, a finite number of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
+    return value
+
+
+def check_output_file(flag: str, path: str | Path) -> None:
+    """Raise `InputError` where `path` cannot be written as a file (a folder, or in a folder that does not
+    exist): checked before minutes of work, not after."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{flag} {path}: is a folder, not a file")
+    if not path.resolve().parent.is_dir():
+        raise InputError(f"{flag} {path}: folder {path.parent} does not exist")
 
 
 def key_from_env(variable: str | None) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from router_models.cli import key_from_env, positive_int
+from router_models.cli import check_output_file, key_from_env, positive_int, temperature
 from router_models.errors import InputError
 
 
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-tokens", type=positive_int, default=1024, help="generation cap per answer (default 1024)"
     )
-    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    parser.add_argument("--temperature", type=temperature, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
     parser.set_defaults(func=run)
 
@@ -48,8 +48,11 @@ def run(args: argparse.Namespace) -> int:
     names = [endpoint.name for endpoint in endpoints]
     if repeated := sorted({name for name in names if names.count(name) > 1}):
         raise InputError(f"--model: candidates named more than once: {', '.join(repeated)}")
-    prompts = read_prompts(args.prompts)
     out = Path(args.out)
+    check_output_file("--out", out)
+    prompts = read_prompts(args.prompts)
+    if not prompts:
+        raise InputError(f"no prompts in {args.prompts}")
     finished = done_ids(out)
     pending = len([p for p in prompts if p["id"] not in finished])
     options = CollectOptions(args.max_tokens, args.temperature, args.concurrency)

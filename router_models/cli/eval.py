@@ -6,10 +6,9 @@ import argparse
 import functools
 import importlib
 import math
-from pathlib import Path
 from typing import Any
 
-from router_models.cli import option_defaults, refuse_given
+from router_models.cli import check_output_file, option_defaults, refuse_given
 
 ROUTER_EVAL = "router_models.evaluate:eval_command"
 SWITCHER_EVAL = "router_models.thinkswitch.evaluate:eval_command"
@@ -48,8 +47,8 @@ def run(args: argparse.Namespace, switcher_options: dict[str, Any]) -> int:
         raise InputError(f"--target-drop: expected a finite number of points, got {args.target_drop}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot {args.plot}: the plot is a PNG image, its name must end in .png")
-    for flag, path in (("--json", args.json), ("--plot", args.plot)):  # before minutes of scoring, not after
-        if path and not Path(path).resolve().parent.is_dir():
-            raise InputError(f"{flag} {path}: folder {Path(path).parent} does not exist")
+    for flag, path in (("--json", args.json), ("--plot", args.plot)):
+        if path:
+            check_output_file(flag, path)
     module_name, function_name = (SWITCHER_EVAL if args.switcher else ROUTER_EVAL).split(":")
     return int(getattr(importlib.import_module(module_name), function_name)(args) or 0)

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from router_models import answers
-from router_models.cli import key_from_env, positive_int
+from router_models.cli import check_output_file, key_from_env, positive_int, temperature
 from router_models.errors import DataFormatError, InputError
-from router_models.jsonl import json_lines
+from router_models.jsonl import json_lines, open_text
 from router_models.thinkswitch.data import MODES
 
 # How each reasoning family is told to think (long) or not (short): extra fields merged into the request body.
@@ -205,6 +205,21 @@ def aggregate(
                     "meta": {"family": family, "temperature": temperature},
                 }
             )
+    return all_or_no_token_counts(lines)
+
+
+def all_or_no_token_counts(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`lines` with no token counts in a benchmark where some answers came without them (a reply without
+    `usage`): the dataset format takes a benchmark's token counts for all its questions or none."""
+    lacking = {line["benchmark"] for line in lines
+               if any(mode["mean_tokens"] is None for mode in line["modes"].values())}
+    for name in sorted(lacking):
+        print(f"warning: {name}: some answers came without usage.completion_tokens; the benchmark is written "
+              "without token counts", file=sys.stderr)
+    for line in lines:
+        if line["benchmark"] in lacking:
+            for mode in line["modes"].values():
+                mode["mean_tokens"] = None
     return lines
 
 
@@ -292,8 +307,14 @@ async def collect(
                 disable=not progress,
             )
     lines = aggregate(questions, read_journal(journal), model, max_tokens, family, temperature)
-    await asyncio.to_thread(out.write_text, "".join(json.dumps(line) + "\n" for line in lines))
+    await asyncio.to_thread(write_dataset, out, lines)
     return lines, failed
+
+
+def write_dataset(out: Path, lines: list[dict[str, Any]]) -> None:
+    """The dataset lines as JSONL, gzipped where `out` ends in `.gz`."""
+    with open_text(out, "wt") as sink:
+        sink.writelines(json.dumps(line) + "\n" for line in lines)
 
 
 def register(subparsers: Any) -> None:
@@ -326,7 +347,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-tokens", type=positive_int, default=2048, help="generation cap per answer (default 2048)"
     )
-    parser.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default 0)")
+    parser.add_argument("--temperature", type=temperature, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight (default 8)")
     key = parser.add_mutually_exclusive_group()
     key.add_argument(
@@ -349,6 +370,7 @@ def api_key(args: argparse.Namespace) -> str | None:
 
 
 def collect_command(args: argparse.Namespace) -> int:
+    check_output_file("--out", args.out)
     questions = read_questions(args.questions, args.benchmark)
     if not questions:
         raise InputError(f"no questions in {args.questions}")

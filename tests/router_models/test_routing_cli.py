@@ -224,6 +224,17 @@ def test_an_output_folder_that_does_not_exist_is_refused_before_scoring(sample_p
         assert switchyard("eval", "--router", str(tmp_path / "none"), "--data", str(sample_path), flag,
                           str(missing)) == (
             2, f"switchyard eval: {flag} {missing}: folder {missing.parent} does not exist\n")
+        folder = tmp_path / "a-folder.png"
+        folder.mkdir(exist_ok=True)
+        assert switchyard("eval", "--router", str(tmp_path / "none"), "--data", str(sample_path), flag,
+                          str(folder)) == (2, f"switchyard eval: {flag} {folder}: is a folder, not a file\n")
+
+
+def test_collecting_no_prompts_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "empty.jsonl").write_text("")
+    assert switchyard("collect", "--prompts", str(tmp_path / "empty.jsonl"), "--model", "m=http://127.0.0.1:9/v1",
+                      "--out", str(tmp_path / "o.jsonl")) == (
+        2, f"switchyard collect: no prompts in {tmp_path / 'empty.jsonl'}\n")
 
 
 def test_routers_with_the_same_candidates_in_another_order_are_compared_column_by_name(

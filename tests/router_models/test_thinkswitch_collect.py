@@ -36,6 +36,7 @@ class FakeEndpoint:
         self.bodies: list[dict[str, Any]] = []
         self.fail_first = 0
         self.refuse = ""  # questions containing this text get a 400
+        self.no_usage = ""  # questions containing this text are answered without `usage`
 
     async def chat(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -56,18 +57,18 @@ class FakeEndpoint:
             else f"So the total is {answer}."
         )
         tokens = 400 if thinking else 50
-        return web.json_response(
-            {
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": content},
-                        "finish_reason": "length" if tokens >= body["max_tokens"] else "stop",
-                    }
-                ],
-                "usage": {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens},
-            }
-        )
+        reply: dict[str, Any] = {
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": "length" if tokens >= body["max_tokens"] else "stop",
+                }
+            ],
+        }
+        if not (self.no_usage and self.no_usage in question):
+            reply["usage"] = {"prompt_tokens": 10, "completion_tokens": tokens, "total_tokens": 10 + tokens}
+        return web.json_response(reply)
 
 
 @pytest.fixture
@@ -236,3 +237,33 @@ def test_a_rerun_with_other_settings_is_refused(endpoint: tuple[str, FakeEndpoin
     assert switchyard(*command, "--family", "reasoning-effort", "--max-tokens", "300")[0] == 2
     assert len(fake.bodies) == asked and len(read_journal(journal)) == 4
     assert switchyard(*command, "--max-tokens", "300")[0] == 0 and len(fake.bodies) == asked  # the same: resumed
+
+
+async def test_a_gz_dataset_is_gzipped_and_a_benchmark_with_missing_usage_has_no_token_counts(
+        endpoint: tuple[str, FakeEndpoint], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url, fake = endpoint
+    fake.no_usage = "1,000"  # q2's answers come without usage: the dataset takes all counts or none
+    out = tmp_path / "collected.jsonl.gz"
+    await collect(QUESTIONS, url, "toy-model", out, progress=False)
+    assert out.read_bytes()[:2] == b"\x1f\x8b"
+    records = read_records(out)  # the loader refuses a benchmark with some counts missing
+    assert [r.short.mean_tokens for r in records] == [None, None]
+    assert "toy: some answers came without usage.completion_tokens" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--out", "FOLDER"], "switchyard thinkswitch-collect: --out FOLDER: is a folder, not a file"),
+    (["--out", "FOLDER/none/o.jsonl"], "switchyard thinkswitch-collect: --out FOLDER/none/o.jsonl: folder "
+     "FOLDER/none does not exist"),
+    (["--out", "FOLDER/o.jsonl", "--temperature", "nan"], "switchyard thinkswitch-collect: error: argument "
+     "--temperature: must be a finite number of at least 0, got nan"),
+])
+def test_an_unusable_out_or_temperature_is_refused_before_asking(
+        endpoint: tuple[str, FakeEndpoint], tmp_path: Path, flags: list[str], message: str) -> None:
+    url, fake = endpoint
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(q.__dict__) + "\n" for q in QUESTIONS))
+    status, err = switchyard("thinkswitch-collect", "--questions", str(questions), "--url", url, "--model", "m",
+                             *(flag.replace("FOLDER", str(tmp_path)) for flag in flags))
+    assert status == 2 and err.splitlines()[-1] == message.replace("FOLDER", str(tmp_path))
+    assert not fake.bodies
