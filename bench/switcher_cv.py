@@ -35,7 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.switcher_inputs import training_inputs  # noqa: E402
+from router_models.cli import exit_status  # noqa: E402
+from router_models.configs import check_types  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
+from router_models.errors import InputError  # noqa: E402
 from router_models.thinkswitch.curves import Outcomes, reference, sweep  # noqa: E402
 from router_models.thinkswitch.data import ThinkRecord, benchmarks, under_short_retry  # noqa: E402
 from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
@@ -162,13 +165,13 @@ def variant(text: str) -> tuple[str, ThinkSwitchConfig]:
         raise argparse.ArgumentTypeError(f"{name}: not JSON ({error})") from None
     if not isinstance(fields, dict):
         raise argparse.ArgumentTypeError(f"{name}: expected a JSON object of config fields, got {overrides}")
+    if unknown := sorted(set(fields) - {f.name for f in dataclasses.fields(ThinkSwitchConfig)}):
+        raise argparse.ArgumentTypeError(f"{name}: no config fields {', '.join(unknown)}")
     try:
+        check_types(ThinkSwitchConfig, fields, name)
         return name, replace(ThinkSwitchConfig(), **fields)
-    except TypeError:
-        unknown = sorted(set(fields) - {f.name for f in dataclasses.fields(ThinkSwitchConfig)})
-        raise argparse.ArgumentTypeError(f"{name}: no config fields {', '.join(unknown)}") from None
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{name}: {error}") from None
+    except ValueError as error:  # `InputError` included
+        raise argparse.ArgumentTypeError(str(error) if isinstance(error, InputError) else f"{name}: {error}") from None
 
 
 def main() -> int:
@@ -217,4 +220,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_status(Path(__file__).name, main))

@@ -25,6 +25,7 @@ from bench.switcher_targets import (  # noqa: E402
     MIN_GAIN_POINTS,
     met,
 )
+from router_models.cli import check_output_file, exit_status  # noqa: E402
 from router_models.thinkswitch.artifact import read_manifest  # noqa: E402
 from router_models.thinkswitch.curves import above_random, reference  # noqa: E402
 from router_models.thinkswitch.data import load_records, select_split  # noqa: E402
@@ -83,6 +84,9 @@ def main() -> int:
     parser.add_argument("--json", help="write the eval JSON here")
     parser.add_argument("--plot", help="write the accuracy-vs-cost PNG here")
     args = parser.parse_args()
+    for flag, output in (("--json", args.json), ("--plot", args.plot)):
+        if output:
+            check_output_file(flag, output)
 
     path = args.switcher
     if path is None:
@@ -105,6 +109,7 @@ def main() -> int:
         print(f"{result.name}: {verdict(result)}")
     if args.json:
         write_json(results, args.json)
+        print(f"wrote {args.json}")
     if args.plot:
         plot(results, args.plot)
         print(f"wrote {args.plot}")
@@ -112,4 +117,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(Path(__file__).name, main))

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.switcher_inputs import training_inputs  # noqa: E402
 from bench.switcher_targets import met  # noqa: E402
+from router_models.cli import exit_status  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
 from router_models.thinkswitch.curves import Outcomes, reference  # noqa: E402
 from router_models.thinkswitch.data import ThinkRecord, benchmarks, under_short_retry  # noqa: E402
@@ -204,4 +205,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(exit_status(Path(__file__).name, main))

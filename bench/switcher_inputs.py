@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from router_models.encoder import SentenceEncoder
+from router_models.errors import InputError
 from router_models.thinkswitch.data import ThinkRecord, load_records, select_split
 from router_models.thinkswitch.features import feature_matrix
 from router_models.thinkswitch.switcher import embed
@@ -24,6 +25,8 @@ def training_inputs(
     """The questions of `splits` in the `data` files, (N, 384) embeddings and (N, F) features; `cache`: a
     file to read the embeddings from, or to write them to where it does not exist yet."""
     records = select_split(load_records(data, cap), *splits)
+    if not records:
+        raise InputError(f"no questions in {', '.join(data)} (splits: {', '.join(splits)})")
     texts = [record.prompt for record in records]
     if cache and Path(cache).exists():
         embeddings = torch.load(cache)

@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from router_models.errors import InputError
+from router_models.cli import exit_status
 
 COMMANDS: tuple[str, ...] = (
     "service.commands.serve",
@@ -43,15 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except InputError as error:  # a bad argument, data line or artifact: the message says which
-        parser.exit(2, f"switchyard {args.command}: {error}\n")
-    except OSError as error:  # a file the user named, or a connection the command needed
-        where = f"{error.filename}: {error.strerror}" if error.filename is not None else str(error)
-        parser.exit(2, f"switchyard {args.command}: {where}\n")
+    args = build_parser().parse_args(argv)
+    return exit_status(f"switchyard {args.command}", lambda: args.func(args))
 
 
 if __name__ == "__main__":

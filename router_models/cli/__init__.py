@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,19 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def exit_status(prog: str, run: Callable[[], int | None]) -> int:
+    """`run()`'s exit status; a bad argument, data line or artifact (`InputError`), or a file or connection
+    (`OSError`), is reported as one line `PROG: message` on stderr, without a traceback, and exits 2."""
+    try:
+        return int(run() or 0)
+    except InputError as error:
+        message = str(error)
+    except OSError as error:
+        message = f"{error.filename}: {error.strerror}" if error.filename is not None else str(error)
+    print(f"{prog}: {message}", file=sys.stderr)
+    return 2
 
 
 def temperature(text: str) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -35,6 +36,7 @@ def test_help(script: str) -> None:
     ("overhead.py", ["--requests", "zero"], "argument --requests: 'zero' is not a whole number"),
     ("switcher_cv.py", ["x", "--variant", "wide"], "argument --variant: 'wide' is not NAME=JSON"),
     ("switcher_cv.py", ["x", "--variant", 'w={"hiden": 3}'], "argument --variant: w: no config fields hiden"),
+    ("switcher_cv.py", ["x", "--variant", 'w={"epochs": "a"}'], "argument --variant: w: epochs must be an integer, got 'a'"),
 ])
 def test_counts_too_small_to_measure_are_refused_while_parsing(script: str, args: list[str], says: str) -> None:
     result = run(script, *args)
@@ -58,3 +60,16 @@ def test_compare_measures_a_tiny_load_with_fine_cpu_time() -> None:
         cpu_ms_per_request = float(row[5])
         assert 0 < cpu_ms_per_request < 100
     assert "proxy CPU time read at" in result.stdout
+
+
+@pytest.mark.parametrize("script", ["switcher_eval.py", "switcher_cv.py", "switcher_holdout.py"])
+def test_data_it_cannot_use_is_one_line_not_a_traceback(script: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    for data, says in ((tmp_path / "missing.jsonl", "No such file or directory"),
+                       (tmp_path, "Is a directory"),
+                       (empty, "questions in")):
+        result = run(script, str(data), *(["--plot", str(tmp_path / "p.png")] if script == "switcher_eval.py" else []))
+        assert result.returncode == 2 and result.stderr.startswith(f"{script}: ") and says in result.stderr, \
+            result.stderr
+        assert len(result.stderr.splitlines()) == 1
