@@ -86,6 +86,9 @@ def _parse_line(obj: Any, where: str) -> Record:
     meta = obj.get("meta", {})
     if not isinstance(meta, dict):
         raise DataFormatError(f"{where}: field 'meta' must be an object")
+    named = meta.get("candidate_models")
+    if named is not None and not (isinstance(named, list) and named and all(isinstance(m, str) for m in named)):
+        raise DataFormatError(f"{where}: meta.candidate_models must be a list of model names, got {named!r}")
     return Record(
         obj["id"],
         obj["benchmark"],
@@ -127,8 +130,8 @@ def default_candidates(records: Sequence[Record]) -> list[str]:
     models scored on every line, in first-seen order."""
     for record in records:
         named = record.meta.get("candidate_models")
-        if isinstance(named, list) and named:
-            return [str(m) for m in named]
+        if named is not None:  # a list of names: the loader checked
+            return list(named)
     common = [m for m in records[0].scores if all(m in r.scores for r in records)] if records else []
     if not common:
         raise DataFormatError("no candidate models: give them explicitly or add meta.candidate_models")

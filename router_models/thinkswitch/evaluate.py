@@ -215,7 +215,7 @@ def eval_command(args: argparse.Namespace) -> int:
     records = at_trained_cap(records, manifest)
     switcher = load_switcher(args.switcher)
     short_retry = switcher.short_retry if args.short_retry is None else args.short_retry
-    pred = switcher.predict([record.prompt for record in records])
+    pred = switcher.predict([record.prompt for record in records], progress=True)
     results = evaluate(pred, records, manifest.get("taus", {}), switcher.default_tau, target_drop, short_retry)
     retry = "on" if short_retry else "off"
     cap = manifest.get("train_options", {}).get("cap")

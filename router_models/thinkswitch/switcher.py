@@ -48,13 +48,14 @@ class Switcher:
         self._lock = threading.Lock()
 
     @torch.inference_mode()
-    def predict(self, queries: list[str], batch_size: int = 64) -> np.ndarray:
-        """(N,) queries -> (N, 2) float32 predicted pass rates, columns (short, long)."""
+    def predict(self, queries: list[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """(N,) queries -> (N, 2) float32 predicted pass rates, columns (short, long) (`progress`: a bar while
+        encoding, as `embed`)."""
         if not queries:
             return np.empty((0, 2), dtype=np.float32)
         features = torch.from_numpy(feature_matrix(queries))  # (N, F)
         with self._lock:
-            embeddings = embed(self.encoder, queries, batch_size)  # (N, 384)
+            embeddings = embed(self.encoder, queries, batch_size, progress)  # (N, 384)
             return self.head(embeddings, features).numpy().astype(np.float32)
 
     def go_long(self, queries: list[str], tau: float | None = None) -> np.ndarray:

@@ -36,7 +36,8 @@ def test_help(script: str) -> None:
     ("overhead.py", ["--requests", "zero"], "argument --requests: 'zero' is not a whole number"),
     ("switcher_cv.py", ["x", "--variant", "wide"], "argument --variant: 'wide' is not NAME=JSON"),
     ("switcher_cv.py", ["x", "--variant", 'w={"hiden": 3}'], "argument --variant: w: no config fields hiden"),
-    ("switcher_cv.py", ["x", "--variant", 'w={"epochs": "a"}'], "argument --variant: w: epochs must be an integer, got 'a'"),
+    ("switcher_cv.py", ["x", "--variant", 'w={"epochs": "a"}'],
+     "argument --variant: w: epochs must be an integer, got 'a'"),
 ])
 def test_counts_too_small_to_measure_are_refused_while_parsing(script: str, args: list[str], says: str) -> None:
     result = run(script, *args)

@@ -43,6 +43,8 @@ def write_lines(path: Path, lines: list[str]) -> Path:
         (json.dumps(GOOD | {"id": "b:2", "responses": {"x": 3}}), "response of 'x' must be a string"),
         (json.dumps(GOOD), "duplicate id 'b:1'"),
         ("[1, 2]", "expected a JSON object"),
+        (json.dumps(GOOD | {"id": "b:2", "meta": {"candidate_models": "x"}}),
+         "meta.candidate_models must be a list of model names, got 'x'"),
     ],
 )
 def test_loader_names_the_bad_line(tmp_path: Path, bad: str, message: str) -> None:
