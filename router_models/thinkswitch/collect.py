@@ -24,19 +24,10 @@ from router_models.cli import check_output_file, key_from_env, positive_int, tem
 from router_models.errors import DataFormatError, InputError
 from router_models.jsonl import json_lines, open_text
 from router_models.thinkswitch.data import MODES
+from router_models.thinkswitch.families import FAMILIES, REASONING_FIELDS, Mode, apply_family
 
-# How each reasoning family is told to think (long) or not (short): extra fields merged into the request body.
-FAMILIES: dict[str, dict[str, dict[str, Any]]] = {
-    "qwen3": {
-        "short": {"chat_template_kwargs": {"enable_thinking": False}},
-        "long": {"chat_template_kwargs": {"enable_thinking": True}},
-    },
-    "reasoning-effort": {"short": {"reasoning_effort": "low"}, "long": {"reasoning_effort": "high"}},
-    "deepseek-r1": {"short": {"continue_final_message": True, "add_generation_prompt": False}, "long": {}},
-}
 # what the journal records on its first line: a rerun with other values would mix samples of different runs
 SETTINGS = ("model", "family", "max_tokens", "temperature")
-R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
 THINK_BLOCK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL)
 
 
@@ -102,23 +93,16 @@ def answer_text(message: dict[str, Any], mode: str) -> str:
     content = message.get("content")
     if content or mode != "short":
         return content or ""
-    return message.get("reasoning") or message.get("reasoning_content") or ""
+    return next((message[name] for name in REASONING_FIELDS if message.get(name)), "")
 
 
 def request_body(
-    question: Question, mode: str, family: str, model: str, max_tokens: int, temperature: float
+    question: Question, mode: Mode, family: str, model: str, max_tokens: int, temperature: float
 ) -> dict[str, Any]:
-    """The chat request asking `question` in `mode` for a model of reasoning `family`."""
-    messages: list[dict[str, str]] = [{"role": "user", "content": question.prompt}]
-    if family == "deepseek-r1" and mode == "short":
-        messages.append({"role": "assistant", "content": R1_EMPTY_THINKING})
-    return {
-        "model": model,
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        **json.loads(json.dumps(FAMILIES[family][mode])),
-    }
+    """The chat request asking `question` in `mode` for a model of reasoning `family`, as the gateway asks."""
+    body = {"model": model, "messages": [{"role": "user", "content": question.prompt}], "max_tokens": max_tokens,
+            "temperature": temperature}
+    return apply_family(body, family, mode)
 
 
 def read_journal(path: Path) -> list[Sample]:
@@ -276,7 +260,7 @@ async def collect(
     limit = asyncio.Semaphore(concurrency)
     failed: list[str] = []
 
-    async def run(session: Any, sink: Any, question: Question, mode: str, index: int) -> None:
+    async def run(session: Any, sink: Any, question: Question, mode: Mode, index: int) -> None:
         body = request_body(question, mode, family, model, max_tokens, temperature)
         try:  # the request and the reply's parsing: a bad reply fails this answer, not the run
             async with limit:

@@ -26,8 +26,9 @@ from typing import Any, Literal
 
 from router_models.errors import DataFormatError
 from router_models.jsonl import json_lines
+from router_models.thinkswitch.families import Mode
 
-MODES = ("short", "long")
+MODES: tuple[Mode, Mode] = ("short", "long")
 Split = Literal["train", "val", "test"]
 # Share of questions per split, in hash order: train, then validation, then test.
 SPLIT_FRACTIONS: dict[str, float] = {"train": 0.70, "val": 0.15, "test": 0.15}

@@ -14,10 +14,10 @@ from typing import Any
 
 import orjson
 
+from router_models.thinkswitch.families import REASONING_FIELDS
 from service.strategies.sse import DATA, event_json, events_of, sse
 from service.types import Reply
 
-REASONING_FIELDS = ("reasoning", "reasoning_content")  # vLLM's name, and its name before 0.11
 _MARK = b'"reasoning'
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
+from router_models.thinkswitch.families import Mode, apply_family
 from service.cache.base import cached, numbers_under
 from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
@@ -46,9 +47,7 @@ if TYPE_CHECKING:
 
 MODE_HEADER = "x-switchyard-thinking"
 _VALID_ENTRY = numbers_under("pass_rates", 2)  # a cache entry: both modes' predicted pass rates
-Mode = Literal["short", "long"]
-Family = Literal["qwen3", "deepseek-r1", "reasoning-effort", "custom"]
-R1_EMPTY_THINKING = "<think>\n\n</think>\n\n"
+Family = Literal["qwen3", "deepseek-r1", "reasoning-effort", "custom"]  # `families.FAMILIES`, or the config's own
 log = logging.getLogger(__name__)
 
 
@@ -171,16 +170,7 @@ def apply_mode(body: dict[str, Any], config: ThinkingConfig, mode: Mode) -> dict
     """A copy of a chat body rewritten for `mode` (the caller's dict is never changed)."""
     if config.family == "custom":
         return _merged(body, config.long if mode == "long" else config.short)
-    body = dict(body)
-    if config.family == "qwen3":
-        body["chat_template_kwargs"] = {**(body.get("chat_template_kwargs") or {}), "enable_thinking": mode == "long"}
-    elif config.family == "reasoning-effort":
-        body["reasoning_effort"] = "high" if mode == "long" else "low"
-    elif mode == "short":  # deepseek-r1
-        body["messages"] = [*body["messages"], {"role": "assistant", "content": R1_EMPTY_THINKING}]
-        body["continue_final_message"] = True
-        body["add_generation_prompt"] = False
-    return body
+    return apply_family(body, config.family, mode)
 
 
 class ThinkingSwitch:

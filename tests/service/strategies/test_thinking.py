@@ -11,11 +11,11 @@ import httpx
 import numpy as np
 import pytest
 
+from router_models.thinkswitch.families import R1_EMPTY_THINKING
 from service.config import parse_settings
 from service.metrics import Metrics
 from service.strategies.base import StrategyDeps
 from service.strategies.thinking import (
-    R1_EMPTY_THINKING,
     ThinkingConfig,
     ThinkingSwitch,
     apply_mode,
