@@ -224,13 +224,12 @@ class ThinkingSwitch:
         started = time.perf_counter()
         outcome: CacheOutcome = "off"
         requested = client_mode(request.body, self.config)
-        query = query_text(request)
         if request.endpoint != "chat":  # a raw prompt is the client's own: short where it closes the thinking
             requested = requested or prompt_mode(request.body.get("prompt"))
             mode, why, body = requested or "long", "client" if requested else "default", request.body
         elif requested is not None:
             mode, why, body = requested, "client", request.body
-        elif query is None:
+        elif (query := query_text(request)) is None:  # nothing to read (token ids): the model's own way
             mode, why = "long", "default"
             body = apply_mode(request.body, self.config, mode)
         else:
