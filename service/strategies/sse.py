@@ -29,10 +29,12 @@ async def events_of(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     buffer = b""
     try:
         async for chunk in stream:
+            scanned = max(0, len(buffer) - 3)  # an event's end may straddle the chunks: the held part's last bytes
             buffer += chunk
+            if EVENT_END.search(buffer, scanned) is None:
+                continue  # the event goes on; what was held is not scanned again
             *events, buffer = EVENT_END.split(buffer)
-            if events:
-                yield events
+            yield events
         if buffer:
             yield [buffer]
     finally:
