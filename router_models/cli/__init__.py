@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -12,17 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from router_models.errors import InputError
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1 (a count of requests, samples or tokens)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def exit_status(prog: str, run: Callable[[], int | None]) -> int:
@@ -36,17 +24,6 @@ def exit_status(prog: str, run: Callable[[], int | None]) -> int:
         message = f"{error.filename}: {error.strerror}" if error.filename is not None else str(error)
     print(f"{prog}: {message}", file=sys.stderr)
     return 2
-
-
-def temperature(text: str) -> float:
-    """An argparse type: a sampling temperature, a finite number of at least 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of at least 0, got {text}")
-    return value
 
 
 def check_output_file(flag: str, path: str | Path) -> None:

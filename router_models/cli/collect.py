@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from router_models.cli import check_output_file, key_from_env, positive_int, temperature
+from router_models.cli import check_output_file, key_from_env
+from router_models.cli.arguments import non_negative_float, positive_int
 from router_models.errors import InputError
 
 
@@ -30,7 +31,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-tokens", type=positive_int, default=1024, help="generation cap per answer (default 1024)"
     )
-    parser.add_argument("--temperature", type=temperature, default=0.0, help="sampling temperature (default 0)")
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--api-key-env", metavar="VAR", help="environment variable holding the API key")
     parser.set_defaults(func=run)
 

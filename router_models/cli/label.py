@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from router_models.cli import key_from_env, positive_int
+from router_models.cli import key_from_env
+from router_models.cli.arguments import positive_int
 
 
 def register(subparsers: Any) -> None:

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from router_models import answers
-from router_models.cli import check_output_file, key_from_env, positive_int, temperature
+from router_models.cli import check_output_file, key_from_env
+from router_models.cli.arguments import non_negative_float, positive_int
 from router_models.errors import DataFormatError, InputError
 from router_models.jsonl import json_lines, open_text
 from router_models.thinkswitch.data import MODES
@@ -331,7 +332,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--max-tokens", type=positive_int, default=2048, help="generation cap per answer (default 2048)"
     )
-    parser.add_argument("--temperature", type=temperature, default=0.0, help="sampling temperature (default 0)")
+    parser.add_argument("--temperature", type=non_negative_float, default=0.0, help="sampling temperature (default 0)")
     parser.add_argument("--concurrency", type=positive_int, default=8, help="requests in flight (default 8)")
     key = parser.add_mutually_exclusive_group()
     key.add_argument(

@@ -194,7 +194,7 @@ def test_a_concurrency_below_one_is_refused(command: str, tmp_path: Path) -> Non
     }[command]
     status, err = switchyard(command, *argv, "--out", str(tmp_path / "o"), "--concurrency", "0")
     assert status == 2 and err.splitlines()[-1] == (
-        f"switchyard {command}: error: argument --concurrency: must be at least 1, got 0")
+        f"switchyard {command}: error: argument --concurrency: 0 is not at least 1")
 
 
 @pytest.mark.parametrize(
@@ -256,7 +256,7 @@ async def test_a_gz_dataset_is_gzipped_and_a_benchmark_with_missing_usage_has_no
     (["--out", "FOLDER/none/o.jsonl"], "switchyard thinkswitch-collect: --out FOLDER/none/o.jsonl: folder "
      "FOLDER/none does not exist"),
     (["--out", "FOLDER/o.jsonl", "--temperature", "nan"], "switchyard thinkswitch-collect: error: argument "
-     "--temperature: must be a finite number of at least 0, got nan"),
+     "--temperature: 'nan' is not a finite number"),
 ])
 def test_an_unusable_out_or_temperature_is_refused_before_asking(
         endpoint: tuple[str, FakeEndpoint], tmp_path: Path, flags: list[str], message: str) -> None:
