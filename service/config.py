@@ -143,16 +143,18 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Settings:
+        # Each message starts with the key it is about (`_format_errors` shows it as such).
         names = [b.name for b in self.backends]
-        if len(set(names)) != len(names):
-            raise ValueError("backend names must be unique")
+        if repeated := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"backends: names must be unique; {', '.join(map(repr, repeated))} repeat")
         public = [m.name for m in self.models]
-        if len(set(public)) != len(public):
-            raise ValueError("public model names must be unique")
-        for model in self.models:
+        if repeated := sorted({name for name in public if public.count(name) > 1}):
+            raise ValueError(f"models: public model names must be unique; {', '.join(map(repr, repeated))} repeat")
+        for i, model in enumerate(self.models):
             for backend in model.strategy.backend_names():
                 if backend not in names:
-                    raise ValueError(f"model {model.name!r} refers to unknown backend {backend!r}")
+                    raise ValueError(f"models.{i}.strategy ({model.name!r}): unknown backend {backend!r}; the "
+                                     f"backends are {', '.join(map(repr, names))}")
         return self
 
     def backend(self, name: str) -> Backend:
@@ -188,8 +190,11 @@ def _format_errors(error: ValidationError) -> str:
         for i in range(len(loc) - 1, 0, -1):
             if loc[i - 1] == "strategy" and isinstance(loc[i], str) and i + 1 < len(loc):
                 del loc[i]
-        key = ".".join(str(p) for p in loc) or "(top level)"
-        lines.append(f"  {key}: {item['msg']}")
+        message = item["msg"]
+        if not loc:  # a check across sections: its message names the key
+            lines.append(f"  {message.removeprefix('Value error, ')}")
+            continue
+        lines.append(f"  {'.'.join(str(p) for p in loc)}: {message}")
     return "invalid configuration:\n" + "\n".join(lines)
 
 

@@ -35,10 +35,14 @@ def test_errors_name_the_bad_key(raw: dict, key: str) -> None:
     assert key in str(error.value)
 
 
-def test_unknown_backend_reference_is_rejected() -> None:
+def test_references_across_sections_name_the_key() -> None:
     models = [{"name": "pub", "strategy": {"kind": "direct", "backend": "nope"}}]
-    with pytest.raises(ConfigError, match="unknown backend 'nope'"):
+    with pytest.raises(ConfigError) as caught:
         parse_settings({"backends": BACKENDS, "models": models})
+    assert str(caught.value) == ("invalid configuration:\n  models.0.strategy ('pub'): unknown backend 'nope'; the "
+                                 "backends are 'm'")
+    with pytest.raises(ConfigError, match="\n  backends: names must be unique; 'm' repeat$"):
+        parse_settings({"backends": BACKENDS * 2, "models": models})
 
 
 def test_secrets_come_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
