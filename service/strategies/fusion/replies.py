@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from service.strategies.fusion.loop import FusionStats
+from service.strategies.fusion.member_set import FusionStats
 from service.types import Endpoint
 
 

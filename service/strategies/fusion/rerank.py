@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from service.strategies.fusion.loop import Answer, MemberSet, RequestRefused
+from service.strategies.fusion.loop import Answer
+from service.strategies.fusion.member_set import MemberSet, RequestRefused
 from service.strategies.fusion.members import Member, Sampling
 from service.strategies.fusion.scoring import average_perplexity, perplexity, select
 

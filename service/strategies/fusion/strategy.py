@@ -15,7 +15,8 @@ from service.errors import GatewayError, sse_error_event
 from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.fusion.config import FusionConfig
 from service.strategies.fusion.forced import ForcedOff
-from service.strategies.fusion.loop import Answer, FusionLoop, FusionStats, MemberSet, Segment
+from service.strategies.fusion.loop import Answer, FusionLoop, Segment
+from service.strategies.fusion.member_set import FusionStats, MemberSet
 from service.strategies.fusion.members import Member, Prompt, ScoringPolicy
 from service.strategies.fusion.replies import DONE, AnswerFormat, usage
 from service.strategies.fusion.request import Plan, plan_of

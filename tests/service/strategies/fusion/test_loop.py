@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from service.errors import BackendRejected, GatewayError, NoHealthyReplica, Saturated, UpstreamError, UpstreamTimeout
-from service.strategies.fusion.loop import FusionLoop, FusionStats, MemberSet, Segment
+from service.strategies.fusion.loop import FusionLoop, Segment
+from service.strategies.fusion.member_set import FusionStats, MemberSet
 from service.strategies.fusion.members import Draft, Member, Prompt, Sampling, ScoringMethod
 from service.strategies.fusion.scoring import TokenScores
 from service.strategies.fusion.segments import token_starts

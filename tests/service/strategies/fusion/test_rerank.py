@@ -10,7 +10,8 @@ from service.errors import BackendRejected
 from service.metrics import Metrics
 from service.strategies.base import StrategyDeps
 from service.strategies.fusion.config import FusionConfig
-from service.strategies.fusion.loop import FUSED, Answer, FusionStats, MemberSet
+from service.strategies.fusion.loop import FUSED, Answer
+from service.strategies.fusion.member_set import FusionStats, MemberSet
 from service.strategies.fusion.members import Prompt, Sampling
 from service.strategies.fusion.request import Plan
 from service.strategies.fusion.strategy import FusionStrategy
