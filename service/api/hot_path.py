@@ -13,16 +13,9 @@ import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.deps import ApiKeyCheck
-from service.api.replies import (
-    CLIENT_CLOSED,
-    ClientDisconnected,
-    ModelMetrics,
-    RequestRecorder,
-    send_body,
-    send_error,
-    send_reply,
-    unless_disconnected,
-)
+from service.api.disconnect import ClientDisconnected, unless_disconnected
+from service.api.recording import CLIENT_CLOSED, ModelMetrics, RequestRecorder
+from service.api.replies import send_body, send_error, send_reply
 from service.errors import (
     INTERNAL_ERROR_BODY,
     GatewayError,

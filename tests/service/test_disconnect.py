@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from service.api.replies import ClientDisconnected, unless_disconnected
+from service.api.disconnect import ClientDisconnected, unless_disconnected
 from service.http_protocol import CONNECTION_LOST, SERVER_STOPPING
 
 
