@@ -19,10 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from service.cache.base import cached, numbers_under
-from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import Strategy, StrategyConfigBase, StrategyDeps
+from service.strategies.cached_scores import CachedScores
 from service.strategies.query import query_text
 from service.strategies.thinking import MODE_HEADER, ThinkingConfig, ThinkingSwitch
 from service.strategies.usage import count_completion_tokens
@@ -121,7 +120,7 @@ class LookaheadStrategy(Strategy):
         self._infer: BatchedInference | None = None
         self._columns: list[int] = []
         self._failures = ThrottledLog(log)
-        self._valid_entry = numbers_under("quality", len(config.candidates))  # a cache entry of this shape
+        self._quality: CachedScores | None = None  # the router's quality of each candidate, from `start`
         # Reasoning-mode switches of the candidates that are reasoning models, by backend.
         self.switches = {c.backend: ThinkingSwitch(public_model, c.thinking, deps)
                          for c in config.candidates if c.thinking is not None}
@@ -137,6 +136,11 @@ class LookaheadStrategy(Strategy):
         router = self.router
         self._infer = BatchedInference(lambda queries: router.score(queries), max_batch=self.config.max_batch,
                                        name="router")
+        columns = self._columns
+        self._quality = CachedScores(
+            self._infer, self.deps.cache, lambda row: as_quality([row[c] for c in columns]), field="quality",
+            count=len(columns), strategy=self.kind, config_version=self.quality_version,
+            artifact_version=router.version)
         await self._infer.warm()
         for switch in self.switches.values():
             await switch.start()
@@ -146,19 +150,6 @@ class LookaheadStrategy(Strategy):
             self._infer.close()
         for switch in self.switches.values():
             switch.close()
-
-    async def _quality(self, query: str) -> tuple[list[float], CacheOutcome]:
-        assert self.router is not None and self._infer is not None
-        infer = self._infer
-        text = normalise(query)  # what the cache key reads
-
-        async def predict() -> dict[str, list[float]]:
-            row = await infer(text)
-            return {"quality": as_quality([row[c] for c in self._columns])}
-
-        key = decision_key(self.kind, self.quality_version, self.router.version, text)
-        value, outcome = await cached(self.deps.cache, key, predict, self._valid_entry)
-        return [float(q) for q in value["quality"]], outcome
 
     async def decide(self, request: GatewayRequest) -> Decision:
         """The candidate to answer; where the router fails, the default choice (`fallback`) and a warning
@@ -170,6 +161,7 @@ class LookaheadStrategy(Strategy):
         failed = False
         if query is not None:
             try:
+                assert self._quality is not None, "decide before start"
                 quality, outcome = await self._quality(query)
             except Exception as error:  # noqa: BLE001 - any router trouble falls back to the default choice
                 self._failures.warning("router of %s failed (%s: %s); taking the default candidate",

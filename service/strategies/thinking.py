@@ -31,10 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from pydantic import Field, model_validator
 
 from router_models.thinkswitch.families import Mode, apply_family
-from service.cache.base import cached, numbers_under
-from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.strategies.base import StrategyConfigBase, StrategyDeps
+from service.strategies.cached_scores import CachedScores
 from service.strategies.query import content_text, query_text
 from service.strategies.reasoning_as_content import reasoning_as_content
 from service.strategies.short_retry import ask_short, combined, cut_answer, retrying_stream
@@ -46,7 +45,6 @@ if TYPE_CHECKING:
     from service.dispatch import Dispatcher
 
 MODE_HEADER = "x-switchyard-thinking"
-_VALID_ENTRY = numbers_under("pass_rates", 2)  # a cache entry: both modes' predicted pass rates
 Family = Literal["qwen3", "deepseek-r1", "reasoning-effort", "custom"]  # `families.FAMILIES`, or the config's own
 log = logging.getLogger(__name__)
 
@@ -184,6 +182,7 @@ class ThinkingSwitch:
         self.tau = 0.0
         self.short_retry = False
         self._infer: BatchedInference | None = None
+        self._predict: CachedScores | None = None  # both modes' predicted pass rates, from `start`
         self._failures = ThrottledLog(log)
 
     async def start(self) -> None:
@@ -193,27 +192,16 @@ class ThinkingSwitch:
         self.short_retry = switcher.short_retry if self.config.short_retry is None else self.config.short_retry
         self._infer = BatchedInference(lambda queries: switcher.predict(queries), max_batch=self.config.max_batch,
                                        name="switcher")
+        # Both modes' pass rates depend on the switcher alone (τ and the rest of the config apply afterwards):
+        # every model on the same switcher shares the entries.
+        self._predict = CachedScores(self._infer, self.deps.cache, lambda row: [float(row[0]), float(row[1])],
+                                     field="pass_rates", count=2, strategy="thinkswitch",
+                                     config_version="pass-rates", artifact_version=switcher.version)
         await self._infer.warm()
 
     def close(self) -> None:
         if self._infer is not None:
             self._infer.close()
-
-    async def _predict(self, query: str) -> tuple[list[float], CacheOutcome]:
-        """Both modes' predicted pass rates for `query`, cached. They depend on the switcher alone (τ and the
-        rest of the config apply afterwards), so every model on the same switcher shares the entries."""
-        assert self.switcher is not None and self._infer is not None
-        infer = self._infer
-        text = normalise(query)  # what the cache key reads
-
-        async def predict() -> dict[str, list[float]]:
-            row = await infer(text)
-            return {"pass_rates": [float(row[0]), float(row[1])]}
-
-        key = decision_key("thinkswitch", "pass-rates", self.switcher.version, text)
-        value, outcome = await cached(self.deps.cache, key, predict, _VALID_ENTRY)
-        short, long = value["pass_rates"]
-        return [float(short), float(long)], outcome
 
     async def route(self, request: GatewayRequest) -> tuple[dict[str, Any], Mode, str, CacheOutcome]:
         """The rewritten body, the mode, why (switcher, client, default, fallback) and the cache outcome.
@@ -234,6 +222,7 @@ class ThinkingSwitch:
             body = apply_mode(request.body, self.config, mode)
         else:
             try:
+                assert self._predict is not None, "route before start"
                 (short, long), outcome = await self._predict(query)
                 mode, why = ("long" if long - short >= self.tau else "short"), "switcher"
             except Exception as error:  # noqa: BLE001 - any switcher trouble falls back to the native mode
