@@ -23,7 +23,7 @@ from router_models import answers
 from router_models.cli import check_output_file, key_from_env
 from router_models.cli.arguments import non_negative_float, positive_int
 from router_models.errors import DataFormatError, InputError
-from router_models.jsonl import json_lines, open_text
+from router_models.jsonl import append_lines, completed_lines, json_lines, open_text
 from router_models.thinkswitch.data import MODES
 from router_models.thinkswitch.families import FAMILIES, REASONING_FIELDS, Mode, apply_family
 
@@ -108,14 +108,13 @@ def request_body(
 
 def read_journal(path: Path) -> list[Sample]:
     """Samples already collected (a torn last line from an interrupted run is ignored)."""
-    if not path.exists():
-        return []
     samples = []
-    for line in path.read_text().splitlines():
-        try:
-            samples.append(Sample(**json.loads(line)))
-        except (json.JSONDecodeError, TypeError):
-            continue
+    for line in completed_lines(path):
+        if isinstance(line, dict) and "settings" not in line:
+            try:
+                samples.append(Sample(**line))
+            except TypeError:
+                continue
     return samples
 
 
@@ -133,10 +132,11 @@ def journal_settings(path: Path) -> dict[str, Any] | None:
     return obj["settings"] if isinstance(obj, dict) and isinstance(obj.get("settings"), dict) else None
 
 
-def repair_journal(journal: Path, settings: dict[str, Any]) -> set[tuple[str, str, int]]:
-    """Keep the journal's whole lines (a line torn by an interrupted run would swallow the next append), under a
-    first line recording `settings`; returns the (id, mode, index) samples already done. Raises `InputError`
-    where its samples were collected with other settings, rather than mix them."""
+def open_journal(journal: Path, settings: dict[str, Any]) -> set[tuple[str, str, int]]:
+    """The (id, mode, index) samples the journal holds; a new journal (or one from before settings were
+    recorded) gets `settings` as its first line. Raises `InputError` where its samples were collected with
+    other settings, rather than mix them. Samples are appended with `append_lines`, which first cuts off a
+    line torn by an interrupted run."""
     collected = read_journal(journal)
     written = journal_settings(journal)
     if collected and written is not None and written != settings:
@@ -145,9 +145,10 @@ def repair_journal(journal: Path, settings: dict[str, Any]) -> set[tuple[str, st
         now = ", ".join(f"{key} {settings[key]!r}" for key in changed)
         raise InputError(f"{journal}: its samples were collected with {was}, not {now}: rerun with those to resume, "
                          "or write to another --out")
-    journal.parent.mkdir(parents=True, exist_ok=True)
-    lines = [{"settings": settings}, *(sample.__dict__ for sample in collected)]
-    journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    if written != settings:
+        journal.parent.mkdir(parents=True, exist_ok=True)
+        lines = [{"settings": settings}, *(sample.__dict__ for sample in collected)]
+        journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
     return {(s.id, s.mode, s.index) for s in collected}
 
 
@@ -248,7 +249,7 @@ async def collect(
 
     journal = out.with_name(out.name + ".samples.jsonl")
     settings = {"model": model, "family": family, "max_tokens": max_tokens, "temperature": temperature}
-    done = await asyncio.to_thread(repair_journal, journal, settings)
+    done = await asyncio.to_thread(open_journal, journal, settings)
     jobs = [
         (q, mode, i)
         for q in questions
@@ -284,7 +285,7 @@ async def collect(
         sink.flush()
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=request_timeout)) as session:
-        with journal.open("a") as sink:
+        with append_lines(journal) as sink:
             await tqdm.gather(
                 *(run(session, sink, *job) for job in jobs),
                 desc="collect",

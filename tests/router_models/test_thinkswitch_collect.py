@@ -267,3 +267,15 @@ def test_an_unusable_out_or_temperature_is_refused_before_asking(
                              *(flag.replace("FOLDER", str(tmp_path)) for flag in flags))
     assert status == 2 and err.splitlines()[-1] == message.replace("FOLDER", str(tmp_path))
     assert not fake.bodies
+
+
+async def test_a_torn_last_line_is_cut_before_the_next_answers_are_journalled(
+        endpoint: tuple[str, FakeEndpoint], tmp_path: Path) -> None:
+    url, fake = endpoint
+    out, journal = tmp_path / "collected.jsonl", tmp_path / "collected.jsonl.samples.jsonl"
+    await collect(QUESTIONS[:1], url, "toy-model", out, progress=False)
+    journal.write_text(journal.read_text() + '{"id": "q2", "mo')  # the run was stopped mid-line
+    await collect(QUESTIONS, url, "toy-model", out, progress=False)
+    lines = journal.read_text().splitlines()
+    assert all(json.loads(line) for line in lines) and len(lines) == 1 + 4  # settings, then 4 whole samples
+    assert len(read_records(out)) == 2
