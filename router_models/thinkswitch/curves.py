@@ -93,10 +93,10 @@ def sweep(gain: np.ndarray, outcomes: Outcomes) -> list[Row]:
     """ROWs with "tau" for every distinct decision the rule `long if gain >= τ` can make, from all-short up.
 
     gain: (N,) predicted ŷ_long − ŷ_short. τ runs over the distinct predicted gains (plus one above the
-    largest, where every question goes short), so no reachable point of the curve is skipped.
+    largest, and at least 0, where every question goes short), so no reachable point of the curve is skipped.
     """
     taus = np.unique(gain)[::-1]  # descending: long share grows along the curve
-    top = float(taus[0]) + 1e-3 if len(taus) else 0.0
+    top = max(float(taus[0]) + 1e-3, 0.0) if len(taus) else 0.0
     return [with_tau(outcomes.row(gain >= tau), float(tau)) for tau in [top, *taus]]
 
 

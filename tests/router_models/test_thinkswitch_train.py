@@ -57,6 +57,11 @@ def test_tau_rules_spend_the_budget_or_take_the_most_accurate_point() -> None:
     # a budget larger than the questions the switcher predicts a gain on is not spent on the others
     negative = sweep(np.array([0.4, 0.3, -0.2, -0.1]), outcomes)
     assert tau_point(negative, outcomes, TrainOptions(max_long_share=1.0, max_token_ratio=1.0))["tau"] == 0.3
+    # where thinking is predicted to pay nowhere, every question goes short, at a τ of 0, not below
+    no_gain = sweep(np.array([-0.4, -0.3, -0.2, -0.1]), outcomes)
+    for rule in ("spend", "most_accurate"):
+        point = tau_point(no_gain, outcomes, TrainOptions(tau_rule=rule, max_long_share=1.0, max_token_ratio=1.0))
+        assert (point["tau"], point["long_share"]) == (0.0, 0.0)
 
 
 def test_an_unknown_tau_rule_is_refused_before_training(tmp_path: Path) -> None:
