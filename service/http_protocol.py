@@ -12,7 +12,7 @@
 
 Unread answers: a response handed to the transport in whole is done for the handler, but the bytes the client
 has not read stay in the transport's buffer, and `close()` (keep-alive's, or `Connection: close`'s) waits for
-them. A client that reads nothing of them for `unsent_timeout_s` has its connection aborted, so clients that
+them. A client that reads none of the connection's bytes for `unsent_timeout_s` has it aborted, so clients that
 stopped reading cannot pile up the answers' memory.
 
 Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment, and each
@@ -68,7 +68,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._unsent_watch: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(cast(asyncio.Transport, CoalescingTransport(transport, self.loop)))
+        self._coalescing = CoalescingTransport(transport, self.loop)
+        super().connection_made(cast(asyncio.Transport, self._coalescing))
         self._arm_deadline()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -121,19 +122,23 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if self._unsent_watch is None and (unsent := self.transport.get_write_buffer_size()):
-            self._unsent_watch = self.loop.call_later(self.unsent_timeout_s, self._check_unsent, unsent)
+        if self._unsent_watch is None and self.transport.get_write_buffer_size():
+            self._watch_unsent(self._coalescing.sent())
 
-    def _check_unsent(self, before: int) -> None:
-        """Abort a connection whose client read none of the answer's bytes left unsent `unsent_timeout_s` ago."""
+    def _watch_unsent(self, sent: int) -> None:
+        self._unsent_watch = self.loop.call_later(self.unsent_timeout_s, self._check_unsent, sent)
+
+    def _check_unsent(self, sent_before: int) -> None:
+        """Abort a connection with bytes unsent whose client read nothing in `unsent_timeout_s`; progress is
+        bytes that left the buffer, so a later answer on the same connection counts as progress too."""
         self._unsent_watch = None
-        unsent = self.transport.get_write_buffer_size()
-        if not unsent:
+        if not self.transport.get_write_buffer_size():
             return
-        if unsent >= before:
+        sent = self._coalescing.sent()
+        if sent == sent_before:
             self.transport.abort()  # `close()` would wait for the client to read them
             return
-        self._unsent_watch = self.loop.call_later(self.unsent_timeout_s, self._check_unsent, unsent)
+        self._watch_unsent(sent)
 
     def shutdown(self) -> None:
         """The server is stopping: a request under way gets `stop_cutoff_s` to end by itself."""

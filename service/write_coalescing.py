@@ -20,6 +20,7 @@ class CoalescingTransport:
         self._transport = transport
         self._loop = loop
         self._pending: list[bytes] = []
+        self.written = 0  # bytes handed to `transport` so far
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
@@ -43,6 +44,7 @@ class CoalescingTransport:
         self._pending.clear()
         if not self._transport.is_closing():
             self._transport.write(data)
+            self.written += len(data)
 
     def close(self) -> None:
         self.flush()
@@ -51,6 +53,10 @@ class CoalescingTransport:
     def write_eof(self) -> None:
         self.flush()
         self._transport.write_eof()
+
+    def sent(self) -> int:
+        """Bytes that have left the transport's buffer for the socket so far."""
+        return self.written - self._transport.get_write_buffer_size()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)

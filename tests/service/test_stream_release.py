@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -149,3 +151,37 @@ def test_a_client_that_reads_nothing_of_a_whole_answer_loses_its_connection(monk
             assert received < 16 << 20  # the rest was dropped, not sent
     finally:
         backend.close()
+
+
+def test_the_unsent_watch_counts_bytes_read_across_answers_as_progress() -> None:
+    """On a keep-alive connection the buffer may hold the next answer by the time the watch looks: what counts
+    is whether bytes left it, not whether it shrank."""
+    class Transport:
+        def __init__(self) -> None:
+            self.buffered, self.aborted = 0, False
+
+        def get_write_buffer_size(self) -> int:
+            return self.buffered
+
+        def abort(self) -> None:
+            self.aborted = True
+
+    class Coalescing:
+        sent_bytes = 0
+
+        def sent(self) -> int:
+            return self.sent_bytes
+
+    timers: list[tuple[float, Any]] = []
+    watch = SimpleNamespace(transport=Transport(), _coalescing=Coalescing(), unsent_timeout_s=30.0,
+                            loop=SimpleNamespace(call_later=lambda delay, fn, *args: timers.append((delay, args))))
+    watch._watch_unsent = functools.partial(GuardedHttpToolsProtocol._watch_unsent, watch)
+    watch._check_unsent = check = functools.partial(GuardedHttpToolsProtocol._check_unsent, watch)
+    watch.transport.buffered = 5_000_000  # a first answer, mostly unsent
+    watch._watch_unsent(0)
+    watch._coalescing.sent_bytes = 9_000_000  # the client read it and half of the next, larger one
+    watch.transport.buffered = 8_000_000
+    check(timers[-1][1][0])
+    assert not watch.transport.aborted and timers[-1] == (30.0, (9_000_000,))
+    check(timers[-1][1][0])  # then nothing for 30 s
+    assert watch.transport.aborted
