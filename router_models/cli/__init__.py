@@ -26,13 +26,13 @@ def exit_status(prog: str, run: Callable[[], int | None]) -> int:
     return 2
 
 
-def check_output_file(flag: str, path: str | Path) -> None:
+def check_output_file(flag: str, path: str | Path, *, parent_created: bool = False) -> None:
     """Raise `InputError` where `path` cannot be written as a file (a folder, or in a folder that does not
-    exist): checked before minutes of work, not after."""
+    exist, unless the command creates it: `parent_created`): checked before minutes of work, not after."""
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a folder, not a file")
-    if not path.resolve().parent.is_dir():
+    if not parent_created and not path.resolve().parent.is_dir():
         raise InputError(f"{flag} {path}: folder {path.parent} does not exist")
 
 

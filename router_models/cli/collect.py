@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     if repeated := sorted({name for name in names if names.count(name) > 1}):
         raise InputError(f"--model: candidates named more than once: {', '.join(repeated)}")
     out = Path(args.out)
-    check_output_file("--out", out)
+    check_output_file("--out", out, parent_created=True)
     prompts = read_prompts(args.prompts)
     if not prompts:
         raise InputError(f"no prompts in {args.prompts}")

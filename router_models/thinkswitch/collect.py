@@ -356,7 +356,7 @@ def api_key(args: argparse.Namespace) -> str | None:
 
 
 def collect_command(args: argparse.Namespace) -> int:
-    check_output_file("--out", args.out)
+    check_output_file("--out", args.out, parent_created=True)
     questions = read_questions(args.questions, args.benchmark)
     if not questions:
         raise InputError(f"no questions in {args.questions}")
