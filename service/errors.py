@@ -166,8 +166,9 @@ def sse_error_event(error: GatewayError) -> bytes:
     return b"data: " + orjson.dumps(error.body()) + b"\n\ndata: [DONE]\n\n"
 
 
-# The status each error type of a stream's error event stands for (502 for any other type).
-_STATUS_OF_TYPE = {"invalid_request_error": 400, "rate_limit_error": 429, "internal_error": 500,
+# The status each error type of a stream's error event stands for (`_error_status` for any other type).
+_STATUS_OF_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+                   "not_found_error": 404, "rate_limit_error": 429, "internal_error": 500,
                    "upstream_error": 502, "service_unavailable": 503, "timeout_error": 504}
 
 
@@ -188,5 +189,15 @@ def stream_error_status(events: bytes) -> int | None:
             continue
         error = event.get("error") if event.get("object") != "error" else event
         if isinstance(error, dict):
-            return _STATUS_OF_TYPE.get(str(error.get("type")), 502)
+            return _error_status(error)
     return None
+
+
+def _error_status(error: dict[str, Any]) -> int:
+    """An error event's status: its type's, else its own `code` where that is one (vLLM's errors carry types
+    like `BadRequestError` and an integer code), else 502."""
+    status = _STATUS_OF_TYPE.get(str(error.get("type")))
+    if status is None:
+        code = error.get("code")
+        status = code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else 502
+    return status

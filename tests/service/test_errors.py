@@ -297,7 +297,8 @@ def test_saturated_replicas_are_429() -> None:
 @pytest.mark.parametrize(("events", "status"), [
     (sse_error_event(UpstreamError("broke off")), 502),
     (sse_error_event(UpstreamTimeout("too slow")), 504),
-    (b'data: {"error": {"message": "out of memory", "type": "InternalServerError", "code": 500}}\n\n', 502),
+    (b'data: {"error": {"message": "out of memory", "type": "InternalServerError", "code": 500}}\n\n', 500),
+    (b'data: {"error": {"message": "odd", "type": "SomethingElse"}}\n\n', 502),
     (b'data: {"object": "error", "message": "bad", "type": "invalid_request_error", "code": 400}\n\n', 400),
     (b'data: {"choices": [{"delta": {"content": "\\"error\\": {\\"type\\": 1}"}}]}\n\n', None),  # text
     (b'data: {"choices": [{"delta": {"content": "the"}}]}\n\ndata: [DONE]\n\n', None),
