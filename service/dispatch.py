@@ -83,7 +83,7 @@ class Dispatcher:
         """A buffered JSON call to a backend (for strategies that compose several calls), forwarding
         `request_id` (`service.request_id`; empty: none). A 4xx answer raises `BackendRejected` with the
         backend's status and message, except 401, 403 and 404, which refuse the gateway itself: those, like
-        anything else but 200, raise `UpstreamError`."""
+        every other failure (`send`), raise `UpstreamError`."""
         return await self.post_encoded(backend, path, self.encode(backend, body), request_id=request_id)
 
     def encode(self, backend: str, body: dict[str, Any]) -> bytes:
@@ -94,11 +94,14 @@ class Dispatcher:
     async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "") -> Any:
         """`post_json` of a body already `encode`d."""
         reply = await self.send(backend, path, payload, stream=False, extra_headers=_request_id_header(request_id))
-        if 400 <= reply.status < 500:
+        if reply.status != 200:  # `send` answers 200 or the backend's 4xx
             raise BackendRejected.of(backend, reply.status, reply.body)
-        if reply.status != 200:
-            raise UpstreamError(_answered(backend, reply.status, reply.body))
-        return orjson.loads(reply.body)
+        try:
+            return orjson.loads(reply.body)
+        except orjson.JSONDecodeError as error:  # a body cut short, say: that backend's failure, not a bug here
+            failure = UpstreamError(f"backend {backend!r} answered 200 with a body that is not JSON ({error})")
+            failure.backend = backend
+            raise failure from None
 
     async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool,
                    extra_headers: bytes = b"") -> Reply:

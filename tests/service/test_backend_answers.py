@@ -8,6 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from service.config import parse_settings
+from service.errors import UpstreamError
+from service.gateway import Gateway
 from tests.harness import Canned, CannedBackend, GatewayServer, direct_config, wait_until
 
 
@@ -70,3 +73,15 @@ def test_a_backends_retry_after_is_passed_on(fake: CannedBackend, gateway: Gatew
     response = chat(gateway)
     assert response.status_code == 429 and response.headers["retry-after"] == "7"
     assert response.json()["error"]["message"] == "slow down"
+
+
+async def test_a_cut_json_answer_to_a_composed_call_is_the_backends_failure(fake: CannedBackend) -> None:
+    fake.canned = Canned(body=b'{"choices": [')
+    gateway = Gateway(parse_settings(direct_config({"m": [fake.url]})))
+    await gateway.start()
+    try:
+        with pytest.raises(UpstreamError, match="backend 'm' answered 200 with a body that is not JSON") as caught:
+            await gateway.dispatcher.post_json("m", "/v1/completions", {"prompt": "hi"})
+        assert caught.value.backend == "m"
+    finally:
+        await gateway.close()
