@@ -45,7 +45,7 @@ import yaml  # noqa: E402
 from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.procstat import RESOLUTION, cpu_seconds  # noqa: E402
 from bench.servers import REPO, free_port, gateway_command, keep_off_core_0, pinned, process, sim_process  # noqa: E402
-from service.commands import at_least  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 
 TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router", "bare-asgi")
 VENVS = REPO / ".cache" / "bench"

@@ -27,9 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from router_models.cli.arguments import at_least  # noqa: E402
 from service.backends.pool import ReplicaPool  # noqa: E402
 from service.cache import MemoryCache, RedisCache  # noqa: E402
-from service.commands import at_least  # noqa: E402
 from service.config import parse_settings  # noqa: E402
 from service.gateway import DEFAULT_LOADERS, _import_loader  # noqa: E402
 from service.metrics import Metrics  # noqa: E402

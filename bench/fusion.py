@@ -37,7 +37,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.servers import free_port, process  # noqa: E402
-from service.commands import at_least  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 MEMBERS = ["smollm2", "gemma3"]

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import orjson  # noqa: E402
 
 from bench.servers import REPO, gateway_process, sim_process  # noqa: E402
-from service.commands import at_least  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 
 HEAD_TIMEOUT_S = 2.0  # the gateway's server.head_timeout_s in these runs
 CHAT = {"model": "sim-a", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import run_load  # noqa: E402
 from bench.servers import gateway_process, keep_off_core_0, pinned, sim_process  # noqa: E402
-from service.commands import at_least  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 
 BODY = {"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
 

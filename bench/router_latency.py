@@ -22,9 +22,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from router_models import load_router  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 from router_models.data import read_records  # noqa: E402
 from router_models.encoder import load_tokenizer  # noqa: E402
-from service.commands import at_least  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -42,7 +42,7 @@ import yaml  # noqa: E402
 
 from bench.procstat import open_fds, rss_bytes  # noqa: E402
 from bench.servers import Restartable, free_port, gateway_command, redis_server, sim_server  # noqa: E402
-from service.commands import at_least  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 
 OUTCOMES = ("succeeded", "failed_clean", "lost")
 MODELS = ("sim-a", "sim-b", "auto", "auto:1")  # auto:1 takes the cheapest candidate (sim-b)

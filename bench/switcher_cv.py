@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.switcher_inputs import training_inputs  # noqa: E402
 from router_models.cli import exit_status  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 from router_models.configs import check_types  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
 from router_models.errors import InputError  # noqa: E402
@@ -51,7 +52,6 @@ from router_models.thinkswitch.train import (  # noqa: E402
     pass_rate_targets,
     tau_point,
 )
-from service.commands import at_least  # noqa: E402
 
 SHARES = {"GSM8K": (0.05, 0.1, 0.2), "MATH": (0.3, 0.4, 0.5)}  # long shares judged (default: 0.5)
 Figure = tuple[float, list[float], float]  # (points pooled, points per fold, long share)

@@ -36,12 +36,12 @@ sys.path.insert(0, str(ROOT))
 from bench.switcher_inputs import training_inputs  # noqa: E402
 from bench.switcher_targets import met  # noqa: E402
 from router_models.cli import exit_status  # noqa: E402
+from router_models.cli.arguments import at_least  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
 from router_models.thinkswitch.curves import Outcomes, reference  # noqa: E402
 from router_models.thinkswitch.data import ThinkRecord, benchmarks, under_short_retry  # noqa: E402
 from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
 from router_models.thinkswitch.train import TrainOptions, fit_switcher, fold_of, read_config  # noqa: E402
-from service.commands import at_least  # noqa: E402
 
 OUTER_FOLDS = 5
 DRAWS_PER_SEED = 1000

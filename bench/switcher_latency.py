@@ -18,8 +18,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from router_models.cli.arguments import at_least  # noqa: E402
 from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
-from service.commands import at_least  # noqa: E402
 
 QUERIES = [
     "What is 17 times 23?",

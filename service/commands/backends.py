@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from service.commands import port_number
+from router_models.cli.arguments import port_number
 from service.local_backends.specs import MODELS, Instance, default_instance
 
 HELP = """\

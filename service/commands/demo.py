@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from service.commands import port_number
+from router_models.cli.arguments import port_number
 
 if TYPE_CHECKING:
     from service.config import Settings

@@ -8,7 +8,7 @@ import math
 import sys
 from typing import TYPE_CHECKING, Any
 
-from service.commands import port_number
+from router_models.cli.arguments import port_number
 
 if TYPE_CHECKING:
     import uvicorn

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from service.commands import fraction, non_negative_float, non_negative_int, port_number, positive_int
+from router_models.cli.arguments import fraction, non_negative_float, non_negative_int, port_number, positive_int
 from service.sim.server import FAULT_MODES
 
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 RETRY_HEADER = "x-switchyard-thinking-retry"
 USAGE_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
 log = logging.getLogger(__name__)
-_trouble = ThrottledLog(log)  # a member or backend failing on every request logs once per 30 s
+_trouble = ThrottledLog(log)  # a backend failing every retry logs once per 30 s
 
 
 def _cut_answer(data: bytes) -> dict[str, Any] | None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Iterator
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import numpy as np
 import pytest
 
-from router_models.thinkswitch.families import R1_EMPTY_THINKING
+from router_models.thinkswitch.families import FAMILIES, R1_EMPTY_THINKING
 from service.config import parse_settings
 from service.metrics import Metrics
 from service.strategies.base import StrategyDeps
 from service.strategies.thinking import (
+    Family,
     ThinkingConfig,
     ThinkingSwitch,
     apply_mode,
@@ -49,6 +50,10 @@ def test_deepseek_r1_short_prefills_an_empty_thinking_block() -> None:
     }
     assert apply_mode(BODY, config("deepseek-r1"), "long") == BODY
     assert R1_EMPTY_THINKING == "<think>\n\n</think>\n\n"
+
+
+def test_the_config_takes_every_family_the_rewrite_knows_and_custom() -> None:
+    assert set(get_args(Family)) == {*FAMILIES, "custom"}
 
 
 @pytest.mark.parametrize(("extra", "closed"), [
