@@ -26,17 +26,21 @@ def event_json(event: bytes) -> dict[str, Any] | None:
 async def events_of(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The SSE events of `stream` (without their blank-line ends), as many as each chunk completes, then
     whatever the stream left unterminated; the stream is closed however this ends."""
-    buffer = b""
+    held: list[bytes] = []  # the start of an event whose end has not arrived, in the chunks it came in
+    tail = b""  # the held bytes' last three: an event's end may straddle two chunks
     try:
         async for chunk in stream:
-            scanned = max(0, len(buffer) - 3)  # an event's end may straddle the chunks: the held part's last bytes
-            buffer += chunk
-            if EVENT_END.search(buffer, scanned) is None:
-                continue  # the event goes on; what was held is not scanned again
-            *events, buffer = EVENT_END.split(buffer)
+            straddles = bool(held) and EVENT_END.search(tail + chunk[:3]) is not None
+            ends = straddles or EVENT_END.search(chunk) is not None
+            held.append(chunk)
+            tail = (tail + chunk)[-3:]
+            if not ends:
+                continue  # the event goes on: nothing held is scanned or copied again
+            *events, rest = EVENT_END.split(b"".join(held) if len(held) > 1 else chunk)
+            held, tail = ([rest], rest[-3:]) if rest else ([], b"")
             yield events
-        if buffer:
-            yield [buffer]
+        if held:
+            yield [b"".join(held)]
     finally:
         await _close(stream)
 
