@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from router_models.thinkswitch.families import REASONING_FIELDS
-from service.strategies.sse import DATA, event_json, events_of, sse
+from service.strategies.sse import DATA, encoded, event_json, events_of, sse
 from service.types import Reply
 
 _MARK = b'"reasoning'
@@ -34,7 +34,8 @@ def reasoning_as_content(reply: Reply) -> Reply:
         value = orjson.loads(reply.body)
     except orjson.JSONDecodeError:
         return reply
-    return replace(reply, body=orjson.dumps(value)) if _move(value, "message") else reply
+    body = encoded(value) if _move(value, "message") else None
+    return reply if body is None else replace(reply, body=body)
 
 
 async def _moving(stream: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -46,7 +47,8 @@ def _moved(event: bytes) -> bytes:
     if _MARK not in event:
         return event
     value = event_json(event)
-    return DATA + orjson.dumps(value) if value is not None and _move(value, "delta") else event
+    moved = encoded(value) if value is not None and _move(value, "delta") else None
+    return event if moved is None else DATA + moved
 
 
 def _move(value: Any, part: str) -> bool:

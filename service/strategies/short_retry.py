@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from service.errors import GatewayError
-from service.strategies.sse import DATA, event_json, events_of, sse
+from service.strategies.sse import DATA, encoded, event_json, events_of, sse
 from service.throttled_log import ThrottledLog
 from service.types import Decision, GatewayRequest, Reply
 
@@ -88,7 +88,11 @@ def combined(cut: Reply, cut_answer: dict[str, Any], short: Reply) -> Reply | No
         _trouble.warning("short retry answered something other than a JSON object")
         return None
     add_usage(answer.get("usage"), cut_answer.get("usage"))
-    return replace(short, body=orjson.dumps(answer), headers={**short.headers, RETRY_HEADER: "short"},
+    body = encoded(answer)
+    if body is None:
+        _trouble.warning("short retry answered JSON nested too deep to pass on")
+        return None
+    return replace(short, body=body, headers={**short.headers, RETRY_HEADER: "short"},
                    upstream_s=cut.upstream_s + short.upstream_s)
 
 
@@ -149,7 +153,7 @@ async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> Asyn
     finish = event_json(held[0]) or {}
     finish["choices"][0]["finish_reason"] = None
     first_usage = next((chunk["usage"] for chunk in map(event_json, held) if chunk and chunk.get("usage")), None)
-    yield DATA + orjson.dumps(finish) + b"\n\n"
+    yield DATA + (encoded(finish) or held[0].removeprefix(DATA)) + b"\n\n"
     async for events in events_of(stream):
         out = []
         for event in events:
@@ -161,6 +165,6 @@ async def _continuation(held: list[bytes], stream: AsyncIterator[bytes]) -> Asyn
                         choice["delta"].pop("role", None)  # the answer's role was said once already
                 if value.get("usage"):
                     add_usage(value["usage"], first_usage)
-                event = DATA + orjson.dumps(value)
+                event = DATA + (encoded(value) or event.removeprefix(DATA))
             out.append(event)
         yield sse(out)

@@ -45,6 +45,15 @@ async def events_of(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
         await _close(stream)
 
 
+def encoded(value: Any) -> bytes | None:
+    """`value` as JSON, or None where it cannot be written back: a backend's JSON is read up to 1,024 levels
+    deep, orjson writes 254 (the caller then passes the backend's bytes on as they came)."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        return None
+
+
 def sse(events: list[bytes]) -> bytes:
     """Events written back, each ended by a blank line."""
     return b"".join(event + b"\n\n" for event in events)

@@ -60,3 +60,11 @@ def test_a_streamed_answer_filed_as_reasoning_streams_as_content() -> None:
     assert events[-1] == b"[DONE]"
     got = [orjson.loads(e)["choices"][0]["delta"] for e in events[:-1]]
     assert got == [{"role": "assistant", "content": ""}, {"content": "4"}, {"content": "."}, {"content": " ok So"}, {}]
+
+
+def test_an_answer_nested_deeper_than_can_be_written_back_passes_as_it_came() -> None:
+    deep = b"[" * 300 + b"]" * 300  # read by orjson (up to 1,024 levels), not written back (254)
+    raw = (b'{"id": "x", "choices": [{"index": 0, "message": {"role": "assistant", "content": null, '
+           b'"reasoning": "4", "extra": ' + deep + b'}, "finish_reason": "stop"}]}')
+    reply = Reply(status=200, headers={}, body=raw)
+    assert reasoning_as_content(reply).body == raw

@@ -179,3 +179,11 @@ def test_a_short_reply_that_is_not_a_json_object_leaves_the_cut_answer() -> None
     cut = reply("length", completion_tokens=2048)
     for body in (b"<html>bad gateway</html>", b"[1, 2]"):
         assert combined(cut, orjson.loads(cut.body), Reply(status=200, headers={}, body=body)) is None
+
+
+def test_a_short_answer_nested_deeper_than_can_be_written_back_leaves_the_cut_one() -> None:
+    cut = reply("length", completion_tokens=2048)
+    deep = b"[" * 300 + b"]" * 300
+    short = Reply(status=200, headers={}, body=b'{"choices": [{"index": 0, "finish_reason": "stop", "x": '
+                  + deep + b'}], "usage": {"completion_tokens": 5}}')
+    assert combined(cut, orjson.loads(cut.body), short) is None
