@@ -32,6 +32,7 @@ from service.backends.pool import ReplicaPool  # noqa: E402
 from service.cache import MemoryCache, RedisCache  # noqa: E402
 from service.config import parse_settings  # noqa: E402
 from service.gateway import DEFAULT_LOADERS, _import_loader  # noqa: E402
+from service.inference import inference_thread, on_thread  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
 from service.strategies.base import StrategyDeps  # noqa: E402
 from service.strategies.lookahead import LookaheadStrategy  # noqa: E402
@@ -87,7 +88,9 @@ async def time_decisions(strategy: LookaheadStrategy, texts: list[str]) -> list[
 
 
 async def run(args: argparse.Namespace, redis_url: str) -> None:
-    router = _import_loader(DEFAULT_LOADERS["router"])(args.router)
+    # As the gateway does: the router is loaded, and runs, on the one inference thread (`service.inference`).
+    thread = inference_thread()
+    router = await on_thread(thread, lambda: _import_loader(DEFAULT_LOADERS["router"])(args.router))
     candidates = list(router.candidates)
     settings = parse_settings({
         "backends": [{"name": c, "model": c, "replicas": ["http://127.0.0.1:9"]} for c in candidates],
@@ -99,18 +102,21 @@ async def run(args: argparse.Namespace, redis_url: str) -> None:
     warmup = [f"Warm-up {i}: name a colour that starts with {chr(65 + i % 26)}." for i in range(args.warmup)]
     print(f"router {router.kind} over {len(candidates)} candidates; {len(texts)} queries after "
           f"{len(warmup)} warm-up; load average {os.getloadavg()[0]:.1f}")
-    for text in warmup:
-        router.score([text])
-    inference = []
-    for text in texts:
-        started = time.perf_counter()
-        router.score([text])
-        inference.append(time.perf_counter() - started)
+    def timed_scores(batch: list[str]) -> list[float]:
+        seconds = []
+        for text in batch:
+            started = time.perf_counter()
+            router.score([text])
+            seconds.append(time.perf_counter() - started)
+        return seconds
+
+    await on_thread(thread, lambda: timed_scores(warmup))
+    inference = await on_thread(thread, lambda: timed_scores(texts))
     print(f"router inference alone         {percentiles(inference)}")
     for label, cache in (("redis", RedisCache(Metrics(), redis_url, ttl_s=600, timeout_s=0.5)),
                          ("in-process LRU", MemoryCache(Metrics(), max_entries=100_000, ttl_s=600))):
         deps = StrategyDeps(metrics=Metrics(), pool=ReplicaPool(settings.backends, settings.dispatch),
-                            cache=cache, loaders={"router": lambda path: router})
+                            cache=cache, loaders={"router": lambda path: router}, inference=thread)
         strategy = LookaheadStrategy("auto", settings.models[0].strategy, deps)  # type: ignore[arg-type]
         await strategy.start()
         await time_decisions(strategy, warmup)  # misses, then hits: connections, code paths and caches warm

@@ -1,4 +1,5 @@
-"""Switcher inference latency for one query at a time (the gateway's case), on a fixed number of threads.
+"""Switcher inference latency for one query at a time (the gateway's case: loaded and run on the gateway's
+inference thread, not the main one), on a fixed number of torch threads.
 
     python bench/switcher_latency.py --switcher DIR [--threads 2] [--n 200]
 
@@ -14,12 +15,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from router_models.cli.arguments import at_least  # noqa: E402
 from router_models.thinkswitch.switcher import load_switcher  # noqa: E402
+from service.inference import inference_thread  # noqa: E402
 
 QUERIES = [
     "What is 17 times 23?",
@@ -33,6 +36,20 @@ QUERIES = [
 ]
 
 
+def timed_calls(path: str, threads: int, n: int) -> tuple[Any, list[float], list[float]]:
+    """The loaded switcher, and the wall and CPU milliseconds of `n` single-query predictions after a warm-up."""
+    switcher = load_switcher(path, threads=threads)
+    for query in QUERIES * 5:  # warm-up: first calls allocate
+        switcher.predict([query])
+    wall, cpu = [], []
+    for i in range(n):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        switcher.predict([QUERIES[i % len(QUERIES)]])
+        wall.append(1000 * (time.perf_counter() - start))
+        cpu.append(1000 * (time.process_time() - start_cpu))
+    return switcher, wall, cpu
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -41,15 +58,9 @@ def main() -> int:
     parser.add_argument("--threads", type=at_least(1), default=2, help="torch threads (default 2)")
     parser.add_argument("--n", type=at_least(2), default=200, help="timed calls (default 200)")
     args = parser.parse_args()
-    switcher = load_switcher(args.switcher, threads=args.threads)
-    for query in QUERIES * 5:  # warm-up: first calls allocate
-        switcher.predict([query])
-    wall, cpu = [], []
-    for i in range(args.n):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        switcher.predict([QUERIES[i % len(QUERIES)]])
-        wall.append(1000 * (time.perf_counter() - start))
-        cpu.append(1000 * (time.process_time() - start_cpu))
+    # As in the gateway: loaded and run on one thread that is not the main one (`service.inference`).
+    with inference_thread() as thread:
+        switcher, wall, cpu = thread.submit(timed_calls, args.switcher, args.threads, args.n).result()
     print(f"switcher {switcher.version}: {args.n} single-query calls on {args.threads} threads")
     for name, times in (("wall", wall), ("cpu ", cpu)):
         q = statistics.quantiles(times, n=100)

@@ -20,6 +20,7 @@ from service.cache import DecisionCache, MemoryCache, RedisCache
 from service.config import CacheSettings, ConfigError, Settings
 from service.dispatch import Dispatcher
 from service.errors import InvalidRequest, ModelNotFound
+from service.inference import inference_thread
 from service.metrics import Metrics
 from service.strategies import Strategy, build_strategy
 from service.strategies.base import StrategyDeps
@@ -80,6 +81,7 @@ class Gateway:
         self._discovery: DnsDiscovery | None = None
         self._resolve = resolve
         self._dispatcher: Dispatcher | None = None
+        self._inference = inference_thread()  # every model loads and runs on it (`service.inference`)
 
     async def start(self) -> None:
         """Connect, start health checks and load every public model's artifacts; a model whose artifact
@@ -94,7 +96,8 @@ class Gateway:
         await self._monitor.start()
         self._discovery.start()
         await self.cache.start()
-        deps = StrategyDeps(metrics=self.metrics, pool=self.pool, cache=self.cache, loaders=self.loaders)
+        deps = StrategyDeps(metrics=self.metrics, pool=self.pool, cache=self.cache, loaders=self.loaders,
+                            inference=self._inference)
         for model in self.settings.models:
             strategy = build_strategy(model.name, model.strategy, deps)
             try:
@@ -120,6 +123,7 @@ class Gateway:
         await self.cache.close()
         if self._client is not None:
             await self._client.close()
+        self._inference.shutdown(wait=False, cancel_futures=True)
 
     @property
     def dispatcher(self) -> Dispatcher:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
+from service.inference import on_thread
 from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
@@ -43,6 +45,13 @@ class StrategyDeps:
     cache: DecisionCache | None = None
     # Artifact loaders by kind ("router", "switcher"): path -> model. Tests inject fakes here.
     loaders: Mapping[str, Callable[[str], Any]] = field(default_factory=dict)
+    # The thread every model is loaded and run on (`service.inference`); None: each model's own, loaded here.
+    inference: Executor | None = None
+
+    async def load(self, kind: str, path: str) -> Any:
+        """The model of `kind` at `path`, loaded on the inference thread."""
+        loader = self.loaders[kind]
+        return await on_thread(self.inference, lambda: loader(path))
 
 
 class Strategy(ABC):

@@ -126,7 +126,7 @@ class LookaheadStrategy(Strategy):
                          for c in config.candidates if c.thinking is not None}
 
     async def start(self) -> None:
-        self.router = self.deps.loaders["router"](self.config.router)
+        self.router = await self.deps.load("router", self.config.router)
         names = list(self.router.candidates)
         missing = [c.name_in_router for c in self.config.candidates if c.name_in_router not in names]
         if missing:
@@ -135,7 +135,7 @@ class LookaheadStrategy(Strategy):
         self._columns = [names.index(c.name_in_router) for c in self.config.candidates]
         router = self.router
         self._infer = BatchedInference(lambda queries: router.score(queries), max_batch=self.config.max_batch,
-                                       name="router")
+                                       name="router", executor=self.deps.inference)
         columns = self._columns
         self._quality = CachedScores(
             self._infer, self.deps.cache, lambda row: as_quality([row[c] for c in columns]), field="quality",

@@ -186,12 +186,12 @@ class ThinkingSwitch:
         self._failures = ThrottledLog(log)
 
     async def start(self) -> None:
-        switcher = self.deps.loaders["switcher"](self.config.switcher)
+        switcher = await self.deps.load("switcher", self.config.switcher)
         self.switcher = switcher
         self.tau = switcher.default_tau if self.config.tau is None else self.config.tau
         self.short_retry = switcher.short_retry if self.config.short_retry is None else self.config.short_retry
         self._infer = BatchedInference(lambda queries: switcher.predict(queries), max_batch=self.config.max_batch,
-                                       name="switcher")
+                                       name="switcher", executor=self.deps.inference)
         # Both modes' pass rates depend on the switcher alone (τ and the rest of the config apply afterwards):
         # every model on the same switcher shares the entries.
         self._predict = CachedScores(self._infer, self.deps.cache, lambda row: [float(row[0]), float(row[1])],

@@ -253,3 +253,21 @@ def test_route_endpoint_takes_completion_bodies(auto_gateway: GatewayServer) -> 
     assert decision.json()["backend"] == "sim-b"  # the prompt was read as the query
     bad = httpx.post(auto_gateway.url + "/v1/route", json={"model": "auto"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "prompt"
+
+
+def test_the_router_is_loaded_and_run_on_the_gateways_inference_thread(two_sims: list[SimProcess]) -> None:
+    """One thread that is not the event loop's: PyTorch then keeps one team of OpenMP threads (service.inference)."""
+    threads: dict[str, str] = {}
+
+    class ThreadRecordingRouter(KeywordRouter):
+        def score(self, queries: list[str]) -> np.ndarray:
+            threads["score"] = threading.current_thread().name
+            return super().score(queries)
+
+    def load(path: str) -> KeywordRouter:
+        threads["load"] = threading.current_thread().name
+        return ThreadRecordingRouter()
+
+    with GatewayServer(auto_config(two_sims), loaders={"router": load}) as gateway:
+        assert ask(gateway, "write code").headers["x-switchyard-model"] == "sim-b"
+    assert threads["load"] == threads["score"] and threads["load"].startswith("inference")
