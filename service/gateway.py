@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ class Gateway:
         self._discovery: DnsDiscovery | None = None
         self._resolve = resolve
         self._dispatcher: Dispatcher | None = None
-        self._inference = inference_thread()  # every model loads and runs on it (`service.inference`)
+        self._inference: ThreadPoolExecutor | None = None  # every model loads and runs on it (`service.inference`)
 
     async def start(self) -> None:
         """Connect, start health checks and load every public model's artifacts; a model whose artifact
@@ -96,6 +97,7 @@ class Gateway:
         await self._monitor.start()
         self._discovery.start()
         await self.cache.start()
+        self._inference = inference_thread()
         deps = StrategyDeps(metrics=self.metrics, pool=self.pool, cache=self.cache, loaders=self.loaders,
                             inference=self._inference)
         for model in self.settings.models:
@@ -123,7 +125,9 @@ class Gateway:
         await self.cache.close()
         if self._client is not None:
             await self._client.close()
-        self._inference.shutdown(wait=False, cancel_futures=True)
+        if self._inference is not None:  # a batch queued on it still runs: its callers get their answer
+            self._inference.shutdown(wait=False)
+            self._inference = None
 
     @property
     def dispatcher(self) -> Dispatcher:

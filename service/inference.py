@@ -3,11 +3,13 @@
 One worker thread runs the model's batch function. Queries that arrive while a batch is running wait
 for the next one, so batches grow with load and a lone request is never delayed by a batching window.
 
-The gateway gives every model the same thread (`inference_thread`), and loads the models on it too. PyTorch's
-OpenMP threads wait for work by spinning, unless the process has more of them than CPUs: then they sleep, and
-each forward pays for waking them. Every thread that runs PyTorch brings a team of its own, so a model loaded
-on the event loop's thread and run on another takes 1.5 times as long (MiniLM, bfloat16, 2 cores: 8.8 against
-5.8 ms per question); one thread for loading and running all of them keeps one team.
+The gateway gives every model the same thread (`inference_thread`), and loads the models on it too, so their
+forwards run one at a time (a slow one delays the others). Every thread that runs PyTorch brings a team of
+OpenMP threads of its own, and where the process has more of them than CPUs, libgomp's idle threads barely
+spin before they sleep: every parallel operation inside a forward then pays for waking them. A model loaded on
+the event loop's thread and run on another thus took 1.5 times as long on 2 cores (MiniLM in bfloat16: 8.8
+against 5.8 ms a question); one thread for loading and running all of them keeps one team.
+
 At most `max_pending` queries wait: beyond that a call fails at once (`InferenceBusy`, and the strategy
 falls back to its default decision), and a query whose caller went away is dropped, not run.
 """
