@@ -147,9 +147,13 @@ def relayed_error(status: int, raw: bytes) -> dict[str, Any]:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         body = raw.decode("utf-8", "replace")
-    error = body.get("error", body) if isinstance(body, dict) else {"message": str(body)}
-    if not isinstance(error, dict):
-        error = {"message": str(error)}
+    if isinstance(body, str):
+        body = {"message": body}
+    error = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(error, str):
+        error = {"message": error}
+    if not isinstance(error, dict):  # a shape no server sends (a list, a number): nothing of it is quoted
+        error = {}
     message = error.get("message") or error.get("detail")  # `detail`: the web framework's own errors
     code = error.get("code")
     param = error.get("param")
@@ -157,7 +161,7 @@ def relayed_error(status: int, raw: bytes) -> dict[str, Any]:
         message if isinstance(message, str) and message else f"the backend answered {status}",
         _TYPE_OF_STATUS.get(status, "invalid_request_error"),
         param=param if isinstance(param, str) else None,
-        code=None if code is None else str(code),
+        code=str(code) if isinstance(code, (str, int)) and not isinstance(code, bool) else None,
     )["error"]
 
 

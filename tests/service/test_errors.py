@@ -241,6 +241,11 @@ def test_a_backend_refusing_the_gateway_is_502_not_the_clients_error() -> None:
     (b'{"detail": "Not Found"}', {"message": "Not Found", "param": None, "code": None}),
     (b"<html>proxy error</html>", {"message": "<html>proxy error</html>", "param": None, "code": None}),
     (b"", {"message": "the backend answered 400", "param": None, "code": None}),
+    (b'{"error": "bad request"}', {"message": "bad request", "param": None, "code": None}),
+    # shapes no server sends, nested deeper than str() can recurse: nothing of them is quoted
+    (b'{"error": {"message": "m", "code": ' + b"[" * 1000 + b"]" * 1000 + b"}}",
+     {"message": "m", "param": None, "code": None}),
+    (b"[" * 1000 + b"]" * 1000, {"message": "the backend answered 400", "param": None, "code": None}),
 ])
 def test_backend_error_bodies_are_reshaped_for_openai_clients(raw: bytes, expected: dict[str, Any]) -> None:
     assert orjson.loads(relayed_error_body(400, raw)) == {"error": {**expected, "type": "invalid_request_error"}}
