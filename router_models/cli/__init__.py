@@ -32,6 +32,8 @@ def check_output_file(flag: str, path: str | Path, *, parent_created: bool = Fal
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a folder, not a file")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise InputError(f"{flag} {path}: {path.parent} is a file, not a folder")
     if not parent_created and not path.resolve().parent.is_dir():
         raise InputError(f"{flag} {path}: folder {path.parent} does not exist")
 

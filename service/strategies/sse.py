@@ -30,6 +30,8 @@ async def events_of(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     tail = b""  # the held bytes' last three: an event's end may straddle two chunks
     try:
         async for chunk in stream:
+            if not chunk:
+                continue
             straddles = bool(held) and EVENT_END.search(tail + chunk[:3]) is not None
             ends = straddles or EVENT_END.search(chunk) is not None
             held.append(chunk)

@@ -253,6 +253,8 @@ async def test_a_gz_dataset_is_gzipped_and_a_benchmark_with_missing_usage_has_no
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--out", "FOLDER"], "switchyard thinkswitch-collect: --out FOLDER: is a folder, not a file"),
+    (["--out", "FOLDER/questions.jsonl/o.jsonl"], "switchyard thinkswitch-collect: --out "
+     "FOLDER/questions.jsonl/o.jsonl: FOLDER/questions.jsonl is a file, not a folder"),
     (["--out", "FOLDER/o.jsonl", "--temperature", "nan"], "switchyard thinkswitch-collect: error: argument "
      "--temperature: 'nan' is not a finite number"),
 ])

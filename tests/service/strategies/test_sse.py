@@ -25,3 +25,11 @@ async def test_events_are_whole_whatever_the_chunking(size: int) -> None:
 async def test_an_unterminated_last_event_comes_last() -> None:
     batches = [batch async for batch in events_of(chunked(b'data: {"a": 1}\n\ndata: {"b"', 4))]
     assert batches[-1] == [b'data: {"b"'] and [e for b in batches for e in b] == [b'data: {"a": 1}', b'data: {"b"']
+
+
+async def test_empty_chunks_are_no_events() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for chunk in (b"", b"data: a\n\n", b""):
+            yield chunk
+
+    assert [batch async for batch in events_of(chunks())] == [[b"data: a"]]
