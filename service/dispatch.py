@@ -11,11 +11,12 @@ most `(dispatch.retries + 1) × total_s`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -55,6 +56,16 @@ def _answered(backend: str, status: int, body: bytes) -> str:
     return f"backend {backend!r} answered {status}: {relayed_error(status, body)['message'][:200]}"
 
 
+@contextlib.contextmanager
+def _blamed_on(backend: str) -> Iterator[None]:
+    """Name `backend` on a `GatewayError` raised inside (`backend`, for the request's metrics)."""
+    try:
+        yield
+    except GatewayError as error:
+        error.backend = error.backend or backend
+        raise
+
+
 def _request_id_header(request_id: str) -> bytes:
     """The `X-Request-Id` line of one backend call (a suffix of its own per call), or none without an id."""
     return upstream_header(request_id) if request_id else b""
@@ -73,11 +84,8 @@ class Dispatcher:
 
     async def relay(self, request: GatewayRequest, decision: Decision) -> Reply:
         """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
-        backend = self.backends[decision.backend]
-        body = dict(decision.body)
-        body["model"] = backend.model
-        return await self.send(backend.name, request.path, orjson.dumps(body), stream=request.stream,
-                               extra_headers=_request_id_header(request.request_id))
+        return await self.send(decision.backend, request.path, self.encode(decision.backend, decision.body),
+                               stream=request.stream, extra_headers=_request_id_header(request.request_id))
 
     async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         """A buffered JSON call to a backend (for strategies that compose several calls), forwarding
@@ -93,26 +101,23 @@ class Dispatcher:
 
     async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "") -> Any:
         """`post_json` of a body already `encode`d."""
-        reply = await self.send(backend, path, payload, stream=False, extra_headers=_request_id_header(request_id))
-        if reply.status != 200:  # `send` answers 200 or the backend's 4xx
-            raise BackendRejected.of(backend, reply.status, reply.body)
-        try:
-            return orjson.loads(reply.body)
-        except orjson.JSONDecodeError as error:  # a body cut short, say: that backend's failure, not a bug here
-            failure = UpstreamError(f"backend {backend!r} answered 200 with a body that is not JSON ({error})")
-            failure.backend = backend
-            raise failure from None
+        with _blamed_on(backend):
+            reply = await self._send(backend, path, payload, False, _request_id_header(request_id))
+            if reply.status != 200:  # `send` answers 200 or the backend's 4xx
+                raise BackendRejected.of(backend, reply.status, reply.body)
+            try:
+                return orjson.loads(reply.body)
+            except orjson.JSONDecodeError as error:  # a body cut short, say: that backend's failure, not a bug here
+                raise UpstreamError(f"backend {backend!r} answered 200 with a body that is not JSON ({error})"
+                                    ) from None
 
     async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool,
                    extra_headers: bytes = b"") -> Reply:
         """The answer of a replica of `backend_name`; on failure before anything was relayed, another's.
         `extra_headers`: ready-encoded header lines sent besides the backend's own. A `GatewayError` raised
         names the backend (`backend`), for the request's metrics."""
-        try:
+        with _blamed_on(backend_name):
             return await self._send(backend_name, path, payload, stream, extra_headers)
-        except GatewayError as error:
-            error.backend = error.backend or backend_name
-            raise
 
     async def _send(self, backend_name: str, path: str, payload: bytes, stream: bool, extra_headers: bytes) -> Reply:
         backend = self.backends[backend_name]

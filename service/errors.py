@@ -95,9 +95,7 @@ class BackendRejected(GatewayError):
     def of(cls, backend: str, status: int, raw: bytes) -> BackendRejected:
         """From a backend's 4xx body (any shape `relayed_error` reads)."""
         error = relayed_error(status, raw)
-        rejected = cls(status, f"backend {backend!r} rejected the request: {error['message']}", param=error["param"])
-        rejected.backend = backend
-        return rejected
+        return cls(status, f"backend {backend!r} rejected the request: {error['message']}", param=error["param"])
 
 
 class UpstreamError(GatewayError):
