@@ -13,7 +13,8 @@ from starlette.types import Receive, Scope, Send
 
 from service.api.disconnect import ClientDisconnected, unless_disconnected
 from service.api.recording import CLIENT_CLOSED, CLIENT_TOO_SLOW, RequestRecorder
-from service.errors import GatewayError, ServerStopping, sse_error_event, stream_error_status
+from service.errors import GatewayError, ServerStopping, sse_error_event
+from service.strategies.sse import stream_error_status
 from service.types import Reply
 
 # How long past a stream's deadline a client that stopped reading keeps its connection: the stream's own

@@ -23,6 +23,38 @@ def event_json(event: bytes) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+# The status each error type of a stream's error event stands for (`_error_status` for any other type).
+_STATUS_OF_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+                   "not_found_error": 404, "rate_limit_error": 429, "internal_error": 500,
+                   "upstream_error": 502, "service_unavailable": 503, "timeout_error": 504}
+
+
+def stream_error_status(events: bytes) -> int | None:
+    """The status that an error event among whole server-sent `events` stands for, or None where they hold
+    none: the gateway's own (`sse_error_event`) and vLLM's (`{"error": {...}}`, or older versions'
+    `{"object": "error", ...}`). A stream's answer is a 200 by then; this is what it is counted as."""
+    if b'"error"' not in events:  # inside a JSON string a quote is escaped: no chunk of text matches
+        return None
+    for line in events.splitlines():
+        event = event_json(line) if b'"error"' in line else None
+        if event is None:
+            continue
+        error = event.get("error") if event.get("object") != "error" else event
+        if isinstance(error, dict):
+            return _error_status(error)
+    return None
+
+
+def _error_status(error: dict[str, Any]) -> int:
+    """An error event's status: its type's, else its own `code` where that is one (vLLM's errors carry types
+    like `BadRequestError` and an integer code), else 502."""
+    status = _STATUS_OF_TYPE.get(str(error.get("type")))
+    if status is None:
+        code = error.get("code")
+        status = code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else 502
+    return status
+
+
 async def events_of(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The SSE events of `stream` (without their blank-line ends), as many as each chunk completes, then
     whatever the stream left unterminated; the stream is closed however this ends."""

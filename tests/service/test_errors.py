@@ -13,7 +13,8 @@ import orjson
 import pytest
 
 from service.config import hash_api_key
-from service.errors import UpstreamError, UpstreamTimeout, relayed_error_body, sse_error_event, stream_error_status
+from service.errors import UpstreamError, UpstreamTimeout, relayed_error_body, sse_error_event
+from service.strategies.sse import stream_error_status
 from tests.harness import GatewayServer, SimProcess, direct_config, sims, wait_until
 
 KEY = "sk-test-123"
