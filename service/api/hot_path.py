@@ -10,12 +10,12 @@ from __future__ import annotations
 import logging
 
 import orjson
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from service.api.deps import ApiKeyCheck
 from service.api.disconnect import ClientDisconnected, unless_disconnected
 from service.api.recording import CLIENT_CLOSED, ModelMetrics, RequestRecorder
-from service.api.replies import send_body, send_error, send_reply
+from service.api.replies import JSON_CONTENT, Headers, send_body, send_error, send_reply
 from service.errors import (
     INTERNAL_ERROR_BODY,
     GatewayError,
@@ -38,7 +38,6 @@ ENDPOINTS: dict[str, Endpoint | None] = {
     "/v1/completions": "completions",
     "/v1/route": None,
 }
-_JSON = ((b"content-type", b"application/json"),)
 
 
 class HotPath:
@@ -60,7 +59,7 @@ class HotPath:
             return
         headers = _headers(scope)
         rid = request_id(headers.get(REQUEST_ID))
-        send = _with_request_id(send, rid)
+        rid_header = ((REQUEST_ID_HEADER, rid.encode()),)  # on every answer of these paths, errors included
         try:
             try:
                 request, route = await self._accept(scope, receive, headers, rid)
@@ -68,16 +67,16 @@ class HotPath:
                 self.refused.labels(path, str(error.status)).inc()
                 raise
             if path == "/v1/route":
-                await self._route(request, route, send)
+                await self._route(request, route, send, rid_header)
             else:
-                await self._serve(request, route, scope, receive, send)
+                await self._serve(request, route, scope, receive, send, rid_header)
         except GatewayError as error:
-            await send_error(send, error)
+            await send_error(send, error, rid_header)
         except ClientDisconnected:
             pass
         except Exception:
             log.exception("unexpected error on %s %s", scope["method"], path)
-            await send_body(send, 500, INTERNAL_ERROR_BODY, _JSON)
+            await send_body(send, 500, INTERNAL_ERROR_BODY, (JSON_CONTENT, *rid_header))
 
     async def _accept(self, scope: Scope, receive: Receive, headers: dict[str, str],
                       rid: str) -> tuple[GatewayRequest, Route]:
@@ -93,17 +92,17 @@ class HotPath:
         return GatewayRequest(endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body,
                               stream=parsed.stream, tradeoff=tradeoff, request_id=rid), route
 
-    async def _serve(self, request: GatewayRequest, route: Route, scope: Scope, receive: Receive,
-                     send: Send) -> None:
+    async def _serve(self, request: GatewayRequest, route: Route, scope: Scope, receive: Receive, send: Send,
+                     extra: Headers) -> None:
         recorder = RequestRecorder(self.model_metrics[route.public_model])
         try:
             reply = await unless_disconnected(scope, receive, route.strategy.respond(request, self.gateway.dispatcher))
         except BaseException as error:  # recorded however the request ended, re-raised to be answered
             recorder.finish(_error_status(error), getattr(error, "backend", ""), 0.0)
             raise
-        await send_reply(scope, receive, send, reply, recorder)
+        await send_reply(scope, receive, send, reply, recorder, extra)
 
-    async def _route(self, request: GatewayRequest, route: Route, send: Send) -> None:
+    async def _route(self, request: GatewayRequest, route: Route, send: Send, extra: Headers) -> None:
         """The decision for a chat or completion body, with every candidate's score, without generating."""
         decision = await route.strategy.decide(request)
         body = orjson.dumps({
@@ -111,7 +110,7 @@ class HotPath:
             "reason": decision.reason, "cache": decision.cache, "scores": decision.scores,
             "headers": decision.headers,
         })
-        await send_body(send, 200, body, _JSON)
+        await send_body(send, 200, body, (JSON_CONTENT, *extra))
 
 
 def _error_status(error: BaseException) -> int:
@@ -127,19 +126,8 @@ def _headers(scope: Scope) -> dict[str, str]:
             if name in _READ_HEADERS}
 
 
-_READ_HEADERS = (b"authorization", b"content-type", b"content-length", REQUEST_ID.encode())
-
-
-def _with_request_id(send: Send, rid: str) -> Send:
-    """`send` that adds `x-request-id` to the response head, whichever path answers."""
-    header = (REQUEST_ID.encode(), rid.encode())
-
-    async def sending(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", ()), header]
-        await send(message)
-
-    return sending
+REQUEST_ID_HEADER = REQUEST_ID.encode()
+_READ_HEADERS = (b"authorization", b"content-type", b"content-length", REQUEST_ID_HEADER)
 
 
 async def read_json_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import orjson
 from starlette.types import Receive, Scope, Send
@@ -20,6 +20,8 @@ from service.types import Reply
 # How long past a stream's deadline a client that stopped reading keeps its connection: the stream's own
 # timeout (an error event, then [DONE]) comes first.
 WRITE_GRACE_S = 5.0
+Headers = Sequence[tuple[bytes, bytes]]  # ASGI header lines
+JSON_CONTENT = (b"content-type", b"application/json")
 _STREAM_HEADERS = ((b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                    (b"x-accel-buffering", b"no"))
 
@@ -29,10 +31,10 @@ def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
-async def send_error(send: Send, error: GatewayError) -> None:
-    """`error` as an OpenAI-shaped JSON response, with its headers (e.g. `Retry-After`)."""
+async def send_error(send: Send, error: GatewayError, extra: Headers = ()) -> None:
+    """`error` as an OpenAI-shaped JSON response, with its headers (e.g. `Retry-After`) and `extra`."""
     await send_body(send, error.status, orjson.dumps(error.body()),
-                    [(b"content-type", b"application/json"), *encode_headers(error.headers)])
+                    [JSON_CONTENT, *encode_headers(error.headers), *extra])
 
 
 async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]]) -> None:
@@ -42,13 +44,15 @@ async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tupl
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, recorder: RequestRecorder) -> None:
+async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, recorder: RequestRecorder,
+                     extra: Headers = ()) -> None:
     """Send a buffered reply, or relay a stream until it ends, the client disconnects, or, for a client that
-    stopped reading, `WRITE_GRACE_S` past the stream's deadline (the connection is then dropped)."""
+    stopped reading, `WRITE_GRACE_S` past the stream's deadline (the connection is then dropped); `extra`:
+    header lines of the gateway's own, on whatever response head is sent."""
     if reply.stream is None:
-        headers = encode_headers(reply.headers)
+        headers = [*encode_headers(reply.headers), *extra]
         if "content-type" not in reply.headers:
-            headers.append((b"content-type", b"application/json"))
+            headers.append(JSON_CONTENT)
         try:
             await send_body(send, reply.status, reply.body, headers)
         finally:  # after the answer has left: the client does not wait for the bookkeeping
@@ -67,7 +71,7 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
         nonlocal first_byte_at, head_sent, ended_by
         async with asyncio.timeout_at(limit):
             await send({"type": "http.response.start", "status": reply.status,
-                        "headers": [*encode_headers(relayed), *_STREAM_HEADERS]})
+                        "headers": [*encode_headers(relayed), *_STREAM_HEADERS, *extra]})
             head_sent = True
             async for chunk in stream:
                 if first_byte_at is None:
@@ -86,7 +90,7 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
         status = CLIENT_TOO_SLOW
     except ServerStopping as stopping:
         status = stopping.status
-        await _end_cut_stream(send, stopping, head_sent)
+        await _end_cut_stream(send, stopping, head_sent, extra)
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
@@ -95,7 +99,7 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
         recorder.finish(status, reply.backend, reply.upstream_s, first_byte_at)
 
 
-async def _end_cut_stream(send: Send, error: ServerStopping, head_sent: bool) -> None:
+async def _end_cut_stream(send: Send, error: ServerStopping, head_sent: bool, extra: Headers) -> None:
     """End a stream cut by the server's shutdown with an error event and `[DONE]`, as a backend failure
     does (a 503 where nothing was sent yet); a client that does not read it within a second just loses the
     connection."""
@@ -104,4 +108,4 @@ async def _end_cut_stream(send: Send, error: ServerStopping, head_sent: bool) ->
             if head_sent:
                 await send({"type": "http.response.body", "body": sse_error_event(error)})
             else:
-                await send_error(send, error)
+                await send_error(send, error, extra)
