@@ -6,7 +6,6 @@ All names carry the `switchyard_` prefix; the README's metrics reference lists t
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,6 @@ disable_created_metrics()
 
 # Up to the longest stream a backend may run (`timeouts.total_s`, 600 s by default).
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
-_UPSTREAM_ERROR_KINDS = ("connect", "timeout", "status", "connection", "stream")  # of switchyard_upstream_errors
 # Up to a router or switcher decision queued behind a full batch on a slow CPU.
 FAST_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
@@ -124,14 +122,12 @@ class Metrics:
                 _remember_children(metric)
 
     def remove_replica(self, backend: str, url: str) -> None:
-        """Drop every series of a replica that is gone (discovery), so that pod churn does not grow them."""
-        for gauge in (self.replica_healthy, self.replica_waiting, self.replica_running, self.replica_kv_cache,
-                      self.replica_in_flight):
-            with contextlib.suppress(KeyError):
-                gauge.remove(backend, url)
-        for kind in _UPSTREAM_ERROR_KINDS:
-            with contextlib.suppress(KeyError):
-                self.upstream_errors.remove(backend, url, kind)
+        """Drop every series of a replica that is gone (discovery), so that pod churn does not grow them: those
+        of each metric labelled by backend and replica, whatever its other labels."""
+        for metric in vars(self).values():
+            if isinstance(metric, Counter | Gauge | Histogram) and metric._labelnames[:2] == ("backend", "replica"):
+                for values in [v for v in list(metric._metrics) if v[:2] == (backend, url)]:
+                    metric.remove(*values)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
