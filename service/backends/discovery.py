@@ -14,13 +14,13 @@ import asyncio
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from urllib.parse import urlsplit, urlunsplit
 
 from service.backends.monitor import ReplicaMonitor
 from service.backends.pool import ReplicaPool
 from service.config import Backend
 from service.tasks import cancel_and_wait
 from service.throttled_log import ThrottledLog
+from service.upstream.client import origin_of
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,9 @@ class DnsDiscovery:
 
     async def _urls(self, seed: str) -> list[str]:
         """The replica URLs of one configured URL: its host replaced by each address it resolves to."""
-        parts = urlsplit(seed)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        addresses = await self.resolve(parts.hostname or "", port)
-        return [urlunsplit((parts.scheme, f"{_host(address)}:{port}", parts.path, "", "")).rstrip("/")
-                for address in addresses]
+        origin = origin_of(seed)  # plain http: the config refuses https with discovery
+        addresses = await self.resolve(origin.host, origin.port)
+        return [f"http://{_host(address)}:{origin.port}{origin.prefix}" for address in addresses]
 
 
 def _host(address: str) -> str:
