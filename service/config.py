@@ -8,6 +8,7 @@ the config file's directory or the nearest of its parents that holds it (`resolv
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import re
@@ -145,10 +146,9 @@ class Settings(_Strict):
     def _references_resolve(self) -> Settings:
         # Each message starts with the key it is about (`_format_errors` shows it as such).
         names = [b.name for b in self.backends]
-        if repeated := sorted({name for name in names if names.count(name) > 1}):
+        if repeated := _repeated(names):
             raise ValueError(f"backends: names must be unique; {', '.join(map(repr, repeated))} repeat")
-        public = [m.name for m in self.models]
-        if repeated := sorted({name for name in public if public.count(name) > 1}):
+        if repeated := _repeated([m.name for m in self.models]):
             raise ValueError(f"models: public model names must be unique; {', '.join(map(repr, repeated))} repeat")
         for i, model in enumerate(self.models):
             for backend in model.strategy.backend_names():
@@ -159,6 +159,11 @@ class Settings(_Strict):
 
     def backend(self, name: str) -> Backend:
         return next(b for b in self.backends if b.name == name)
+
+
+def _repeated(names: list[str]) -> list[str]:
+    """The names that occur more than once, sorted."""
+    return sorted(name for name, count in collections.Counter(names).items() if count > 1)
 
 
 def hash_api_key(key: str) -> str:

@@ -112,7 +112,7 @@ class Gateway:
             self.strategies[model.name] = strategy
         log.info("gateway ready: %d public models over %d backends (%d replicas); decision cache: %s; "
                  "API keys %s", len(self.strategies), len(self.settings.backends),
-                 sum(len(self.pool.replicas(b.name)) for b in self.settings.backends), self.cache.describe(),
+                 len(self.pool.all()), self.cache.describe(),
                  "required" if self.settings.auth.api_key_hashes else "not required")
 
     async def close(self) -> None:

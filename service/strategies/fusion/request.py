@@ -15,6 +15,7 @@ from typing import Any
 from service.errors import InvalidRequest
 from service.strategies.fusion.config import FusionConfig
 from service.strategies.fusion.members import Sampling
+from service.strategies.usage import asks_usage
 from service.types import GatewayRequest
 
 VARIANT_FIELD = "switchyard_variant"
@@ -86,7 +87,7 @@ def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
     max_tokens = given[0] if given else config.max_tokens
     if max_tokens < 1:
         raise InvalidRequest("fusion writes at least one token: max_tokens must be 1 or more", param="max_tokens")
-    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+    include_usage = asks_usage(body)
     if request.endpoint == "chat":
         render = {name: body[name] for name in RENDER_FIELDS if body.get(name) is not None}
         return Plan(variant, sampling, max_tokens, include_usage, render=render)
