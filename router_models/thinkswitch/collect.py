@@ -108,8 +108,12 @@ def request_body(
 
 def read_journal(path: Path) -> list[Sample]:
     """Samples already collected (a torn last line from an interrupted run is ignored)."""
+    return _samples(list(completed_lines(path)))
+
+
+def _samples(lines: list[Any]) -> list[Sample]:
     samples = []
-    for line in completed_lines(path):
+    for line in lines:
         if isinstance(line, dict) and "settings" not in line:
             try:
                 samples.append(Sample(**line))
@@ -118,18 +122,12 @@ def read_journal(path: Path) -> list[Sample]:
     return samples
 
 
-def journal_settings(path: Path) -> dict[str, Any] | None:
-    """The settings (`SETTINGS`) the journal's samples were collected with, from its first line; None where it
+def _settings(lines: list[Any]) -> dict[str, Any] | None:
+    """The settings (`SETTINGS`) a journal's samples were collected with, from its first line; None where it
     has none (a journal written before they were recorded)."""
-    if not path.exists():
-        return None
-    with path.open() as lines:
-        first = lines.readline()
-    try:
-        obj = json.loads(first)
-    except json.JSONDecodeError:
-        return None
-    return obj["settings"] if isinstance(obj, dict) and isinstance(obj.get("settings"), dict) else None
+    first = lines[0] if lines else None
+    settings = first.get("settings") if isinstance(first, dict) else None
+    return settings if isinstance(settings, dict) else None
 
 
 def open_journal(journal: Path, settings: dict[str, Any]) -> set[tuple[str, str, int]]:
@@ -137,8 +135,8 @@ def open_journal(journal: Path, settings: dict[str, Any]) -> set[tuple[str, str,
     recorded) gets `settings` as its first line. Raises `InputError` where its samples were collected with
     other settings, rather than mix them. Samples are appended with `append_lines`, which first cuts off a
     line torn by an interrupted run."""
-    collected = read_journal(journal)
-    written = journal_settings(journal)
+    lines = list(completed_lines(journal))
+    collected, written = _samples(lines), _settings(lines)
     if collected and written is not None and written != settings:
         changed = [key for key in SETTINGS if written.get(key) != settings[key]]
         was = ", ".join(f"{key} {written.get(key)!r}" for key in changed)
@@ -147,8 +145,8 @@ def open_journal(journal: Path, settings: dict[str, Any]) -> set[tuple[str, str,
                          "or write to another --out")
     if written != settings:
         journal.parent.mkdir(parents=True, exist_ok=True)
-        lines = [{"settings": settings}, *(sample.__dict__ for sample in collected)]
-        journal.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        kept = [{"settings": settings}, *(sample.__dict__ for sample in collected)]
+        journal.write_text("".join(json.dumps(line) + "\n" for line in kept))
     return {(s.id, s.mode, s.index) for s in collected}
 
 
