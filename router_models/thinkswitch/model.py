@@ -19,7 +19,7 @@ from torch import nn
 
 from router_models.configs import above_zero, at_least, refuse_first
 from router_models.encoder import ENCODER_NAME, ENCODER_POSITIONS, SentenceEncoder
-from router_models.thinkswitch.data import MODES
+from router_models.thinkswitch.data import CAP_KEY, MODES
 from router_models.thinkswitch.features import FEATURE_NAMES
 
 # Extra outputs trained where the data has them (`train.aux_targets` defines them): how long each mode writes,
@@ -29,7 +29,7 @@ from router_models.thinkswitch.features import FEATURE_NAMES
 AUX_TARGETS: tuple[str, ...] = ("short_tokens", "long_tokens", "long_hit_cap")
 # Every auxiliary target `train.aux_value` knows: these names, and MODE_pass@CAP (`long_pass@512`).
 AUX_NAMES = ("short_tokens", "long_tokens", "long_hit_cap", "level")
-AUX_PASS_RATE = re.compile(rf"({'|'.join(MODES)})_pass@([1-9][0-9]*)")  # a cap as `meta.by_cap` keys it
+AUX_PASS_RATE = re.compile(rf"({'|'.join(MODES)})_pass@({CAP_KEY.pattern})")  # a cap as `meta.by_cap` keys it
 
 
 def is_aux_target(name: str) -> bool:
