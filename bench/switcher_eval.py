@@ -84,9 +84,8 @@ def main() -> int:
     parser.add_argument("--json", help="write the eval JSON here")
     parser.add_argument("--plot", help="write the accuracy-vs-cost PNG here")
     args = parser.parse_args()
-    for flag, output in (("--json", args.json), ("--plot", args.plot)):
-        if output:
-            check_output_file(flag, output)
+    check_output_file("--json", args.json)
+    check_output_file("--plot", args.plot)
 
     path = args.switcher
     if path is None:

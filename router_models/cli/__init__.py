@@ -26,9 +26,12 @@ def exit_status(prog: str, run: Callable[[], int | None]) -> int:
     return 2
 
 
-def check_output_file(flag: str, path: str | Path, *, parent_created: bool = False) -> None:
+def check_output_file(flag: str, path: str | Path | None, *, parent_created: bool = False) -> None:
     """Raise `InputError` where `path` cannot be written as a file (a folder, or in a folder that does not
-    exist, unless the command creates it: `parent_created`): checked before minutes of work, not after."""
+    exist, unless the command creates it: `parent_created`): checked before minutes of work, not after.
+    No path (an optional output not asked for): nothing to check."""
+    if path is None:
+        return
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{flag} {path}: is a folder, not a file")

@@ -47,8 +47,7 @@ def run(args: argparse.Namespace, switcher_options: dict[str, Any]) -> int:
         raise InputError(f"--target-drop: expected a finite number of points, got {args.target_drop}")
     if args.plot and not args.plot.lower().endswith(".png"):
         raise InputError(f"--plot {args.plot}: the plot is a PNG image, its name must end in .png")
-    for flag, path in (("--json", args.json), ("--plot", args.plot)):
-        if path:
-            check_output_file(flag, path)
+    check_output_file("--json", args.json)
+    check_output_file("--plot", args.plot)
     module_name, function_name = (SWITCHER_EVAL if args.switcher else ROUTER_EVAL).split(":")
     return int(getattr(importlib.import_module(module_name), function_name)(args) or 0)
