@@ -135,6 +135,8 @@ def report(results: list[BenchmarkResult], target_drop: float) -> str:
             f"  switcher (chosen)   {_fmt(result.chosen)}",
             f"  {f'≤{target_drop:g} pt below long':<20}{_fmt(result.target)}",
             f"  curve above random mixing at every long share: {above_random(result.curve, result.outcomes)}",
+            *([f"  ... and above it with the same retry: {above_random(result.curve, result.switched)}"]
+              if result.short_retry else []),
         ]
     return "\n".join(lines)
 

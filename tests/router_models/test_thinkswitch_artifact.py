@@ -14,7 +14,7 @@ from routing_cli import switchyard
 
 from router_models.errors import ArtifactError
 from router_models.thinkswitch import load_switcher
-from router_models.thinkswitch.curves import Outcomes, baselines, meets_target, random_mix, sweep
+from router_models.thinkswitch.curves import Outcomes, above_random, baselines, meets_target, random_mix, sweep
 from router_models.thinkswitch.data import parse_record, read_records
 from router_models.thinkswitch.evaluate import eval_command, evaluate, in_sample_warning, report
 from router_models.thinkswitch.train import train_command
@@ -157,6 +157,27 @@ def test_short_retry_changes_the_curve_not_the_baselines() -> None:
     assert plain.curve[-1]["accuracy"] == 0.5 and retried.curve[-1]["accuracy"] == 0.75
     assert retried.curve[-1]["mean_tokens"] == (2148 + 500 + 500 + 2148) / 4
     assert "long, short retry" in report([retried], 1.0) and "long, short retry" not in report([plain], 1.0)
+
+
+def test_the_curve_with_the_retry_is_judged_against_random_mixing_with_the_retry() -> None:
+    line = json.loads(FIXTURE.read_text().splitlines()[0])
+    modes = [(1.0, 0.0, 1), (0.0, 1.0, 0), (1.0, 1.0, 0), (0.0, 0.0, 1)]  # (short right, long right, long cut)
+    records = [
+        parse_record({**line, "id": f"q{i}", "modes": {
+            "short": {"samples": 1, "pass_rate": s, "mean_tokens": 100.0},
+            "long": {"samples": 1, "pass_rate": lo, "mean_tokens": 2048.0 if cut else 500.0, "hit_cap": cut}}})
+        for i, (s, lo, cut) in enumerate(modes)
+    ]
+    # Ranked worst first: the cut question both modes miss, then one both get right. As measured, random
+    # mixing scores 50% at every share, which this curve matches; with the retry it scores more.
+    pred = np.array([[0.5, 0.7], [0.5, 0.6], [0.5, 0.8], [0.5, 0.9]])
+    result, = evaluate(pred, records, {}, 10.0, short_retry=True)
+    assert [row["accuracy"] for row in result.curve[:3]] == [0.5, 0.5, 0.5]
+    assert above_random(result.curve, result.outcomes)
+    assert not above_random(result.curve, result.switched)
+    printed = report([result], 1.0)
+    assert "curve above random mixing at every long share: True" in printed
+    assert "... and above it with the same retry: False" in printed
 
 
 def test_a_checkpoint_without_question_offset_reads_the_offset_from_the_question(
