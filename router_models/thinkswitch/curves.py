@@ -119,14 +119,16 @@ def within_budget(
     `max_token_ratio` × always-long's (at least the all-short point). A point with τ < 0 is never one: it
     would send questions long that the switcher predicts long mode does worse on, just to spend the budget."""
     long_tokens = baselines(outcomes)["always_long"]["mean_tokens"]
+    return [row for row in curve if affordable(row, long_tokens, max_long_share, max_token_ratio)] or curve[:1]
 
-    def affordable(row: Row) -> bool:
-        if row["long_share"] > max_long_share + 1e-12 or row.get("tau", 0.0) < 0:
-            return False
-        tokens = row["mean_tokens"]
-        return long_tokens is None or tokens is None or tokens <= max_token_ratio * long_tokens
 
-    return [row for row in curve if affordable(row)] or curve[:1]
+def affordable(row: Row, long_tokens: float | None, max_long_share: float, max_token_ratio: float) -> bool:
+    """Whether `row` is within the budget of `within_budget`, against always-long's `long_tokens` (None:
+    unknown, no token budget)."""
+    if row["long_share"] > max_long_share + 1e-12 or row.get("tau", 0.0) < 0:
+        return False
+    tokens = row["mean_tokens"]
+    return long_tokens is None or tokens is None or tokens <= max_token_ratio * long_tokens
 
 
 def best_within_budget(

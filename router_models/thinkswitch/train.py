@@ -12,7 +12,7 @@ import argparse
 import hashlib
 import math
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -25,7 +25,16 @@ from router_models.configs import check_types, read_config_file
 from router_models.encoder import SentenceEncoder, set_threads
 from router_models.errors import InputError
 from router_models.thinkswitch.artifact import KIND, save_artifact
-from router_models.thinkswitch.curves import Outcomes, Row, baselines, best_within_budget, spend_budget, sweep
+from router_models.thinkswitch.curves import (
+    Outcomes,
+    Row,
+    affordable,
+    baselines,
+    best_within_budget,
+    spend_budget,
+    sweep,
+    with_tau,
+)
 from router_models.thinkswitch.data import (
     MODES,
     SPLIT_FRACTIONS,
@@ -198,9 +207,31 @@ def tau_point(curve: list[Row], plain: Outcomes, options: TrainOptions) -> Row:
 
 def choose_tau(gain: np.ndarray, records: Sequence[ThinkRecord], options: TrainOptions) -> float:
     """The τ of the options' rule on held-out predictions (the policy's outcomes, with the short retry where
-    the options say; the token budget relative to plain always-long)."""
-    switched = Outcomes.of(under_short_retry(records, options.short_retry))
-    return tau_point(sweep(gain, switched), Outcomes.of(records), options).get("tau", 0.0)
+    the options say; the token budget relative to plain always-long).
+
+    Over several benchmarks (the pooled `default_tau`, which the gateway serves with, not knowing the
+    benchmark), only τs that keep every benchmark within its own budget count: a benchmark without token
+    counts does not lift the token budget of one with them."""
+    within_each = [_budget_check(gain, records, name, options) for name in benchmarks(records)]
+    curve = sweep(gain, Outcomes.of(under_short_retry(records, options.short_retry)))
+    allowed = [row for row in curve if all(fits(row["tau"]) for fits in within_each)] or curve[:1]
+    return tau_point(allowed, Outcomes.of(records), options).get("tau", 0.0)
+
+
+def _budget_check(
+    gain: np.ndarray, records: Sequence[ThinkRecord], benchmark: str, options: TrainOptions
+) -> Callable[[float], bool]:
+    """Whether a τ keeps `benchmark`'s questions within the options' budget."""
+    mask = np.array([r.benchmark == benchmark for r in records])
+    chosen = [r for r, m in zip(records, mask, strict=True) if m]
+    switched = Outcomes.of(under_short_retry(chosen, options.short_retry))
+    long_tokens = baselines(Outcomes.of(chosen))["always_long"]["mean_tokens"]
+
+    def fits(tau: float) -> bool:
+        row = with_tau(switched.row(gain[mask] >= tau), tau)
+        return affordable(row, long_tokens, options.max_long_share, options.max_token_ratio)
+
+    return fits
 
 
 def train(

@@ -13,8 +13,15 @@ from routing_cli import switchyard
 
 from router_models.errors import InputError
 from router_models.thinkswitch.curves import Outcomes, sweep
-from router_models.thinkswitch.data import read_records
-from router_models.thinkswitch.train import TrainOptions, aux_targets, aux_value, read_config, tau_point
+from router_models.thinkswitch.data import ThinkRecord, parse_record, read_records
+from router_models.thinkswitch.train import (
+    TrainOptions,
+    aux_targets,
+    aux_value,
+    choose_tau,
+    read_config,
+    tau_point,
+)
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "thinking_small.jsonl"
 
@@ -62,6 +69,27 @@ def test_tau_rules_spend_the_budget_or_take_the_most_accurate_point() -> None:
     for rule in ("spend", "most_accurate"):
         point = tau_point(no_gain, outcomes, TrainOptions(tau_rule=rule, max_long_share=1.0, max_token_ratio=1.0))
         assert (point["tau"], point["long_share"]) == (0.0, 0.0)
+
+
+def test_the_pooled_tau_keeps_every_benchmark_within_its_own_budget() -> None:
+    # "tokens": short 10, long 50 tokens, so a 0.4 token budget allows one of its four questions long;
+    # "rates": no token counts, only the long-share budget (100% here) binds.
+    line = json.loads(FIXTURE.read_text().splitlines()[0])
+    del line["meta"]
+
+    def record(benchmark: str, i: int, tokens: bool) -> ThinkRecord:
+        modes = {mode: {"samples": 1, "pass_rate": 1.0, "mean_tokens": count if tokens else None, "hit_cap": 0}
+                 for mode, count in (("short", 10.0), ("long", 50.0))}
+        return parse_record({**line, "id": f"{benchmark}:{i}", "benchmark": benchmark, "modes": modes})
+
+    records = [record("tokens", i, True) for i in range(4)] + [record("rates", i, False) for i in range(4)]
+    gain = np.array([0.4, 0.3, 0.2, 0.1, 0.35, 0.25, 0.15, 0.05])
+    options = TrainOptions(max_long_share=1.0, max_token_ratio=0.4, short_retry=False)
+    assert choose_tau(gain[:4], records[:4], options) == pytest.approx(0.4)
+    assert choose_tau(gain[4:], records[4:], options) == pytest.approx(0.05)
+    # Pooled, the question set has no token counts as a whole; τ still stops where "tokens" would send a
+    # second question long, instead of sending everything long.
+    assert choose_tau(gain, records, options) == pytest.approx(0.35)
 
 
 def test_an_unknown_tau_rule_is_refused_before_training(tmp_path: Path) -> None:
