@@ -85,8 +85,8 @@ def client_mode(body: dict[str, Any], config: ThinkingConfig) -> Mode | None:
     own fields, compared leaf by leaf. Such a request is relayed as sent.
     """
     kwargs = body.get("chat_template_kwargs")
-    if isinstance(kwargs, dict) and "enable_thinking" in kwargs:
-        return "long" if kwargs["enable_thinking"] else "short"
+    if isinstance(kwargs, dict) and "enable_thinking" in kwargs:  # templates test `enable_thinking is false`
+        return "short" if kwargs["enable_thinking"] is False else "long"
     effort = body.get("reasoning_effort")
     if effort is not None:
         return "short" if effort in ("low", "minimal", "none") else "long"

@@ -120,6 +120,10 @@ def test_rewrite_never_changes_the_callers_body() -> None:
     ("qwen3", {"chat_template_kwargs": {"enable_thinking": False}}, "short"),
     ("qwen3", {"chat_template_kwargs": {"enable_thinking": True}}, "long"),
     ("qwen3", {"chat_template_kwargs": {"other": 1}}, None),
+    # the template tests `enable_thinking is false`: any other value leaves the model thinking
+    ("qwen3", {"chat_template_kwargs": {"enable_thinking": None}}, "long"),
+    ("qwen3", {"chat_template_kwargs": {"enable_thinking": 0}}, "long"),
+    ("qwen3", {"chat_template_kwargs": {"enable_thinking": ""}}, "long"),
     ("reasoning-effort", {"reasoning_effort": "low"}, "short"),
     ("reasoning-effort", {"reasoning_effort": "high"}, "long"),
     ("deepseek-r1", {"messages": [*MESSAGES, {"role": "assistant", "content": R1_EMPTY_THINKING}]}, "short"),
