@@ -137,7 +137,8 @@ class Gateway:
         return self._dispatcher
 
     def resolve(self, model: str) -> Route:
-        """Find the strategy of a public model name, accepting a `name:tradeoff` suffix."""
+        """Find the strategy of a public model name, accepting a `name:tradeoff` suffix where the strategy
+        reads a trade-off."""
         strategy = self.strategies.get(model)
         if strategy is not None:
             return Route(model, strategy, None)
@@ -145,6 +146,9 @@ class Gateway:
         strategy = self.strategies.get(name)
         if strategy is None:
             raise ModelNotFound(f"the model {model!r} does not exist", param="model")
+        if not strategy.takes_tradeoff:
+            raise ModelNotFound(f"the model {model!r} does not exist ({name!r} takes no trade-off suffix)",
+                                param="model")
         try:
             tradeoff = float(suffix)
         except ValueError:

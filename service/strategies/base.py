@@ -56,6 +56,7 @@ class StrategyDeps:
 
 class Strategy(ABC):
     kind: str = ""
+    takes_tradeoff = False  # reads `GatewayRequest.tradeoff`, so its public name takes a `name:0.3` suffix
 
     async def start(self) -> None:
         """Load and warm whatever the strategy needs (called once in the app's lifespan)."""

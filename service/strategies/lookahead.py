@@ -109,6 +109,7 @@ def choose(quality: Sequence[float], costs: Sequence[float], tradeoff: float,
 
 class LookaheadStrategy(Strategy):
     kind = "lookahead"
+    takes_tradeoff = True
 
     def __init__(self, public_model: str, config: LookaheadConfig, deps: StrategyDeps) -> None:
         self.public_model = public_model

@@ -156,8 +156,10 @@ def test_unknown_model_is_404(locked_gateway: GatewayServer) -> None:
     assert_error(post(locked_gateway, {**CHAT, "model": "gpt-17"}), 404, param="model", says="does not exist")
 
 
-def test_bad_model_suffix_is_400(locked_gateway: GatewayServer) -> None:
-    assert_error(post(locked_gateway, {**CHAT, "model": "sim-a:lots"}), 400, param="model")
+def test_a_trade_off_suffix_on_a_model_without_one_is_404(locked_gateway: GatewayServer) -> None:
+    for model in ("sim-a:0.3", "sim-a:lots"):
+        assert_error(post(locked_gateway, {**CHAT, "model": model}), 404, param="model",
+                     says="'sim-a' takes no trade-off suffix")
 
 
 def test_body_too_large_is_413(locked_gateway: GatewayServer) -> None:

@@ -131,6 +131,13 @@ def test_client_tradeoff_takes_the_cheaper_model(auto_gateway: GatewayServer, ho
     assert ask(auto_gateway, "plain question", model="auto:0.3").headers["x-switchyard-model"] == "sim-a"
 
 
+@pytest.mark.parametrize("model", ["auto:lots", "auto:1.5", "auto:nan"])
+def test_a_trade_off_suffix_that_is_no_number_in_0_1_is_400(auto_gateway: GatewayServer, model: str) -> None:
+    response = ask(auto_gateway, "plain question", model=model)
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "model" and "must be a number in [0, 1]" in response.text
+
+
 def test_concurrent_requests_are_batched(auto_gateway: GatewayServer, router: KeywordRouter) -> None:
     router.gate.clear()  # hold the router so requests pile up behind the first batch
     with ThreadPoolExecutor(8) as pool:
