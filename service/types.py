@@ -24,6 +24,7 @@ class GatewayRequest:
     stream: bool
     # Client's cost/quality trade-off in [0, 1] (suffix `auto:0.3` or body field `switchyard_tradeoff`); None = default.
     tradeoff: float | None = None
+    variant: FusionVariant | None = None  # body field `switchyard_variant`, for `fusion`; None = the config's
     request_id: str = ""  # `service.request_id`; forwarded to the backends (empty: none sent)
 
     @property

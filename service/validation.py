@@ -19,6 +19,7 @@ from service.errors import InvalidRequest
 from service.types import Endpoint, FusionVariant, GatewayRequest
 
 TRADEOFF_FIELD = "switchyard_tradeoff"
+VARIANT_FIELD = "switchyard_variant"
 # orjson reads JSON nested up to 1024 levels but writes at most 254: a body the gateway could not send on.
 MAX_NESTING = 254
 
@@ -142,8 +143,9 @@ def validate_request(endpoint: Endpoint | None, raw: bytes, limits: Limits) -> G
             raise InvalidRequest(f"{name} must be at most {limits.max_tokens}", param=name)
     if parsed.n is not None and parsed.n > limits.max_n:
         raise InvalidRequest(f"n must be at most {limits.max_n}", param="n")
-    body.pop(TRADEOFF_FIELD, None)
+    body.pop(TRADEOFF_FIELD, None)  # the gateway's own fields: no backend reads them
+    body.pop(VARIANT_FIELD, None)
     return GatewayRequest(
         endpoint=endpoint, public_model=parsed.model, body=body, stream=bool(parsed.stream),
-        tradeoff=parsed.switchyard_tradeoff,
+        tradeoff=parsed.switchyard_tradeoff, variant=parsed.switchyard_variant,
     )

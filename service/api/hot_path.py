@@ -90,7 +90,7 @@ class HotPath:
         route = self.gateway.resolve(parsed.public_model)
         tradeoff = parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff
         return GatewayRequest(endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body,
-                              stream=parsed.stream, tradeoff=tradeoff, request_id=rid), route
+                              stream=parsed.stream, tradeoff=tradeoff, variant=parsed.variant, request_id=rid), route
 
     async def _serve(self, request: GatewayRequest, route: Route, scope: Scope, receive: Receive, send: Send,
                      extra: Headers) -> None:

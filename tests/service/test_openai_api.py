@@ -45,6 +45,15 @@ def test_every_answer_carries_a_request_id_that_reaches_the_backend(gateway: Gat
     assert unusable.status_code == 404 and unusable.headers["x-request-id"].startswith("req_")  # errors too
 
 
+def test_the_gateways_own_fields_do_not_reach_the_backend(gateway: GatewayServer,
+                                                          two_sims: list[SimProcess]) -> None:
+    client(gateway).chat.completions.create(
+        model="sim-a", messages=[{"role": "user", "content": "hello"}], max_tokens=2,
+        extra_body={"switchyard_tradeoff": 0.5, "switchyard_variant": "cool", "top_k": 3})
+    forwarded = two_sims[0].last_request()["body"]
+    assert forwarded["top_k"] == 3 and not any(name.startswith("switchyard_") for name in forwarded)
+
+
 def test_chat_completion_sync(gateway: GatewayServer) -> None:
     raw = client(gateway).chat.completions.with_raw_response.create(
         model="sim-a", messages=[{"role": "user", "content": "hello"}], max_tokens=5)

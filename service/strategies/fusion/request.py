@@ -18,7 +18,6 @@ from service.strategies.fusion.members import Sampling
 from service.strategies.usage import asks_usage
 from service.types import GatewayRequest
 
-VARIANT_FIELD = "switchyard_variant"
 RENDER_FIELDS = ("chat_template_kwargs", "add_generation_prompt", "continue_final_message")
 
 _NO_LOGPROBS = "fusion returns no log-probabilities"
@@ -72,7 +71,7 @@ def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
             raise InvalidRequest(reason, param=name)
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("fusion writes one answer: n must be 1", param="n")
-    variant = body.get(VARIANT_FIELD) or config.variant  # one of `FusionVariant`: checked with the request
+    variant = request.variant or config.variant
     stop = body.get("stop") or []
     stop = [stop] if isinstance(stop, str) else list(stop)
     if "" in stop:
