@@ -5,7 +5,8 @@
 Without `--switcher`, trains one first on the train+val splits of DATA (defaults, τ chosen on cross-validated
 predictions) into `--out` (default: a temporary directory). Prints the eval table and, per benchmark, whether
 the targets are met: GSM8K accuracy ≥ better single mode + 0.5 pt at ≤ 40% of always-long's tokens and a curve
-never below random mixing (under the same short retry as the switcher, where it has one); MATH accuracy ≥ always-long − 1 pt with ≤ 50% sent long.
+never below random mixing (under the same short retry as the switcher, where it has one); MATH accuracy ≥
+always-long − 1 pt with ≤ 50% sent long.
 """
 
 from __future__ import annotations
