@@ -20,7 +20,11 @@ async def solo_answer(members: MemberSet, member: Member, max_tokens: int, sampl
 async def rerank(members: MemberSet, answers: list[Answer]) -> Answer:
     """Every member scores every distinct answer in one request; the lowest average perplexity wins. When a
     member refuses to (an answer over its context window), the first answer (the fused one) is kept."""
-    distinct = list({a.text: a for a in reversed(answers) if a.text}.values())[::-1]  # first of equal texts
+    first: dict[str, Answer] = {}  # of equal texts, the first answer, in its place: ties go to the fused one
+    for answer in answers:
+        if answer.text:
+            first.setdefault(answer.text, answer)
+    distinct = list(first.values())
     if len(distinct) <= 1:
         return distinct[0] if distinct else answers[0]
     texts = [a.text for a in distinct]

@@ -14,6 +14,7 @@ from service.strategies.fusion.loop import FUSED, Answer
 from service.strategies.fusion.member_set import FusionStats, MemberSet
 from service.strategies.fusion.members import Prompt, Sampling
 from service.strategies.fusion.request import Plan
+from service.strategies.fusion.rerank import rerank
 from service.strategies.fusion.strategy import FusionStrategy
 from tests.service.strategies.fusion.test_loop import LIKES_X, Hangs, ScriptedMember, rejects, repeat
 
@@ -50,3 +51,11 @@ async def test_the_fused_answer_is_kept_when_a_member_cannot_score_the_longest_a
     b = ScriptedMember("b", repeat(" x y" * SOLO), LIKES_X)
     answer = await reranked([a, b])  # a's own answer (24 characters) is longer than a takes
     assert answer.source == FUSED and len(answer.text) <= 20 and answer.finish_reason == "length"
+
+
+async def test_a_tie_goes_to_the_fused_answer_when_a_member_wrote_the_same_text() -> None:
+    members = [ScriptedMember(name, repeat(" x"), {"x": -1.0, "y": -1.0}) for name in ("a", "b")]
+    member_set = MemberSet(list(members), timeout_s=1, stats=FusionStats(), observe=lambda member, phase: None)
+    member_set.prompts.update({m.backend: Prompt("", False) for m in members})
+    fused, own_a, own_b = Answer(FUSED, " x", 1, "stop"), Answer("a", " y", 1, "stop"), Answer("b", " x", 1, "stop")
+    assert await rerank(member_set, [fused, own_a, own_b]) is fused  # " x" and " y" score alike
