@@ -37,13 +37,16 @@ def piece_starts(pieces: Sequence[str], text: str, *, anchor: Literal["start", "
 
     A character split across tokens reads "\ufffd" in each part, so such pieces do not spell the text:
     every token from the first such piece to the last starts, here, where the first does (a character
-    boundary), so that no cut falls among them; the clean pieces around them are placed exactly.
+    boundary), so that no cut falls among them; the clean pieces around them are placed exactly. Pieces
+    that lost spaces (`restored_starts`) are placed where the text has them.
     """
     split = [i for i, piece in enumerate(pieces) if "\ufffd" in piece]
     if not split:
-        if anchor == "start":
-            return token_starts(pieces, len("".join(pieces)))
-        return token_starts(pieces, len(text))
+        joined = "".join(pieces)
+        spelled = joined.startswith(text) if anchor == "start" else joined.endswith(text) or text.endswith(joined)
+        if not spelled and (restored := restored_starts(pieces, text, anchor=anchor)) is not None:
+            return restored
+        return token_starts(pieces, len(joined) if anchor == "start" else len(text))
     first, last = split[0], split[-1] + 1
     skip = next(i for i in range(first + 1) if text.startswith("".join(pieces[i:first])))  # pieces before text
     block = len("".join(pieces[skip:first]))
@@ -51,6 +54,41 @@ def piece_starts(pieces: Sequence[str], text: str, *, anchor: Literal["start", "
     if not text.endswith(tail) or len(text) - len(tail) < block:
         last = len(pieces)  # the tail runs past the text (a stop string): it joins the block
     return token_starts(pieces[:first], block) + [block] * (last - first) + token_starts(pieces[last:], len(text))
+
+
+def restored_starts(pieces: Sequence[str], text: str, *, anchor: Literal["start", "end"]) -> list[int] | None:
+    """Start offsets for pieces that spell `text` but for spaces some of them lost, each lost run given to
+    the token after it (decoded alone, a SentencePiece token may come without its leading space, as some
+    vLLM versions report them); None where the pieces do not spell the text even so. Pieces past the
+    `anchor`'s other end (an echo's `<bos>`, a draft's cut stop string) are placed beyond the text."""
+    starts = []
+    if anchor == "start":
+        def fits(piece: str, position: int) -> bool:  # the piece is there, or the text ends inside it
+            return text.startswith(piece, position) or piece.startswith(text[position:])
+
+        position = 0
+        for piece in pieces:
+            starts.append(position)
+            if position < len(text):
+                while not fits(piece, position) and text.startswith(" ", position):
+                    position += 1
+                if not fits(piece, position):
+                    return None
+            position += len(piece)
+        return starts
+    end = len(text)
+    for i in range(len(pieces) - 1, -1, -1):
+        piece = pieces[i]
+        if end <= 0 or not text.endswith(piece, 0, end):
+            if end > 0:
+                return None
+            end -= len(piece)
+        else:
+            end -= len(piece)
+            while end > 0 and text[end - 1] == " " and not (i and pieces[i - 1].endswith(" ")):
+                end -= 1
+        starts.append(end)
+    return starts[::-1]
 
 
 def token_ends(starts: Sequence[int], text_length: int) -> list[int]:

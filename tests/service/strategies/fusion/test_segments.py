@@ -77,6 +77,32 @@ def test_pieces_beyond_the_text_are_placed_around_it() -> None:
     assert piece_starts(EMOJI_PIECES[:6], EMOJI[:12]) == [0, 2, 7, 10, 10, 10]
 
 
+# A SentencePiece model's pieces as some vLLM versions report them: each token decoded alone, without the
+# leading space it stands for.
+SKY = "A: The sky is blue because of light"
+SKY_PIECES = ["<s>", "A", ":", "The", "sky", "is", "blue", "because", "of", "light"]
+
+
+def test_pieces_that_lost_their_spaces_are_placed_where_the_text_has_them() -> None:
+    assert piece_starts(SKY_PIECES, SKY) == [-3, 0, 1, 2, 6, 10, 13, 18, 26, 29]  # each space joins the next token
+    candidate = SKY[10:]  # " is blue because of light", as a draft: pieces from its start
+    assert piece_starts(SKY_PIECES[5:], candidate, anchor="start") == [0, 3, 8, 16, 19]
+    assert piece_starts([*SKY_PIECES[5:7], "because"], candidate[:12], anchor="start") == [0, 3, 8]  # cut at a stop
+    assert piece_starts(["is", "red"], " is blue", anchor="start") == [0, 2]  # no spelling at all: as counted
+
+
+class SkyEcho:
+    async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
+        logprobs = [None] + [-1.0] * 4 + [-0.5] * 5  # the context's tokens, then the candidate's
+        return {"choices": [{"index": 0, "text": SKY, "logprobs": {"tokens": SKY_PIECES, "token_logprobs": logprobs}}]}
+
+
+async def test_an_echo_of_pieces_without_their_spaces_scores_the_candidates_tokens_only() -> None:
+    member = Member("a", SkyEcho())  # type: ignore[arg-type]
+    scores, = await member.score_echo(Prompt("A: The sky", False), "", [SKY[10:]])
+    assert (scores.starts, scores.logprobs) == ([0, 3, 8, 16, 19], [-0.5] * 5)
+
+
 class OneDraft:
     async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         return {"choices": [{"text": EMOJI, "finish_reason": "length", "logprobs": {
