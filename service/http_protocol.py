@@ -15,6 +15,9 @@ has not read stay in the transport's buffer, and `close()` (keep-alive's, or `Co
 them. A client that reads none of the connection's bytes for `unsent_timeout_s` has it aborted, so clients that
 stopped reading cannot pile up the answers' memory.
 
+A request's body complete, reading resumes (uvicorn leaves it paused after a large body until the handler
+calls `receive()` again), so a client that leaves is seen at once; a pipelined request still waits paused.
+
 Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment, and each
 request's scope carries the connection's `CONNECTION_LOST` future (under `extensions`), so a handler
 learns of a client that went away without a task waiting on `receive()`.
@@ -119,6 +122,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
         self._in_body = False
         self._disarm_body_deadline()
+        if not self.pipeline:  # uvicorn pauses reading past 64 KiB of body and resumes only in `receive()`:
+            self.flow.resume_reading()  # read on, or a client that leaves is never seen (its FIN unread)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

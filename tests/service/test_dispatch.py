@@ -153,15 +153,17 @@ def test_a_stream_is_cut_at_the_whole_request_limit() -> None:
 
 async def test_client_disconnect_cancels_the_upstream_request() -> None:
     with sims("m", tokens_per_s=2) as (sim,), GatewayServer(direct_config({"m": [sim.url]})) as gw:
-        for stream in (False, True):
+        # A body past 64 KiB leaves uvicorn's reading paused: the gateway must read on to see the client go.
+        for stream, words in ((False, 1), (True, 1), (False, 300_000), (True, 300_000)):
             before = sim.last_request()["cancelled"]
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi " * words}], "max_tokens": 40,
+                    "stream": stream}
             async with httpx.AsyncClient() as client:
-                request = asyncio.ensure_future(client.post(gw.url + "/v1/chat/completions", timeout=30,
-                                                            json={**CHAT, "max_tokens": 40, "stream": stream}))
+                request = asyncio.ensure_future(client.post(gw.url + "/v1/chat/completions", timeout=30, json=body))
                 await asyncio.to_thread(wait_until, lambda: sim.last_request()["running"] == 1, what="upstream busy")
                 request.cancel()
             await asyncio.to_thread(wait_until, lambda b=before: sim.last_request()["cancelled"] == b + 1,
-                                    what=f"upstream cancelled (stream={stream})")
+                                    what=f"upstream cancelled (stream={stream}, {len(orjson.dumps(body))} bytes)")
             assert sim.last_request()["running"] == 0
 
 
