@@ -9,7 +9,7 @@ Validation never rebuilds the body: the client's dict travels on as it came.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired
+from typing import Annotated, Any, Literal, NotRequired
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator, with_config
@@ -22,6 +22,12 @@ TRADEOFF_FIELD = "switchyard_tradeoff"
 VARIANT_FIELD = "switchyard_variant"
 # orjson reads JSON nested up to 1024 levels but writes at most 254: a body the gateway could not send on.
 MAX_NESTING = 254
+
+# Lists stop at their first bad item: pydantic otherwise builds an error for every item of every union
+# branch, and a 1 MB body of bad items held the event loop for seconds.
+FAIL_FAST = Field(fail_fast=True)
+StrList = Annotated[list[str], FAIL_FAST]
+IntList = Annotated[list[int], FAIL_FAST]
 
 
 class StreamOptions(BaseModel):
@@ -42,7 +48,7 @@ class _Sampling(BaseModel):
     max_completion_tokens: int | None = Field(None, ge=0)
     presence_penalty: float | None = Field(None, ge=-2, le=2)
     frequency_penalty: float | None = Field(None, ge=-2, le=2)
-    stop: str | list[str] | None = None
+    stop: str | StrList | None = None
     seed: int | None = None
     user: str | None = None
     switchyard_tradeoff: float | None = Field(None, ge=0, le=1)
@@ -54,11 +60,11 @@ class Message(TypedDict):
     """A chat message; a TypedDict validates several times faster than a model (a body may hold thousands)."""
 
     role: Literal["system", "user", "assistant", "tool", "developer", "function"]
-    content: NotRequired[str | list[dict[str, Any]] | None]
+    content: NotRequired[str | Annotated[list[dict[str, Any]], FAIL_FAST] | None]
 
 
 class ChatBody(_Sampling):
-    messages: list[Message] = Field(min_length=1)
+    messages: list[Message] = Field(min_length=1, fail_fast=True)
     logprobs: StrictBool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
     # vLLM's mode switches, read by the `thinkswitch` strategy
@@ -69,7 +75,7 @@ class ChatBody(_Sampling):
 
 
 class CompletionBody(_Sampling):
-    prompt: str | list[str] | list[int] | list[list[int]]
+    prompt: str | StrList | IntList | Annotated[list[IntList], FAIL_FAST]
     echo: StrictBool | None = None
     logprobs: int | None = Field(None, ge=0, le=20)
 
