@@ -143,6 +143,8 @@ def test_rewrite_never_changes_the_callers_body() -> None:
     ("qwen3", {"messages": [{"role": "user", "content": "/no_think hi"}, {"role": "assistant", "content": "Hi!"},
                             {"role": "user", "content": [{"type": "text", "text": "now think hard /think"}]}]}, "long"),
     ("qwen3", {"messages": [{"role": "user", "content": "see src/think.py and a/thinker"}]}, None),
+    ("qwen3", {"messages": [{"role": "user", "content": "a/no_think b/think /no_thinking"}]}, None),
+    ("qwen3", {"messages": [{"role": "user", "content": "path a/think, then\n/no_think"}]}, "short"),
     ("reasoning-effort", {"messages": [{"role": "user", "content": "Prove it. /think"}]}, None),  # Qwen3's only
 ])
 def test_the_clients_own_mode_is_recognised(family: str, body: dict[str, Any], mode: str | None) -> None:
