@@ -4,13 +4,16 @@ uvicorn writes a response's head and its body with separate `transport.write` ca
 answer would leave as two TCP segments: two system calls here and two wake-ups at the client. A write
 is held until the next write, which goes out joined with it at once, or until the end of the current
 loop turn, whichever comes first: head and body leave in one segment as soon as the body is written,
-and a streamed chunk still goes out in the turn it is written. At most one write is held.
+and a streamed chunk still goes out in the turn it is written. At most one write is held. A large write
+(over `JOIN_MAX` bytes) is never joined, which would copy it: what is held leaves first, then it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+JOIN_MAX = 1 << 16  # bytes of a write worth joining with the one held
 
 
 class CoalescingTransport:
@@ -24,6 +27,11 @@ class CoalescingTransport:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
+            return
+        if len(data) > JOIN_MAX:
+            self.flush()
+            self._pending.append(bytes(data))
+            self.flush()
             return
         if not self._pending:
             self._pending.append(bytes(data))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.write_coalescing import CoalescingTransport
+from service.write_coalescing import JOIN_MAX, CoalescingTransport
 
 
 class RecordingTransport(asyncio.Transport):
@@ -36,6 +36,16 @@ async def test_a_head_leaves_with_the_body_as_soon_as_the_body_is_written() -> N
     assert inner.writes == [b'HTTP/1.1 200 OK\r\n\r\n{"ok": true}']  # at once, not at the end of the turn
     await asyncio.sleep(0)
     assert len(inner.writes) == 1  # nothing left to flush
+
+
+async def test_a_large_body_leaves_after_the_head_without_being_copied_into_one_write() -> None:
+    inner = RecordingTransport()
+    transport = CoalescingTransport(inner, asyncio.get_running_loop())
+    body = b"x" * (JOIN_MAX + 1)
+    transport.write(b"HTTP/1.1 200 OK\r\n\r\n")
+    transport.write(body)
+    assert inner.writes == [b"HTTP/1.1 200 OK\r\n\r\n", body] and inner.writes[1] is body
+    assert transport.written == 19 + len(body)
 
 
 async def test_a_lone_write_leaves_at_the_end_of_the_turn() -> None:
