@@ -104,6 +104,8 @@ class DispatchSettings(_Strict):
     retries: int = Field(2, ge=0, description="Extra attempts on other replicas before anything is sent.")
     breaker_failures: int = Field(3, ge=1, description="Consecutive failures that eject a replica.")
     breaker_cooldown_s: float = Field(10.0, gt=0, description="Ejection time before health checks may readmit.")
+    max_response_bytes: int = Field(64 * 1024 * 1024, gt=0, description="Largest buffered (not streamed) answer "
+                                    "the gateway takes from a backend; a larger one is a 502 (answer_too_large).")
 
 
 class CacheSettings(_Strict):

@@ -25,6 +25,7 @@ from service.backends.pool import ReplicaPool
 from service.backends.replica import Replica
 from service.config import Backend, Settings
 from service.errors import (
+    AnswerTooLarge,
     BackendRejected,
     GatewayError,
     NoHealthyReplica,
@@ -38,11 +39,19 @@ from service.metrics import Metrics
 from service.request_id import upstream_header
 from service.throttled_log import ThrottledLog
 from service.types import Decision, GatewayRequest, Reply
-from service.upstream import Response, UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
+from service.upstream import (
+    Response,
+    ResponseTooLarge,
+    UpstreamClient,
+    UpstreamConnectError,
+    UpstreamConnectionError,
+    bearer_header,
+)
 
 _DONE = b"data: [DONE]"
 _DONE_LINE = b"\n" + _DONE
 _MAX_PENDING_EVENT = 1 << 20  # bytes of one unfinished event held back; a longer one is relayed as it comes
+_ERROR_BODY_BYTES = 1 << 16  # of an error answer, only this much is read: its message is at the start
 _RELAYED_HEADERS = ("content-type",)
 _JSON_OBJECT = re.compile(rb"\s*\{")  # how a buffered answer's body starts
 _JSON_HEADER = b"Content-Type: application/json\r\n"
@@ -157,14 +166,15 @@ class Dispatcher:
                                                      connect_timeout_s=timeouts.connect_s)
                 status = response.status
                 if status >= 500 or (status < 400 and status != 200):  # vLLM answers 200 or an error
-                    raise _StatusError(_answered(backend.name, status, await response.read()))
+                    raise _StatusError(_answered(backend.name, status, await response.read_prefix(_ERROR_BODY_BYTES)))
                 headers = {k: response.headers[k] for k in _RELAYED_HEADERS if k in response.headers}
                 is_sse = response.headers.get("content-type", "").startswith("text/event-stream")
                 if status == 200 and stream != is_sse:
                     raise _StatusError(f"backend {backend.name!r} answered 200 " + (
                         "without a stream to a streamed request" if stream else "with a stream where none was asked"))
                 if not stream or status != 200:
-                    body = await response.read()
+                    body = await (response.read(self.settings.dispatch.max_response_bytes) if status == 200
+                                  else response.read_prefix(_ERROR_BODY_BYTES))
                     if status in _REFUSALS_OF_THE_GATEWAY:
                         raise _Refusal(f"backend {backend.name!r} refused the gateway's request "
                                        f"({status}: {relayed_error(status, body)['message']})")
@@ -201,6 +211,10 @@ class Dispatcher:
         """Classify a failed attempt, update the replica's state and return the error to raise."""
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
+        if isinstance(error, ResponseTooLarge):  # the request's answer: another replica's would be as large
+            limit = self.settings.dispatch.max_response_bytes
+            return AnswerTooLarge(f"the answer of {replica.backend!r} is larger than the gateway buffers "
+                                  f"({limit} bytes, dispatch.max_response_bytes): stream it, or ask for less")
         if isinstance(error, UpstreamConnectError):
             kind, mapped = "connect", UpstreamError(f"cannot connect to a replica of {replica.backend!r}")
             replica.healthy = False  # passive marking: the next health check may readmit it

@@ -10,6 +10,7 @@
     ├── Saturated                      429     rate_limit_error
     ├── BackendRejected                4xx     as the backend's status (the request as the client sent it)
     ├── ServerStopping                 503     service_unavailable (this replica is shutting down)
+    ├── AnswerTooLarge                 502     upstream_error (not retried: every replica would answer alike)
     └── UpstreamError                  502     upstream_error
         ├── NoHealthyReplica           503     service_unavailable
         └── UpstreamTimeout            504     timeout_error
@@ -116,6 +117,12 @@ class ServerStopping(GatewayError):
 
     status, type, code = 503, "service_unavailable", "server_shutting_down"
     headers = {"Retry-After": "1"}
+
+
+class AnswerTooLarge(GatewayError):
+    """A buffered answer larger than `dispatch.max_response_bytes`: the request's doing, not the replica's."""
+
+    status, type, code = 502, "upstream_error", "answer_too_large"
 
 
 class UpstreamTimeout(UpstreamError):

@@ -107,6 +107,7 @@ class CannedBackend:
 
     def __init__(self) -> None:
         self.canned = Canned()
+        self.posts = 0  # POSTs answered
         backend = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -125,6 +126,7 @@ class CannedBackend:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(canned.body)
+                backend.posts += 1
 
             def log_message(self, *args: object) -> None:
                 pass

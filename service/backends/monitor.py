@@ -11,9 +11,17 @@ from service.backends.replica import Replica
 from service.backends.scrape import parse_vllm_load
 from service.metrics import Metrics
 from service.tasks import cancel_and_wait
-from service.upstream import UpstreamClient, UpstreamConnectError, UpstreamConnectionError, bearer_header
+from service.upstream import (
+    ResponseTooLarge,
+    UpstreamClient,
+    UpstreamConnectError,
+    UpstreamConnectionError,
+    bearer_header,
+)
 
 log = logging.getLogger(__name__)
+_HEALTH_BYTES = 1 << 16  # vLLM answers /health with an empty body
+_METRICS_BYTES = 1 << 24  # a vLLM /metrics page is some hundred KiB
 
 
 class ReplicaMonitor:
@@ -64,13 +72,14 @@ class ReplicaMonitor:
                     await self.scrape(replica)
             self.publish(replica)
 
-    async def _get(self, replica: Replica, path: str, timeout_s: float) -> tuple[int, bytes]:
-        """Status and body of a GET to the replica, within `timeout_s` in all."""
+    async def _get(self, replica: Replica, path: str, timeout_s: float, limit: int) -> tuple[int, bytes]:
+        """Status and body of a GET to the replica, within `timeout_s` in all; `ResponseTooLarge` for a body
+        over `limit` bytes."""
         async with asyncio.timeout(timeout_s):
             headers = self._headers.get(replica.backend, b"")
             response = await self.client.request(replica.url, "GET", path, headers=headers)
             try:
-                return response.status, await response.read()
+                return response.status, await response.read(limit)
             finally:
                 self.client.release(response)  # closed unless the whole answer was read
 
@@ -79,7 +88,7 @@ class ReplicaMonitor:
         `health_failures` checks in a row (a busy CPU engine can miss one deadline without being down)."""
         refused = False
         try:
-            status, _ = await self._get(replica, "/health", self.pool.settings.health_timeout_s)
+            status, _ = await self._get(replica, "/health", self.pool.settings.health_timeout_s, _HEALTH_BYTES)
             ok, why = status == 200, f"answered {status}"
         except UpstreamConnectError:
             ok, refused, why = False, True, "refused the connection"
@@ -87,6 +96,8 @@ class ReplicaMonitor:
             ok, why = False, f"did not answer within {self.pool.settings.health_timeout_s:g} s"
         except UpstreamConnectionError:
             ok, why = False, "dropped the connection"
+        except ResponseTooLarge:  # not vLLM's empty answer: something else answers at that URL
+            ok, why = False, f"answered with more than {_HEALTH_BYTES} bytes"
         if ok:
             replica.failed_checks = 0
             if not replica.healthy and time.monotonic() >= replica.ejected_until:
@@ -104,8 +115,9 @@ class ReplicaMonitor:
 
     async def scrape(self, replica: Replica) -> None:
         try:
-            status, body = await self._get(replica, "/metrics", max(0.5, self.pool.settings.scrape_interval_s * 2))
-        except (TimeoutError, UpstreamConnectionError):
+            status, body = await self._get(replica, "/metrics", max(0.5, self.pool.settings.scrape_interval_s * 2),
+                                           _METRICS_BYTES)
+        except (TimeoutError, UpstreamConnectionError, ResponseTooLarge):
             return  # the last load stands: a replica too busy to answer /metrics must not look idle
         if status == 200:
             replica.load = parse_vllm_load(body.decode("utf-8", "replace"))

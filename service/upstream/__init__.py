@@ -1,6 +1,13 @@
 """The gateway's HTTP/1.1 client for its backends: pooled keep-alive connections, httptools parsing."""
 
 from service.upstream.client import UpstreamClient, bearer_header
-from service.upstream.connection import Origin, Response, UpstreamConnectError, UpstreamConnectionError
+from service.upstream.connection import (
+    Origin,
+    Response,
+    ResponseTooLarge,
+    UpstreamConnectError,
+    UpstreamConnectionError,
+)
 
-__all__ = ["Origin", "Response", "UpstreamClient", "UpstreamConnectError", "UpstreamConnectionError", "bearer_header"]
+__all__ = ["Origin", "Response", "ResponseTooLarge", "UpstreamClient", "UpstreamConnectError",
+           "UpstreamConnectionError", "bearer_header"]

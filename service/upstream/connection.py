@@ -28,6 +28,10 @@ class UpstreamConnectError(UpstreamConnectionError):
     """The backend could not be reached at all (refused, unreachable, or the connect timed out)."""
 
 
+class ResponseTooLarge(Exception):
+    """A body longer than its reader takes (`Response.read`'s `limit`)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """Where a base URL's connections go, and the `Host` header they carry."""
@@ -167,12 +171,23 @@ class Response:
             self.connection.resume_reading()
         return data
 
-    async def read(self) -> bytes:
-        """The whole body."""
-        parts = []
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; `ResponseTooLarge` once it passes `limit` bytes (None: no limit)."""
+        parts, size = [], 0
         while chunk := await self.chunk():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                raise ResponseTooLarge(f"the body is larger than {limit} bytes")
             parts.append(chunk)
         return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    async def read_prefix(self, limit: int) -> bytes:
+        """The body's first `limit` bytes at most; the rest is left unread (the connection then closes)."""
+        parts, size = [], 0
+        while size < limit and (chunk := await self.chunk()):
+            parts.append(chunk)
+            size += len(chunk)
+        return b"".join(parts)[:limit]
 
     # fed by the connection
 

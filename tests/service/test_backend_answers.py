@@ -85,3 +85,27 @@ async def test_a_cut_json_answer_to_a_composed_call_is_the_backends_failure(fake
         assert caught.value.backend == "m"
     finally:
         await gateway.close()
+
+
+def test_a_buffered_answer_over_the_limit_is_a_502_not_retried_and_not_the_replicas_fault() -> None:
+    first, second = CannedBackend(), CannedBackend()
+    try:
+        big = b'{"choices": [{"text": "' + b"x" * 10_000 + b'"}]}'
+        first.canned = second.canned = Canned(body=big)
+        config = direct_config({"m": [first.url, second.url]}, dispatch={"max_response_bytes": 4096})
+        with GatewayServer(config) as gateway:
+            response = chat(gateway)
+            assert response.status_code == 502 and response.json()["error"]["code"] == "answer_too_large"
+            assert "dispatch.max_response_bytes" in response.json()["error"]["message"]
+            assert first.posts + second.posts == 1  # another replica would answer as much
+            assert gateway.metric("switchyard_upstream_errors_total", backend="m") == 0
+            first.canned = second.canned = Canned(body=b'{"choices": []}')
+            assert chat(gateway).status_code == 200  # within the limit
+            # an error answer is read only as far as its message: a large one still says what failed
+            dead = b'{"error": {"message": "engine dead"}}' + b" " * 200_000
+            first.canned = second.canned = Canned(status=500, body=dead)
+            failed = chat(gateway)
+            assert failed.status_code == 502 and "engine dead" in failed.json()["error"]["message"]
+    finally:
+        first.close()
+        second.close()
