@@ -78,6 +78,17 @@ class ServerSettings(_Strict):
     body_timeout_s: float = Field(30.0, gt=0, description="Time a client has to send a request body; then 408.")
     shutdown_timeout_s: float = Field(
         30.0, gt=0, description="On SIGTERM, time the requests under way (streams too) get to finish.")
+    max_concurrent_requests: int = Field(4096, gt=0, description="Requests served at once (streams too); "
+                                         "more are answered 503 gateway_overloaded.")
+    max_concurrent_body_bytes: int = Field(134_217_728, gt=0, description="Bytes of request bodies held at "
+                                           "once; more are answered 503 gateway_overloaded.")
+
+    @model_validator(mode="after")
+    def _one_body_fits(self) -> ServerSettings:
+        if self.max_concurrent_body_bytes < self.max_body_bytes:
+            raise ValueError("max_concurrent_body_bytes must be at least max_body_bytes, or a body of the "
+                             "largest size could never be served")
+        return self
 
 
 class AuthSettings(_Strict):

@@ -10,6 +10,7 @@
     ├── Saturated                      429     rate_limit_error
     ├── BackendRejected                4xx     as the backend's status (the request as the client sent it)
     ├── ServerStopping                 503     service_unavailable (this replica is shutting down)
+    ├── Overloaded                     503     service_unavailable (this replica serves all it takes)
     ├── AnswerTooLarge                 502     upstream_error (not retried: every replica would answer alike)
     └── UpstreamError                  502     upstream_error
         ├── NoHealthyReplica           503     service_unavailable
@@ -116,6 +117,13 @@ class ServerStopping(GatewayError):
     """This gateway replica is shutting down; another one answers a retry."""
 
     status, type, code = 503, "service_unavailable", "server_shutting_down"
+    headers = {"Retry-After": "1"}
+
+
+class Overloaded(GatewayError):
+    """This gateway replica is serving all the requests (or request bytes) it takes at once."""
+
+    status, type, code = 503, "service_unavailable", "gateway_overloaded"
     headers = {"Retry-After": "1"}
 
 

@@ -12,6 +12,7 @@ import logging
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from service.api.admission import Admission, Ticket
 from service.api.deps import ApiKeyCheck
 from service.api.disconnect import ClientDisconnected, unless_disconnected
 from service.api.recording import CLIENT_CLOSED, ModelMetrics, RequestRecorder
@@ -51,6 +52,8 @@ class HotPath:
         self.max_body_bytes = gateway.settings.server.max_body_bytes
         self.model_metrics = {m.name: ModelMetrics(gateway.metrics, m.name) for m in gateway.settings.models}
         self.refused = gateway.metrics.refused
+        server = gateway.settings.server
+        self.admission = Admission(server.max_concurrent_requests, server.max_concurrent_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -60,9 +63,11 @@ class HotPath:
         headers = _headers(scope)
         rid = request_id(headers.get(REQUEST_ID))
         rid_header = ((REQUEST_ID_HEADER, rid.encode()),)  # on every answer of these paths, errors included
+        ticket: Ticket | None = None
         try:
             try:
-                request, route = await self._accept(scope, receive, headers, rid)
+                ticket = self.admission.enter()
+                request, route = await self._accept(scope, receive, headers, rid, ticket)
             except GatewayError as error:
                 self.refused.labels(path, str(error.status)).inc()
                 raise
@@ -77,15 +82,19 @@ class HotPath:
         except Exception:
             log.exception("unexpected error on %s %s", scope["method"], path)
             await send_body(send, 500, INTERNAL_ERROR_BODY, (JSON_CONTENT, *rid_header))
+        finally:
+            if ticket is not None:
+                ticket.release()
 
-    async def _accept(self, scope: Scope, receive: Receive, headers: dict[str, str],
-                      rid: str) -> tuple[GatewayRequest, Route]:
+    async def _accept(self, scope: Scope, receive: Receive, headers: dict[str, str], rid: str,
+                      ticket: Ticket) -> tuple[GatewayRequest, Route]:
         """The request and the public model that takes it; a `GatewayError` where it is refused first."""
         path = scope["path"]
         if scope["method"] != "POST":
             raise MethodNotAllowed(f"{scope['method']} {path}: use POST")
         self.auth.check(path, headers.get("authorization", ""))
         raw = await read_json_body(headers, receive, self.max_body_bytes)
+        ticket.hold(len(raw))
         parsed = validate_request(ENDPOINTS[path], raw, self.gateway.limits)
         route = self.gateway.resolve(parsed.public_model)
         tradeoff = parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff

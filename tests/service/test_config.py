@@ -28,6 +28,8 @@ def test_minimal_config_gets_defaults() -> None:
     ({"backends": BACKENDS, "models": MODELS, "cache": {"redis_url": "redis+sentinel://h:26379"}},
      "cache: Value error, redis_url: Redis URL must specify one of the following schemes"),
     ({"backends": BACKENDS, "models": MODELS, "cache": {"redis_url": "redis://:p/x@h:1/0"}}, "cache: Value error"),
+    ({"backends": BACKENDS, "models": MODELS, "server": {"max_concurrent_body_bytes": 1000}},
+     "server: Value error, max_concurrent_body_bytes must be at least max_body_bytes"),
 ])
 def test_errors_name_the_bad_key(raw: dict, key: str) -> None:
     with pytest.raises(ConfigError) as error:
