@@ -30,6 +30,8 @@ class FusionConfig(StrategyConfigBase):
     max_tokens: int = Field(256, ge=1, description="Answer length when the request gives none.")
     member_timeout_s: float = Field(60.0, gt=0, description="A member call slower than this drops the "
                                     "member for the rest of the answer.")
+    total_s: float = Field(600.0, gt=0, description="The whole answer's limit: a buffered one is then a 504, a "
+                           "stream ends with a timeout error event.")
 
     def backend_names(self) -> list[str]:
         return list(self.members)

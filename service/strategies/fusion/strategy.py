@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from service.errors import GatewayError, sse_error_event
+from service.errors import GatewayError, UpstreamTimeout, sse_error_event
 from service.strategies.base import Strategy, StrategyDeps
 from service.strategies.fusion.config import FusionConfig
 from service.strategies.fusion.forced import ForcedOff
@@ -44,6 +44,24 @@ class FusionStrategy(Strategy):
                         scores={m: 1.0 for m in self.config.members})
 
     async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
+        """The fused answer, buffered or streamed, within the config's `total_s`."""
+        deadline = asyncio.get_running_loop().time() + self.config.total_s
+        limit = asyncio.timeout_at(deadline)
+        try:
+            async with limit:
+                reply = await self._respond(request, dispatcher, deadline)
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise self._too_long() from None
+        reply.deadline = deadline
+        return reply
+
+    def _too_long(self) -> UpstreamTimeout:
+        return UpstreamTimeout(f"the fused answer of {self.public_model!r} took longer than its "
+                               f"{self.config.total_s:g} s limit (total_s)")
+
+    async def _respond(self, request: GatewayRequest, dispatcher: Dispatcher, deadline: float) -> Reply:
         plan = plan_of(request, self.config)
         stats = FusionStats()
         metrics = self.deps.metrics
@@ -65,7 +83,7 @@ class FusionStrategy(Strategy):
             parts = [first] + [s async for s in segments]
             return self._reply(request, plan, fmt, stats, loop.answer_of(parts))
         reply = Reply(status=200, headers={"content-type": "text/event-stream", **self.headers}, backend=self.kind)
-        reply.stream = self._stream(first, segments, loop, plan, fmt, reply)
+        reply.stream = self._stream(first, segments, loop, plan, fmt, reply, deadline)
         return reply
 
     async def _render(self, request: GatewayRequest, members: MemberSet, plan: Plan) -> dict[str, Prompt]:
@@ -108,14 +126,22 @@ class FusionStrategy(Strategy):
                      stream=_replay(events + [DONE]), backend=self.kind, upstream_s=stats.upstream_s)
 
     async def _stream(self, first: Segment, segments: AsyncGenerator[Segment, None], loop: FusionLoop, plan: Plan,
-                      fmt: AnswerFormat, reply: Reply) -> AsyncIterator[bytes]:
-        """Each accepted segment as a chunk as soon as it is chosen; a later total failure ends the stream."""
+                      fmt: AnswerFormat, reply: Reply, deadline: float) -> AsyncIterator[bytes]:
+        """Each accepted segment as a chunk as soon as it is chosen; a later total failure, or `deadline`,
+        ends the stream."""
         stats = loop.members.stats
         yield fmt.chunk(first.text, first=True)
         segment = first
         try:
             while segment.finish_reason is None:
-                segment = await anext(segments)
+                limit = asyncio.timeout_at(deadline)
+                try:
+                    async with limit:
+                        segment = await anext(segments)
+                except TimeoutError:
+                    if not limit.expired():
+                        raise
+                    raise self._too_long() from None
                 if segment.text:
                     yield fmt.chunk(segment.text)
         except GatewayError as error:

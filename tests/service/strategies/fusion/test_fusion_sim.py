@@ -188,3 +188,16 @@ def test_identical_drafts_are_accepted_without_scoring() -> None:
         fusion = chat(gateway).json()["usage"]["fusion"]
         assert gateway.metric("switchyard_fusion_member_calls_total", phase="score") == 0
         assert fusion["member_calls"] == 2 + 2 * fusion["steps"]
+
+
+def test_the_whole_answer_is_bounded_by_total_s() -> None:
+    # A step of 4-token drafts at 40 tokens/s takes about half a second: 200 tokens, far past the 3 s limit.
+    with fusion_gateway(speculate=False, strategy={"total_s": 3.0}, tokens_per_s=40) as (gateway, _):
+        buffered = chat(gateway, max_tokens=200)
+        assert buffered.status_code == 504, buffered.text
+        assert buffered.json()["error"]["type"] == "timeout_error" and "total_s" in buffered.text
+        body = {"model": "fusion", "messages": MESSAGES, "max_tokens": 200, "stream": True}
+        with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body, timeout=30) as response:
+            received = list(events(response.iter_lines()))
+        assert received[-1] == "[DONE]" and received[-2]["error"]["type"] == "timeout_error"
+        assert any(c.get("choices") and c["choices"][0]["delta"].get("content") for c in received[:-2])
