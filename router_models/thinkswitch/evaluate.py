@@ -2,7 +2,8 @@
 
 Prints, per benchmark, always-short, always-long, the oracle, always-long with the short retry (where the
 switcher's policy has it: a long answer cut at the token cap is asked again in short mode), random mixing at
-the chosen point's long share, the artifact's recommended τ and the cheapest τ within `--target-drop` points
+the chosen point's long share, the artifact's recommended τ (and its default τ, which the gateway serves with,
+where the two differ) and the cheapest τ within `--target-drop` points
 of always-long; `--plot` draws accuracy against mean tokens (or long share where the data has no token
 counts) with all of them on the same axes; `--json` writes `{benchmark: {"always_short", "always_long",
 "oracle", "curve"}}`.
@@ -53,6 +54,7 @@ class BenchmarkResult:
     target: Row | None  # cheapest point within the target drop
     switched: Outcomes  # the switcher's policy: as measured, or with the short retry
     short_retry: bool = False
+    at_default: Row | None = None  # at the artifact's default τ (the gateway's), where this benchmark has its own
 
     def to_json(self) -> dict[str, Any]:
         return {**self.baselines, "curve": self.curve}
@@ -79,10 +81,10 @@ def evaluate(
         curve = sweep(gain[mask], switched)
         tau = taus.get(name, default_tau)
         chosen = with_tau(switched.row(gain[mask] >= tau), tau)
+        at_default = with_tau(switched.row(gain[mask] >= default_tau), default_tau) if tau != default_tau else None
         target = meets_target(curve, outcomes, target_drop)
-        results.append(
-            BenchmarkResult(name, outcomes, baselines(outcomes), curve, chosen, target, switched, short_retry)
-        )
+        results.append(BenchmarkResult(name, outcomes, baselines(outcomes), curve, chosen, target, switched,
+                                       short_retry, at_default))
     return results
 
 
@@ -133,6 +135,7 @@ def report(results: list[BenchmarkResult], target_drop: float) -> str:
             *([f"  ... with retry      {_fmt(random_mix(result.switched, result.chosen['long_share']))}"]
               if result.short_retry else []),
             f"  switcher (chosen)   {_fmt(result.chosen)}",
+            *([f"  ... at default τ    {_fmt(result.at_default)}"] if result.at_default is not None else []),
             f"  {f'≤{target_drop:g} pt below long':<20}{_fmt(result.target)}",
             f"  curve above random mixing at every long share: {above_random(result.curve, result.outcomes)}",
             *([f"  ... and above it with the same retry: {above_random(result.curve, result.switched)}"]

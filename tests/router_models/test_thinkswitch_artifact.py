@@ -264,3 +264,14 @@ def test_eval_takes_the_data_at_the_cap_the_switcher_was_trained_at(artifact: Pa
     math_id = next(r.id for r in read_records(FIXTURE) if r.benchmark == "MATH")
     assert (status, err) == (2, f"switchyard eval: question {math_id!r} has no results at cap 512 (it has none): "
                              "the switcher was trained at that cap (train_options.cap)\n")
+
+
+def test_eval_shows_the_gateways_default_tau_where_a_benchmark_has_its_own() -> None:
+    line = json.loads(FIXTURE.read_text().splitlines()[0])
+    records = [parse_record({**line, "id": f"q{i}"}) for i in range(4)]
+    pred = np.array([[0.5, 0.9], [0.5, 0.7], [0.5, 0.6], [0.5, 0.5]])  # gains 0.4, 0.2, 0.1, 0.0
+    own, = evaluate(pred, records, {line["benchmark"]: 0.15}, 0.3)
+    assert own.chosen["long_share"] == 0.5 and own.at_default is not None and own.at_default["long_share"] == 0.25
+    assert "... at default τ" in report([own], 1.0)
+    pooled, = evaluate(pred, records, {}, 0.3)
+    assert pooled.at_default is None and "at default τ" not in report([pooled], 1.0)
