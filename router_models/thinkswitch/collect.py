@@ -83,8 +83,19 @@ def read_questions(path: str | Path, default_benchmark: str = "custom") -> list[
 
 
 def is_correct(text: str, reference: str) -> bool:
-    """Whether the answer `text` commits to, its thinking removed, matches `reference` (`router_models.answers`)."""
-    return answers.is_correct(THINK_BLOCK.sub("", text), reference)
+    """Whether the answer `text` commits to, its thinking removed, matches `reference` (`router_models.answers`).
+    Thinking is a `<think>` block, or everything up to a lone `</think>` (a template that opens the block in the
+    prompt, as R1's does, served without a reasoning parser)."""
+    answer = THINK_BLOCK.sub("", text)
+    return answers.is_correct(answer.rpartition("</think>")[2], reference)
+
+
+def cut_while_thinking(message: dict[str, Any], family: str, mode: str, finish_reason: Any) -> bool:
+    """Whether a reply is R1's long thinking cut at the cap, served without a reasoning parser: its template
+    opens the thinking in the prompt, so the content is all thinking, with no tag to tell, and scores wrong."""
+    content = str(message.get("content") or "")
+    return (family == "deepseek-r1" and mode == "long" and finish_reason == "length" and "</think>" not in content
+            and not any(message.get(name) for name in REASONING_FIELDS))
 
 
 def answer_text(message: dict[str, Any], mode: str) -> str:
@@ -271,11 +282,12 @@ async def collect(
         except (aiohttp.ClientError, TimeoutError, ValueError, LookupError, TypeError, AttributeError) as error:
             failed.append(f"{question.id} ({mode}): {str(error) or type(error).__name__}")
             return
+        thinking = cut_while_thinking(choice["message"], family, mode, choice.get("finish_reason"))
         sample = Sample(
             question.id,
             mode,
             index,
-            is_correct(text, question.answer),
+            not thinking and is_correct(text, question.answer),
             completion if isinstance(completion, int) else None,
             choice.get("finish_reason") == "length",
         )

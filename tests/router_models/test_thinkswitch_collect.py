@@ -16,6 +16,7 @@ from router_models.thinkswitch.collect import (
     answer_text,
     api_key,
     collect,
+    cut_while_thinking,
     is_correct,
     read_journal,
     request_body,
@@ -147,6 +148,18 @@ def test_scoring() -> None:
     assert is_correct("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}")
     assert is_correct("<think>so 17?</think> It costs \\boxed{\\$18}.", "18")  # the scorer label uses too
     assert is_correct("\\boxed{\\dfrac{1}{2}}", "0.5")
+    # R1's template opens the thinking in the prompt: without a reasoning parser only its end is in the reply
+    assert not is_correct("so 42?\n</think>\n\nIt is 41.", "42")
+    assert is_correct("so 41?\n</think>\n\nIt is 42.", "42")
+
+
+def test_r1_thinking_cut_at_the_cap_without_a_parser_scores_wrong() -> None:
+    cut = {"content": "Let me see, 6 times 7 is 42"}
+    assert cut_while_thinking(cut, "deepseek-r1", "long", "length")
+    assert not cut_while_thinking(cut, "deepseek-r1", "long", "stop")
+    assert not cut_while_thinking(cut, "qwen3", "long", "length")  # its thinking opens in the reply: <think>
+    assert not cut_while_thinking({**cut, "reasoning": "..."}, "deepseek-r1", "long", "length")  # the answer, cut
+    assert not cut_while_thinking({"content": "hm</think> 42"}, "deepseek-r1", "long", "length")
 
 
 def test_a_short_answer_filed_as_reasoning_is_the_answer() -> None:
