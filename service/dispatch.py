@@ -225,7 +225,7 @@ class Dispatcher:
         elif isinstance(error, _Refusal):  # one replica misconfigured (e.g. mid-rollout) must not take a share
             kind, mapped = "status", UpstreamError(str(error))
             self._refusals.warning("%s on %s: check its api_key and model", error, replica.url,
-                                   key=replica.url)
+                                   key=replica.backend)
         elif isinstance(error, UpstreamConnectionError):
             kind, mapped = "connection", UpstreamError(f"connection to a replica of {replica.backend!r} failed")
         else:
@@ -284,7 +284,10 @@ class Dispatcher:
         return sse_error_event(UpstreamError(message))
 
     def _count_failure(self, replica: Replica, kind: str, message: str) -> None:
-        """Count a failed request against its replica; log the circuit breaker's ejection where it ejects it."""
+        """Count a failed request against its replica; log the circuit breaker's ejection where it ejects it. A
+        replica gone from the pool (discovery) is not counted: its series were dropped and must stay so."""
+        if replica.removed:
+            return
         self.metrics.upstream_errors.labels(replica.backend, replica.url, kind).inc()
         settings = self.settings.dispatch
         if replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s):

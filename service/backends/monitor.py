@@ -49,6 +49,7 @@ class ReplicaMonitor:
         """Stop watching replicas that are gone; drop their metric series and idle connections."""
         await cancel_and_wait(task for r in replicas if (task := self._tasks.pop(id(r), None)) is not None)
         for replica in replicas:
+            replica.removed = True
             self.metrics.remove_replica(replica.backend, replica.url)
             self.client.forget(replica.url)
 

@@ -34,6 +34,7 @@ class Replica:
     # replica can serve (`ReplicaPool.pick`), and its first failure ejects it again, for twice as long.
     probation: bool = False
     ejections: int = 0  # ejections since the last success
+    removed: bool = False  # gone from the pool (discovery); requests under way on it still finish
 
     def available(self, now: float | None = None) -> bool:
         """Healthy and not ejected by the circuit breaker."""

@@ -20,6 +20,7 @@ import time
 
 from service.upstream.connection import (
     Connection,
+    IdlePool,
     Origin,
     Response,
     UpstreamConnectError,
@@ -34,7 +35,7 @@ class UpstreamClient:
     def __init__(self, *, max_idle_per_origin: int = 256, idle_timeout_s: float = 30.0) -> None:
         self.max_idle_per_origin = max_idle_per_origin
         self.idle_timeout_s = idle_timeout_s
-        self._idle: dict[Origin, list[Connection]] = {}
+        self._idle: dict[Origin, IdlePool] = {}
         self._tls: ssl.SSLContext | None = None
         self._closed = False
 
@@ -55,23 +56,28 @@ class UpstreamClient:
         return await _exchange(await self._connect(origin, connect_timeout_s), data)
 
     def release(self, response: Response) -> None:
-        """Done with `response`: its connection goes back to the pool if it can carry another request."""
+        """Done with `response`: its connection goes back to the pool if it can carry another request (and its
+        origin has not been forgotten meanwhile)."""
         connection = response.connection
-        if self._closed or not connection.reusable():
+        idle = connection.idle_pool
+        if self._closed or not connection.reusable() or idle is None or idle.retired:
             connection.close()
             return
         connection.response = None
         connection.idle_since = time.monotonic()
-        idle = self._idle.setdefault(connection.origin, [])
         if len(idle) >= self.max_idle_per_origin:
             connection.close()
         else:
             idle.append(connection)
 
     def forget(self, url: str) -> None:
-        """Close the idle connections to `url`'s origin (a replica that is gone)."""
-        for connection in self._idle.pop(origin_of(url), []):
-            connection.close()
+        """Close the idle connections to `url`'s origin (a replica that is gone); those still in use close when
+        they are released."""
+        idle = self._idle.pop(origin_of(url), None)
+        if idle is not None:
+            idle.retired = True
+            for connection in idle:
+                connection.close()
 
     async def close(self) -> None:
         """Close every idle connection; responses still being read close theirs when released."""
@@ -111,6 +117,7 @@ class UpstreamClient:
             raise UpstreamConnectError(f"connecting to {origin.host}:{origin.port} timed out") from None
         except OSError as error:
             raise UpstreamConnectError(f"cannot connect to {origin.host}:{origin.port}: {error}") from None
+        connection.idle_pool = self._idle.setdefault(origin, IdlePool())
         return connection
 
     def _tls_context(self) -> ssl.SSLContext:

@@ -53,11 +53,18 @@ class Origin:
                    parts.path.rstrip("/"))
 
 
+class IdlePool(list["Connection"]):
+    """An origin's idle connections (`UpstreamClient`); `retired` once the origin is forgotten."""
+
+    retired = False
+
+
 class Connection(asyncio.Protocol):
     """An asyncio protocol carrying one request at a time; `send` starts one and returns its response."""
 
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
+        self.idle_pool: IdlePool | None = None  # where it waits between requests (set by the client)
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.lost = False

@@ -107,6 +107,30 @@ async def test_keep_alive_connections_are_reused() -> None:
         await client.close()
 
 
+def closing(response: Response) -> bool:
+    transport = response.connection.transport
+    return transport is None or transport.is_closing()
+
+
+async def test_a_response_released_after_its_origin_is_forgotten_closes_its_connection() -> None:
+    async with serve(answer_every_request) as server:
+        client = UpstreamClient()
+        kept = await client.request(server.url, "GET", "/health")
+        under_way = await client.request(server.url, "GET", "/health")
+        await kept.read()
+        client.release(kept)
+        client.forget(server.url)  # the replica left discovery while `under_way` was being answered
+        assert client.idle_connections() == 0 and closing(kept)
+        await under_way.read()
+        client.release(under_way)
+        assert client.idle_connections() == 0 and closing(under_way)
+        again = await client.request(server.url, "GET", "/health")  # the same address back: pooled afresh
+        await again.read()
+        client.release(again)
+        assert client.idle_connections() == 1 and server.connections == 3
+        await client.close()
+
+
 async def test_concurrent_requests_open_one_connection_each_and_keep_them() -> None:
     release = asyncio.Event()
 
