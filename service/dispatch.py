@@ -241,7 +241,9 @@ class Dispatcher:
         """
         timeouts = self.backends[replica.backend].timeouts
         loop = asyncio.get_running_loop()
-        pending = b""  # the start of an event whose end has not arrived yet
+        held: list[bytes] = []  # the start of an event whose end has not arrived, in the chunks it came in
+        size = 0  # their bytes
+        tail = b""  # their last three: an event's end may straddle two chunks
         complete = False  # `[DONE]` relayed
         try:
             while True:
@@ -249,15 +251,25 @@ class Dispatcher:
                     chunk = await response.chunk()
                 if not chunk:
                     break
-                pending = pending + chunk if pending else chunk
-                cut = whole_events_end(pending)
+                # Only the new bytes are searched, and the held ones joined once: never rescanned per chunk.
+                cut = whole_events_end(chunk)
+                if cut:
+                    cut += size
+                elif held and (straddling := whole_events_end(tail + chunk[:3])):
+                    cut = size - len(tail) + straddling
+                held.append(chunk)
+                size += len(chunk)
+                tail = (tail + chunk)[-3:]
                 if not cut:
-                    if len(pending) < _MAX_PENDING_EVENT:
+                    if size < _MAX_PENDING_EVENT:
                         continue
-                    cut = len(pending)
-                ready, pending = pending[:cut], pending[cut:]
+                    cut = size
+                data = b"".join(held) if len(held) > 1 else chunk
+                ready, rest = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
+                held, size, tail = ([rest], len(rest), rest[-3:]) if rest else ([], 0, b"")
                 complete = complete or holds_done(ready)
                 yield ready
+            pending = b"".join(held)
             if pending.strip() == _DONE:  # an unterminated last line; any other unfinished event is dropped
                 complete, pending = True, b""
                 yield _DONE + b"\n\n"
