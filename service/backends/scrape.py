@@ -13,22 +13,35 @@ _FIELDS = {
 
 def parse_vllm_load(text: str) -> ScrapedLoad:
     """The request gauges summed over their label sets (several engines or models on one server add up); the
-    KV-cache use, a share per engine, as its largest value (the engine closest to preempting)."""
+    KV-cache use, a share per engine, as its largest value (the engine closest to preempting).
+
+    Each gauge's lines are found by searching for its name at a line start, so the hundreds of other
+    lines of a vLLM page (histogram buckets, mostly) are never split or looked at one by one."""
     totals = dict.fromkeys(_FIELDS.values(), 0.0)
-    for line in text.splitlines():
-        if not line.startswith("vllm:"):
-            continue
-        name_end = min((i for i in (line.find("{"), line.find(" ")) if i >= 0), default=-1)
-        if name_end < 0:
-            continue
-        target = _FIELDS.get(line[:name_end])
-        if target is None:
-            continue
-        brace = line.find("}")
-        rest = line[brace + 1 :] if brace >= 0 else line[name_end:]
-        try:
-            value = float(rest.split()[0])
-        except (IndexError, ValueError):
-            continue
-        totals[target] = max(totals[target], value) if target == "kv_cache_usage" else totals[target] + value
+    text = "\n" + text
+    for name, target in _FIELDS.items():
+        needle = "\n" + name
+        at = text.find(needle)
+        while at >= 0:
+            end = text.find("\n", at + 1)
+            line = text[at + 1 : end if end >= 0 else len(text)]
+            value = _value(line, len(name))
+            if value is not None:
+                totals[target] = max(totals[target], value) if target == "kv_cache_usage" else totals[target] + value
+            at = text.find(needle, end) if end >= 0 else -1
     return ScrapedLoad(**totals)
+
+
+def _value(line: str, name_end: int) -> float | None:
+    """The sample value of a line whose metric name ends at `name_end` (None: another name, or no number)."""
+    if line[name_end : name_end + 1] == "{":
+        brace = line.find("}", name_end)
+        rest = line[brace + 1 :] if brace >= 0 else ""
+    elif line[name_end : name_end + 1] == " ":
+        rest = line[name_end:]
+    else:
+        return None  # a longer name that starts with this one
+    try:
+        return float(rest.split()[0])
+    except (IndexError, ValueError):
+        return None

@@ -23,3 +23,12 @@ def test_request_gauges_add_up_over_engines_and_kv_cache_use_is_the_fullest_engi
 def test_garbage_and_missing_values_read_as_zero() -> None:
     load = parse_vllm_load("vllm:num_requests_waiting{a=\"b\"} NaNx\nvllm:num_requests_running\n")
     assert (load.running, load.waiting) == (0.0, 0.0)
+
+
+def test_the_gauges_are_found_anywhere_on_a_large_page() -> None:
+    buckets = "".join(f'vllm:e2e_request_latency_seconds_bucket{{le="{i}",model_name="smol"}} {i}\n'
+                      for i in range(5_000))
+    page = ('vllm:num_requests_waiting{engine="0"} 4.0\r\n' + buckets + VLLM_METRICS
+            + 'vllm:num_requests_running 2.0')  # the first line, CRLF, the last line without its newline
+    load = parse_vllm_load(page)
+    assert (load.running, load.waiting, load.kv_cache_usage) == (5.0, 7.0, 0.25)
