@@ -15,7 +15,7 @@ from routing_cli import switchyard
 from router_models.errors import ArtifactError
 from router_models.thinkswitch import load_switcher
 from router_models.thinkswitch.curves import Outcomes, above_random, baselines, meets_target, random_mix, sweep
-from router_models.thinkswitch.data import parse_record, read_records
+from router_models.thinkswitch.data import ThinkRecord, parse_record, read_records
 from router_models.thinkswitch.evaluate import eval_command, evaluate, in_sample_warning, report
 from router_models.thinkswitch.train import train_command
 
@@ -138,17 +138,21 @@ def test_curve_baselines_on_hand_made_outcomes() -> None:
     assert meets_target(curve, outcomes, target_drop=-50.0) is None
 
 
-def test_short_retry_changes_the_curve_not_the_baselines() -> None:
+def cut_records() -> list[ThinkRecord]:
+    """Four questions, (short right, long right, long cut at 2,048 tokens): (1, 0, cut), (0, 1, -), (1, 1, -),
+    (0, 0, cut); short answers take 100 tokens, uncut long ones 500."""
     line = json.loads(FIXTURE.read_text().splitlines()[0])
-    modes = [  # (short right, long right, long cut)
-        (1.0, 0.0, 1), (0.0, 1.0, 0), (1.0, 1.0, 0), (0.0, 0.0, 1),
-    ]
-    records = [
+    modes = [(1.0, 0.0, 1), (0.0, 1.0, 0), (1.0, 1.0, 0), (0.0, 0.0, 1)]
+    return [
         parse_record({**line, "id": f"q{i}", "modes": {
             "short": {"samples": 1, "pass_rate": s, "mean_tokens": 100.0},
             "long": {"samples": 1, "pass_rate": lo, "mean_tokens": 2048.0 if cut else 500.0, "hit_cap": cut}}})
         for i, (s, lo, cut) in enumerate(modes)
     ]
+
+
+def test_short_retry_changes_the_curve_not_the_baselines() -> None:
+    records = cut_records()
     gain = np.array([[0.5, 0.6], [0.5, 0.9], [0.5, 0.5], [0.5, 0.7]])
     plain, = evaluate(gain, records, {}, 10.0)
     retried, = evaluate(gain, records, {}, 10.0, short_retry=True)
@@ -160,14 +164,7 @@ def test_short_retry_changes_the_curve_not_the_baselines() -> None:
 
 
 def test_the_curve_with_the_retry_is_judged_against_random_mixing_with_the_retry() -> None:
-    line = json.loads(FIXTURE.read_text().splitlines()[0])
-    modes = [(1.0, 0.0, 1), (0.0, 1.0, 0), (1.0, 1.0, 0), (0.0, 0.0, 1)]  # (short right, long right, long cut)
-    records = [
-        parse_record({**line, "id": f"q{i}", "modes": {
-            "short": {"samples": 1, "pass_rate": s, "mean_tokens": 100.0},
-            "long": {"samples": 1, "pass_rate": lo, "mean_tokens": 2048.0 if cut else 500.0, "hit_cap": cut}}})
-        for i, (s, lo, cut) in enumerate(modes)
-    ]
+    records = cut_records()
     # Ranked worst first: the cut question both modes miss, then one both get right. As measured, random
     # mixing scores 50% at every share, which this curve matches; with the retry it scores more.
     pred = np.array([[0.5, 0.7], [0.5, 0.6], [0.5, 0.8], [0.5, 0.9]])
