@@ -109,6 +109,7 @@ class UpstreamClient:
             raise UpstreamConnectionError("the upstream client is closed")
         loop = asyncio.get_running_loop()
         tls = self._tls_context() if origin.tls else None
+        idle = self._idle.setdefault(origin, IdlePool())  # before connecting: a `forget` meanwhile retires it
         try:
             async with asyncio.timeout(timeout_s):
                 _, connection = await loop.create_connection(lambda: Connection(origin), origin.host, origin.port,
@@ -117,7 +118,7 @@ class UpstreamClient:
             raise UpstreamConnectError(f"connecting to {origin.host}:{origin.port} timed out") from None
         except OSError as error:
             raise UpstreamConnectError(f"cannot connect to {origin.host}:{origin.port}: {error}") from None
-        connection.idle_pool = self._idle.setdefault(origin, IdlePool())
+        connection.idle_pool = idle
         return connection
 
     def _tls_context(self) -> ssl.SSLContext:

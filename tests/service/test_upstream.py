@@ -131,6 +131,19 @@ async def test_a_response_released_after_its_origin_is_forgotten_closes_its_conn
         await client.close()
 
 
+async def test_a_connection_opened_while_its_origin_is_forgotten_is_not_pooled() -> None:
+    async with serve(answer_every_request) as server:
+        client = UpstreamClient()
+        connecting = asyncio.ensure_future(client.request(server.url, "GET", "/health"))
+        await asyncio.sleep(0)  # the request is connecting
+        client.forget(server.url)  # as discovery drops a draining pod
+        response = await connecting
+        await response.read()
+        client.release(response)
+        assert client.idle_connections() == 0 and closing(response)
+        await client.close()
+
+
 async def test_concurrent_requests_open_one_connection_each_and_keep_them() -> None:
     release = asyncio.Event()
 
