@@ -81,7 +81,8 @@ class ServerSettings(_Strict):
     max_concurrent_requests: int = Field(4096, gt=0, description="Requests served at once (streams too); "
                                          "more are answered 503 gateway_overloaded.")
     max_concurrent_body_bytes: int = Field(134_217_728, gt=0, description="Bytes of request bodies held at "
-                                           "once; more are answered 503 gateway_overloaded.")
+                                           "once, from their arrival (parsed, a body takes a few times its "
+                                           "size); more are answered 503 gateway_overloaded.")
 
     @model_validator(mode="after")
     def _one_body_fits(self) -> ServerSettings:

@@ -1,8 +1,8 @@
 """How much this gateway replica takes on at once: requests being served, and the bytes of their bodies.
 
-Past either limit a request is answered 503 (`Overloaded`, `Retry-After: 1`) as soon as it arrives, or as soon
-as its body has been read, instead of piling up memory until the process dies: a held request keeps its body,
-parsed, for as long as it is served, streams included.
+Past either limit a request is answered 503 (`Overloaded`, `Retry-After: 1`) as soon as it arrives, or as its
+body does (its declared length, or chunk by chunk), instead of piling up memory until the process dies: a held
+request keeps its body, parsed, for as long as it is served, streams included.
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ to the FastAPI app. Errors get the same OpenAI-shaped bodies as everywhere else.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 
 import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -93,13 +95,11 @@ class HotPath:
         if scope["method"] != "POST":
             raise MethodNotAllowed(f"{scope['method']} {path}: use POST")
         self.auth.check(path, headers.get("authorization", ""))
-        raw = await read_json_body(headers, receive, self.max_body_bytes)
-        ticket.hold(len(raw))
+        raw = await read_json_body(headers, receive, self.max_body_bytes, ticket.hold)
         parsed = validate_request(ENDPOINTS[path], raw, self.gateway.limits)
         route = self.gateway.resolve(parsed.public_model)
         tradeoff = parsed.tradeoff if parsed.tradeoff is not None else route.tradeoff
-        return GatewayRequest(endpoint=parsed.endpoint, public_model=route.public_model, body=parsed.body,
-                              stream=parsed.stream, tradeoff=tradeoff, variant=parsed.variant, request_id=rid), route
+        return replace(parsed, public_model=route.public_model, tradeoff=tradeoff, request_id=rid), route
 
     async def _serve(self, request: GatewayRequest, route: Route, scope: Scope, receive: Receive, send: Send,
                      extra: Headers) -> None:
@@ -139,9 +139,11 @@ REQUEST_ID_HEADER = REQUEST_ID.encode()
 _READ_HEADERS = (b"authorization", b"content-type", b"content-length", REQUEST_ID_HEADER)
 
 
-async def read_json_body(headers: dict[str, str], receive: Receive, limit: int) -> bytes:
+async def read_json_body(headers: dict[str, str], receive: Receive, limit: int,
+                         hold: Callable[[int], None]) -> bytes:
     """The raw request body, refused early when it is too large or not JSON (a body too slow to arrive is
-    the server protocol's business: `service.http_protocol`)."""
+    the server protocol's business: `service.http_protocol`). `hold` is told of its bytes before they are
+    read: the declared length at once, a chunked body's chunk by chunk."""
     content_type = headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise UnsupportedMediaType(f"Content-Type must be application/json, not {content_type!r}")
@@ -151,6 +153,7 @@ async def read_json_body(headers: dict[str, str], receive: Receive, limit: int) 
             raise InvalidRequest("Content-Length header is not a number")
         if int(declared) > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        hold(int(declared))
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -161,6 +164,8 @@ async def read_json_body(headers: dict[str, str], receive: Receive, limit: int) 
         size += len(chunk)
         if size > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+        if declared is None:
+            hold(len(chunk))
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import threading
+from typing import Any
 
 import httpx
 import pytest
 
 from service.api.admission import Admission
+from service.api.hot_path import read_json_body
 from service.errors import Overloaded
 from tests.harness import GatewayServer, direct_config, sims, wait_until
 
@@ -39,15 +40,38 @@ def chat(gateway: GatewayServer, words: int = 1, **extra: object) -> httpx.Respo
 ], ids=["requests", "body-bytes"])
 def test_past_the_limits_a_request_is_503_and_is_served_again_once_there_is_room(
         server: dict[str, int], held_words: int, then_words: int) -> None:
-    with sims("m", tokens_per_s=4) as (sim,), GatewayServer(direct_config({"m": [sim.url]}, server=server)) as gw:
-        held = threading.Thread(target=chat, args=(gw, held_words), kwargs={"max_tokens": 12})  # 3 s of tokens
-        held.start()
-        wait_until(lambda: sim.last_request()["running"] == 1, what="the first request at the backend")
-        refused = chat(gw, then_words)
-        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
-        assert refused.json()["error"]["code"] == "gateway_overloaded"
-        assert gw.metric("switchyard_refused_requests_total", path="/v1/chat/completions", status="503") == 1
-        if "max_concurrent_body_bytes" in server:
-            assert chat(gw, 10).status_code == 200  # a small body still fits beside the held one
-        held.join()
+    with sims("m", tokens_per_s=2) as (sim,), GatewayServer(direct_config({"m": [sim.url]}, server=server)) as gw:
+        held = {"model": "m", "messages": [{"role": "user", "content": "hi " * held_words}], "max_tokens": 200,
+                "stream": True}  # 100 s of tokens: held until this client leaves
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=held, timeout=30):
+            wait_until(lambda: sim.last_request()["running"] == 1, what="the held request at the backend")
+            refused = chat(gw, then_words)
+            assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+            assert refused.json()["error"]["code"] == "gateway_overloaded"
+            assert gw.metric("switchyard_refused_requests_total", path="/v1/chat/completions", status="503") == 1
+            if "max_concurrent_body_bytes" in server:
+                assert chat(gw, 10).status_code == 200  # a small body still fits beside the held one
+        wait_until(lambda: gw.metric("switchyard_in_flight_requests", model="m") == 0, what="the held one gone")
         assert chat(gw, then_words).status_code == 200  # the place and the bytes were given back
+
+
+async def test_a_body_is_counted_as_it_arrives_its_declared_length_first() -> None:
+    async def receive_in(chunks: list[bytes]) -> Any:
+        messages = iter([{"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+                         for i, c in enumerate(chunks)])
+
+        async def receive() -> Any:
+            return next(messages)
+        return receive
+
+    held: list[int] = []
+    declared = {"content-type": "application/json", "content-length": "7"}
+    assert await read_json_body(declared, await receive_in([b'{"a":', b"1}"]), 100, held.append) == b'{"a":1}'
+    assert held == [7]  # before a byte was read
+    held.clear()
+    chunked = {"content-type": "application/json"}
+    assert await read_json_body(chunked, await receive_in([b'{"a":', b"1}"]), 100, held.append) == b'{"a":1}'
+    assert held == [5, 2]
+    admission = Admission(max_requests=1, max_body_bytes=6)
+    with pytest.raises(Overloaded):
+        await read_json_body(chunked, await receive_in([b'{"a":', b"1}"]), 100, admission.enter().hold)
