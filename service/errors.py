@@ -148,6 +148,9 @@ _TYPE_OF_STATUS = {400: "invalid_request_error", 401: "authentication_error", 40
                    429: "rate_limit_error"}
 
 
+MAX_QUOTED = 1_000  # characters of a backend's error body that is not JSON (an HTML page, say) put in a message
+
+
 def relayed_error_body(status: int, raw: bytes) -> bytes:
     """A backend's 4xx body in the OpenAI shape, its message kept (vLLM's own has an integer `code` and
     types like `BadRequestError`; older versions put the fields at the top level)."""
@@ -155,11 +158,13 @@ def relayed_error_body(status: int, raw: bytes) -> bytes:
 
 
 def relayed_error(status: int, raw: bytes) -> dict[str, Any]:
-    """The `error` object of `relayed_error_body`."""
+    """The `error` object of `relayed_error_body`. A body that is not JSON is quoted up to `MAX_QUOTED`
+    characters; one that is JSON cut short (only its start was read) is not quoted."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        body = raw.decode("utf-8", "replace")
+        text = raw.decode("utf-8", "replace")
+        body = {} if text.lstrip().startswith(("{", "[")) else text[:MAX_QUOTED]
     if isinstance(body, str):
         body = {"message": body}
     error = body.get("error", body) if isinstance(body, dict) else None

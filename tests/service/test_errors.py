@@ -265,6 +265,9 @@ def test_a_backend_refusing_the_gateway_is_502_not_the_clients_error() -> None:
     (b'{"error": {"message": "m", "code": ' + b"[" * 1000 + b"]" * 1000 + b"}}",
      {"message": "m", "param": None, "code": None}),
     (b"[" * 1000 + b"]" * 1000, {"message": "the backend answered 400", "param": None, "code": None}),
+    # only the start of a large body was read: JSON cut short is not quoted, other text only in part
+    (b'{"error": {"message": "' + b"x" * 100, {"message": "the backend answered 400", "param": None, "code": None}),
+    (b"<html>" + b"x" * 5000, {"message": "<html>" + "x" * 994, "param": None, "code": None}),
 ])
 def test_backend_error_bodies_are_reshaped_for_openai_clients(raw: bytes, expected: dict[str, Any]) -> None:
     assert orjson.loads(relayed_error_body(400, raw)) == {"error": {**expected, "type": "invalid_request_error"}}
