@@ -100,7 +100,8 @@ class Dispatcher:
         """A buffered JSON call to a backend (for strategies that compose several calls), forwarding
         `request_id` (`service.request_id`; empty: none). A 4xx answer raises `BackendRejected` with the
         backend's status and message, except 401, 403 and 404, which refuse the gateway itself: those, like
-        every other failure (`send`), raise `UpstreamError`."""
+        every other failure (`send`), raise `UpstreamError`, but for an answer over
+        `dispatch.max_response_bytes` (`AnswerTooLarge`)."""
         return await self.post_encoded(backend, path, self.encode(backend, body), request_id=request_id)
 
     def encode(self, backend: str, body: dict[str, Any]) -> bytes:
@@ -259,7 +260,7 @@ class Dispatcher:
                     cut = size - len(tail) + straddling
                 held.append(chunk)
                 size += len(chunk)
-                tail = (tail + chunk)[-3:]
+                tail = (tail + chunk[-3:])[-3:]
                 if not cut:
                     if size < _MAX_PENDING_EVENT:
                         continue
@@ -281,7 +282,8 @@ class Dispatcher:
             if loop.time() < deadline:
                 yield self._stream_broke(replica)
             else:
-                self.metrics.upstream_errors.labels(replica.backend, replica.url, "timeout").inc()
+                if not replica.removed:  # as in `_count_failure`: its series were dropped
+                    self.metrics.upstream_errors.labels(replica.backend, replica.url, "timeout").inc()
                 yield sse_error_event(UpstreamTimeout(
                     f"the answer of {replica.backend!r} took longer than its {timeouts.total_s:g} s limit"))
         except UpstreamConnectionError:

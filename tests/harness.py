@@ -107,7 +107,7 @@ class CannedBackend:
 
     def __init__(self) -> None:
         self.canned = Canned()
-        self.posts = 0  # POSTs answered
+        self.posts = 0  # POSTs received
         backend = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -118,6 +118,7 @@ class CannedBackend:
 
             def do_POST(self) -> None:
                 self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                backend.posts += 1
                 canned = backend.canned
                 self.send_response(canned.status)
                 self.send_header("Content-Type", canned.content_type)
@@ -126,7 +127,6 @@ class CannedBackend:
                     self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(canned.body)
-                backend.posts += 1
 
             def log_message(self, *args: object) -> None:
                 pass
