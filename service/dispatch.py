@@ -35,6 +35,7 @@ from service.errors import (
     relayed_error_body,
     sse_error_event,
 )
+from service.event_stream import EventBuffer
 from service.metrics import Metrics
 from service.request_id import upstream_header
 from service.throttled_log import ThrottledLog
@@ -242,9 +243,7 @@ class Dispatcher:
         """
         timeouts = self.backends[replica.backend].timeouts
         loop = asyncio.get_running_loop()
-        held: list[bytes] = []  # the start of an event whose end has not arrived, in the chunks it came in
-        size = 0  # their bytes
-        tail = b""  # their last three: an event's end may straddle two chunks
+        events = EventBuffer()
         complete = False  # `[DONE]` relayed
         try:
             while True:
@@ -252,25 +251,14 @@ class Dispatcher:
                     chunk = await response.chunk()
                 if not chunk:
                     break
-                # Only the new bytes are searched, and the held ones joined once: never rescanned per chunk.
-                cut = whole_events_end(chunk)
-                if cut:
-                    cut += size
-                elif held and (straddling := whole_events_end(tail + chunk[:3])):
-                    cut = size - len(tail) + straddling
-                held.append(chunk)
-                size += len(chunk)
-                tail = (tail + chunk[-3:])[-3:]
-                if not cut:
-                    if size < _MAX_PENDING_EVENT:
+                ready = events.feed(chunk)
+                if not ready:
+                    if events.size < _MAX_PENDING_EVENT:
                         continue
-                    cut = size
-                data = b"".join(held) if len(held) > 1 else chunk
-                ready, rest = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
-                held, size, tail = ([rest], len(rest), rest[-3:]) if rest else ([], 0, b"")
+                    ready = events.take()
                 complete = complete or holds_done(ready)
                 yield ready
-            pending = b"".join(held)
+            pending = events.take()
             if pending.strip() == _DONE:  # an unterminated last line; any other unfinished event is dropped
                 complete, pending = True, b""
                 yield _DONE + b"\n\n"
@@ -314,13 +302,6 @@ def _retry_after(headers: Mapping[str, str]) -> dict[str, str]:
     """A backend's `Retry-After` (on a 429, say), passed on to the client."""
     value = headers.get("retry-after")
     return {"retry-after": value} if value else {}
-
-
-def whole_events_end(data: bytes) -> int:
-    """The length of the longest prefix of `data` made of whole server-sent events (0: none)."""
-    lf = data.rfind(b"\n\n")
-    crlf = data.rfind(b"\r\n\r\n")
-    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
 
 
 def holds_done(events: bytes) -> bool:

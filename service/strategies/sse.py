@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from service.event_stream import EventBuffer
+
 DATA = b"data: "
 EVENT_END = re.compile(rb"\r\n\r\n|\n\n")  # the blank line that ends an event, either line ending
 
@@ -58,23 +60,13 @@ def _error_status(error: dict[str, Any]) -> int:
 async def events_of(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
     """The SSE events of `stream` (without their blank-line ends), as many as each chunk completes, then
     whatever the stream left unterminated; the stream is closed however this ends."""
-    held: list[bytes] = []  # the start of an event whose end has not arrived, in the chunks it came in
-    tail = b""  # the held bytes' last three: an event's end may straddle two chunks
+    buffer = EventBuffer()
     try:
         async for chunk in stream:
-            if not chunk:
-                continue
-            straddles = bool(held) and EVENT_END.search(tail + chunk[:3]) is not None
-            ends = straddles or EVENT_END.search(chunk) is not None
-            held.append(chunk)
-            tail = (tail + chunk)[-3:]
-            if not ends:
-                continue  # the event goes on: nothing held is scanned or copied again
-            *events, rest = EVENT_END.split(b"".join(held) if len(held) > 1 else chunk)
-            held, tail = ([rest], rest[-3:]) if rest else ([], b"")
-            yield events
-        if held:
-            yield [b"".join(held)]
+            if ready := buffer.feed(chunk):
+                yield EVENT_END.split(ready)[:-1]  # after the last end: at most part of an end (blank lines)
+        if rest := buffer.take():
+            yield [rest]
     finally:
         await _close(stream)
 

@@ -8,7 +8,8 @@ import pytest
 
 from service.backends.pool import ReplicaPool
 from service.config import parse_settings
-from service.dispatch import Dispatcher, holds_done, whole_events_end
+from service.dispatch import Dispatcher, holds_done
+from service.event_stream import whole_events_end
 from service.metrics import Metrics
 from service.types import Reply
 from tests.harness import direct_config
