@@ -270,8 +270,7 @@ class Dispatcher:
             if loop.time() < deadline:
                 yield self._stream_broke(replica)
             else:
-                if not replica.removed:  # as in `_count_failure`: its series were dropped
-                    self.metrics.upstream_errors.labels(replica.backend, replica.url, "timeout").inc()
+                self._count_error(replica, "timeout")  # the whole answer's limit: no fault of the replica
                 yield sse_error_event(UpstreamTimeout(
                     f"the answer of {replica.backend!r} took longer than its {timeouts.total_s:g} s limit"))
         except UpstreamConnectionError:
@@ -286,16 +285,23 @@ class Dispatcher:
         return sse_error_event(UpstreamError(message))
 
     def _count_failure(self, replica: Replica, kind: str, message: str) -> None:
-        """Count a failed request against its replica; log the circuit breaker's ejection where it ejects it. A
-        replica gone from the pool (discovery) is not counted: its series were dropped and must stay so."""
-        if replica.removed:
+        """Count a failed request against its replica and its circuit breaker; log the breaker's ejection where
+        it ejects it."""
+        if not self._count_error(replica, kind):
             return
-        self.metrics.upstream_errors.labels(replica.backend, replica.url, kind).inc()
         settings = self.settings.dispatch
         if replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s):
             log.warning("replica %s of %s ejected for %.3g s after %d failed requests in a row (the last: %s)",
                         replica.url, replica.backend, replica.ejected_until - time.monotonic(),
                         replica.consecutive_failures, message)
+
+    def _count_error(self, replica: Replica, kind: str) -> bool:
+        """Count an error in its replica's series; False for a replica gone from the pool (discovery): its
+        series were dropped and must stay so."""
+        if replica.removed:
+            return False
+        self.metrics.upstream_errors.labels(replica.backend, replica.url, kind).inc()
+        return True
 
 
 def _retry_after(headers: Mapping[str, str]) -> dict[str, str]:

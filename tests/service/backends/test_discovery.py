@@ -112,7 +112,9 @@ async def test_a_replica_gone_leaves_no_series_and_no_idle_connections() -> None
     exposition = metrics.render().decode()
     assert gone.url not in exposition
     # a request still under way on it fails: no series comes back (it would stay for good)
-    Dispatcher(settings, pool, client, metrics)._count_failure(gone, "status", "it is gone")
+    dispatcher = Dispatcher(settings, pool, client, metrics)
+    dispatcher._count_failure(gone, "status", "it is gone")
+    dispatcher._count_error(gone, "timeout")  # a stream past its whole limit counts no failure, only the error
     assert gone.url not in metrics.render().decode()
     await client.close()
 
