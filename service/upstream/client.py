@@ -60,7 +60,7 @@ class UpstreamClient:
         origin has not been forgotten meanwhile)."""
         connection = response.connection
         idle = connection.idle_pool
-        if self._closed or not connection.reusable() or idle is None or idle.retired:
+        if self._closed or not connection.reusable() or idle.retired:
             connection.close()
             return
         connection.response = None
@@ -112,13 +112,12 @@ class UpstreamClient:
         idle = self._idle.setdefault(origin, IdlePool())  # before connecting: a `forget` meanwhile retires it
         try:
             async with asyncio.timeout(timeout_s):
-                _, connection = await loop.create_connection(lambda: Connection(origin), origin.host, origin.port,
-                                                             ssl=tls)
+                _, connection = await loop.create_connection(lambda: Connection(idle), origin.host,
+                                                             origin.port, ssl=tls)
         except TimeoutError:
             raise UpstreamConnectError(f"connecting to {origin.host}:{origin.port} timed out") from None
         except OSError as error:
             raise UpstreamConnectError(f"cannot connect to {origin.host}:{origin.port}: {error}") from None
-        connection.idle_pool = idle
         return connection
 
     def _tls_context(self) -> ssl.SSLContext:

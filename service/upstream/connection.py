@@ -62,9 +62,8 @@ class IdlePool(list["Connection"]):
 class Connection(asyncio.Protocol):
     """An asyncio protocol carrying one request at a time; `send` starts one and returns its response."""
 
-    def __init__(self, origin: Origin) -> None:
-        self.origin = origin
-        self.idle_pool: IdlePool | None = None  # where it waits between requests (set by the client)
+    def __init__(self, idle_pool: IdlePool) -> None:
+        self.idle_pool = idle_pool  # where it waits between requests: its origin's
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.lost = False
