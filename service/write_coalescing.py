@@ -28,17 +28,15 @@ class CoalescingTransport:
     def write(self, data: bytes | bytearray | memoryview) -> None:
         if not data:
             return
-        if len(data) > JOIN_MAX:
+        if len(data) > JOIN_MAX:  # joining would copy it: what is held leaves first, then it does
             self.flush()
-            self._pending.append(bytes(data))
-            self.flush()
-            return
-        if not self._pending:
-            self._pending.append(bytes(data))
-            self._loop.call_soon(self.flush)
+            self._send(bytes(data))
             return
         self._pending.append(bytes(data))
-        self.flush()
+        if len(self._pending) > 1:
+            self.flush()
+        else:
+            self._loop.call_soon(self.flush)
 
     def writelines(self, lines: Any) -> None:
         for data in lines:
@@ -50,6 +48,9 @@ class CoalescingTransport:
             return
         data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
         self._pending.clear()
+        self._send(data)
+
+    def _send(self, data: bytes) -> None:
         if not self._transport.is_closing():
             self._transport.write(data)
             self.written += len(data)
