@@ -151,9 +151,10 @@ async def read_json_body(headers: dict[str, str], receive: Receive, limit: int,
     if declared is not None:
         if not declared.isdigit():
             raise InvalidRequest("Content-Length header is not a number")
-        if int(declared) > limit:
+        length = int(declared)
+        if length > limit:
             raise PayloadTooLarge(f"request body is larger than {limit} bytes")
-        hold(int(declared))
+        hold(length)
     chunks: list[bytes] = []
     size = 0
     while True:
