@@ -8,8 +8,8 @@ shared context is the answer text. The variant comes from the config or the requ
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from service.errors import GatewayError, UpstreamTimeout, sse_error_event
 from service.strategies.base import Strategy, StrategyDeps
@@ -25,6 +25,8 @@ from service.types import Decision, GatewayRequest, Reply
 
 if TYPE_CHECKING:
     from service.dispatch import Dispatcher
+
+T = TypeVar("T")
 
 class FusionStrategy(Strategy):
     kind = "fusion"
@@ -46,20 +48,21 @@ class FusionStrategy(Strategy):
     async def respond(self, request: GatewayRequest, dispatcher: Dispatcher) -> Reply:
         """The fused answer, buffered or streamed, within the config's `total_s`."""
         deadline = asyncio.get_running_loop().time() + self.config.total_s
-        limit = asyncio.timeout_at(deadline)
-        try:
-            async with limit:
-                reply = await self._respond(request, dispatcher, deadline)
-        except TimeoutError:
-            if not limit.expired():
-                raise
-            raise self._too_long() from None
+        reply = await self._before(deadline, self._respond(request, dispatcher, deadline))
         reply.deadline = deadline
         return reply
 
-    def _too_long(self) -> UpstreamTimeout:
-        return UpstreamTimeout(f"the fused answer of {self.public_model!r} took longer than its "
-                               f"{self.config.total_s:g} s limit (total_s)")
+    async def _before(self, deadline: float, work: Awaitable[T]) -> T:
+        """`work`'s result; `UpstreamTimeout` where the answer's `deadline` (`total_s`) comes first."""
+        limit = asyncio.timeout_at(deadline)
+        try:
+            async with limit:
+                return await work
+        except TimeoutError:
+            if not limit.expired():
+                raise
+            raise UpstreamTimeout(f"the fused answer of {self.public_model!r} took longer than its "
+                                  f"{self.config.total_s:g} s limit (total_s)") from None
 
     async def _respond(self, request: GatewayRequest, dispatcher: Dispatcher, deadline: float) -> Reply:
         plan = plan_of(request, self.config)
@@ -134,14 +137,7 @@ class FusionStrategy(Strategy):
         segment = first
         try:
             while segment.finish_reason is None:
-                limit = asyncio.timeout_at(deadline)
-                try:
-                    async with limit:
-                        segment = await anext(segments)
-                except TimeoutError:
-                    if not limit.expired():
-                        raise
-                    raise self._too_long() from None
+                segment = await self._before(deadline, anext(segments))
                 if segment.text:
                     yield fmt.chunk(segment.text)
         except GatewayError as error:
