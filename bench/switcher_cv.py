@@ -41,7 +41,7 @@ from router_models.configs import check_types  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
 from router_models.errors import InputError  # noqa: E402
 from router_models.thinkswitch.curves import Outcomes, reference, sweep  # noqa: E402
-from router_models.thinkswitch.data import ThinkRecord, benchmarks, under_short_retry  # noqa: E402
+from router_models.thinkswitch.data import ThinkRecord, by_benchmark, masked, under_short_retry  # noqa: E402
 from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
 from router_models.thinkswitch.train import (  # noqa: E402
     TrainOptions,
@@ -207,10 +207,9 @@ def main() -> int:
     for name, config in tqdm(variants, desc="variants", unit="variant"):
         runs = run_variant(records, (embeddings, features, targets), config, args.seeds, args.rank_by)
         report[name] = {}
-        for bench in benchmarks(records):
-            mask = np.array([r.benchmark == bench for r in records])
-            outcomes = Outcomes.of([r for r, m in zip(switched, mask, strict=True) if m])
-            plain = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
+        for bench, mask in by_benchmark(records).items():
+            outcomes = Outcomes.of(masked(switched, mask))
+            plain = Outcomes.of(masked(records, mask))
             first = report["base"][bench] if name != "base" else None
             report[name][bench], line = summarise(runs, outcomes, plain, mask, SHARES.get(bench, (0.5,)), first)
             tqdm.write(f"{name:<12} {bench:<6} {line}")

@@ -39,7 +39,13 @@ from router_models.cli import exit_status  # noqa: E402
 from router_models.cli.arguments import at_least  # noqa: E402
 from router_models.encoder import set_threads  # noqa: E402
 from router_models.thinkswitch.curves import Outcomes, reference  # noqa: E402
-from router_models.thinkswitch.data import ThinkRecord, benchmarks, under_short_retry  # noqa: E402
+from router_models.thinkswitch.data import (  # noqa: E402
+    ThinkRecord,
+    benchmarks,
+    by_benchmark,
+    masked,
+    under_short_retry,
+)
 from router_models.thinkswitch.model import ThinkSwitchConfig  # noqa: E402
 from router_models.thinkswitch.train import TrainOptions, fit_switcher, fold_of, read_config  # noqa: E402
 
@@ -77,10 +83,9 @@ def figures(records: list[ThinkRecord], decisions: list[np.ndarray], short_retry
     """Per benchmark: per seed (points against the reference, long share, token share of always-long)."""
     report: dict[str, Any] = {}
     switched = under_short_retry(records, short_retry)
-    for bench in benchmarks(records):
-        mask = np.array([r.benchmark == bench for r in records])
-        plain = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
-        policy = Outcomes.of([r for r, m in zip(switched, mask, strict=True) if m])
+    for bench, mask in by_benchmark(records).items():
+        plain = Outcomes.of(masked(records, mask))
+        policy = Outcomes.of(masked(switched, mask))
         base = reference(plain)
         runs = []
         for go in decisions:
@@ -192,10 +197,11 @@ def main() -> int:
         print(describe(bench, figure))
     switched = under_short_retry(records, options.short_retry)
     rng = np.random.default_rng(0)
+    masks = by_benchmark(records)
     for bench, size in blind.items():
-        mask = np.array([r.benchmark == bench for r in records])
-        plain = Outcomes.of([r for r, m in zip(records, mask, strict=True) if m])
-        policy = Outcomes.of([r for r, m in zip(switched, mask, strict=True) if m])
+        mask = masks[bench]
+        plain = Outcomes.of(masked(records, mask))
+        policy = Outcomes.of(masked(switched, mask))
         draws = blind_draws(plain, policy, [go[mask] for go in decisions], size, rng)
         print(describe_draws(bench, size, draws))
         report[bench]["blind"] = {"size": size, "met_share": draws.met()}

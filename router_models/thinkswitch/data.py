@@ -22,7 +22,9 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
+
+import numpy as np
 
 from router_models.errors import DataFormatError
 from router_models.jsonl import json_lines
@@ -262,3 +264,17 @@ def under_short_retry(records: Sequence[ThinkRecord], short_retry: bool = True) 
 def benchmarks(records: Sequence[ThinkRecord]) -> list[str]:
     """Benchmark names in first-seen order."""
     return list(dict.fromkeys(record.benchmark for record in records))
+
+
+def by_benchmark(records: Sequence[ThinkRecord]) -> dict[str, np.ndarray]:
+    """Each benchmark's questions among `records`, as a boolean (N,) mask over them, in first-seen order."""
+    names = np.array([record.benchmark for record in records])
+    return {name: names == name for name in benchmarks(records)}
+
+
+Item = TypeVar("Item")
+
+
+def masked(items: Sequence[Item], mask: np.ndarray) -> list[Item]:
+    """The `items` where `mask` (a boolean array as long) is set."""
+    return [item for item, keep in zip(items, mask, strict=True) if keep]

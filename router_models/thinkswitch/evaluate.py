@@ -34,8 +34,9 @@ from router_models.thinkswitch.curves import (
 )
 from router_models.thinkswitch.data import (
     ThinkRecord,
-    benchmarks,
+    by_benchmark,
     load_records,
+    masked,
     question_key,
     select_split,
     under_short_retry,
@@ -73,9 +74,8 @@ def evaluate(
     baselines it is judged against stay as measured."""
     gain = pred[:, 1] - pred[:, 0]
     results = []
-    for name in benchmarks(records):
-        mask = np.array([record.benchmark == name for record in records])
-        chosen_records = [r for r, m in zip(records, mask, strict=True) if m]
+    for name, mask in by_benchmark(records).items():
+        chosen_records = masked(records, mask)
         outcomes = Outcomes.of(chosen_records)
         switched = Outcomes.of(under_short_retry(chosen_records, short_retry))
         curve = sweep(gain[mask], switched)

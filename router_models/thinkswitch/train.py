@@ -39,8 +39,9 @@ from router_models.thinkswitch.data import (
     MODES,
     SPLIT_FRACTIONS,
     ThinkRecord,
-    benchmarks,
+    by_benchmark,
     load_records,
+    masked,
     question_key,
     select_split,
     under_short_retry,
@@ -212,23 +213,19 @@ def choose_tau(gain: np.ndarray, records: Sequence[ThinkRecord], options: TrainO
     Over several benchmarks (the pooled `default_tau`, which the gateway serves with, not knowing the
     benchmark), only τs that keep every benchmark within its own budget count: a benchmark without token
     counts does not lift the token budget of one with them."""
-    within_each = [_budget_check(gain, records, name, options) for name in benchmarks(records)]
+    within_each = [_budget_check(gain[mask], masked(records, mask), options) for mask in by_benchmark(records).values()]
     curve = sweep(gain, Outcomes.of(under_short_retry(records, options.short_retry)))
     allowed = [row for row in curve if all(fits(row["tau"]) for fits in within_each)] or curve[:1]
     return tau_point(allowed, Outcomes.of(records), options).get("tau", 0.0)
 
 
-def _budget_check(
-    gain: np.ndarray, records: Sequence[ThinkRecord], benchmark: str, options: TrainOptions
-) -> Callable[[float], bool]:
-    """Whether a τ keeps `benchmark`'s questions within the options' budget."""
-    mask = np.array([r.benchmark == benchmark for r in records])
-    chosen = [r for r, m in zip(records, mask, strict=True) if m]
-    switched = Outcomes.of(under_short_retry(chosen, options.short_retry))
-    long_tokens = baselines(Outcomes.of(chosen))["always_long"]["mean_tokens"]
+def _budget_check(gain: np.ndarray, records: Sequence[ThinkRecord], options: TrainOptions) -> Callable[[float], bool]:
+    """Whether a τ keeps one benchmark's questions (`records`, their predicted `gain`) within the options' budget."""
+    switched = Outcomes.of(under_short_retry(records, options.short_retry))
+    long_tokens = baselines(Outcomes.of(records))["always_long"]["mean_tokens"]
 
     def fits(tau: float) -> bool:
-        row = with_tau(switched.row(gain[mask] >= tau), tau)
+        row = with_tau(switched.row(gain >= tau), tau)
         return affordable(row, long_tokens, options.max_long_share, options.max_token_ratio)
 
     return fits
@@ -264,10 +261,8 @@ def fit_switcher(
     head = fit_head(embeddings, features, targets, folds, config, progress, aux)
     pred = heldout_predictions(head, embeddings, features, folds)
     gain = pred[:, 1] - pred[:, 0]
-    taus = {}
-    for name in benchmarks(records):
-        mask = np.array([r.benchmark == name for r in records])
-        taus[name] = choose_tau(gain[mask], [r for r, m in zip(records, mask, strict=True) if m], options)
+    taus = {name: choose_tau(gain[mask], masked(records, mask), options)
+            for name, mask in by_benchmark(records).items()}
     return TrainResult(head, gain, taus, choose_tau(gain, records, options))
 
 
@@ -276,9 +271,10 @@ def heldout_summary(
 ) -> dict[str, Any]:
     """Per benchmark: the baselines and the chosen τ's ROW on held-out predictions (for the manifest)."""
     summary = {}
+    masks = by_benchmark(records)
     for name, tau in result.taus.items():
-        mask = np.array([r.benchmark == name for r in records])
-        chosen = [r for r, m in zip(records, mask, strict=True) if m]
+        mask = masks[name]
+        chosen = masked(records, mask)
         switched = Outcomes.of(under_short_retry(chosen, short_retry))
         summary[name] = {
             **baselines(Outcomes.of(chosen)),
@@ -331,8 +327,8 @@ def config_flags(args: argparse.Namespace) -> dict[str, Any]:
 def check_training_questions(records: Sequence[ThinkRecord], short_retry: bool) -> None:
     """Warn about benchmarks with too few questions to pick τ on, or on which thinking never changes the
     outcome differently from one question to the next (nothing to learn)."""
-    for name in benchmarks(records):
-        chosen = [r for r in records if r.benchmark == name]
+    for name, mask in by_benchmark(records).items():
+        chosen = masked(records, mask)
         if len(chosen) < MIN_QUESTIONS:
             print(f"warning: only {len(chosen)} training questions of {name}: its τ is picked on noise",
                   file=sys.stderr)
