@@ -44,7 +44,16 @@ import yaml  # noqa: E402
 
 from bench.loadgen import LoadResult, run_load  # noqa: E402
 from bench.procstat import RESOLUTION, cpu_seconds  # noqa: E402
-from bench.servers import REPO, free_port, gateway_command, keep_off_core_0, pinned, process, sim_process  # noqa: E402
+from bench.servers import (  # noqa: E402
+    REPO,
+    free_port,
+    gateway_command,
+    keep_off_core_0,
+    off_core_0,
+    pinned,
+    process,
+    sim_process,
+)
 from router_models.cli.arguments import at_least  # noqa: E402
 
 TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router", "bare-asgi")
@@ -232,7 +241,7 @@ def cache_outcome(target: Target) -> str:
 def run_all(args: argparse.Namespace, directory: Path) -> tuple[list[Row], list[str]]:
     notes: list[str] = []
     sim_options = ("--latency-ms", str(args.latency_ms), "--tokens-per-s", str(args.tokens_per_s))
-    others = pinned(1)
+    others = off_core_0()
     with contextlib.ExitStack() as stack:
         sim_a = stack.enter_context(sim_process("sim-a", *sim_options, prefix=others))
         sim_b = stack.enter_context(sim_process("sim-b", *sim_options, prefix=others))

@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import run_load  # noqa: E402
-from bench.servers import gateway_process, keep_off_core_0, pinned, sim_process  # noqa: E402
+from bench.servers import gateway_process, keep_off_core_0, off_core_0, pinned, sim_process  # noqa: E402
 from router_models.cli.arguments import at_least  # noqa: E402
 
 BODY = {"model": "sim", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
@@ -34,7 +34,7 @@ def main() -> int:
     parser.add_argument("--pin", action="store_true",
                         help="the gateway on core 0 (taskset), the simulator and this load generator on the others")
     args = parser.parse_args()
-    pin, others = (pinned(0), pinned(1)) if args.pin else ([], [])
+    pin, others = (pinned(0), off_core_0()) if args.pin else ([], [])
     if pin:
         keep_off_core_0()  # the load generator
     elif args.pin:

@@ -53,6 +53,12 @@ def pinned(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
 
 
+def off_core_0() -> list[str]:
+    """The command prefix that runs a process (a simulator) on every core but 0, where `pinned(0)` runs the
+    proxy; none where nothing can be pinned."""
+    return ["taskset", "-c", f"1-{(os.cpu_count() or 2) - 1}"] if pinned(0) else []
+
+
 def keep_off_core_0() -> None:
     """This process (a load generator) on every core but 0, where `pinned(0)` runs the proxy."""
     if pinned(0) and hasattr(os, "sched_setaffinity"):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench import servers
 from bench.servers import process
 from tests.harness import free_port
 
@@ -35,3 +36,11 @@ def test_a_process_that_fails_to_start_names_its_log_and_cause(tmp_path: Path) -
         pass
     assert str(log) in str(failure.value) and "cannot bind: the cause" in str(failure.value)
     assert "cannot bind: the cause" in log.read_text()
+
+
+def test_the_proxy_takes_core_0_and_the_simulators_every_other_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servers.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(servers.os, "cpu_count", lambda: 8)
+    assert (servers.pinned(0), servers.off_core_0()) == (["taskset", "-c", "0"], ["taskset", "-c", "1-7"])
+    monkeypatch.setattr(servers.os, "cpu_count", lambda: 1)
+    assert servers.pinned(0) == servers.off_core_0() == []  # one core: nothing to pin
