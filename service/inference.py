@@ -26,9 +26,9 @@ BatchFn = Callable[[list[str]], Sequence[Any]]
 T = TypeVar("T")
 
 
-def inference_thread() -> ThreadPoolExecutor:
+def inference_thread(name: str = "inference") -> ThreadPoolExecutor:
     """The one thread a gateway loads and runs its models on (see the module's docstring)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
 
 
 async def on_thread(executor: Executor | None, work: Callable[[], T]) -> T:
@@ -52,7 +52,7 @@ class BatchedInference:
         self.max_batch = max_batch
         self.max_pending = max_pending
         self._owns_executor = executor is None
-        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        self._executor = executor or inference_thread(name)
         self._pending: deque[tuple[str, asyncio.Future[Any]]] = deque()
         self._draining: asyncio.Task[None] | None = None
 
