@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
@@ -63,17 +62,6 @@ class DecisionCache(ABC):
 
     @abstractmethod
     async def _set(self, key: str, value: Any) -> None: ...
-
-
-def numbers_under(field: str, count: int) -> Callable[[Any], bool]:
-    """Whether a stored value is `{field: [count finite numbers]}`: the `valid` of a list of scores."""
-
-    def valid(value: Any) -> bool:
-        numbers = value.get(field) if isinstance(value, dict) else None
-        return isinstance(numbers, list) and len(numbers) == count and all(
-            isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers)
-
-    return valid
 
 
 async def cached(cache: DecisionCache | None, key: str, compute: Callable[[], Awaitable[Any]],

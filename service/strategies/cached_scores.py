@@ -7,14 +7,26 @@ shape is computed again.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 from service.cache import DecisionCache
-from service.cache.base import cached, numbers_under
+from service.cache.base import cached
 from service.cache.keys import decision_key, normalise
 from service.inference import BatchedInference
 from service.types import CacheOutcome
+
+
+def numbers_under(field: str, count: int) -> Callable[[Any], bool]:
+    """Whether a stored value is `{field: [count finite numbers]}`: the `valid` of a list of scores."""
+
+    def valid(value: Any) -> bool:
+        numbers = value.get(field) if isinstance(value, dict) else None
+        return isinstance(numbers, list) and len(numbers) == count and all(
+            isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in numbers)
+
+    return valid
 
 
 class CachedScores:

@@ -10,9 +10,10 @@ import orjson
 import pytest
 
 from service.cache import MemoryCache, RedisCache, decision_key
-from service.cache.base import cached, numbers_under
+from service.cache.base import cached
 from service.cache.keys import normalise
 from service.metrics import Metrics
+from service.strategies.cached_scores import numbers_under
 from tests.harness import RedisServer, free_port, metric_value
 
 
