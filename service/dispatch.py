@@ -290,10 +290,9 @@ class Dispatcher:
         if not self._count_error(replica, kind):
             return
         settings = self.settings.dispatch
-        if replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s):
+        if ejected_for := replica.record_failure(settings.breaker_failures, settings.breaker_cooldown_s):
             log.warning("replica %s of %s ejected for %.3g s after %d failed requests in a row (the last: %s)",
-                        replica.url, replica.backend, replica.ejected_until - time.monotonic(),
-                        replica.consecutive_failures, message)
+                        replica.url, replica.backend, ejected_for, replica.consecutive_failures, message)
 
     def _count_error(self, replica: Replica, kind: str) -> bool:
         """Count an error in its replica's series; False for a replica gone from the pool (discovery): its

@@ -59,15 +59,17 @@ class Replica:
         self.probation = False
         self.ejections = 0
 
-    def record_failure(self, threshold: int, cooldown_s: float) -> bool:
-        """Count a failure; return True when this failure ejects the replica: the `threshold`-th in a row, or
-        the first on probation. The cooldown doubles with each ejection before a success (up to 8x)."""
+    def record_failure(self, threshold: int, cooldown_s: float) -> float:
+        """Count a failure; return how many seconds it ejects the replica for, 0 when it does not: it ejects on
+        the `threshold`-th in a row, or the first on probation. The cooldown doubles with each ejection before
+        a success (up to 8x)."""
         self.consecutive_failures += 1
         now = time.monotonic()
         if (self.probation or self.consecutive_failures >= threshold) and now >= self.ejected_until:
             self.ejections += 1
-            self.ejected_until = now + cooldown_s * min(2 ** (self.ejections - 1), MAX_COOLDOWN_FACTOR)
+            ejected_for = cooldown_s * min(2 ** (self.ejections - 1), MAX_COOLDOWN_FACTOR)
+            self.ejected_until = now + ejected_for
             self.healthy = False
             self.probation = True
-            return True
-        return False
+            return ejected_for
+        return 0.0

@@ -119,8 +119,9 @@ def test_a_failure_on_probation_ejects_again_for_twice_as_long_up_to_eight_times
     cooldowns = []
     for threshold in (1, 3, 3, 3, 3):  # the first ejection by the breaker, then one failure on probation each
         before = time.monotonic()
-        assert replica.record_failure(threshold=threshold, cooldown_s=10)
-        cooldowns.append(round(replica.ejected_until - before))
+        ejected_for = replica.record_failure(threshold=threshold, cooldown_s=10)
+        assert before + ejected_for <= replica.ejected_until <= time.monotonic() + ejected_for
+        cooldowns.append(ejected_for)
         replica.ejected_until, replica.healthy = 0.0, True  # cooled down, health check passed
     assert cooldowns == [10, 20, 40, 80, 80]
     replica.record_success()
