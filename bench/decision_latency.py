@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.servers import free_port  # noqa: E402
 from router_models.cli.arguments import at_least  # noqa: E402
 from service.backends.pool import ReplicaPool  # noqa: E402
 from service.cache import MemoryCache, RedisCache  # noqa: E402
@@ -68,12 +69,6 @@ def questions(path: str | None, n: int) -> list[str]:
         with opener(path, "rt") as lines:  # type: ignore[operator]
             return [json.loads(line)["prompt"] for _, line in zip(range(n), lines, strict=False)]
     return [f"Question {i}: what is {i} times {i + 7}, and why?" for i in range(n)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def time_decisions(strategy: LookaheadStrategy, texts: list[str]) -> list[float]:

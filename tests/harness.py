@@ -22,18 +22,13 @@ import uvicorn
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.servers import free_port
 from service.app import create_app
 from service.commands.serve import server_config
 from service.config import parse_settings
 from service.gateway import Gateway
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
