@@ -23,7 +23,9 @@ def test_replica_gauges_follow_a_running_request(cpu_gateway: GatewayServer, bac
     labels = {"backend": backend, "replica": url}
     wait_until(lambda: cpu_gateway.metric("switchyard_replica_healthy", **labels) == 1.0, timeout=30,
                what="the SmolLM2 replica to be reported healthy")
-    assert cpu_gateway.metric("switchyard_replica_running", **labels) == 0.0
+    # idle: what earlier tests left running (fusion's cancelled drafts) has ended
+    wait_until(lambda: cpu_gateway.metric("switchyard_replica_running", **labels) == 0.0, timeout=30,
+               what="the SmolLM2 replica to be idle")
     body = {"model": "smollm2", "prompt": "Once upon a time", "max_tokens": 400, "min_tokens": 400}
     done = threading.Event()
 

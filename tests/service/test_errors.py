@@ -37,7 +37,7 @@ def post(gateway: GatewayServer, body: Any = None, *, key: str | None = KEY, pat
     headers = kwargs.pop("headers", {})
     if key is not None:
         headers["Authorization"] = f"Bearer {key}"
-    return httpx.post(gateway.url + path, json=body, headers=headers, timeout=10, **kwargs)
+    return httpx.post(gateway.url + path, json=body, headers=headers, **{"timeout": 10, **kwargs})
 
 
 def assert_error(response: httpx.Response, status: int, *, param: str | None = None, says: str = "") -> None:
@@ -312,8 +312,8 @@ def test_saturated_replicas_are_429() -> None:
     with sims("x", max_concurrency=1, tokens_per_s=10) as (sim,):
         config = direct_config({"x": [sim.url]}, dispatch={"saturation_queue": 2})
         with GatewayServer(config) as gateway, ThreadPoolExecutor(3) as pool:
-            slow = {**CHAT, "model": "x", "max_tokens": 20}
-            busy = [pool.submit(post, gateway, slow, key=None) for _ in range(3)]
+            slow = {**CHAT, "model": "x", "max_tokens": 50}  # 5 s each: the queue stays long while the test looks
+            busy = [pool.submit(post, gateway, slow, key=None, timeout=30) for _ in range(3)]
             wait_until(lambda: gateway.metric("switchyard_replica_waiting", backend="x") >= 2, what="queue scraped")
             response = post(gateway, {**CHAT, "model": "x"}, key=None)
             assert_error(response, 429, says="saturated")

@@ -184,6 +184,7 @@ def test_a_malformed_cache_entry_is_decided_again(two_sims: list[SimProcess], ro
     with GatewayServer(config, loaders={"router": lambda p: router}) as gateway:
         assert ask(gateway, "write code").headers["x-switchyard-cache"] == "miss"
         client = redis.Redis.from_url(redis_server.url)
+        wait_until(lambda: client.keys("*"), what="the decision written")  # after the answer, not before it
         (key,) = client.keys("*")
         client.set(key, b'{"quality": [0.5, 0.2, 0.1]}')  # three columns for two candidates
         response = ask(gateway, "write code")
@@ -200,6 +201,8 @@ def test_shared_redis_shares_decisions_across_gateways(two_sims: list[SimProcess
     with GatewayServer(config, loaders={"router": lambda p: router}) as one, \
             GatewayServer(config, loaders={"router": lambda p: router}) as two:
         assert ask(one, "shared question").headers["x-switchyard-cache"] == "miss"
+        with redis.Redis.from_url(redis_server.url) as client:  # written after the answer, not before it
+            wait_until(lambda: client.keys("*"), what="the decision written")
         assert ask(two, "shared question").headers["x-switchyard-cache"] == "hit"
 
 

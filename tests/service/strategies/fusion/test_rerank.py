@@ -25,7 +25,7 @@ async def reranked(members: list[ScriptedMember]) -> Answer:
     deps = StrategyDeps(metrics=Metrics(), pool=None)  # type: ignore[arg-type]
     strategy = FusionStrategy("fusion", FusionConfig(members=[m.backend for m in members], segment_tokens=4,
                                                      speculate=False), deps)
-    member_set = MemberSet(list(members), timeout_s=0.05, stats=FusionStats(), observe=lambda member, phase: None)
+    member_set = MemberSet(list(members), timeout_s=0.5, stats=FusionStats(), observe=lambda member, phase: None)
     member_set.prompts.update({m.backend: Prompt("", False) for m in members})
     async with asyncio.timeout(10):  # without cancellation a hung solo would wait on for ever
         return await strategy._reranked(member_set, Plan("cool+r", Sampling(), SOLO, False))
