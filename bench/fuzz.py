@@ -32,7 +32,7 @@ import orjson  # noqa: E402
 from bench.servers import REPO, gateway_process, sim_process  # noqa: E402
 from router_models.cli.arguments import at_least  # noqa: E402
 
-HEAD_TIMEOUT_S = 2.0  # the gateway's server.head_timeout_s in these runs
+HEAD_TIMEOUT_S = 5.0  # the gateway's server.head_timeout_s in these runs: outlasts the checks made during an attack
 CHAT = {"model": "sim-a", "messages": [{"role": "user", "content": "hello"}], "max_tokens": 4}
 
 
