@@ -1,4 +1,5 @@
-"""The shipped DeepSeek-R1 chat template takes the gateway's short-mode prefill, where R1's own drops it."""
+"""The shipped chat templates: DeepSeek-R1's takes the gateway's short-mode prefill, where R1's own drops it;
+Gemma's, in the cluster and locally, write a system message as the first user turn's preamble."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from service.strategies.thinking import ThinkingConfig, apply_mode
 from tests.harness import REPO
 
 R1_TEMPLATE = (REPO / "deploy/chat-templates/deepseek-r1.jinja").read_text()
+GEMMA_CLUSTER = (REPO / "deploy/k8s/base/vllm/gemma3-chat-template.jinja").read_text()
+GEMMA_LOCAL = (REPO / "deploy/local/gemma3-chat.jinja").read_text()
 # How R1's own template writes assistant turns: everything up to </think> dropped, the turn closed.
 DROPS_THINKING = ("{% for m in messages %}{% if m['role'] == 'user' %}<｜User｜>{{ m['content'] }}"
                   "{% elif m['role'] == 'assistant' %}{% set c = m['content'] %}{% if '</think>' in c %}"
@@ -54,3 +57,25 @@ def test_tool_calls_and_results_are_refused_not_dropped(extra: list[dict[str, ob
     with pytest.raises(Exception, match="does not render tools"):
         load_tokenizer().apply_chat_template(MESSAGES, chat_template=R1_TEMPLATE, tools=tools, tokenize=False,
                                              add_generation_prompt=True)
+
+
+@pytest.mark.parametrize("template", [GEMMA_CLUSTER, GEMMA_LOCAL], ids=["cluster", "local"])
+def test_gemma_writes_the_system_message_into_the_first_user_turn(template: str) -> None:
+    messages = [{"role": "system", "content": "Be brief. "}, {"role": "user", "content": "Hi"},
+                {"role": "assistant", "content": None}, {"role": "user", "content": "What is 2 + 2?"}]
+    assert render(messages, template, short=False) == (  # type: ignore[arg-type]
+        "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n<end_of_turn>\n"
+        "<start_of_turn>user\nWhat is 2 + 2?<end_of_turn>\n<start_of_turn>model\n")
+
+
+def test_gemma_in_the_cluster_continues_a_prefilled_answer_as_sent() -> None:
+    short = apply_mode({"messages": MESSAGES[:2]}, ThinkingConfig(switcher="unused", family="deepseek-r1"), "short")
+    assert render(short["messages"], GEMMA_CLUSTER, short=True) == (
+        "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\n<think>\n\n</think>\n\n")
+
+
+def test_gemma_in_the_cluster_refuses_tool_calls_rather_than_dropping_them() -> None:
+    call = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "weather", "arguments": "{}"}}]}
+    with pytest.raises(Exception, match="does not render tool"):
+        render([*MESSAGES, call], GEMMA_CLUSTER, short=False)  # type: ignore[list-item]
