@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import base64
 import copy
+import subprocess
+import sys
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
 from service.config import hash_api_key, parse_settings
+from tests.harness import SimProcess, wait_until
 
 from .crd_schemas import SCHEMAS
 from .tools import OVERLAYS
@@ -257,3 +262,40 @@ def test_monitors_scrape_the_gateway_and_every_backend_pod(rendered: dict[str, l
     assert set(scraped) == backends
     port = pod_monitor["spec"]["podMetricsEndpoints"][0]["port"]
     assert all(port in [p["name"] for p in spec["containers"][0]["ports"]] for spec in scraped.values())
+
+
+def backend_pods(objects: list[Obj]) -> list[tuple[str, Obj]]:
+    return [(name, spec) for name, spec, labels in pod_specs(objects)
+            if labels.get("app.kubernetes.io/component") == "backend"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_every_backend_pod_drains_before_it_stops(rendered: dict[str, list[Obj]], overlay: str) -> None:
+    for name, spec in backend_pods(rendered[overlay]):
+        (container,) = spec["containers"]
+        assert container["lifecycle"]["preStop"]["exec"]["command"][:2] == ["python3", "-c"], name
+        assert spec["terminationGracePeriodSeconds"] >= 300, name
+        assert spec["enableServiceLinks"] is False, f"{name}: VLLM_* Service variables would reach vLLM"
+
+
+def test_the_drain_waits_until_vllm_has_no_request_under_way(rendered: dict[str, list[Obj]]) -> None:
+    """The backends' pre-stop script, run against a simulated vLLM (its 15 s wait for DNS left out) while an
+    answer of about 4 s is being written: it returns only once that answer is done."""
+    _, spec = backend_pods(rendered["dev"])[0]
+    script = spec["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][2]
+    assert "time.sleep(15)" in script and "127.0.0.1:8000" in script
+    sim = SimProcess("m", tokens_per_s=10).start()
+    try:
+        script = script.replace("time.sleep(15)", "pass").replace("127.0.0.1:8000", f"127.0.0.1:{sim.port}")
+        statuses: list[int] = []
+        body = {"model": "m", "prompt": "x", "max_tokens": 40}
+        worker = threading.Thread(target=lambda: statuses.append(
+            httpx.post(sim.url + "/v1/completions", json=body, timeout=30).status_code))
+        worker.start()
+        wait_until(lambda: sim.last_request()["running"] == 1, what="the answer under way")
+        assert subprocess.run([sys.executable, "-c", script], timeout=60).returncode == 0
+        assert sim.last_request()["running"] == 0, "the drain returned while an answer was being written"
+        worker.join()
+        assert statuses == [200]
+    finally:
+        sim.kill()
