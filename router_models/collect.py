@@ -68,10 +68,19 @@ def done_ids(path: Path) -> set[str]:
     return {row["id"] for row in completed_lines(path) if isinstance(row, dict) and "id" in row}
 
 
+class RequestFailed(Exception):
+    """A request that got no usable answer; `transient` where asking again may help (a timeout, a lost
+    connection, 429 or a 5xx), not where it cannot (another 4xx, an answer of another shape)."""
+
+    def __init__(self, message: str, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 async def chat(
     session: aiohttp.ClientSession, endpoint: Endpoint, prompt: str, options: CollectOptions
 ) -> str:
-    """One chat completion, retried with exponential back-off on errors."""
+    """One chat completion, retried with exponential back-off while its failures are transient."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     body = {
         "model": endpoint.name,
@@ -81,17 +90,31 @@ async def chat(
     }
     for attempt in range(options.retries + 1):
         try:
-            async with session.post(
-                f"{endpoint.base_url}/chat/completions", json=body, headers=headers
-            ) as reply:
-                reply.raise_for_status()
-                data = await reply.json()
-                return str(data["choices"][0]["message"].get("content") or "")
-        except (TimeoutError, aiohttp.ClientError, KeyError):
-            if attempt == options.retries:
+            return await ask_once(session, f"{endpoint.base_url}/chat/completions", body, headers)
+        except RequestFailed as failure:
+            if not failure.transient or attempt == options.retries:
                 raise
             await asyncio.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+async def ask_once(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> str:
+    """The answer's text; `RequestFailed` saying why there is none (the status and the start of the body for
+    an error answer)."""
+    try:
+        async with session.post(url, json=body, headers=headers) as reply:
+            if reply.status >= 400:
+                said = " ".join((await reply.text(errors="replace"))[:300].split())
+                transient = reply.status == 429 or reply.status >= 500
+                raise RequestFailed(f"{url} answered {reply.status}: {said}", transient)
+            data = await reply.json(content_type=None)
+            return str(data["choices"][0]["message"].get("content") or "")
+    except (TimeoutError, aiohttp.ClientError) as error:
+        raise RequestFailed(f"{url}: {type(error).__name__} {error}".rstrip(), transient=True) from error
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:
+        raise RequestFailed(f"{url}: not a chat completion ({type(error).__name__} {error})", False) from error
 
 
 async def collect(
@@ -100,13 +123,14 @@ async def collect(
     out: Path,
     options: CollectOptions,
     on_request: Callable[[], None] = lambda: None,
-) -> tuple[int, int]:
+) -> tuple[int, int, str | None]:
     """Ask every endpoint every prompt not yet in `out` (appending finished lines). Returns
-    (prompts written, prompts that failed)."""
+    (prompts written, prompts that failed, the first failure: its prompt's id and why)."""
     finished = done_ids(out)
     todo = [p for p in prompts if p["id"] not in finished]
     limit = asyncio.Semaphore(options.concurrency)
     written = failed = 0
+    first_failure: str | None = None
     out.parent.mkdir(parents=True, exist_ok=True)
     timeout = aiohttp.ClientTimeout(total=options.timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -119,7 +143,10 @@ async def collect(
                     on_request()
 
         async def one(row: dict[str, Any]) -> dict[str, Any]:
-            answers = await asyncio.gather(*(ask(e, row["prompt"]) for e in endpoints))
+            try:
+                answers = await asyncio.gather(*(ask(e, row["prompt"]) for e in endpoints))
+            except RequestFailed as failure:
+                raise RequestFailed(f"{row['id']}: {failure}", failure.transient) from failure
             meta = {**row.get("meta", {}), "candidate_models": [e.name for e in endpoints]}
             return {
                 "id": row["id"],
@@ -134,10 +161,11 @@ async def collect(
             for task in asyncio.as_completed([one(row) for row in todo]):
                 try:
                     line = await task
-                except (TimeoutError, aiohttp.ClientError, KeyError):
+                except RequestFailed as failure:
                     failed += 1
+                    first_failure = first_failure or str(failure)
                     continue
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
                 sink.flush()  # every finished prompt survives an interruption
                 written += 1
-    return written, failed
+    return written, failed, first_failure

@@ -21,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 from router_models.answers import is_correct
-from router_models.collect import CollectOptions, Endpoint, chat
+from router_models.collect import CollectOptions, Endpoint, RequestFailed, chat
 from router_models.data import Record
 from router_models.errors import InputError
 from router_models.jsonl import append_lines, completed_lines
@@ -32,9 +32,6 @@ JUDGE_PROMPT = (
     'response on a scale of 1 to 10 by strictly following this format: "Rating: [[5]]".\n\n'
     "[Question]\n{question}\n\n[The Start of Assistant's Answer]\n{answer}\n[The End of Assistant's Answer]"
 )
-# what a failing judge raises (after `chat`'s retries): no connection, an HTTP error, a reply that is not JSON or
-# not a chat completion, a timeout
-JUDGE_FAILURES = (aiohttp.ClientError, TimeoutError, ValueError, LookupError, TypeError, AttributeError)
 
 
 def score_math(response: str, reference: str) -> float:
@@ -161,7 +158,7 @@ async def label_file(
             try:
                 async with limit:
                     return await label_record(record, method, session, judge, options, timeout_s)
-            except JUDGE_FAILURES as error:
+            except RequestFailed as error:  # a judge that did not answer, after `chat`'s retries
                 if method != "judge":
                     raise
                 failed.append(f"{record.id}: {str(error) or type(error).__name__}")

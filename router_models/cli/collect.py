@@ -18,7 +18,13 @@ def register(subparsers: Any) -> None:
         "routing-data lines with the responses to --out. Rerunning skips prompts already in --out. "
         "Then score them with `switchyard label`.",
     )
-    parser.add_argument("--prompts", required=True, metavar="FILE", help='JSONL lines {"id", "prompt", ...}')
+    parser.add_argument(
+        "--prompts",
+        required=True,
+        metavar="FILE",
+        help='JSONL lines {"id", "prompt", "benchmark"?, "meta"?}; meta is copied to --out, and `label` scores '
+        "against its reference_answer (math) or test_asserts (code)",
+    )
     parser.add_argument(
         "--model",
         action="append",
@@ -38,6 +44,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
+    import sys
     from pathlib import Path
 
     from tqdm import tqdm
@@ -58,9 +65,13 @@ def run(args: argparse.Namespace) -> int:
     pending = len([p for p in prompts if p["id"] not in finished])
     options = CollectOptions(args.max_tokens, args.temperature, args.concurrency)
     with tqdm(total=pending * len(endpoints), desc="collect", unit="req") as bar:
-        written, failed = asyncio.run(collect(prompts, endpoints, out, options, lambda: bar.update(1)))
+        written, failed, first_failure = asyncio.run(
+            collect(prompts, endpoints, out, options, lambda: bar.update(1))
+        )
     print(
         f"{out}: {written} prompts written, {failed} failed (rerun to retry), "
         f"{len(prompts) - pending} already there"
     )
+    if first_failure:
+        print(f"the first failure: {first_failure}", file=sys.stderr)
     return 1 if failed else 0

@@ -28,6 +28,9 @@ def fake_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         text = body["messages"][0]["content"]
         if body["model"] == "judge":
             content = "Fine work. Rating: [[8]]" if "boxed" in text else "Weak. Rating: [[3]]"
+        elif body["model"] not in ANSWERS:
+            return web.json_response({"error": {"message": f"The model `{body['model']}` does not exist."}},
+                                     status=404)
         else:
             content = ANSWERS[body["model"]]
         return web.json_response(
@@ -260,3 +263,19 @@ def test_collect_refuses_a_model_named_twice(tmp_path: Path) -> None:
                       "--model", "a=http://127.0.0.1:9/v1", "--model", "b=http://127.0.0.1:9/v1", "--model",
                       "a=http://127.0.0.1:8/v1") == (
         2, "switchyard collect: --model: candidates named more than once: a\n")
+
+
+def test_collect_names_the_first_failure_and_asks_no_more_after_a_refusal(
+    fake_api: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    url, seen = fake_api
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out.jsonl"
+    prompts.write_text(json.dumps({"id": "q0", "prompt": "Hi"}) + "\n")
+    status, stderr = switchyard("collect", "--prompts", str(prompts), "--out", str(out), "--model", f"alpha={url}",
+                                "--model", f"gamma={url}")
+    assert status == 1
+    assert stderr.splitlines()[-1] == (
+        f"the first failure: q0: {url}/chat/completions answered 404: "
+        '{"error": {"message": "The model `gamma` does not exist."}}')
+    assert sorted(body["model"] for body in seen) == ["alpha", "gamma"], "a 404 is not asked again"
+    assert out.read_text() == ""
