@@ -54,7 +54,7 @@ from bench.servers import (  # noqa: E402
     process,
     sim_process,
 )
-from router_models.cli.arguments import at_least  # noqa: E402
+from router_models.cli.arguments import at_least, non_negative_float, positive_float  # noqa: E402
 
 TARGETS = ("direct", "switchyard-direct", "switchyard-auto", "litellm", "vllm-router", "bare-asgi")
 VENVS = REPO / ".cache" / "bench"
@@ -364,13 +364,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=at_least(1), nargs="+", default=[1, 32, 256],
                         help="closed-loop clients, one table row each (default: 1 32 256)")
-    parser.add_argument("--duration", type=float, default=6.0, help="measured seconds per target and load (default 6)")
+    parser.add_argument("--duration", type=positive_float, default=6.0,
+                        help="measured seconds per target and load (default 6)")
     parser.add_argument("--rounds", type=at_least(1), default=3,
                         help="interleaved rounds the duration is split into (default 3)")
-    parser.add_argument("--warmup", type=float, default=0.5, help="unmeasured seconds before each round (default 0.5)")
-    parser.add_argument("--latency-ms", type=float, default=10.0,
+    parser.add_argument("--warmup", type=non_negative_float, default=0.5,
+                        help="unmeasured seconds before each round (default 0.5)")
+    parser.add_argument("--latency-ms", type=non_negative_float, default=10.0,
                         help="simulator delay before the first token (default 10)")
-    parser.add_argument("--tokens-per-s", type=float, default=1000.0, help="simulator decode rate (default 1000)")
+    parser.add_argument("--tokens-per-s", type=positive_float, default=1000.0,
+                        help="simulator decode rate (default 1000)")
     parser.add_argument("--pairs", type=at_least(0), default=300,
                         help="request pairs for the paired added latency at concurrency 1 (0: skip; default 300)")
     parser.add_argument("--targets", nargs="+", choices=TARGETS, default=list(TARGETS))

@@ -42,7 +42,7 @@ import yaml  # noqa: E402
 
 from bench.procstat import open_fds, rss_bytes  # noqa: E402
 from bench.servers import Restartable, free_port, gateway_command, redis_server, sim_server  # noqa: E402
-from router_models.cli.arguments import at_least  # noqa: E402
+from router_models.cli.arguments import at_least, positive_float  # noqa: E402
 
 OUTCOMES = ("succeeded", "failed_clean", "lost")
 MODELS = ("sim-a", "sim-b", "auto", "auto:1")  # auto:1 takes the cheapest candidate (sim-b)
@@ -290,7 +290,7 @@ def run_soak(duration: float, concurrency: int, router: str | None = None, seed:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=120.0, help="seconds of traffic (default 120)")
+    parser.add_argument("--duration", type=positive_float, default=120.0, help="seconds of traffic (default 120)")
     parser.add_argument("--concurrency", type=at_least(1), default=16, help="concurrent clients (default 16)")
     parser.add_argument("--router", help="router artifact for `auto` (default: the stand-in router)")
     parser.add_argument("--seed", type=int, default=0,

@@ -41,6 +41,14 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def positive_float(text: str) -> float:
+    """A number above 0 (e.g. seconds to wait)."""
+    value = _float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value:g} is not above 0")
+    return value
+
+
 def fraction(text: str) -> float:
     """A share between 0 and 1."""
     value = _float(text)

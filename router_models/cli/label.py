@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from router_models.cli import key_from_env
+from router_models.cli import check_output_file, key_from_env
 from router_models.cli.arguments import positive_int
 
 
@@ -47,8 +47,11 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--timeout: expected a finite number of seconds above 0, got {args.timeout:g}")
     if args.method == "judge" and not args.judge:
         raise InputError("--method judge needs --judge NAME=URL")
+    if args.judge and args.method != "judge":
+        raise InputError(f"--judge is for --method judge; --method {args.method} asks no model")
     judge = Endpoint.parse(args.judge, key_from_env(args.api_key_env)) if args.judge else None
     out = Path(args.out)
+    check_output_file("--out", out, parent_created=True)
     finished = labelled_ids(out)
     records = [r for r in read_records([args.data]) if r.id not in finished]
     require_fields(records, args.method, source=args.data)

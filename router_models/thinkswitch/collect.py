@@ -366,6 +366,8 @@ def api_key(args: argparse.Namespace) -> str | None:
 
 
 def collect_command(args: argparse.Namespace) -> int:
+    if not args.url.startswith(("http://", "https://")):
+        raise InputError(f"--url: expected an API base URL such as http://127.0.0.1:8000/v1, got {args.url!r}")
     check_output_file("--out", args.out, parent_created=True)
     questions = read_questions(args.questions, args.benchmark)
     if not questions:

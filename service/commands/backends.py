@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from router_models.cli.arguments import port_number
+from router_models.cli.arguments import port_number, positive_float
 from service.local_backends.specs import MODELS, Instance, default_instance
 
 HELP = """\
@@ -40,7 +40,7 @@ def register(subparsers: Any) -> None:
     up.add_argument("--enforce-eager", action="store_true",
                     help="skip torch.compile: starts in about half the time (~30-40 s instead of ~45-110 s), "
                     "decodes roughly 20%% slower (docs/backends.md, Measurements)")
-    up.add_argument("--timeout", type=float, default=600.0, metavar="S",
+    up.add_argument("--timeout", type=positive_float, default=600.0, metavar="S",
                     help="seconds to wait for /health after starting (default: 600)")
     up.set_defaults(func=run_up)
 

@@ -219,6 +219,22 @@ def test_label_refuses_a_timeout_that_is_not_a_positive_number(tmp_path: Path, t
         2, f"switchyard label: --timeout: expected a finite number of seconds above 0, got {timeout}\n")
 
 
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--out", "FOLDER"], "--out FOLDER: is a folder, not a file"),
+    (["--out", "FOLDER/out.jsonl", "--judge", "j=http://127.0.0.1:9/v1"],
+     "--judge is for --method judge; --method math asks no model"),
+])
+def test_label_refuses_an_unusable_out_or_a_stray_judge_before_scoring(
+        tmp_path: Path, flags: list[str], message: str) -> None:
+    line = {"id": "q0", "benchmark": "b", "prompt": "1+1?", "responses": {"a": "2"}, "scores": {},
+            "meta": {"reference_answer": "2"}}
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps(line) + "\n")
+    assert switchyard("label", "--data", str(data), "--method", "math",
+                      *(flag.replace("FOLDER", str(tmp_path)) for flag in flags)) == (
+        2, f"switchyard label: {message.replace('FOLDER', str(tmp_path))}\n")
+
+
 def test_label_does_not_take_unscored_lines_of_out_for_done_ones(tmp_path: Path) -> None:
     line = {"id": "q0", "benchmark": "b", "prompt": "1+1?", "responses": {"a": "\\boxed{2}", "b": "3"}, "scores": {},
             "meta": {"reference_answer": "2"}}

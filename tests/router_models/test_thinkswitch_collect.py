@@ -270,6 +270,8 @@ async def test_a_gz_dataset_is_gzipped_and_a_benchmark_with_missing_usage_has_no
      "FOLDER/questions.jsonl/o.jsonl: FOLDER/questions.jsonl is a file, not a folder"),
     (["--out", "FOLDER/o.jsonl", "--temperature", "nan"], "switchyard thinkswitch-collect: error: argument "
      "--temperature: 'nan' is not a finite number"),
+    (["--out", "FOLDER/o.jsonl", "--url", "127.0.0.1:8000/v1"], "switchyard thinkswitch-collect: --url: expected "
+     "an API base URL such as http://127.0.0.1:8000/v1, got '127.0.0.1:8000/v1'"),
 ])
 def test_an_unusable_out_or_temperature_is_refused_before_asking(
         endpoint: tuple[str, FakeEndpoint], tmp_path: Path, flags: list[str], message: str) -> None:

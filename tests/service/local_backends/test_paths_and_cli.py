@@ -45,6 +45,16 @@ def test_an_out_of_range_port_is_refused_while_parsing(value: str, capsys: pytes
     assert "out of range (1-65535)" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("value", "says"), [("0", "0 is not above 0"), ("-1", "-1 is not above 0"),
+                                             ("nan", "'nan' is not a finite number")])
+def test_a_wait_that_is_not_a_positive_number_is_refused_while_parsing(
+        value: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["backends", "up", "--timeout", value])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(f"argument --timeout: {says}")
+
+
 def test_two_instances_on_one_port_are_refused_before_anything_starts(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(stack, "up", lambda *args, **kwargs: pytest.fail("started despite a shared port"))
