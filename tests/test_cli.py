@@ -56,10 +56,23 @@ def test_serve_reports_an_unusable_artifact_in_one_line(tmp_path) -> None:  # ty
         "backends: [{name: m, model: m, replicas: ['http://127.0.0.1:9']}]\n"
         f"models: [{{name: reasoner, strategy: {{kind: thinkswitch, backend: m, thinking: "
         f"{{switcher: {tmp_path / 'missing'}, family: qwen3}}}}}}]\n")
-    result = run_cli("serve", "--config", str(config), "--port", "9")
+    result = run_cli("serve", "--config", str(config), "--port", str(free_port()))
     assert result.returncode == 3
     assert f"switchyard: models.reasoner: {tmp_path / 'missing'}: not a thinkswitch artifact" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_port_in_use_fails_before_it_loads_anything(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "c.yaml"
+    config.write_text("backends: [{name: m, model: m, replicas: ['http://127.0.0.1:9']}]\n"
+                      "models: [{name: m, strategy: {kind: direct, backend: m}}]\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_cli("serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port))
+    assert result.returncode == 3
+    assert result.stderr == f"switchyard: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_unusable_inputs_are_reported_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import os
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -41,18 +43,36 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as error:
         print(f"switchyard: {error}", file=sys.stderr)
         return 2
-    serve_app(create_app(settings, freeze_heap=True), settings, host=args.host, port=args.port,
-              log_level=args.log_level, access_log=args.access_log)
+    try:
+        serve_app(create_app(settings, freeze_heap=True), settings, host=args.host, port=args.port,
+                  log_level=args.log_level, access_log=args.access_log)
+    except CannotListen as error:
+        print(f"switchyard: {error}", file=sys.stderr)
+        return 3  # as for any other start-up failure
     return 0
+
+
+class CannotListen(Exception):
+    """The listen address cannot be bound (in use, not this machine's, a port that needs privileges)."""
 
 
 def serve_app(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None,
               log_level: str = "info", access_log: bool = False) -> None:
-    """Run `app` under uvicorn until stopped."""
+    """Run `app` under uvicorn until stopped. The port is bound first: one in use fails at once (exit 3),
+    before the models load and the gateway says it is ready."""
     import uvicorn
 
-    uvicorn.Server(server_config(app, settings, host=host, port=port, log_level=log_level,
-                                 access_log=access_log)).run()
+    config = server_config(app, settings, host=host, port=port, log_level=log_level, access_log=access_log)
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    try:
+        listening = socket.create_server((config.host, config.port), family=family, backlog=config.backlog)
+    except OSError as error:
+        why = os.strerror(error.errno) if error.errno else str(error)
+        raise CannotListen(f"cannot listen on {config.host}:{config.port}: {why}") from None
+    logging.getLogger("uvicorn.error").info("listening on http://%s:%d; requests are taken once the gateway is "
+                                            "ready (Ctrl-C to quit)", config.host, config.port)
+    with listening:
+        uvicorn.Server(config).run(sockets=[listening])
 
 
 def server_config(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None,
