@@ -345,8 +345,9 @@ def live_gateway(directory: Path) -> Iterator[str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--examples", type=at_least(1), default=500, help="schemathesis examples per operation")
-    parser.add_argument("--skip-schemathesis", action="store_true")
+    parser.add_argument("--examples", type=at_least(1), default=500,
+                        help="schemathesis examples per operation (default 500)")
+    parser.add_argument("--skip-schemathesis", action="store_true", help="run the hostile cases only")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), help="hostile cases to run (default: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, live_gateway(Path(tmp)) as url:

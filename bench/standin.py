@@ -38,14 +38,15 @@ def load_standin(path: str) -> StandInRouter:
 
 
 def main() -> int:
+    from router_models.cli.arguments import port_number
     from service.app import create_app
     from service.commands.serve import serve_app
     from service.config import load_settings
     from service.gateway import Gateway
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True)
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--config", required=True, metavar="FILE", help="gateway YAML config")
+    parser.add_argument("--port", type=port_number, required=True, help="listen port")
     args = parser.parse_args()
     settings = load_settings(args.config)
     gateway = Gateway(settings, loaders={"router": load_standin})

@@ -157,6 +157,7 @@ def test_a_demo_request_that_fails_is_one_line(capsys: pytest.CaptureFixture[str
     ["sim", "--model", "m", "--port", "1", "--tokens-per-s", "nan"],
     ["sim", "--model", "m", "--port", "1", "--max-tokens", "-3"],
     ["sim", "--model", "m", "--port", "1", "--first-word", "-1"],
+    ["sim", "--model", " ", "--port", "1"],
 ])
 def test_out_of_range_options_are_refused_while_parsing(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_:

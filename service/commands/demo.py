@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser("demo", help="run the gateway over real local vLLM backends and try it",
                                    description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(DEFAULT_CONFIG), metavar="FILE",
-                        help="gateway config (default: deploy/local/cpu.yaml)")
+                        help="gateway config (default: deploy/local/cpu.yaml); its backends must be the "
+                        "local ones on their default ports, which the demo starts")
     parser.add_argument("--port", type=port_number, default=8000, help="gateway port (default: 8000)")
     parser.add_argument("--cache", metavar="DIR", help="backend cache directory (default: $SWITCHYARD_CACHE "
                         "or ~/.cache/switchyard)")
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
             threading.Event().wait()  # until Ctrl-C
     except PortTaken as error:
         fail(f"backend port {error.port} ({error.model}) is taken by another program. "
-             f"The demo serves its backends on the ports its config names; to use others, start them "
+             f"The demo serves its backends on their default ports; to use others, start them "
              f"with `switchyard backends up --port NAME=PORT` (see `switchyard backends up --help`) and "
              f"run `switchyard serve` with a config whose replicas use those ports")
         code = 1

@@ -22,7 +22,9 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "serve", help="run the gateway",
         description="Run the OpenAI-compatible gateway described by a YAML config file "
-        "(see README, Configuration). Listens on server.host:server.port unless overridden.",
+        "(see README, Configuration). Listens on server.host:server.port unless overridden. "
+        "SWITCHYARD_REDIS_URL, where set, overrides cache.redis_url. Exit status: 2 for a config that is "
+        "not valid, 3 for a start-up failure (an artifact that cannot be loaded, a port that cannot be bound).",
     )
     parser.add_argument("--config", required=True, metavar="FILE", help="gateway YAML config")
     parser.add_argument("--host", help="listen address (overrides server.host)")
