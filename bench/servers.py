@@ -31,6 +31,10 @@ def free_port() -> int:
     server's bind fails), and it is never handed out twice by this process."""
     first_ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0]) if EPHEMERAL_RANGE.exists() else 32768
     candidates = range(max(first_ephemeral - 12000, 1024), first_ephemeral)
+    if len(candidates) < 1000:  # a source-port range reaching down to the low ports: let the kernel choose
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
     for port in random.sample(candidates, len(candidates)):
         if port in _handed_out:
             continue

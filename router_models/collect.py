@@ -110,11 +110,14 @@ async def ask_once(
                 transient = reply.status == 429 or reply.status >= 500
                 raise RequestFailed(f"{url} answered {reply.status}: {said}", transient)
             data = await reply.json(content_type=None)
-            return str(data["choices"][0]["message"].get("content") or "")
+            content = data["choices"][0]["message"].get("content")
     except (TimeoutError, aiohttp.ClientError) as error:
         raise RequestFailed(f"{url}: {type(error).__name__} {error}".rstrip(), transient=True) from error
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:
         raise RequestFailed(f"{url}: not a chat completion ({type(error).__name__} {error})", False) from error
+    if content is not None and not isinstance(content, str):
+        raise RequestFailed(f"{url}: not a chat completion (its content is {type(content).__name__})", False)
+    return content or ""
 
 
 async def collect(
@@ -143,9 +146,12 @@ async def collect(
                     on_request()
 
         async def one(row: dict[str, Any]) -> dict[str, Any]:
+            asking = [asyncio.ensure_future(ask(e, row["prompt"])) for e in endpoints]
             try:
-                answers = await asyncio.gather(*(ask(e, row["prompt"]) for e in endpoints))
+                answers = await asyncio.gather(*asking)
             except RequestFailed as failure:
+                for request in asking:  # the line is lost: the other candidates need not answer it
+                    request.cancel()
                 raise RequestFailed(f"{row['id']}: {failure}", failure.transient) from failure
             meta = {**row.get("meta", {}), "candidate_models": [e.name for e in endpoints]}
             return {

@@ -72,7 +72,9 @@ def register(subparsers: Any) -> None:
             "--candidates", metavar="A,B,...", help="routed models (default: meta.candidate_models)"
         ),
         router.add_argument(
-            "--block-size", type=int, help="response slots per candidate (lookahead; default 8, 0 = MLC)"
+            "--block-size",
+            type=int,
+            help="response slots per candidate (default: lookahead 8, 0 = MLC; lookahead_causal 64)",
         ),
         router.add_argument(
             "--max-query-tokens",

@@ -65,16 +65,34 @@ def serve_app(app: Any, settings: Settings, *, host: str | None = None, port: in
     import uvicorn
 
     config = server_config(app, settings, host=host, port=port, log_level=log_level, access_log=access_log)
-    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    where = f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
+    sockets = listening_sockets(config.host, config.port, config.backlog, where)
+    logging.getLogger("uvicorn.error").info("listening on http://%s; requests are taken once the gateway is ready "
+                                            "(Ctrl-C to quit)", where)
     try:
-        listening = socket.create_server((config.host, config.port), family=family, backlog=config.backlog)
+        uvicorn.Server(config).run(sockets=sockets)
+    finally:
+        for listening in sockets:
+            listening.close()
+
+
+def listening_sockets(host: str, port: int, backlog: int, where: str) -> list[socket.socket]:
+    """A socket bound to each address `host` names (both of `localhost`'s, say), as asyncio would bind them;
+    `CannotListen` saying why where one cannot be bound."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise CannotListen(f"cannot listen on {where}: {error.strerror}") from None
+    sockets: list[socket.socket] = []
+    try:
+        for family, _, _, _, address in dict.fromkeys(addresses):
+            sockets.append(socket.create_server(address, family=family, backlog=backlog))
     except OSError as error:
+        for bound in sockets:
+            bound.close()
         why = os.strerror(error.errno) if error.errno else str(error)
-        raise CannotListen(f"cannot listen on {config.host}:{config.port}: {why}") from None
-    logging.getLogger("uvicorn.error").info("listening on http://%s:%d; requests are taken once the gateway is "
-                                            "ready (Ctrl-C to quit)", config.host, config.port)
-    with listening:
-        uvicorn.Server(config).run(sockets=[listening])
+        raise CannotListen(f"cannot listen on {where}: {why}") from None
+    return sockets
 
 
 def server_config(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None,

@@ -68,6 +68,16 @@ def test_gemma_writes_the_system_message_into_the_first_user_turn(template: str)
         "<start_of_turn>user\nWhat is 2 + 2?<end_of_turn>\n<start_of_turn>model\n")
 
 
+@pytest.mark.parametrize("template", [GEMMA_CLUSTER, GEMMA_LOCAL], ids=["cluster", "local"])
+def test_gemma_keeps_a_lone_or_a_later_system_message_as_a_user_turn(template: str) -> None:
+    assert render([{"role": "system", "content": "Be brief."}], template, short=False) == (
+        "<start_of_turn>user\nBe brief.<end_of_turn>\n<start_of_turn>model\n")
+    later = [{"role": "user", "content": "Hi"}, {"role": "system", "content": "Now in French."}]
+    assert render(later, template, short=False) == (
+        "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>user\nNow in French.<end_of_turn>\n"
+        "<start_of_turn>model\n")
+
+
 def test_gemma_in_the_cluster_continues_a_prefilled_answer_as_sent() -> None:
     short = apply_mode({"messages": MESSAGES[:2]}, ThinkingConfig(switcher="unused", family="deepseek-r1"), "short")
     assert render(short["messages"], GEMMA_CLUSTER, short=True) == (

@@ -28,6 +28,8 @@ def fake_api() -> Iterator[tuple[str, list[dict[str, Any]]]]:
         text = body["messages"][0]["content"]
         if body["model"] == "judge":
             content = "Fine work. Rating: [[8]]" if "boxed" in text else "Weak. Rating: [[3]]"
+        elif body["model"] == "parts":  # content parts, which no chat completion answer holds
+            content = [{"type": "text", "text": "4"}]
         elif body["model"] not in ANSWERS:
             return web.json_response({"error": {"message": f"The model `{body['model']}` does not exist."}},
                                      status=404)
@@ -293,5 +295,17 @@ def test_collect_names_the_first_failure_and_asks_no_more_after_a_refusal(
     assert stderr.splitlines()[-1] == (
         f"the first failure: q0: {url}/chat/completions answered 404: "
         '{"error": {"message": "The model `gamma` does not exist."}}')
-    assert sorted(body["model"] for body in seen) == ["alpha", "gamma"], "a 404 is not asked again"
+    assert [body["model"] for body in seen].count("gamma") == 1, "a 404 is not asked again"
     assert out.read_text() == ""
+
+
+def test_collect_refuses_an_answer_whose_content_is_not_text(
+    fake_api: tuple[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    url, seen = fake_api
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out.jsonl"
+    prompts.write_text(json.dumps({"id": "q0", "prompt": "Hi"}) + "\n")
+    status, stderr = switchyard("collect", "--prompts", str(prompts), "--out", str(out), "--model", f"parts={url}")
+    assert status == 1 and stderr.splitlines()[-1] == (
+        f"the first failure: q0: {url}/chat/completions: not a chat completion (its content is list)")
+    assert len(seen) == 1 and out.read_text() == ""
