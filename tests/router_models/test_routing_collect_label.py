@@ -283,29 +283,30 @@ def test_collect_refuses_a_model_named_twice(tmp_path: Path) -> None:
         2, "switchyard collect: --model: candidates named more than once: a\n")
 
 
+def collect_one_prompt(tmp_path: Path, *models: str) -> tuple[int, str, str]:
+    """`switchyard collect` of one prompt from `models` (NAME=URL): its exit status, the last line it wrote to
+    stderr and what it wrote to --out."""
+    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out.jsonl"
+    prompts.write_text(json.dumps({"id": "q0", "prompt": "Hi"}) + "\n")
+    status, stderr = switchyard("collect", "--prompts", str(prompts), "--out", str(out),
+                                *(flag for model in models for flag in ("--model", model)))
+    return status, stderr.splitlines()[-1], out.read_text()
+
+
 def test_collect_names_the_first_failure_and_asks_no_more_after_a_refusal(
     fake_api: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     url, seen = fake_api
-    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out.jsonl"
-    prompts.write_text(json.dumps({"id": "q0", "prompt": "Hi"}) + "\n")
-    status, stderr = switchyard("collect", "--prompts", str(prompts), "--out", str(out), "--model", f"alpha={url}",
-                                "--model", f"gamma={url}")
-    assert status == 1
-    assert stderr.splitlines()[-1] == (
-        f"the first failure: q0: {url}/chat/completions answered 404: "
-        '{"error": {"message": "The model `gamma` does not exist."}}')
+    assert collect_one_prompt(tmp_path, f"alpha={url}", f"gamma={url}") == (
+        1, f"the first failure: q0: {url}/chat/completions answered 404: "
+        '{"error": {"message": "The model `gamma` does not exist."}}', "")
     assert [body["model"] for body in seen].count("gamma") == 1, "a 404 is not asked again"
-    assert out.read_text() == ""
 
 
 def test_collect_refuses_an_answer_whose_content_is_not_text(
     fake_api: tuple[str, list[dict[str, Any]]], tmp_path: Path
 ) -> None:
     url, seen = fake_api
-    prompts, out = tmp_path / "prompts.jsonl", tmp_path / "out.jsonl"
-    prompts.write_text(json.dumps({"id": "q0", "prompt": "Hi"}) + "\n")
-    status, stderr = switchyard("collect", "--prompts", str(prompts), "--out", str(out), "--model", f"parts={url}")
-    assert status == 1 and stderr.splitlines()[-1] == (
-        f"the first failure: q0: {url}/chat/completions: not a chat completion (its content is list)")
-    assert len(seen) == 1 and out.read_text() == ""
+    assert collect_one_prompt(tmp_path, f"parts={url}") == (
+        1, f"the first failure: q0: {url}/chat/completions: not a chat completion (its content is list)", "")
+    assert len(seen) == 1
