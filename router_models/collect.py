@@ -80,7 +80,7 @@ class RequestFailed(Exception):
 async def chat(
     session: aiohttp.ClientSession, endpoint: Endpoint, prompt: str, options: CollectOptions
 ) -> str:
-    """One chat completion, retried with exponential back-off while its failures are transient."""
+    """The text of one chat completion of `prompt`."""
     headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
     body = {
         "model": endpoint.name,
@@ -88,21 +88,30 @@ async def chat(
         "max_tokens": options.max_tokens,
         "temperature": options.temperature,
     }
-    for attempt in range(options.retries + 1):
+    reply = await post_chat(session, f"{endpoint.base_url}/chat/completions", body, headers, options.retries)
+    return str(reply["choices"][0]["message"].get("content") or "")
+
+
+async def post_chat(
+    session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str], retries: int
+) -> dict[str, Any]:
+    """A chat completion's reply, retried `retries` times with exponential back-off while its failures are
+    transient; `RequestFailed` where there is none."""
+    for attempt in range(retries + 1):
         try:
-            return await ask_once(session, f"{endpoint.base_url}/chat/completions", body, headers)
+            return await _post_once(session, url, body, headers)
         except RequestFailed as failure:
-            if not failure.transient or attempt == options.retries:
+            if not failure.transient or attempt == retries:
                 raise
             await asyncio.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
 
 
-async def ask_once(
+async def _post_once(
     session: aiohttp.ClientSession, url: str, body: dict[str, Any], headers: dict[str, str]
-) -> str:
-    """The answer's text; `RequestFailed` saying why there is none (the status and the start of the body for
-    an error answer)."""
+) -> dict[str, Any]:
+    """The reply, checked to be a chat completion whose first message's content is text (or null);
+    `RequestFailed` saying why not (the status and the start of the body for an error answer)."""
     try:
         async with session.post(url, json=body, headers=headers) as reply:
             if reply.status >= 400:
@@ -110,14 +119,27 @@ async def ask_once(
                 transient = reply.status == 429 or reply.status >= 500
                 raise RequestFailed(f"{url} answered {reply.status}: {said}", transient)
             data = await reply.json(content_type=None)
-            content = data["choices"][0]["message"].get("content")
     except (TimeoutError, aiohttp.ClientError) as error:
         raise RequestFailed(f"{url}: {type(error).__name__} {error}".rstrip(), transient=True) from error
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:
-        raise RequestFailed(f"{url}: not a chat completion ({type(error).__name__} {error})", False) from error
+    except ValueError as error:
+        raise RequestFailed(f"{url}: not a chat completion (not JSON: {error})", transient=False) from error
+    if (problem := _not_a_chat_completion(data)) is not None:
+        raise RequestFailed(f"{url}: not a chat completion ({problem})", transient=False)
+    return dict(data)
+
+
+def _not_a_chat_completion(data: Any) -> str | None:
+    """What keeps `data` from being a chat completion with a first message to read, or None."""
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "no choices"
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return "no message"
+    content = message.get("content")
     if content is not None and not isinstance(content, str):
-        raise RequestFailed(f"{url}: not a chat completion (its content is {type(content).__name__})", False)
-    return content or ""
+        return f"its content is {type(content).__name__}"
+    return None
 
 
 async def collect(
@@ -126,14 +148,14 @@ async def collect(
     out: Path,
     options: CollectOptions,
     on_request: Callable[[], None] = lambda: None,
-) -> tuple[int, int, str | None]:
-    """Ask every endpoint every prompt not yet in `out` (appending finished lines). Returns
-    (prompts written, prompts that failed, the first failure: its prompt's id and why)."""
+) -> tuple[int, list[str]]:
+    """Ask every endpoint every prompt not yet in `out` (appending finished lines). Returns the prompts
+    written and a description of each that failed (its id and why), left for a rerun."""
     finished = done_ids(out)
     todo = [p for p in prompts if p["id"] not in finished]
     limit = asyncio.Semaphore(options.concurrency)
-    written = failed = 0
-    first_failure: str | None = None
+    written = 0
+    failed: list[str] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     timeout = aiohttp.ClientTimeout(total=options.timeout_s)
     async with aiohttp.ClientSession(timeout=timeout) as session:
@@ -145,14 +167,15 @@ async def collect(
                 finally:
                     on_request()
 
-        async def one(row: dict[str, Any]) -> dict[str, Any]:
+        async def one(row: dict[str, Any]) -> dict[str, Any] | None:
             asking = [asyncio.ensure_future(ask(e, row["prompt"])) for e in endpoints]
             try:
                 answers = await asyncio.gather(*asking)
             except RequestFailed as failure:
                 for request in asking:  # the line is lost: the other candidates need not answer it
                     request.cancel()
-                raise RequestFailed(f"{row['id']}: {failure}", failure.transient) from failure
+                failed.append(f"{row['id']}: {failure}")
+                return None
             meta = {**row.get("meta", {}), "candidate_models": [e.name for e in endpoints]}
             return {
                 "id": row["id"],
@@ -165,13 +188,9 @@ async def collect(
 
         with append_lines(out) as sink:
             for task in asyncio.as_completed([one(row) for row in todo]):
-                try:
-                    line = await task
-                except RequestFailed as failure:
-                    failed += 1
-                    first_failure = first_failure or str(failure)
+                if (line := await task) is None:
                     continue
                 sink.write(json.dumps(line, ensure_ascii=False) + "\n")
                 sink.flush()  # every finished prompt survives an interruption
                 written += 1
-    return written, failed, first_failure
+    return written, failed

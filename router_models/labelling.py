@@ -158,11 +158,9 @@ async def label_file(
             try:
                 async with limit:
                     return await label_record(record, method, session, judge, options, timeout_s)
-            except RequestFailed as error:  # a judge that did not answer, after `chat`'s retries
-                if method != "judge":
-                    raise
-                failed.append(f"{record.id}: {str(error) or type(error).__name__}")
-                return None  # the judge failed: this line is not scored
+            except RequestFailed as failure:  # only a judge asks a model: it did not answer, after retries
+                failed.append(f"{record.id}: {failure}")
+                return None  # this line is not scored
 
         tasks = [asyncio.ensure_future(one(r)) for r in records]
         try:

@@ -65,13 +65,8 @@ def run(args: argparse.Namespace) -> int:
     pending = len([p for p in prompts if p["id"] not in finished])
     options = CollectOptions(args.max_tokens, args.temperature, args.concurrency)
     with tqdm(total=pending * len(endpoints), desc="collect", unit="req") as bar:
-        written, failed, first_failure = asyncio.run(
-            collect(prompts, endpoints, out, options, lambda: bar.update(1))
-        )
-    print(
-        f"{out}: {written} prompts written, {failed} failed (rerun to retry), "
-        f"{len(prompts) - pending} already there"
-    )
-    if first_failure:
-        print(f"the first failure: {first_failure}", file=sys.stderr)
+        written, failed = asyncio.run(collect(prompts, endpoints, out, options, lambda: bar.update(1)))
+    print(f"{out}: {written} prompts written, {len(prompts) - pending} already there")
+    if failed:
+        print(f"{len(failed)} prompts failed (rerun to retry them); the first: {failed[0]}", file=sys.stderr)
     return 1 if failed else 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from router_models.cli import check_output_file, key_from_env
-from router_models.cli.arguments import positive_int
+from router_models.cli import check_output_file, key_from_env, refuse_given
+from router_models.cli.arguments import positive_float, positive_int
 
 
 def register(subparsers: Any) -> None:
@@ -26,13 +26,14 @@ def register(subparsers: Any) -> None:
         "--api-key-env", metavar="VAR", help="environment variable holding the judge's API key"
     )
     parser.add_argument("--concurrency", type=positive_int, default=4, help="lines scored at once (default 4)")
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds per unit-test run (default 10)")
+    parser.add_argument(
+        "--timeout", type=positive_float, default=10.0, help="seconds per unit-test run (default 10)"
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import asyncio
-    import math
     import sys
     from pathlib import Path
 
@@ -43,12 +44,11 @@ def run(args: argparse.Namespace) -> int:
     from router_models.errors import InputError
     from router_models.labelling import label_file, labelled_ids, require_fields
 
-    if not 0 < args.timeout < math.inf:
-        raise InputError(f"--timeout: expected a finite number of seconds above 0, got {args.timeout:g}")
     if args.method == "judge" and not args.judge:
         raise InputError("--method judge needs --judge NAME=URL")
-    if args.judge and args.method != "judge":
-        raise InputError(f"--judge is for --method judge; --method {args.method} asks no model")
+    if args.method != "judge":
+        refuse_given(args, {"judge": None, "api_key_env": None}, f"is for --method judge; --method {args.method} "
+                     "asks no model")
     judge = Endpoint.parse(args.judge, key_from_env(args.api_key_env)) if args.judge else None
     out = Path(args.out)
     check_output_file("--out", out, parent_created=True)

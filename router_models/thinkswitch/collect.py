@@ -218,25 +218,6 @@ def all_or_no_token_counts(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return lines
 
 
-async def ask(
-    session: Any, url: str, body: dict[str, Any], headers: dict[str, str], retries: int = 2
-) -> dict[str, Any]:
-    """POST one chat completion, retrying transient failures (connection errors, 5xx)."""
-    import aiohttp
-
-    for attempt in range(retries + 1):
-        try:
-            async with session.post(url, json=body, headers=headers) as response:
-                if response.status < 500 or attempt == retries:
-                    response.raise_for_status()
-                    return dict(await response.json())
-        except aiohttp.ClientConnectionError:
-            if attempt == retries:
-                raise
-        await asyncio.sleep(0.5 * 2**attempt)  # back off before retrying, not synchronisation
-    raise RuntimeError("unreachable")
-
-
 async def collect(
     questions: list[Question],
     base_url: str,
@@ -256,6 +237,8 @@ async def collect(
     import aiohttp
     from tqdm.asyncio import tqdm
 
+    from router_models.collect import RequestFailed, post_chat
+
     journal = out.with_name(out.name + ".samples.jsonl")
     settings = {"model": model, "family": family, "max_tokens": max_tokens, "temperature": temperature}
     done = await asyncio.to_thread(open_journal, journal, settings)
@@ -273,15 +256,16 @@ async def collect(
 
     async def run(session: Any, sink: Any, question: Question, mode: Mode, index: int) -> None:
         body = request_body(question, mode, family, model, max_tokens, temperature)
-        try:  # the request and the reply's parsing: a bad reply fails this answer, not the run
+        try:  # a failed request or a reply of another shape fails this answer, not the run
             async with limit:
-                reply = await ask(session, url, body, headers)
-            choice = reply["choices"][0]
-            text = answer_text(choice["message"], mode)
-            completion = (reply.get("usage") or {}).get("completion_tokens")
-        except (aiohttp.ClientError, TimeoutError, ValueError, LookupError, TypeError, AttributeError) as error:
-            failed.append(f"{question.id} ({mode}): {str(error) or type(error).__name__}")
+                reply = await post_chat(session, url, body, headers, retries=2)
+        except RequestFailed as failure:
+            failed.append(f"{question.id} ({mode}): {failure}")
             return
+        choice = reply["choices"][0]
+        text = answer_text(choice["message"], mode)
+        usage = reply.get("usage")
+        completion = usage.get("completion_tokens") if isinstance(usage, dict) else None
         thinking = cut_while_thinking(choice["message"], family, mode, choice.get("finish_reason"))
         sample = Sample(
             question.id,

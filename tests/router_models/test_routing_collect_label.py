@@ -214,25 +214,25 @@ def test_label_counts_and_names_the_lines_a_failing_judge_left_unscored(tmp_path
     assert {r.id: r.scores for r in read_records([out])} == ({} if failure == "down" else {"q0": {"a": 7.0}})
 
 
-@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf"])
-def test_label_refuses_a_timeout_that_is_not_a_positive_number(tmp_path: Path, timeout: str) -> None:
-    assert switchyard("label", "--data", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"),
-                      "--method", "code", "--timeout", timeout) == (
-        2, f"switchyard label: --timeout: expected a finite number of seconds above 0, got {timeout}\n")
+@pytest.mark.parametrize(("timeout", "says"), [("0", "0 is not above 0"), ("-1", "-1 is not above 0"),
+                                               ("nan", "'nan' is not a finite number"),
+                                               ("inf", "'inf' is not a finite number")])
+def test_label_refuses_a_timeout_that_is_not_a_positive_number(tmp_path: Path, timeout: str, says: str) -> None:
+    status, stderr = switchyard("label", "--data", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "out.jsonl"),
+                                "--method", "code", "--timeout", timeout)
+    assert status == 2 and stderr.splitlines()[-1] == f"switchyard label: error: argument --timeout: {says}"
 
 
 @pytest.mark.parametrize(("flags", "message"), [
     (["--out", "FOLDER"], "--out FOLDER: is a folder, not a file"),
     (["--out", "FOLDER/out.jsonl", "--judge", "j=http://127.0.0.1:9/v1"],
      "--judge is for --method judge; --method math asks no model"),
+    (["--out", "FOLDER/out.jsonl", "--api-key-env", "KEY"],
+     "--api-key-env is for --method judge; --method math asks no model"),
 ])
-def test_label_refuses_an_unusable_out_or_a_stray_judge_before_scoring(
+def test_label_refuses_an_unusable_out_or_a_stray_judge_before_reading(
         tmp_path: Path, flags: list[str], message: str) -> None:
-    line = {"id": "q0", "benchmark": "b", "prompt": "1+1?", "responses": {"a": "2"}, "scores": {},
-            "meta": {"reference_answer": "2"}}
-    data = tmp_path / "in.jsonl"
-    data.write_text(json.dumps(line) + "\n")
-    assert switchyard("label", "--data", str(data), "--method", "math",
+    assert switchyard("label", "--data", str(tmp_path / "in.jsonl"), "--method", "math",  # never read
                       *(flag.replace("FOLDER", str(tmp_path)) for flag in flags)) == (
         2, f"switchyard label: {message.replace('FOLDER', str(tmp_path))}\n")
 
@@ -298,7 +298,7 @@ def test_collect_names_the_first_failure_and_asks_no_more_after_a_refusal(
 ) -> None:
     url, seen = fake_api
     assert collect_one_prompt(tmp_path, f"alpha={url}", f"gamma={url}") == (
-        1, f"the first failure: q0: {url}/chat/completions answered 404: "
+        1, f"1 prompts failed (rerun to retry them); the first: q0: {url}/chat/completions answered 404: "
         '{"error": {"message": "The model `gamma` does not exist."}}', "")
     assert [body["model"] for body in seen].count("gamma") == 1, "a 404 is not asked again"
 
@@ -308,5 +308,6 @@ def test_collect_refuses_an_answer_whose_content_is_not_text(
 ) -> None:
     url, seen = fake_api
     assert collect_one_prompt(tmp_path, f"parts={url}") == (
-        1, f"the first failure: q0: {url}/chat/completions: not a chat completion (its content is list)", "")
+        1, "1 prompts failed (rerun to retry them); the first: "
+        f"q0: {url}/chat/completions: not a chat completion (its content is list)", "")
     assert len(seen) == 1
