@@ -49,6 +49,13 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_blank(text: str) -> str:
+    """Text with something in it (a name)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("cannot be empty")
+    return text
+
+
 def fraction(text: str) -> float:
     """A share between 0 and 1."""
     value = _float(text)

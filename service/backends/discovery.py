@@ -20,6 +20,7 @@ from service.backends.pool import ReplicaPool
 from service.config import Backend
 from service.tasks import cancel_and_wait
 from service.throttled_log import ThrottledLog
+from service.upstream import host_and_port
 from service.upstream.client import origin_of
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,5 @@ class DnsDiscovery:
         """The replica URLs of one configured URL: its host replaced by each address it resolves to."""
         origin = origin_of(seed)  # plain http: the config refuses https with discovery
         addresses = await self.resolve(origin.host, origin.port)
-        return [f"http://{_host(address)}:{origin.port}{origin.prefix}" for address in addresses]
+        return [f"http://{host_and_port(address, origin.port)}{origin.prefix}" for address in addresses]
 
-
-def _host(address: str) -> str:
-    return f"[{address}]" if ":" in address else address

@@ -64,11 +64,12 @@ def serve_app(app: Any, settings: Settings, *, host: str | None = None, port: in
     before the models load and the gateway says it is ready."""
     import uvicorn
 
+    from service.upstream import host_and_port
+
     config = server_config(app, settings, host=host, port=port, log_level=log_level, access_log=access_log)
-    where = f"[{config.host}]:{config.port}" if ":" in config.host else f"{config.host}:{config.port}"
-    sockets = listening_sockets(config.host, config.port, config.backlog, where)
+    sockets = listening_sockets(config.host, config.port, config.backlog)
     logging.getLogger("uvicorn.error").info("listening on http://%s; requests are taken once the gateway is ready "
-                                            "(Ctrl-C to quit)", where)
+                                            "(Ctrl-C to quit)", host_and_port(config.host, config.port))
     try:
         uvicorn.Server(config).run(sockets=sockets)
     finally:
@@ -76,9 +77,12 @@ def serve_app(app: Any, settings: Settings, *, host: str | None = None, port: in
             listening.close()
 
 
-def listening_sockets(host: str, port: int, backlog: int, where: str) -> list[socket.socket]:
+def listening_sockets(host: str, port: int, backlog: int) -> list[socket.socket]:
     """A socket bound to each address `host` names (both of `localhost`'s, say), as asyncio would bind them;
     `CannotListen` saying why where one cannot be bound."""
+    from service.upstream import host_and_port
+
+    where = host_and_port(host, port)
     try:
         addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as error:

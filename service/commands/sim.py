@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from router_models.cli.arguments import fraction, non_negative_float, non_negative_int, port_number, positive_int
+from router_models.cli.arguments import (
+    fraction,
+    non_blank,
+    non_negative_float,
+    non_negative_int,
+    port_number,
+    positive_int,
+)
 from service.sim.server import FAULT_MODES
 
 
@@ -20,7 +27,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--host", default="127.0.0.1", help="listen address (default: 127.0.0.1)")
     parser.add_argument("--port", type=port_number, required=True, help="listen port")
-    parser.add_argument("--model", required=True, type=served_name, help="served model name")
+    parser.add_argument("--model", required=True, type=non_blank, help="served model name")
     parser.add_argument("--latency-ms", type=non_negative_float, default=0.0,
                         help="delay before the first token (default: 0)")
     parser.add_argument("--tokens-per-s", type=non_negative_float, default=0.0,
@@ -40,16 +47,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def served_name(text: str) -> str:
-    if not text.strip():
-        raise argparse.ArgumentTypeError("a served model name cannot be empty")
-    return text
-
-
 def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from service.sim.server import SimSettings, build_sim_app
+    from service.upstream import host_and_port
 
     settings = SimSettings(
         model=args.model, latency_ms=args.latency_ms, tokens_per_s=args.tokens_per_s,
@@ -57,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
         max_model_len=args.max_model_len,
         fault=args.fault, fault_rate=args.fault_rate,
     )
-    started = f"simulating vLLM serving {args.model!r} on http://{args.host}:{args.port} (Ctrl-C to quit)"
+    where = host_and_port(args.host, args.port)
+    started = f"simulating vLLM serving {args.model!r} on http://{where} (Ctrl-C to quit)"
     web.run_app(build_sim_app(settings), host=args.host, port=args.port, access_log=None,
                 handler_cancellation=True, print=lambda _: print(started, file=sys.stderr, flush=True))
     return 0

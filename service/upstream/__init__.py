@@ -7,7 +7,8 @@ from service.upstream.connection import (
     ResponseTooLarge,
     UpstreamConnectError,
     UpstreamConnectionError,
+    host_and_port,
 )
 
 __all__ = ["Origin", "Response", "ResponseTooLarge", "UpstreamClient", "UpstreamConnectError",
-           "UpstreamConnectionError", "bearer_header"]
+           "UpstreamConnectionError", "bearer_header", "host_and_port"]

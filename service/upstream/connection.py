@@ -53,6 +53,11 @@ class Origin:
                    parts.path.rstrip("/"))
 
 
+def host_and_port(host: str, port: int) -> str:
+    """`host:port` as a URL writes it: an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 class IdlePool(list["Connection"]):
     """An origin's idle connections (`UpstreamClient`); `retired` once the origin is forgotten."""
 
