@@ -91,6 +91,7 @@ class Dispatcher:
         # Header lines of every call to a backend, encoded once.
         self._headers = {b.name: _JSON_HEADER + bearer_header(b.api_key) for b in settings.backends}
         self._refusals = ThrottledLog(log)
+        self.max_response_bytes = settings.dispatch.max_response_bytes
 
     async def relay(self, request: GatewayRequest, decision: Decision) -> Reply:
         """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
@@ -175,7 +176,7 @@ class Dispatcher:
                     raise _StatusError(f"backend {backend.name!r} answered 200 " + (
                         "without a stream to a streamed request" if stream else "with a stream where none was asked"))
                 if not stream or status != 200:
-                    body = await (response.read(self.settings.dispatch.max_response_bytes) if status == 200
+                    body = await (response.read(self.max_response_bytes) if status == 200
                                   else response.read_prefix(_ERROR_BODY_BYTES))
                     if status in _REFUSALS_OF_THE_GATEWAY:
                         raise _Refusal(f"backend {backend.name!r} refused the gateway's request "
@@ -214,9 +215,9 @@ class Dispatcher:
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
         if isinstance(error, ResponseTooLarge):  # the request's answer: another replica's would be as large
-            limit = self.settings.dispatch.max_response_bytes
             return AnswerTooLarge(f"the answer of {replica.backend!r} is larger than the gateway buffers "
-                                  f"({limit} bytes, dispatch.max_response_bytes): stream it, or ask for less")
+                                  f"({self.max_response_bytes} bytes, dispatch.max_response_bytes): stream it, "
+                                  "or ask for less")
         if isinstance(error, UpstreamConnectError):
             kind, mapped = "connect", UpstreamError(f"cannot connect to a replica of {replica.backend!r}")
             replica.healthy = False  # passive marking: the next health check may readmit it

@@ -117,17 +117,17 @@ class Metrics:
             "switchyard_fusion_member_calls", "Backend calls made by fusion, by member and phase.",
             ["model", "member", "phase"], registry=r)
 
-        for metric in vars(self).values():
-            if isinstance(metric, Counter | Gauge | Histogram) and metric._labelnames:
-                _remember_children(metric)
+        labelled = [m for m in vars(self).values() if isinstance(m, Counter | Gauge | Histogram) and m._labelnames]
+        for metric in labelled:
+            _remember_children(metric)
+        self._by_replica = [m for m in labelled if m._labelnames[:2] == ("backend", "replica")]
 
     def remove_replica(self, backend: str, url: str) -> None:
         """Drop every series of a replica that is gone (discovery), so that pod churn does not grow them: those
         of each metric labelled by backend and replica, whatever its other labels."""
-        for metric in vars(self).values():
-            if isinstance(metric, Counter | Gauge | Histogram) and metric._labelnames[:2] == ("backend", "replica"):
-                for values in [v for v in list(metric._metrics) if v[:2] == (backend, url)]:
-                    metric.remove(*values)
+        for metric in self._by_replica:
+            for values in [v for v in list(metric._metrics) if v[:2] == (backend, url)]:
+                metric.remove(*values)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

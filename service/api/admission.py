@@ -18,12 +18,15 @@ class Admission:
         self.max_body_bytes = max_body_bytes
         self.requests = 0
         self.body_bytes = 0
+        self.too_many_requests = (f"this gateway serves {max_requests} requests at once "
+                                  "(server.max_concurrent_requests); retry shortly")
+        self.too_many_bytes = (f"this gateway holds {max_body_bytes} bytes of request bodies at once "
+                               "(server.max_concurrent_body_bytes); retry shortly")
 
     def enter(self) -> Ticket:
         """A request's place, to `release` when it is answered; `Overloaded` where none is free."""
         if self.requests >= self.max_requests:
-            raise Overloaded(f"this gateway serves {self.max_requests} requests at once "
-                             "(server.max_concurrent_requests); retry shortly")
+            raise Overloaded(self.too_many_requests)
         self.requests += 1
         return Ticket(self)
 
@@ -41,8 +44,7 @@ class Ticket:
         """Count a body of `size` bytes as held; `Overloaded` where the bodies held would pass the limit."""
         admission = self.admission
         if admission.body_bytes + size > admission.max_body_bytes:
-            raise Overloaded(f"this gateway holds {admission.max_body_bytes} bytes of request bodies at once "
-                             "(server.max_concurrent_body_bytes); retry shortly")
+            raise Overloaded(admission.too_many_bytes)
         admission.body_bytes += size
         self.body_bytes += size
 
