@@ -146,6 +146,10 @@ INTERNAL_ERROR_BODY = orjson.dumps(error_body("internal gateway error", "interna
 _TYPE_OF_STATUS = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                    404: "not_found_error", 413: "invalid_request_error", 422: "invalid_request_error",
                    429: "rate_limit_error"}
+# The status each error type stands for in a stream's error event (`sse.stream_error_status`), the other way.
+STATUS_OF_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
+                  "not_found_error": 404, "rate_limit_error": 429, "internal_error": 500,
+                  "upstream_error": 502, "service_unavailable": 503, "timeout_error": 504}
 
 
 MAX_QUOTED = 1_000  # characters of a backend's error body that is not JSON (an HTML page, say) put in a message

@@ -22,7 +22,7 @@ class CoalescingTransport:
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         self._transport = transport
         self._loop = loop
-        self._pending: list[bytes] = []
+        self._held: bytes | None = None
         self.written = 0  # bytes handed to `transport` so far
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -32,11 +32,12 @@ class CoalescingTransport:
             self.flush()
             self._send(bytes(data))
             return
-        self._pending.append(bytes(data))
-        if len(self._pending) > 1:
-            self.flush()
-        else:
+        if self._held is None:
+            self._held = bytes(data)
             self._loop.call_soon(self.flush)
+        else:  # the next write: both leave now, joined
+            held, self._held = self._held, None
+            self._send(held + data)
 
     def writelines(self, lines: Any) -> None:
         for data in lines:
@@ -44,11 +45,9 @@ class CoalescingTransport:
 
     def flush(self) -> None:
         """Send what is held now (also called before closing)."""
-        if not self._pending:
-            return
-        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
-        self._pending.clear()
-        self._send(data)
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._send(held)
 
     def _send(self, data: bytes) -> None:
         if not self._transport.is_closing():

@@ -31,7 +31,7 @@ def encode_headers(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
     return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
 
 
-async def send_error(send: Send, error: GatewayError, extra: Headers = ()) -> None:
+async def send_error(send: Send, error: GatewayError, extra: Headers) -> None:
     """`error` as an OpenAI-shaped JSON response, with its headers (e.g. `Retry-After`) and `extra`."""
     await send_body(send, error.status, orjson.dumps(error.body()),
                     [JSON_CONTENT, *encode_headers(error.headers), *extra])
@@ -45,7 +45,7 @@ async def send_body(send: Send, status: int, body: bytes, headers: Iterable[tupl
 
 
 async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, recorder: RequestRecorder,
-                     extra: Headers = ()) -> None:
+                     extra: Headers) -> None:
     """Send a buffered reply, or relay a stream until it ends, the client disconnects, or, for a client that
     stopped reading, `WRITE_GRACE_S` past the stream's deadline (the connection is then dropped); `extra`:
     header lines of the gateway's own, on whatever response head is sent."""

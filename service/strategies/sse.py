@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 
+from service.errors import STATUS_OF_TYPE
 from service.event_stream import EventBuffer
 
 DATA = b"data: "
@@ -23,12 +24,6 @@ def event_json(event: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return value if isinstance(value, dict) else None
-
-
-# The status each error type of a stream's error event stands for (`_error_status` for any other type).
-_STATUS_OF_TYPE = {"invalid_request_error": 400, "authentication_error": 401, "permission_error": 403,
-                   "not_found_error": 404, "rate_limit_error": 429, "internal_error": 500,
-                   "upstream_error": 502, "service_unavailable": 503, "timeout_error": 504}
 
 
 def stream_error_status(events: bytes) -> int | None:
@@ -50,7 +45,7 @@ def stream_error_status(events: bytes) -> int | None:
 def _error_status(error: dict[str, Any]) -> int:
     """An error event's status: its type's, else its own `code` where that is one (vLLM's errors carry types
     like `BadRequestError` and an integer code), else 502."""
-    status = _STATUS_OF_TYPE.get(str(error.get("type")))
+    status = STATUS_OF_TYPE.get(str(error.get("type")))
     if status is None:
         code = error.get("code")
         status = code if isinstance(code, int) and not isinstance(code, bool) and 400 <= code <= 599 else 502
