@@ -15,10 +15,13 @@ from service.gateway import Gateway
 from tests.harness import GatewayServer, direct_config, sims, wait_until
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+# One client for every test and thread: a client built per request loads its CA bundle holding the interpreter
+# lock, which a gateway in this process would count as its own overhead.
+CLIENT = httpx.Client(timeout=20)
 
 
 def chat(gateway: GatewayServer, **overrides: object) -> httpx.Response:
-    return httpx.post(gateway.url + "/v1/chat/completions", json={**CHAT, **overrides}, timeout=20)
+    return CLIENT.post(gateway.url + "/v1/chat/completions", json={**CHAT, **overrides})
 
 
 def test_requests_spread_over_replicas_by_load() -> None:
@@ -48,12 +51,9 @@ def test_a_hung_replica_does_not_stall_the_other() -> None:
         hung.set_fault("hang")
         config = direct_config({"m": [hung.url, ok.url]}, dispatch={"retries": 1})
         config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 2, "total_s": 2}
-        # One client for all threads: a client built per request loads its CA bundle holding the interpreter
-        # lock, which the gateway, in this process, would count as its own overhead.
-        with GatewayServer(config) as gw, httpx.Client(timeout=20) as client:
+        with GatewayServer(config) as gw:
             with ThreadPoolExecutor(8) as pool:
-                results = list(pool.map(lambda _: client.post(gw.url + "/v1/chat/completions", json=CHAT),
-                                         range(24)))
+                results = list(pool.map(lambda _: chat(gw), range(24)))
             # Requests that hit the hung replica time out after 2 s and are retried on the healthy one.
             assert [r.status_code for r in results] == [200] * 24
             assert gw.metric("switchyard_upstream_errors_total", replica=hung.url, kind="timeout") >= 1

@@ -9,9 +9,15 @@ from service.upstream import UpstreamClient
 from tests.harness import sims
 
 
+def one_replica_pool(url: str) -> ReplicaPool:
+    """Backend "m" with one replica at `url`; a health check may take 10 s (the simulator shares a busy
+    machine, and what these tests check is not a timeout)."""
+    return ReplicaPool([Backend(name="m", model="m", replicas=[url])], DispatchSettings(health_timeout_s=10))
+
+
 async def test_a_passing_health_check_keeps_the_failure_streak_of_a_serving_replica() -> None:
     with sims("m", fault="error") as (sim,):  # completions fail, /health still answers 200
-        pool = ReplicaPool([Backend(name="m", model="m", replicas=[sim.url])], DispatchSettings(health_timeout_s=10))
+        pool = one_replica_pool(sim.url)
         (replica,) = pool.replicas("m")
         monitor = ReplicaMonitor(pool, UpstreamClient(), Metrics(), {"m": None})
         assert not replica.record_failure(threshold=2, cooldown_s=60)
@@ -22,7 +28,7 @@ async def test_a_passing_health_check_keeps_the_failure_streak_of_a_serving_repl
 
 async def test_an_ejected_replica_is_readmitted_with_a_clean_slate_after_its_cooldown() -> None:
     with sims("m") as (sim,):
-        pool = ReplicaPool([Backend(name="m", model="m", replicas=[sim.url])], DispatchSettings(health_timeout_s=10))
+        pool = one_replica_pool(sim.url)
         (replica,) = pool.replicas("m")
         monitor = ReplicaMonitor(pool, UpstreamClient(), Metrics(), {"m": None})
         assert replica.record_failure(threshold=1, cooldown_s=60)
@@ -35,7 +41,7 @@ async def test_an_ejected_replica_is_readmitted_with_a_clean_slate_after_its_coo
 
 async def test_a_replica_that_cannot_answer_its_metrics_keeps_its_last_load() -> None:
     with sims("m") as (sim,):
-        pool = ReplicaPool([Backend(name="m", model="m", replicas=[sim.url])], DispatchSettings(health_timeout_s=10))
+        pool = one_replica_pool(sim.url)
         (replica,) = pool.replicas("m")
         monitor = ReplicaMonitor(pool, UpstreamClient(), Metrics(), {"m": None})
         replica.load = ScrapedLoad(waiting=7, running=4, kv_cache_usage=0.9)  # last seen busy

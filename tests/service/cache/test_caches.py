@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
@@ -45,9 +46,19 @@ async def test_memory_cache_expires_entries() -> None:
     assert await cache.get("a") == (None, "miss")
 
 
+# What a lookup of the Redis the test owns may take: a first connection on a busy machine can outlast
+# 50-500 ms, and an expired lookup reads as an outage, which these tests do not look for unless they say so.
+REDIS_TIMEOUT_S = 2.0
+
+
+def redis_cache(server: RedisServer, metrics: Metrics | None = None, **options: Any) -> RedisCache:
+    """A `RedisCache` of the test's Redis (ttl 60 s unless `options` say otherwise)."""
+    return RedisCache(metrics or Metrics(), server.url, **{"ttl_s": 60, "timeout_s": REDIS_TIMEOUT_S, **options})
+
+
 async def test_redis_cache_round_trip_and_ttl(redis_server: RedisServer) -> None:
     metrics = Metrics()
-    cache = RedisCache(metrics, redis_server.url, ttl_s=120, timeout_s=2.0)
+    cache = redis_cache(redis_server, metrics, ttl_s=120)
     assert await cache.get("k") == (None, "miss")
     await cache.set("k", {"quality": [0.1, 0.9]})
     assert await cache.get("k") == ({"quality": [0.1, 0.9]}, "hit")
@@ -62,7 +73,7 @@ async def test_redis_down_fails_open_and_recovers(redis_server: RedisServer, cap
     caplog.set_level(logging.INFO, logger="service.cache.redis")
     metrics = Metrics()
     now = [0.0]
-    cache = RedisCache(metrics, redis_server.url, ttl_s=60, timeout_s=2.0, retry_after_s=1.0, clock=lambda: now[0])
+    cache = redis_cache(redis_server, metrics, retry_after_s=1.0, clock=lambda: now[0])
     await cache.start()
     assert cache.describe().endswith(", db 0, answering") and not caplog.records
     await cache.set("k", 1)
@@ -119,7 +130,7 @@ async def test_a_redis_that_never_answers_costs_one_timeout_per_retry_window() -
 
 async def test_a_burst_beyond_the_redis_pool_waits_for_connections_instead_of_failing(
         redis_server: RedisServer) -> None:
-    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=10.0, max_connections=4)
+    cache = redis_cache(redis_server, timeout_s=10.0, max_connections=4)
     await cache.set("k", 1)
     outcomes = [outcome for _, outcome in await asyncio.gather(*(cache.get("k") for _ in range(200)))]
     assert outcomes == ["hit"] * 200
@@ -129,12 +140,12 @@ async def test_a_burst_beyond_the_redis_pool_waits_for_connections_instead_of_fa
 async def test_a_burst_that_outwaits_the_timeout_is_no_outage(redis_server: RedisServer) -> None:
     """Every connection taken past timeout_s: that lookup goes without the cache, but Redis, which did not
     fail, is asked again at once (a burst used to switch the cache off for retry_after_s)."""
-    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=2.0, max_connections=1, retry_after_s=60)
+    cache = redis_cache(redis_server, max_connections=1, retry_after_s=60)
     await cache.set("k", 1)
     await cache._slots.acquire()  # the one connection is busy ...
     cache.timeout_s = 0.05  # ... for longer than this lookup waits (only the wait is short: Redis is not slow)
     assert await cache.get("k") == (None, "error")
-    cache.timeout_s = 2.0
+    cache.timeout_s = REDIS_TIMEOUT_S
     cache._slots.release()
     assert await cache.get("k") == (1, "hit")
     await cache.close()
@@ -248,7 +259,7 @@ async def test_a_slow_write_delays_no_decision_and_its_value_is_shared_meanwhile
 
 async def test_a_refused_write_or_a_foreign_value_does_not_switch_the_cache_off(redis_server: RedisServer) -> None:
     now = [0.0]
-    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=2.0, retry_after_s=60, clock=lambda: now[0])
+    cache = redis_cache(redis_server, retry_after_s=60, clock=lambda: now[0])
     await cache.client.set("foreign", b"\x80 not json")
     assert await cache.get("foreign") == (None, "miss")  # decided afresh, and overwritten
     await cache.set("k", 1)
@@ -262,7 +273,7 @@ async def test_a_refused_write_or_a_foreign_value_does_not_switch_the_cache_off(
 
 
 async def test_a_stored_value_of_another_shape_is_computed_again_and_overwritten(redis_server: RedisServer) -> None:
-    cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=2.0)
+    cache = redis_cache(redis_server)
     valid = numbers_under("quality", 2)
 
     async def compute() -> dict[str, list[float]]:
@@ -278,10 +289,10 @@ async def test_a_stored_value_of_another_shape_is_computed_again_and_overwritten
 
 async def test_redis_password_from_its_own_field(redis_server: RedisServer) -> None:
     secret = "p@ss#1/x"  # would have to be URL-encoded inside redis_url
-    admin = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=2.0)
+    admin = redis_cache(redis_server)
     await admin.client.config_set("requirepass", secret)
     try:
-        cache = RedisCache(Metrics(), redis_server.url, ttl_s=60, timeout_s=2.0, password=secret)
+        cache = redis_cache(redis_server, password=secret)
         await cache.set("k", 1)
         assert await cache.get("k") == (1, "hit")
         await cache.close()
