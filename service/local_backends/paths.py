@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,10 @@ class CacheDir:
 
 
 def resolve_cache_dir(override: str | os.PathLike[str] | None = None) -> CacheDir:
-    """The cache directory: the explicit override, else `$SWITCHYARD_CACHE`, else `~/.cache/switchyard`."""
+    """The cache directory: the explicit override, else `$SWITCHYARD_CACHE`, else `~/.cache/switchyard`.
+    A path that is a file raises `NotADirectoryError` (which every command reports in one line)."""
     chosen = override or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "switchyard"
-    return CacheDir(Path(chosen).expanduser().resolve())
+    root = Path(chosen).expanduser().resolve()
+    if root.exists() and not root.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a cache directory", str(root))
+    return CacheDir(root)

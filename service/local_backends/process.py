@@ -77,6 +77,19 @@ def is_alive(pid: int) -> bool:
     return SERVER_MODULE in cmdline and is_running(pid)
 
 
+def runs(data: dict[str, Any]) -> bool:
+    """True while the server a pid file records runs. With the leader's start time (`start_ticks`): the pid
+    started then, since this boot, and is not a zombie, which holds from the fork on, before the child has
+    exec'd vLLM; older records: a live pid running vLLM's server."""
+    pid, ticks, started = data["pid"], data.get("start_ticks"), data.get("started")
+    if not _is_int(ticks):
+        return is_alive(pid)
+    if isinstance(started, (int, float)) and started < _boot_time():
+        return False
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != "Z" and int(fields[19]) == ticks
+
+
 def is_healthy(url: str, timeout_s: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=timeout_s) as response:
@@ -94,7 +107,7 @@ def port_taken(cache: CacheDir, instance: Instance) -> bool:
     """True when the instance's port is held by another program: not by its own server, running or leaving
     engine workers behind (`launch` ends those first)."""
     data = _read_data(record_path(cache, instance.id))
-    if data is not None and (is_alive(data["pid"]) or _owns_group(data)):
+    if data is not None and (runs(data) or _owns_group(data)):
         return False
     return port_in_use(instance.port)
 
@@ -117,7 +130,7 @@ def read_record(cache: CacheDir, path: Path) -> ServerRecord | None:
     data = _read_data(path)
     if data is None or not _is_int(data.get("port")) or not isinstance(data.get("model"), str):
         return None
-    alive = is_alive(data["pid"])
+    alive = runs(data)
     healthy = alive and is_healthy(f"http://127.0.0.1:{data['port']}")
     started, window = data.get("started"), data.get("startup_timeout_s")
     return ServerRecord(id=path.stem, pid=data["pid"], port=data["port"], model=data["model"],
@@ -197,7 +210,7 @@ def launch(cache: CacheDir, instance: Instance, *, enforce_eager: bool = False, 
     The record keeps `startup_timeout_s`, so `status` tells a server still starting from an unhealthy one."""
     path = record_path(cache, instance.id)
     data = _read_data(path)
-    if data is not None and is_alive(data["pid"]):
+    if data is not None and runs(data):
         return data["pid"], True
     _end_group(data)  # workers a crashed server left behind would hold memory and cores
     path.unlink(missing_ok=True)
@@ -267,7 +280,7 @@ def stop(cache: CacheDir, instance_id: str, grace_s: float = 30.0) -> bool:
         path.unlink(missing_ok=True)
         return False
     pid = data["pid"]
-    alive = is_alive(pid)
+    alive = runs(data)
     _end_group(data, grace_s)
     _reap(pid)  # a server of ours that crashed: collect its exit status
     path.unlink(missing_ok=True)

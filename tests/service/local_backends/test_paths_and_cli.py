@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.cli import build_parser
+from service.cli import build_parser, main
 from service.commands.backends import port_assignment
 from service.local_backends import prepare, process, stack
 from service.local_backends.errors import BackendError
@@ -77,6 +77,15 @@ def test_status_of_an_empty_cache(tmp_path: Path, capsys: pytest.CaptureFixture[
     args = build_parser().parse_args(["backends", "status", "--cache", str(tmp_path)])
     assert args.func(args) == 0
     assert "no backend started" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("action", ["status", "down", "up"])
+def test_a_cache_that_is_a_file_is_refused_in_one_line(action: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    a_file = tmp_path / "cache"
+    a_file.write_text("")
+    assert main(["backends", action, "--cache", str(a_file)]) == 2
+    assert capsys.readouterr().err == f"switchyard backends: {a_file}: is a file, not a cache directory\n"
 
 
 def _dead_pid() -> int:

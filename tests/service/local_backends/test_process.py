@@ -9,6 +9,7 @@ import signal
 import subprocess
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -37,6 +38,21 @@ def test_launch_waits_for_health_then_reuses_and_stops(fake_cache: CacheDir) -> 
     assert not process.is_alive(pid)
     assert process.list_records(fake_cache) == []
     assert not process.stop(fake_cache, server.id)
+
+
+def test_a_recorded_server_runs_from_its_fork_on_and_a_recycled_pid_does_not() -> None:
+    """`status` right after `launch` reads the child before it has exec'd vLLM: its start time names it."""
+    not_yet_vllm = subprocess.Popen(["sleep", "60"])
+    try:
+        ticks = int(Path(f"/proc/{not_yet_vllm.pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        record = {"pid": not_yet_vllm.pid, "started": time.time(), "start_ticks": ticks}
+        assert process.runs(record)
+        assert not process.runs({**record, "start_ticks": ticks - 1})  # the pid now names another process
+        assert not process.runs({"pid": not_yet_vllm.pid})  # an older record: only vLLM's command line counts
+    finally:
+        not_yet_vllm.kill()
+        not_yet_vllm.wait()
+    assert not process.runs(record)
 
 
 def test_a_server_that_exits_during_start_up_fails_with_its_log(fake_cache: CacheDir) -> None:
