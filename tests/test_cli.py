@@ -72,7 +72,7 @@ def test_serve_on_a_port_in_use_fails_before_it_loads_anything(tmp_path) -> None
         port = taken.getsockname()[1]
         result = run_cli("serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port))
     assert result.returncode == 3
-    assert result.stderr == f"switchyard: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    assert result.stderr == f"switchyard serve: cannot listen on 127.0.0.1:{port}: Address already in use\n"
 
 
 def test_unusable_inputs_are_reported_in_one_line(tmp_path) -> None:  # type: ignore[no-untyped-def]

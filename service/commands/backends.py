@@ -110,7 +110,7 @@ def run_up(args: argparse.Namespace) -> int:
     instances: list[Instance] = [default_instance(MODELS[name], ports.get(name)) for name in models]
     clash = shared_port(instances)
     if clash:
-        print(f"error: {clash}; give one of them another with --port NAME=PORT", file=sys.stderr)
+        print(f"switchyard backends: {clash}; give one of them another with --port NAME=PORT", file=sys.stderr)
         return 2
     cache = resolve_cache_dir(args.cache)
     started: list[str] = []
@@ -120,7 +120,7 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"interrupted; {stop_started(cache, started)}", file=sys.stderr)
         return 130
     except BackendError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"switchyard backends: {error}", file=sys.stderr)
         print(stop_started(cache, started), file=sys.stderr)
         return 1
     return 0

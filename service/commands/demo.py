@@ -48,7 +48,7 @@ def say(line: str = "", end: str = "\n") -> None:
 
 
 def fail(message: str) -> None:
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    print(f"switchyard demo: {message}", file=sys.stderr, flush=True)
 
 
 class Refused(Exception):

@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         settings = load_settings(args.config)
     except ConfigError as error:
-        print(f"switchyard: {error}", file=sys.stderr)
+        print(f"switchyard serve: {error}", file=sys.stderr)
         return 2
     try:
         serve_app(create_app(settings, freeze_heap=True), settings, host=args.host, port=args.port,
                   log_level=args.log_level, access_log=args.access_log)
     except CannotListen as error:
-        print(f"switchyard: {error}", file=sys.stderr)
+        print(f"switchyard serve: {error}", file=sys.stderr)
         return 3  # as for any other start-up failure
     return 0
 
