@@ -20,7 +20,9 @@ calls `receive()` again), so a client that leaves is seen at once; a pipelined r
 
 Writes go through a `CoalescingTransport`, so a response's head and body leave in one segment, and each
 request's scope carries the connection's `CONNECTION_LOST` future (under `extensions`), so a handler
-learns of a client that went away without a task waiting on `receive()`.
+learns of a client that went away without a task waiting on `receive()`, and its `ABORT_CONNECTION`
+callable, which drops the connection with its unsent bytes: a handler that gives up on a client that stopped
+reading a stream must not leave it to `close()`, which would wait for that client for ever.
 
 Shutdown: uvicorn asks every connection to stop and gives open requests `timeout_graceful_shutdown`
 before it cancels them, which cuts a stream mid-answer. `stop_cutoff_s` after that request, shortly
@@ -49,6 +51,7 @@ def _reply(status: int, reason: str, message: str, code: str) -> bytes:
 
 CONNECTION_LOST = "switchyard.connection_lost"
 SERVER_STOPPING = "switchyard.server_stopping"
+ABORT_CONNECTION = "switchyard.abort_connection"
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -111,6 +114,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         extensions = cast(dict[str, Any], self.scope.setdefault("extensions", {}))
         extensions[CONNECTION_LOST] = self._lost
         extensions[SERVER_STOPPING] = self._stopping
+        extensions[ABORT_CONNECTION] = self._abort
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -144,6 +148,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self.transport.abort()  # `close()` would wait for the client to read them
             return
         self._watch_unsent(sent)
+
+    def _abort(self) -> None:
+        """Drop the connection now, unsent bytes and all; the request under way reads as disconnected."""
+        if self.cycle is not None:
+            self.cycle.disconnected = True  # so uvicorn does not log its response as left unfinished
+        self.transport.abort()
 
     def shutdown(self) -> None:
         """The server is stopping: a request under way gets `stop_cutoff_s` to end by itself."""

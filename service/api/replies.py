@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from service.api.disconnect import ClientDisconnected, unless_disconnected
 from service.api.recording import CLIENT_CLOSED, CLIENT_TOO_SLOW, RequestRecorder
 from service.errors import GatewayError, ServerStopping, sse_error_event
+from service.http_protocol import ABORT_CONNECTION
 from service.strategies.sse import stream_error_status
 from service.types import Reply
 
@@ -88,6 +89,9 @@ async def send_reply(scope: Scope, receive: Receive, send: Send, reply: Reply, r
         status = CLIENT_CLOSED
     except TimeoutError:
         status = CLIENT_TOO_SLOW
+        abort = (scope.get("extensions") or {}).get(ABORT_CONNECTION)
+        if abort is not None:
+            abort()  # `close()` would wait for the client to read what is unsent, for ever
     except ServerStopping as stopping:
         status = stopping.status
         await _end_cut_stream(send, stopping, head_sent, extra)

@@ -126,6 +126,8 @@ def test_a_client_that_stops_reading_loses_its_stream_after_the_deadline(monkeyp
             replica = gateway.gateway.pool.replicas("m")[0]
             wait_until(lambda: replica.in_flight == 0, timeout=10, what="the stream given up")
             assert gateway.metric("switchyard_requests_total", model="m", status="408") == 1
+            # and its connection with it: the client still holds its end and reads nothing
+            wait_until(lambda: not gateway.server.server_state.connections, timeout=10, what="connection dropped")
 
 
 def test_a_client_that_reads_nothing_of_a_whole_answer_loses_its_connection(monkeypatch: pytest.MonkeyPatch) -> None:
