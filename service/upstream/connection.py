@@ -126,8 +126,13 @@ class Connection(asyncio.Protocol):
                 and response.error is None)
 
     def close(self) -> None:
+        """Close the connection; with request bytes the backend has not read, drop them with it (`close()`
+        would keep both for as long as a hung backend reads nothing)."""
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.close()
+            if self.transport.get_write_buffer_size():
+                self.transport.abort()
+            else:
+                self.transport.close()
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -275,6 +276,34 @@ async def test_a_cancelled_call_closes_its_connection() -> None:
         with pytest.raises(asyncio.CancelledError):
             await call
         await asyncio.wait_for(server.closed.wait(), 5)  # the backend learns the request was abandoned
+        await client.close()
+
+
+async def test_a_call_abandoned_while_the_backend_reads_nothing_drops_the_unsent_body() -> None:
+    """`close()` would keep the connection, and what is left of the body, for as long as the backend is hung."""
+    read_on = asyncio.Event()
+    received: list[int] = []
+
+    async def reads_only_when_told(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_on.wait()
+        total = 0
+        with contextlib.suppress(ConnectionError):
+            while chunk := await reader.read(1 << 16):
+                total += len(chunk)
+        received.append(total)
+        server.closed.set()
+
+    body = b"x" * (64 << 20)  # far more than the sockets' buffers hold
+    async with serve(reads_only_when_told) as server:
+        client = UpstreamClient()
+        call = asyncio.ensure_future(client.request(server.url, "POST", "/v1/completions", body))
+        await server.wait_connections(1)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        read_on.set()
+        await asyncio.wait_for(server.closed.wait(), 30)
+        assert received[0] < len(body)  # what the sockets held, then the reset: the rest was never sent
         await client.close()
 
 
