@@ -8,11 +8,12 @@ from typing import Any
 
 import orjson
 
-from service.errors import STATUS_OF_TYPE
+from service.errors import STATUS_OF_TYPE, UpstreamError, sse_error_event
 from service.event_stream import EventBuffer
 
 DATA = b"data: "
 EVENT_END = re.compile(rb"\r\n\r\n|\n\n")  # the blank line that ends an event, either line ending
+MAX_EVENT_BYTES = 16 << 20  # far past any chat chunk (the dispatcher passes a longer event on in pieces)
 
 
 def event_json(event: bytes) -> dict[str, Any] | None:
@@ -52,14 +53,21 @@ def _error_status(error: dict[str, Any]) -> int:
     return status
 
 
-async def events_of(stream: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+async def events_of(stream: AsyncIterator[bytes], max_event_bytes: int = MAX_EVENT_BYTES
+                    ) -> AsyncIterator[list[bytes]]:
     """The SSE events of `stream` (without their blank-line ends), as many as each chunk completes, then
-    whatever the stream left unterminated; the stream is closed however this ends."""
+    whatever the stream left unterminated; the stream is closed however this ends. An event still unfinished
+    past `max_event_bytes` ends it instead, with an error event and `[DONE]`: memory stays bounded whatever
+    a backend sends."""
     buffer = EventBuffer()
     try:
         async for chunk in stream:
             if ready := buffer.feed(chunk):
                 yield EVENT_END.split(ready)[:-1]  # after the last end: at most part of an end (blank lines)
+            if buffer.size > max_event_bytes:
+                error = UpstreamError(f"the backend sent an event longer than {max_event_bytes} bytes")
+                yield EVENT_END.split(sse_error_event(error))[:-1]
+                return
         if rest := buffer.take():
             yield [rest]
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 
 from service.strategies.sse import events_of
@@ -33,3 +34,23 @@ async def test_empty_chunks_are_no_events() -> None:
             yield chunk
 
     assert [batch async for batch in events_of(chunks())] == [[b"data: a"]]
+
+
+async def test_an_event_that_never_ends_ends_the_stream_with_an_error_and_closes_it() -> None:
+    closed = False
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal closed
+        try:
+            yield b"data: {}\n\ndata: "
+            while True:
+                yield b"x" * 1000
+        finally:
+            closed = True
+
+    batches = [batch async for batch in events_of(endless(), max_event_bytes=10_000)]
+    assert batches[0] == [b"data: {}"]
+    *_, error, done = batches[-1]
+    assert orjson.loads(error.removeprefix(b"data: "))["error"]["message"] == \
+        "the backend sent an event longer than 10000 bytes"
+    assert done == b"data: [DONE]" and closed
