@@ -58,6 +58,9 @@ _JSON_OBJECT = re.compile(rb"\s*\{")  # how a buffered answer's body starts
 _JSON_HEADER = b"Content-Type: application/json\r\n"
 # A backend that answers these refuses the gateway itself (its api_key, its model name), not the client.
 _REFUSALS_OF_THE_GATEWAY = (401, 403, 404)
+# The answers that prove a replica's engine works, and so end its breaker's streak: vLLM's API server answers
+# /tokenize and /detokenize (fusion's) itself, even while its engine fails every completion.
+_ENGINE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 log = logging.getLogger(__name__)
 
 
@@ -188,7 +191,8 @@ class Dispatcher:
                         raise _StatusError(f"backend {backend.name!r} answered 200 with a body that is not a "
                                            "JSON object")
                     self.client.release(response)
-                    replica.record_success()
+                    if path in _ENGINE_PATHS:
+                        replica.record_success()
                     replica.in_flight -= 1
                     return Reply(status=status, headers=headers, body=body, backend=backend.name,
                                  upstream_s=time.perf_counter() - started)

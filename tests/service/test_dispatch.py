@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from service.config import parse_settings
-from service.errors import BackendRejected
+from service.errors import BackendRejected, UpstreamError
 from service.gateway import Gateway
 from tests.harness import GatewayServer, direct_config, sims, wait_until
 
@@ -183,6 +183,25 @@ def test_a_stream_under_way_at_shutdown_gets_shutdown_timeout_s_to_finish() -> N
                         events.append(line.removeprefix("data: "))
                         gw.server.should_exit = True  # as on SIGTERM: stop accepting, drain what runs
             assert len(events) == 31 and events[-1] == "[DONE]"  # 30 tokens and [DONE]
+
+
+async def test_tokenizing_does_not_end_a_failing_engines_streak() -> None:
+    """vLLM's API server answers /tokenize even while its engine fails every completion: fusion's tokenizer
+    calls between failed completions must not keep the breaker from ejecting the replica."""
+    with sims("m", fault="error") as (sim,):
+        config = direct_config({"m": [sim.url]}, dispatch={"breaker_failures": 2, "breaker_cooldown_s": 60,
+                                                           "retries": 0})
+        gateway = Gateway(parse_settings(config))
+        await gateway.start()
+        try:
+            with pytest.raises(UpstreamError):
+                await gateway.dispatcher.post_json("m", "/v1/completions", {"prompt": "hi"})
+            assert (await gateway.dispatcher.post_json("m", "/tokenize", {"prompt": "hi"}))["count"] == 1
+            with pytest.raises(UpstreamError):
+                await gateway.dispatcher.post_json("m", "/v1/completions", {"prompt": "hi"})
+            assert not gateway.pool.replicas("m")[0].available(), "the breaker ejected it"
+        finally:
+            await gateway.close()
 
 
 async def test_post_json_raises_a_backends_client_error_with_its_status() -> None:
