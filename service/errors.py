@@ -128,9 +128,11 @@ class Overloaded(GatewayError):
 
 
 class AnswerTooLarge(GatewayError):
-    """A buffered answer larger than `dispatch.max_response_bytes`: the request's doing, not the replica's."""
+    """A buffered answer larger than `dispatch.max_response_bytes`: the request's doing, not the replica's. It
+    tells OpenAI's clients, which retry a 5xx, that asking again would only generate the answer again."""
 
     status, type, code = 502, "upstream_error", "answer_too_large"
+    headers = {"x-should-retry": "false"}
 
 
 class UpstreamTimeout(UpstreamError):

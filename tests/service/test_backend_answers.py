@@ -96,6 +96,7 @@ def test_a_buffered_answer_over_the_limit_is_a_502_not_retried_and_not_the_repli
         with GatewayServer(config) as gateway:
             response = chat(gateway)
             assert response.status_code == 502 and response.json()["error"]["code"] == "answer_too_large"
+            assert response.headers["x-should-retry"] == "false"  # nor by the client: openai-python reads it
             assert "dispatch.max_response_bytes" in response.json()["error"]["message"]
             assert first.posts + second.posts == 1  # another replica would answer as much
             assert gateway.metric("switchyard_upstream_errors_total", backend="m") == 0
