@@ -40,13 +40,14 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from service.errors import error_body
+from service.request_id import HEADER, request_id
 from service.write_coalescing import CoalescingTransport
 
 
-def _reply(status: int, reason: str, message: str, code: str) -> bytes:
+def _reply(status: int, reason: str, message: str, code: str, request_id: str) -> bytes:
     body = orjson.dumps(error_body(message, "invalid_request_error", code=code))
     return (f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
-            f"connection: close\r\n\r\n").encode() + body
+            f"{HEADER}: {request_id}\r\nconnection: close\r\n\r\n").encode() + body
 
 
 CONNECTION_LOST = "switchyard.connection_lost"
@@ -205,8 +206,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm_deadline()
         self._disarm_body_deadline()
         if not self.transport.is_closing():
-            self.transport.write(_reply(status, reason, message, code))
+            self.transport.write(_reply(status, reason, message, code, self._request_id()))
             self.transport.close()
+
+    def _request_id(self) -> str:
+        """The request's id (`service.request_id`) from the header lines read so far."""
+        sent = next((value for name, value in self.headers or () if name == HEADER.encode()), None)
+        return request_id(sent.decode("latin-1") if sent is not None else None)
 
 
 def guarded_protocol(max_head_bytes: int, head_timeout_s: float, body_timeout_s: float,

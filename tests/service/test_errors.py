@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +157,7 @@ def test_a_malformed_http_request_is_400_openai_shaped(locked_gateway: GatewaySe
             answer += chunk
     head, _, body = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head
+    assert re.search(rb"\r\nx-request-id: req_[0-9a-f]{24}\r\n", head)  # none was sent: a new one
     assert orjson.loads(body)["error"]["code"] == "invalid_http_request"
 
 
@@ -190,9 +192,10 @@ def test_a_body_that_stops_arriving_is_408() -> None:
         connection.putrequest("POST", "/v1/chat/completions")
         connection.putheader("Content-Type", "application/json")
         connection.putheader("Content-Length", "100")
+        connection.putheader("X-Request-Id", "mine-123")
         connection.endheaders(b'{"model": "x", ')  # 15 of the 100 bytes announced
         response = connection.getresponse()
-        assert response.status == 408
+        assert response.status == 408 and response.getheader("x-request-id") == "mine-123"
         assert orjson.loads(response.read())["error"] == {
             "message": "request body not received within 0.5 s", "type": "invalid_request_error", "param": None,
             "code": "request_timeout"}
