@@ -1,10 +1,10 @@
 """Request ids: the client's `X-Request-Id` where it sent a usable one, else a new one.
 
-Every response of the generation endpoints carries it as `x-request-id` (as OpenAI's API does: its clients
-read it, e.g. `response._request_id`), errors included. Each call to a backend forwards it with a suffix of
-its own (`X-Request-Id: <id>-<6 hex>`): vLLM logs it as the request's id, so a request is found in the
-gateway's and the backend's logs alike, and two calls never share an id in one engine (vLLM refuses a
-request whose id is already running, which a client reusing its ids would otherwise cause).
+Every response carries it as `x-request-id` (as OpenAI's API does: its clients read it, e.g.
+`response._request_id`), errors included. Each call to a backend forwards it with a suffix of its own
+(`X-Request-Id: <id>-<6 hex>`): vLLM logs it as the request's id, so a request is found in the gateway's
+and the backend's logs alike, and two calls never share an id in one engine (vLLM refuses a request whose
+id is already running, which a client reusing its ids would otherwise cause).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import orjson
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.api.admission import Admission, Ticket
 from service.api.deps import ApiKeyCheck
@@ -59,12 +59,15 @@ class HotPath:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
-        if scope["type"] != "http" or path not in ENDPOINTS:
+        if scope["type"] != "http":
             await (self.lifespan if scope["type"] == "lifespan" else self.app)(scope, receive, send)
             return
         headers = _headers(scope)
         rid = request_id(headers.get(REQUEST_ID))
-        rid_header = ((REQUEST_ID_HEADER, rid.encode()),)  # on every answer of these paths, errors included
+        rid_header = ((REQUEST_ID_HEADER, rid.encode()),)  # on every answer, errors included
+        if path not in ENDPOINTS:
+            await self.app(scope, receive, _with_headers(send, rid_header))
+            return
         ticket: Ticket | None = None
         try:
             try:
@@ -127,6 +130,16 @@ def _error_status(error: BaseException) -> int:
     if isinstance(error, GatewayError):
         return error.status
     return CLIENT_CLOSED if isinstance(error, ClientDisconnected) else 500
+
+
+def _with_headers(send: Send, extra: Headers) -> Send:
+    """`send`, adding `extra` to the response head."""
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *extra]}
+        await send(message)
+
+    return sending
 
 
 def _headers(scope: Scope) -> dict[str, str]:

@@ -43,6 +43,10 @@ def test_every_answer_carries_a_request_id_that_reaches_the_backend(gateway: Gat
     unusable = httpx.post(gateway.url + "/v1/chat/completions", headers={"X-Request-Id": "two words"},
                           json={"model": "gpt-17", "messages": [{"role": "user", "content": "hi"}]})
     assert unusable.status_code == 404 and unusable.headers["x-request-id"].startswith("req_")  # errors too
+    listed = client(gateway).models.with_raw_response.list()
+    assert re.fullmatch(r"req_[0-9a-f]{24}", listed.headers["x-request-id"])  # and every other path's answers
+    missing = httpx.get(gateway.url + "/v1/models/gpt-17", headers={"X-Request-Id": "trace-43"})
+    assert (missing.status_code, missing.headers["x-request-id"]) == (404, "trace-43")
 
 
 def test_the_gateways_own_fields_do_not_reach_the_backend(gateway: GatewayServer,
