@@ -129,7 +129,9 @@ class Simulator:
         self.last_request_id = request.headers.get("X-Request-Id")  # as vLLM reads it
         if body.get("model") != self.settings.model:
             return _error(404, f"The model `{body.get('model')}` does not exist.")
-        requested = body.get("max_tokens") or body.get("max_completion_tokens")
+        requested = body.get("max_tokens")
+        if requested is None:
+            requested = body.get("max_completion_tokens")
         if isinstance(requested, int) and requested > self.settings.max_model_len:
             return _error(400, f"This model's maximum context length is {self.settings.max_model_len} tokens. "
                                f"However, you requested {requested} output tokens.", param="max_tokens")
@@ -152,7 +154,7 @@ class Simulator:
         try:
             if self.settings.latency_ms:
                 await asyncio.sleep(self.settings.latency_ms / 1000)
-            count = self.settings.default_max_tokens if requested is None else max(1, int(requested))
+            count = self.settings.default_max_tokens if requested is None else max(0, int(requested))
             first = self.settings.first_word
             words = [_WORDS[(first + i) % len(_WORDS)] for i in range(count)]
             prompt_tokens = _prompt_tokens(body, chat)
@@ -175,19 +177,25 @@ class Simulator:
             await asyncio.sleep(tokens / self.settings.tokens_per_s)
 
     def _full(self, body: dict[str, Any], chat: bool, words: list[str], prompt_tokens: int) -> dict[str, Any]:
+        """The whole answer: `n` choices (each the same words), per prompt of a completion's prompt list."""
         text = " ".join(words)
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                 "total_tokens": prompt_tokens + len(words)}
+        choices_count = _choices(body, chat)
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words) * choices_count,
+                 "total_tokens": prompt_tokens + len(words) * choices_count}
         created = int(time.time())
         if chat:
-            message = {"role": "assistant", "content": None, "reasoning": text} if _thinks(body) else {
-                "role": "assistant", "content": text}
-            choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "length"}
+            choices: list[dict[str, Any]] = [
+                {"index": index, "finish_reason": "length",
+                 "message": {"role": "assistant", "content": None, "reasoning": text} if _thinks(body) else {
+                     "role": "assistant", "content": text}}
+                for index in range(choices_count)]
             return {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": created,
-                    "model": self.settings.model, "choices": [choice], "usage": usage}
+                    "model": self.settings.model, "choices": choices, "usage": usage}
         prompts = body.get("prompt", "")
+        n = _n(body)
         choices = [self._text_choice(body, index, prompt, text)
-                   for index, prompt in enumerate(prompts if _is_text_list(prompts) else [prompts])]
+                   for index, prompt in enumerate(p for p in (prompts if _is_text_list(prompts) else [prompts])
+                                                  for _ in range(n))]
         return {"id": f"cmpl-{next(self._ids)}", "object": "text_completion", "created": created,
                 "model": self.settings.model, "choices": choices, "usage": usage}
 
@@ -217,6 +225,8 @@ class Simulator:
         await response.prepare(request)
         ident = f"{'chatcmpl' if chat else 'cmpl'}-{next(self._ids)}"
         kind = "chat.completion.chunk" if chat else "text_completion"
+        created = int(time.time())
+        choices_count = _choices(body, chat)
         drop_at = len(words) // 2 if self._fault_now("drop_stream", "cut_event") else -1
         per_token = 1 / self.settings.tokens_per_s if self.settings.tokens_per_s else 0.0
         field = "reasoning" if chat and _thinks(body) else "content"
@@ -229,24 +239,28 @@ class Simulator:
                 return response
             piece = word if i == 0 else " " + word
             last = i == len(words) - 1
-            choice: dict[str, Any] = {"index": 0, "finish_reason": "length" if last else None}
-            if chat:
-                choice["delta"] = {"role": "assistant", field: piece} if i == 0 else {field: piece}
-            else:
-                choice["text"] = piece
-            chunk = {"id": ident, "object": kind, "model": self.settings.model, "choices": [choice]}
+            events = []
+            for index in range(choices_count):  # as vLLM interleaves them: each choice's piece in its own chunk
+                choice: dict[str, Any] = {"index": index, "finish_reason": "length" if last else None}
+                if chat:
+                    choice["delta"] = {"role": "assistant", field: piece} if i == 0 else {field: piece}
+                else:
+                    choice["text"] = piece
+                chunk = {"id": ident, "object": kind, "created": created, "model": self.settings.model,
+                         "choices": [choice]}
+                events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
             try:
-                await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
+                await response.write(b"".join(events))
                 if per_token:
                     await asyncio.sleep(per_token)
             except (ConnectionResetError, asyncio.CancelledError):
                 self.cancelled += 1
                 raise
         if (body.get("stream_options") or {}).get("include_usage"):
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words),
-                     "total_tokens": prompt_tokens + len(words)}
-            final: dict[str, Any] = {"id": ident, "object": kind, "model": self.settings.model, "choices": [],
-                                     "usage": usage}
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words) * choices_count,
+                     "total_tokens": prompt_tokens + len(words) * choices_count}
+            final: dict[str, Any] = {"id": ident, "object": kind, "created": created, "model": self.settings.model,
+                                     "choices": [], "usage": usage}
             await response.write(b"data: " + orjson.dumps(final) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
@@ -275,6 +289,17 @@ def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
         return sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
     prompt = body.get("prompt", "")
     return len(prompt.split()) if isinstance(prompt, str) else len(prompt)
+
+
+def _n(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and not isinstance(n, bool) and n >= 1 else 1
+
+
+def _choices(body: dict[str, Any], chat: bool) -> int:
+    """How many choices an answer has: `n`, for each prompt of a completion's prompt list."""
+    prompts = body.get("prompt")
+    return _n(body) * (len(prompts) if not chat and isinstance(prompts, list) and _is_text_list(prompts) else 1)
 
 
 def _is_text_list(prompt: Any) -> bool:

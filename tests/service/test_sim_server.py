@@ -1,9 +1,10 @@
-"""The simulator's run-time fault switch: `POST /sim/fault`."""
+"""The simulator: its run-time fault switch (`POST /sim/fault`) and the vLLM answer shapes it copies."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -32,3 +33,29 @@ async def test_a_bad_body_is_a_400_that_changes_nothing(client: TestClient, body
     assert isinstance((await response.json())["error"], str)
     settings = client.app[SIMULATOR].settings
     assert (settings.fault, settings.fault_rate) == ("error", 0.5)
+
+
+@pytest.fixture
+async def healthy() -> AsyncIterator[TestClient]:
+    async with TestClient(TestServer(build_sim_app(SimSettings(model="m")))) as test_client:
+        yield test_client
+
+
+async def test_n_choices_buffered_and_streamed_as_vllm_gives_them(healthy: TestClient) -> None:
+    chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "n": 2}
+    answer = await (await healthy.post("/v1/chat/completions", json=chat)).json()
+    assert [c["index"] for c in answer["choices"]] == [0, 1]
+    assert answer["usage"]["completion_tokens"] == 6
+    streamed = await (await healthy.post("/v1/chat/completions", json={**chat, "stream": True})).text()
+    chunks = [orjson.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+    assert [c["choices"][0]["index"] for c in chunks] == [0, 1] * 3
+    assert all(isinstance(c["created"], int) for c in chunks)
+    texts = {"model": "m", "prompt": ["a", "b"], "max_tokens": 1, "n": 2}
+    answer = await (await healthy.post("/v1/completions", json=texts)).json()
+    assert [c["index"] for c in answer["choices"]] == [0, 1, 2, 3]
+
+
+async def test_max_tokens_0_generates_nothing(healthy: TestClient) -> None:
+    scoring = {"model": "m", "prompt": "the quick fox", "max_tokens": 0, "echo": True, "logprobs": 1}
+    answer = await (await healthy.post("/v1/completions", json=scoring)).json()
+    assert answer["choices"][0]["text"] == "the quick fox" and answer["usage"]["completion_tokens"] == 0
