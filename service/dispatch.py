@@ -26,6 +26,7 @@ from service.backends.replica import Replica
 from service.config import Backend, Settings
 from service.errors import (
     AnswerTooLarge,
+    AnswerTooSlow,
     BackendRejected,
     GatewayError,
     NoHealthyReplica,
@@ -162,6 +163,7 @@ class Dispatcher:
         """One replica's answer; its `upstream_s` counts from `started` (the first attempt's start)."""
         timeouts = backend.timeouts
         loop = asyncio.get_running_loop()
+        began = time.monotonic()
         deadline = loop.time() + timeouts.total_s
         replica.in_flight += 1
         response: Response | None = None
@@ -200,6 +202,10 @@ class Dispatcher:
             replica.in_flight -= 1
             if response is not None:
                 self.client.release(response)  # closed unless the whole answer was read
+            if isinstance(error, TimeoutError) and not stream and replica.generated_since(began):
+                self._count_error(replica, "timeout")  # a long answer on a working engine: not the replica's fault
+                raise AnswerTooSlow(f"the answer of {backend.name!r} took longer than its {timeouts.total_s:g} s "
+                                    "limit: stream it, or ask for fewer tokens") from None
             raise self._failure(replica, error) from None
         reply = Reply(status=response.status, headers=headers, backend=backend.name, deadline=deadline)
         reply.release = functools.partial(self._release, response, replica, reply, started)

@@ -139,6 +139,15 @@ class UpstreamTimeout(UpstreamError):
     status, type, code = 504, "timeout_error", "upstream_timeout"
 
 
+class AnswerTooSlow(GatewayError):
+    """A buffered answer still generating at the backend's `total_s`, on a replica seen generating meanwhile:
+    the request's doing, not the replica's. Another replica would take as long: the gateway does not retry it,
+    and tells OpenAI's clients, which retry a 5xx, not to either."""
+
+    status, type, code = 504, "timeout_error", "upstream_timeout"
+    headers = {"x-should-retry": "false"}
+
+
 def error_body(message: str, type_: str, *, param: str | None = None, code: str | None = None) -> dict[str, Any]:
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
 

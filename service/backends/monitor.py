@@ -121,7 +121,7 @@ class ReplicaMonitor:
         except (TimeoutError, UpstreamConnectionError, ResponseTooLarge):
             return  # the last load stands: a replica too busy to answer /metrics must not look idle
         if status == 200:
-            replica.load = parse_vllm_load(body.decode("utf-8", "replace"))
+            replica.take_load(parse_vllm_load(body.decode("utf-8", "replace")), time.monotonic())
 
     def publish(self, replica: Replica) -> None:
         labels = (replica.backend, replica.url)

@@ -18,6 +18,7 @@ class ScrapedLoad:
     waiting: float = 0.0
     running: float = 0.0
     kv_cache_usage: float = 0.0
+    generated_tokens: float = 0.0  # a counter: it rises while the engine generates
 
 
 @dataclass(slots=True)
@@ -35,10 +36,22 @@ class Replica:
     probation: bool = False
     ejections: int = 0  # ejections since the last success
     removed: bool = False  # gone from the pool (discovery); requests under way on it still finish
+    generating_at: float = 0.0  # when a scrape last saw its generated-token counter rise (monotonic)
 
     def available(self, now: float | None = None) -> bool:
         """Healthy and not ejected by the circuit breaker."""
         return self.healthy and (now or time.monotonic()) >= self.ejected_until
+
+    def take_load(self, load: ScrapedLoad, now: float) -> None:
+        """A new scrape's load; `now` is when the engine was last seen generating if its counter rose."""
+        if load.generated_tokens > self.load.generated_tokens:
+            self.generating_at = now
+        self.load = load
+
+    def generated_since(self, since: float) -> bool:
+        """Whether a scrape saw the engine generate after `since` (monotonic): it works, though a request
+        on it may take long."""
+        return self.generating_at > since
 
     def saturated(self, queue_limit: int) -> bool:
         return self.load.waiting >= queue_limit > 0

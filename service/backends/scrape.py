@@ -8,12 +8,14 @@ _FIELDS = {
     "vllm:num_requests_waiting": "waiting",
     "vllm:num_requests_running": "running",
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
+    "vllm:generation_tokens_total": "generated_tokens",
 }
 
 
 def parse_vllm_load(text: str) -> ScrapedLoad:
-    """The request gauges summed over their label sets (several engines or models on one server add up); the
-    KV-cache use, a share per engine, as its largest value (the engine closest to preempting).
+    """The request gauges and the generated-token counter summed over their label sets (several engines or
+    models on one server add up); the KV-cache use, a share per engine, as its largest value (the engine
+    closest to preempting).
 
     Each gauge's lines are found by searching for its name at a line start, so the hundreds of other
     lines of a vLLM page (histogram buckets, mostly) are never split or looked at one by one."""

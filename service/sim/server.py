@@ -51,6 +51,7 @@ class Simulator:
         self.running = 0
         self.waiting = 0
         self.requests_total = 0
+        self.generated_tokens = 0  # counted as they are generated (vllm:generation_tokens_total)
         self._slots = asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
         self._ids = itertools.count()
         self.last_request: dict[str, Any] = {}
@@ -91,6 +92,8 @@ class Simulator:
             f"vllm:kv_cache_usage_perc{labels} {min(1.0, self.running / slots)}\n"
             "# TYPE vllm:request_success_total counter\n"
             f"vllm:request_success_total{labels} {self.requests_total}\n"
+            "# TYPE vllm:generation_tokens_total counter\n"
+            f"vllm:generation_tokens_total{labels} {self.generated_tokens}\n"
         )
         return web.Response(text=text, content_type="text/plain")
 
@@ -173,8 +176,15 @@ class Simulator:
                 self._slots.release()
 
     async def _decode_delay(self, tokens: int) -> None:
-        if self.settings.tokens_per_s:
-            await asyncio.sleep(tokens / self.settings.tokens_per_s)
+        """Generate `tokens` of a buffered answer at the set rate, counted as they come, a tenth of a second's
+        worth at a time."""
+        rate = self.settings.tokens_per_s
+        step = max(1, int(rate / 10)) if rate else tokens
+        while tokens > 0:
+            if rate:
+                await asyncio.sleep(min(step, tokens) / rate)
+            self.generated_tokens += min(step, tokens)
+            tokens -= step
 
     def _full(self, body: dict[str, Any], chat: bool, words: list[str], prompt_tokens: int) -> dict[str, Any]:
         """The whole answer: `n` choices (each the same words), per prompt of a completion's prompt list."""
@@ -249,6 +259,7 @@ class Simulator:
                 chunk = {"id": ident, "object": kind, "created": created, "model": self.settings.model,
                          "choices": [choice]}
                 events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
+            self.generated_tokens += choices_count
             try:
                 await response.write(b"".join(events))
                 if per_token:

@@ -13,7 +13,8 @@ from tests.harness import GatewayServer, wait_until
 def test_vllm_exports_the_gauges_the_scraper_reads(backends: Backends) -> None:
     for name in PUBLIC_MODELS.values():
         text = httpx.get(f"{backends.url(name)}/metrics", timeout=10).text
-        for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc"):
+        for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                      "vllm:generation_tokens_total"):  # the counter that tells a slow answer from a hung engine
             assert f"{gauge}{{" in text, f"{gauge} missing from {name}'s /metrics"
 
 

@@ -62,6 +62,23 @@ def test_a_hung_replica_does_not_stall_the_other() -> None:
             assert gw.metric("switchyard_overhead_seconds_bucket", model="m", le="0.25") == 24
 
 
+def test_a_buffered_answer_past_total_s_on_a_working_replica_is_a_504_not_retried_nor_held_against_it() -> None:
+    """A replica whose engine was seen generating meanwhile is slow for this request's length, not hung: another
+    would take as long, and ejecting it would leave the backend without replicas."""
+    with sims("m", "m", tokens_per_s=20) as (a, b):
+        config = direct_config({"m": [a.url, b.url]}, dispatch={"breaker_failures": 2, "retries": 1})
+        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 2}  # 20 scrapes
+        with GatewayServer(config) as gw:
+            for _ in range(3):
+                response = chat(gw, max_tokens=200)  # 10 s of tokens
+                assert response.status_code == 504 and "2 s limit" in response.json()["error"]["message"]
+                assert response.headers["x-should-retry"] == "false"
+            assert gw.metric("switchyard_retries_total", backend="m") == 0
+            assert gw.metric("switchyard_upstream_errors_total", backend="m", kind="timeout") == 3
+            assert all(r.available() and r.consecutive_failures == 0 for r in gw.gateway.pool.replicas("m"))
+            assert chat(gw).status_code == 200
+
+
 def test_failing_replica_is_ejected_and_readmitted_after_health_checks(caplog: pytest.LogCaptureFixture) -> None:
     with sims("m", "m") as (bad, good):
         config = direct_config({"m": [bad.url, good.url]}, dispatch={"breaker_failures": 2, "retries": 1,

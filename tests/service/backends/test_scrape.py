@@ -1,3 +1,4 @@
+from service.backends.replica import Replica, ScrapedLoad
 from service.backends.scrape import parse_vllm_load
 
 VLLM_METRICS = """\
@@ -11,6 +12,9 @@ vllm:num_requests_waiting{engine="1",model_name="smol"} 1.0
 vllm:kv_cache_usage_perc{engine="0",model_name="smol"} 0.25
 vllm:kv_cache_usage_perc{engine="1",model_name="smol"} 0.125
 vllm:prefix_cache_hits_total{engine="0",model_name="smol"} 99.0
+vllm:generation_tokens_total{engine="0",model_name="smol"} 1200.0
+vllm:generation_tokens_created{engine="0",model_name="smol"} 1.7e+09
+vllm:generation_tokens_total{engine="1",model_name="smol"} 34.0
 vllm:num_requests_running_bogus 100
 """
 
@@ -18,6 +22,7 @@ vllm:num_requests_running_bogus 100
 def test_request_gauges_add_up_over_engines_and_kv_cache_use_is_the_fullest_engines() -> None:
     load = parse_vllm_load(VLLM_METRICS)
     assert (load.running, load.waiting, load.kv_cache_usage) == (3.0, 3.0, 0.25)  # a share, not 0.375
+    assert load.generated_tokens == 1234.0  # the counter's samples, not its `_created` time
 
 
 def test_garbage_and_missing_values_read_as_zero() -> None:
@@ -32,3 +37,15 @@ def test_the_gauges_are_found_anywhere_on_a_large_page() -> None:
             + 'vllm:num_requests_running 2.0')  # the first line, CRLF, the last line without its newline
     load = parse_vllm_load(page)
     assert (load.running, load.waiting, load.kv_cache_usage) == (5.0, 7.0, 0.25)
+
+
+def test_a_replica_is_seen_generating_when_its_token_counter_rises() -> None:
+    replica = Replica("m", "http://a")
+    replica.take_load(ScrapedLoad(generated_tokens=50), now=10.0)
+    assert replica.generated_since(9.0) and not replica.generated_since(10.0)
+    replica.take_load(ScrapedLoad(running=1, generated_tokens=50), now=20.0)  # running, no new token: stalled
+    assert not replica.generated_since(10.0) and replica.load.running == 1
+    replica.take_load(ScrapedLoad(generated_tokens=3), now=30.0)  # restarted: the counter starts again
+    assert not replica.generated_since(10.0)
+    replica.take_load(ScrapedLoad(generated_tokens=9), now=40.0)
+    assert replica.generated_since(30.0)
