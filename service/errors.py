@@ -1,9 +1,9 @@
 """The gateway's error tree, mapped once to OpenAI-shaped responses by `service.api.errors`.
 
-    GatewayError                       status  type
+    GatewayError                       status  type (OpenAI's: invalid_request_error for every client error)
     ├── InvalidRequest                 400     invalid_request_error (param names the field)
-    ├── AuthenticationFailed           401     authentication_error
-    ├── ModelNotFound                  404     not_found_error
+    ├── AuthenticationFailed           401     invalid_request_error (code invalid_api_key)
+    ├── ModelNotFound                  404     invalid_request_error (code model_not_found)
     ├── MethodNotAllowed               405     invalid_request_error
     ├── PayloadTooLarge                413     invalid_request_error
     ├── UnsupportedMediaType           415     invalid_request_error
@@ -12,6 +12,7 @@
     ├── ServerStopping                 503     service_unavailable (this replica is shutting down)
     ├── Overloaded                     503     service_unavailable (this replica serves all it takes)
     ├── AnswerTooLarge                 502     upstream_error (not retried: every replica would answer alike)
+    ├── AnswerTooSlow                  504     timeout_error (not retried: every replica would take as long)
     └── UpstreamError                  502     upstream_error
         ├── NoHealthyReplica           503     service_unavailable
         └── UpstreamTimeout            504     timeout_error
@@ -56,12 +57,12 @@ class InvalidRequest(GatewayError):
 
 
 class AuthenticationFailed(GatewayError):
-    status, type, code = 401, "authentication_error", "invalid_api_key"
+    status, type, code = 401, "invalid_request_error", "invalid_api_key"
     headers = {"WWW-Authenticate": "Bearer"}
 
 
 class ModelNotFound(GatewayError):
-    status, type, code = 404, "not_found_error", "model_not_found"
+    status, type, code = 404, "invalid_request_error", "model_not_found"
 
 
 class MethodNotAllowed(GatewayError):

@@ -14,7 +14,6 @@ from service.errors import INTERNAL_ERROR_BODY, GatewayError, error_body
 
 log = logging.getLogger(__name__)
 
-_HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error"}
 
 
 async def _gateway_error(request: Request, error: Exception) -> Response:
@@ -25,7 +24,7 @@ async def _gateway_error(request: Request, error: Exception) -> Response:
 async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     message = f"{request.method} {request.url.path}: {error.detail}"
-    body = error_body(message, _HTTP_TYPES.get(error.status_code, "invalid_request_error"))
+    body = error_body(message, "invalid_request_error")  # OpenAI's type for an unknown path too
     return json_response(body, status_code=error.status_code, headers=error.headers)
 
 

@@ -64,7 +64,10 @@ def test_missing_key_is_401(locked_gateway: GatewayServer) -> None:
 
 
 def test_wrong_key_is_401(locked_gateway: GatewayServer) -> None:
-    assert_error(post(locked_gateway, CHAT, key="sk-wrong"), 401, says="invalid API key")
+    response = post(locked_gateway, CHAT, key="sk-wrong")
+    assert_error(response, 401, says="invalid API key")
+    assert (response.json()["error"]["type"], response.json()["error"]["code"]) == ("invalid_request_error",
+                                                                                  "invalid_api_key")  # as OpenAI
 
 
 def test_requests_refused_before_a_model_takes_them_are_counted_by_path_and_status(
@@ -171,7 +174,10 @@ def test_non_object_json_is_400(locked_gateway: GatewayServer) -> None:
 
 
 def test_unknown_model_is_404(locked_gateway: GatewayServer) -> None:
-    assert_error(post(locked_gateway, {**CHAT, "model": "gpt-17"}), 404, param="model", says="does not exist")
+    response = post(locked_gateway, {**CHAT, "model": "gpt-17"})
+    assert_error(response, 404, param="model", says="does not exist")
+    assert (response.json()["error"]["type"], response.json()["error"]["code"]) == ("invalid_request_error",
+                                                                                  "model_not_found")  # as OpenAI
 
 
 def test_a_trade_off_suffix_on_a_model_without_one_is_404(locked_gateway: GatewayServer) -> None:
