@@ -202,7 +202,8 @@ class Dispatcher:
             replica.in_flight -= 1
             if response is not None:
                 self.client.release(response)  # closed unless the whole answer was read
-            if isinstance(error, TimeoutError) and not stream and replica.generated_since(began):
+            if (isinstance(error, TimeoutError) and not stream and path in _ENGINE_PATHS
+                    and replica.generated_since(began)):
                 self._count_error(replica, "timeout")  # a long answer on a working engine: not the replica's fault
                 raise AnswerTooSlow(f"the answer of {backend.name!r} took longer than its {timeouts.total_s:g} s "
                                     "limit: stream it, or ask for fewer tokens") from None

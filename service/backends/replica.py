@@ -36,22 +36,29 @@ class Replica:
     probation: bool = False
     ejections: int = 0  # ejections since the last success
     removed: bool = False  # gone from the pool (discovery); requests under way on it still finish
-    generating_at: float = 0.0  # when a scrape last saw its generated-token counter rise (monotonic)
+    # Monotonic times from its scrapes: the last one; the start of the last interval between two scrapes in
+    # which the generated-token counter rose; the last scrape that saw a queue.
+    scraped_at: float = 0.0
+    generating_from: float = 0.0
+    queued_at: float = 0.0
 
     def available(self, now: float | None = None) -> bool:
         """Healthy and not ejected by the circuit breaker."""
         return self.healthy and (now or time.monotonic()) >= self.ejected_until
 
     def take_load(self, load: ScrapedLoad, now: float) -> None:
-        """A new scrape's load; `now` is when the engine was last seen generating if its counter rose."""
-        if load.generated_tokens > self.load.generated_tokens:
-            self.generating_at = now
+        """A new scrape's load, taken at `now`."""
+        if self.scraped_at and load.generated_tokens > self.load.generated_tokens:  # the first has no before
+            self.generating_from = self.scraped_at
+        if load.waiting:
+            self.queued_at = now
+        self.scraped_at = now
         self.load = load
 
     def generated_since(self, since: float) -> bool:
-        """Whether a scrape saw the engine generate after `since` (monotonic): it works, though a request
-        on it may take long."""
-        return self.generating_at > since
+        """Whether the scrapes saw the engine generate after `since`, and queue nothing from then on: a request
+        sent at `since` that has not finished is generating a long answer (not hung, not waiting its turn)."""
+        return self.generating_from >= since > self.queued_at
 
     def saturated(self, queue_limit: int) -> bool:
         return self.load.waiting >= queue_limit > 0

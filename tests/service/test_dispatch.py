@@ -79,6 +79,23 @@ def test_a_buffered_answer_past_total_s_on_a_working_replica_is_a_504_not_retrie
             assert chat(gw).status_code == 200
 
 
+def test_a_buffered_request_waiting_its_turn_past_total_s_is_retried_not_called_too_long() -> None:
+    """Engines that generate for others while the request waits in their queues: the counter rises, but the
+    answer is not the one being generated, so the timeout stays the replica's failure, and is retried."""
+    # the simulators stop first, ending the busy requests, so the pool does not wait for them
+    with ThreadPoolExecutor(2) as pool, sims("m", "m", tokens_per_s=20, max_concurrency=1) as (a, b):
+        config = direct_config({"m": [a.url, b.url]}, dispatch={"retries": 1})
+        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 1.5}
+        long = {**CHAT, "max_tokens": 200}  # 10 s each, sent to the engines directly: both are busy
+        for sim in (a, b):
+            pool.submit(CLIENT.post, sim.url + "/v1/chat/completions", json=long)
+        with GatewayServer(config) as gw:
+            wait_until(lambda: a.last_request()["running"] == b.last_request()["running"] == 1, what="both busy")
+            response = chat(gw)
+            assert response.status_code == 504 and "x-should-retry" not in response.headers
+            assert gw.metric("switchyard_retries_total", backend="m") == 1
+
+
 def test_failing_replica_is_ejected_and_readmitted_after_health_checks(caplog: pytest.LogCaptureFixture) -> None:
     with sims("m", "m") as (bad, good):
         config = direct_config({"m": [bad.url, good.url]}, dispatch={"breaker_failures": 2, "retries": 1,

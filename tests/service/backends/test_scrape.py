@@ -39,13 +39,24 @@ def test_the_gauges_are_found_anywhere_on_a_large_page() -> None:
     assert (load.running, load.waiting, load.kv_cache_usage) == (5.0, 7.0, 0.25)
 
 
-def test_a_replica_is_seen_generating_when_its_token_counter_rises() -> None:
+def test_a_replica_is_seen_generating_when_its_token_counter_rises_between_two_scrapes() -> None:
     replica = Replica("m", "http://a")
-    replica.take_load(ScrapedLoad(generated_tokens=50), now=10.0)
-    assert replica.generated_since(9.0) and not replica.generated_since(10.0)
+    replica.take_load(ScrapedLoad(generated_tokens=50), now=10.0)  # the first scrape: no rise seen yet
+    assert not replica.generated_since(0.0)
     replica.take_load(ScrapedLoad(running=1, generated_tokens=50), now=20.0)  # running, no new token: stalled
-    assert not replica.generated_since(10.0) and replica.load.running == 1
-    replica.take_load(ScrapedLoad(generated_tokens=3), now=30.0)  # restarted: the counter starts again
-    assert not replica.generated_since(10.0)
-    replica.take_load(ScrapedLoad(generated_tokens=9), now=40.0)
-    assert replica.generated_since(30.0)
+    assert not replica.generated_since(0.0) and replica.load.running == 1
+    replica.take_load(ScrapedLoad(generated_tokens=60), now=30.0)  # it generated between 20 and 30
+    assert replica.generated_since(20.0) and not replica.generated_since(25.0)  # not surely after 25
+    replica.take_load(ScrapedLoad(generated_tokens=3), now=40.0)  # restarted: the counter starts again
+    replica.take_load(ScrapedLoad(generated_tokens=9), now=50.0)
+    assert replica.generated_since(40.0)
+
+
+def test_a_replica_with_a_queue_is_not_seen_generating_for_a_request_that_may_be_waiting() -> None:
+    replica = Replica("m", "http://a")
+    for now, tokens, waiting in ((10.0, 0, 0), (20.0, 30, 2), (30.0, 60, 0)):
+        replica.take_load(ScrapedLoad(generated_tokens=tokens, waiting=waiting), now=now)
+    assert not replica.generated_since(15.0)  # queued at 20: a request sent at 15 may have waited
+    assert not replica.generated_since(20.5)  # nor surely generated after 20.5
+    replica.take_load(ScrapedLoad(generated_tokens=90), now=40.0)
+    assert replica.generated_since(25.0)
