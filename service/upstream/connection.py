@@ -121,9 +121,11 @@ class Connection(asyncio.Protocol):
         return response
 
     def reusable(self) -> bool:
+        """Whether the connection can carry another request: its answer read whole and kept alive, and all of
+        its request sent (a backend may answer, e.g. 413, before it has read the whole body)."""
         response = self.response
         return (not self.lost and response is not None and response.complete and response.keep_alive
-                and response.error is None)
+                and response.error is None and not (self.transport and self.transport.get_write_buffer_size()))
 
     def close(self) -> None:
         """Close the connection; with request bytes the backend has not read, drop them with it (`close()`

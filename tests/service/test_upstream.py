@@ -307,6 +307,23 @@ async def test_a_call_abandoned_while_the_backend_reads_nothing_drops_the_unsent
         await client.close()
 
 
+async def test_a_connection_answered_before_its_body_was_sent_is_not_reused() -> None:
+    """A backend (or a proxy before it) may answer, say 413, without reading the body: the rest of that body
+    would be read as the start of the next request on the connection."""
+    async def refuses_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 2\r\n\r\n{}")
+        await asyncio.Event().wait()  # keeps the connection open, reading nothing more
+
+    async with serve(refuses_at_once) as server:
+        client = UpstreamClient()
+        response = await client.request(server.url, "POST", "/v1/completions", b"x" * (64 << 20))
+        assert response.status == 413 and await response.read(1024) == b"{}"
+        client.release(response)
+        assert client.idle_connections() == 0
+        await client.close()
+
+
 async def test_an_abandoned_response_is_not_reused() -> None:
     async def long_body(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while True:
