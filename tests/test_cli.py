@@ -58,7 +58,7 @@ def test_serve_reports_an_unusable_artifact_in_one_line(tmp_path) -> None:  # ty
         f"{{switcher: {tmp_path / 'missing'}, family: qwen3}}}}}}]\n")
     result = run_cli("serve", "--config", str(config), "--port", str(free_port()))
     assert result.returncode == 3
-    assert f"switchyard: models.reasoner: {tmp_path / 'missing'}: not a thinkswitch artifact" in result.stderr
+    assert f"switchyard serve: models.reasoner: {tmp_path / 'missing'}: not a thinkswitch artifact" in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -34,7 +34,7 @@ class GatewayLifespan:
             await self.gateway.start()
         except ConfigError as error:
             await self.gateway.close()
-            await send({"type": "lifespan.startup.failed", "message": f"switchyard: {error}"})
+            await send({"type": "lifespan.startup.failed", "message": f"switchyard serve: {error}"})
             return
         except BaseException:
             await self.gateway.close()

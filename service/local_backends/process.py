@@ -2,8 +2,9 @@
 
 Each server leaves `run/<instance>.json` (pid, port, model, start time, start-up window) and writes
 `logs/<instance>.log`.
-A pid file counts as a running server only while its process is alive and still runs vLLM's server, so
-stale files from a crash or a reboot are ignored and cleaned up. Stopping or replacing a server ends its
+A pid file counts as a running server only while its process is alive and started at the recorded start time
+(older files without it: while it runs vLLM's server), so stale files from a crash or a reboot are ignored
+and cleaned up. Stopping or replacing a server ends its
 whole process group, also when the server itself has died and left its engine workers behind; the
 recorded start time keeps a recycled pid from being mistaken for ours.
 """
@@ -86,8 +87,7 @@ def runs(data: dict[str, Any]) -> bool:
         return is_alive(pid)
     if isinstance(started, (int, float)) and started < _boot_time():
         return False
-    fields = _stat_fields(pid)
-    return fields is not None and fields[0] != "Z" and int(fields[19]) == ticks
+    return is_running(pid) and _start_ticks(pid) == ticks
 
 
 def is_healthy(url: str, timeout_s: float = 2.0) -> bool:

@@ -164,7 +164,7 @@ class Simulator:
             if body.get("stream"):
                 return await self._stream(request, body, chat, words, prompt_tokens)
             try:
-                await self._decode_delay(len(words))
+                await self._decode_delay(len(words) * _choices(body, chat))
             except asyncio.CancelledError:
                 self.cancelled += 1
                 raise

@@ -68,5 +68,5 @@ async def test_a_model_without_a_usable_artifact_fails_the_start_in_one_line(tmp
     lifespan = LifespanDriver(create_app(parse_settings(config)))
     failed = await lifespan.startup()
     assert failed["type"] == "lifespan.startup.failed"
-    assert failed["message"].startswith(f"switchyard: models.smart: {broken}: cannot load this ")
+    assert failed["message"].startswith(f"switchyard serve: models.smart: {broken}: cannot load this ")
     assert "\n" not in failed["message"] and "Traceback" not in failed["message"]
