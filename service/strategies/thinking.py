@@ -130,9 +130,11 @@ def soft_switch(messages: list[Any]) -> Mode | None:
 
 
 def prompt_mode(prompt: Any) -> Mode | None:
-    """Short for a completion prompt that ends inside the answer after a closed thinking block (the client's
-    own prefill); None otherwise (the model thinks as it natively does)."""
-    return "short" if isinstance(prompt, str) and prompt.rstrip().endswith("</think>") else None
+    """Short for a completion prompt, or a list of prompts, each ending inside the answer after a closed
+    thinking block (the client's own prefill); None otherwise (the model thinks as it natively does)."""
+    prompts = prompt if isinstance(prompt, list) and prompt else [prompt]
+    closed = all(isinstance(p, str) and p.rstrip().endswith("</think>") for p in prompts)
+    return "short" if closed else None
 
 
 def closes_thinking(body: dict[str, Any]) -> bool:

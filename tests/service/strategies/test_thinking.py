@@ -156,6 +156,10 @@ def test_the_clients_own_mode_is_recognised(family: str, body: dict[str, Any], m
     ("<|im_start|>user\n2 + 2?<|im_end|>\n<|im_start|>assistant\n", None),
     ("Explain </think> tags, then answer:", None),
     ([1, 2, 3], None),
+    (["q <think>\n\n</think>"], "short"),  # a list of one, as the prompt itself
+    (["a <think>\n\n</think>", "b <think>\n\n</think>\n"], "short"),
+    (["a <think>\n\n</think>", "b"], None),  # one prompt thinks: the answer is long mode's
+    ([], None),
 ])
 def test_a_completion_prompt_that_closes_its_thinking_is_short(prompt: object, mode: str | None) -> None:
     assert prompt_mode(prompt) == mode
