@@ -201,11 +201,9 @@ class Simulator:
                 for index in range(choices_count)]
             return {"id": f"chatcmpl-{next(self._ids)}", "object": "chat.completion", "created": created,
                     "model": self.settings.model, "choices": choices, "usage": usage}
-        prompts = body.get("prompt", "")
         n = _n(body)
         choices = [self._text_choice(body, index, prompt, text)
-                   for index, prompt in enumerate(p for p in (prompts if _is_text_list(prompts) else [prompts])
-                                                  for _ in range(n))]
+                   for index, prompt in enumerate(p for p in _prompts(body) for _ in range(n))]
         return {"id": f"cmpl-{next(self._ids)}", "object": "text_completion", "created": created,
                 "model": self.settings.model, "choices": choices, "usage": usage}
 
@@ -296,10 +294,10 @@ def _parse_fault(raw: bytes) -> tuple[FaultMode, float]:
 
 
 def _prompt_tokens(body: dict[str, Any], chat: bool) -> int:
+    """Words of the messages, or of each text prompt, plus the ids of each token-id prompt, all added up."""
     if chat:
         return sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
-    prompt = body.get("prompt", "")
-    return len(prompt.split()) if isinstance(prompt, str) else len(prompt)
+    return sum(len(p.split()) if isinstance(p, str) else len(p) for p in _prompts(body))
 
 
 def _n(body: dict[str, Any]) -> int:
@@ -309,12 +307,16 @@ def _n(body: dict[str, Any]) -> int:
 
 def _choices(body: dict[str, Any], chat: bool) -> int:
     """How many choices an answer has: `n`, for each prompt of a completion's prompt list."""
-    prompts = body.get("prompt")
-    return _n(body) * (len(prompts) if not chat and isinstance(prompts, list) and _is_text_list(prompts) else 1)
+    return _n(body) * (1 if chat else len(_prompts(body)))
 
 
-def _is_text_list(prompt: Any) -> bool:
-    return isinstance(prompt, list) and bool(prompt) and all(isinstance(p, str) for p in prompt)
+def _prompts(body: dict[str, Any]) -> list[Any]:
+    """A completion's prompts, as vLLM reads them: a text or a list of token ids is one; a list of texts or of
+    token-id lists, several."""
+    prompt = body.get("prompt", "")
+    if isinstance(prompt, list) and prompt and all(isinstance(p, str | list) for p in prompt):
+        return prompt
+    return [prompt if isinstance(prompt, str | list) else ""]
 
 
 def _error(status: int, message: str, param: str | None = None) -> web.Response:

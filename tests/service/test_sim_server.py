@@ -50,9 +50,11 @@ async def test_n_choices_buffered_and_streamed_as_vllm_gives_them(healthy: TestC
     chunks = [orjson.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
     assert [c["choices"][0]["index"] for c in chunks] == [0, 1] * 3
     assert all(isinstance(c["created"], int) for c in chunks)
-    texts = {"model": "m", "prompt": ["a", "b"], "max_tokens": 1, "n": 2}
-    answer = await (await healthy.post("/v1/completions", json=texts)).json()
-    assert [c["index"] for c in answer["choices"]] == [0, 1, 2, 3]
+    for prompts, prompt_tokens in ((["a b", "c d e"], 5), ([[1, 2], [3, 4, 5]], 5)):  # texts, token ids
+        texts = {"model": "m", "prompt": prompts, "max_tokens": 1, "n": 2}
+        answer = await (await healthy.post("/v1/completions", json=texts)).json()
+        assert [c["index"] for c in answer["choices"]] == [0, 1, 2, 3]
+        assert answer["usage"] == {"prompt_tokens": prompt_tokens, "completion_tokens": 4, "total_tokens": 9}
 
 
 async def test_max_tokens_0_generates_nothing(healthy: TestClient) -> None:
