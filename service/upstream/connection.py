@@ -171,7 +171,9 @@ class Response:
         await self._head
 
     async def chunk(self) -> bytes:
-        """The body bytes received since the last call, waiting for some; b"" once the body is complete."""
+        """The body bytes received since the last call, waiting for some; b"" once the body is complete. All
+        that is queued comes at once (at most `BUFFER_HIGH` and one read): a stream whose events arrive
+        faster than they are relayed costs one pass of the relay per batch, not per event."""
         while not self._chunks:
             if self.error is not None:
                 raise self.error
@@ -182,8 +184,10 @@ class Response:
                 await self._waiter
             finally:
                 self._waiter = None
-        data = self._chunks.popleft()
-        self._buffered -= len(data)
+        chunks = self._chunks
+        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+        chunks.clear()
+        self._buffered = 0
         if self._paused and self._buffered <= BUFFER_LOW:
             self._paused = False
             self.connection.resume_reading()

@@ -388,6 +388,20 @@ async def test_a_response_completed_while_paused_reads_again_so_its_pooled_conne
     assert len(await response.read()) == BUFFER_HIGH + 1
 
 
+async def test_what_arrived_while_nobody_read_comes_in_one_chunk_and_reading_resumes() -> None:
+    connection = RecordingConnection()
+    response = Response(connection)  # type: ignore[arg-type]
+    response.head_complete(200, keep_alive=True)
+    for event in (b"data: 1\n\n", b"data: 2\n\n", b"x" * BUFFER_HIGH):
+        response.feed(event)
+    assert not connection.reading
+    assert await response.chunk() == b"data: 1\n\ndata: 2\n\n" + b"x" * BUFFER_HIGH  # one pass of the relay
+    assert connection.reading
+    response.feed(b"data: 3\n\n")
+    response.message_complete()
+    assert (await response.chunk(), await response.chunk()) == (b"data: 3\n\n", b"")
+
+
 async def test_idle_connections_past_the_idle_timeout_are_not_reused() -> None:
     async with serve(answer_every_request) as server:
         client = UpstreamClient(idle_timeout_s=0)
