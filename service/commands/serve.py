@@ -102,8 +102,8 @@ def listening_sockets(host: str, port: int, backlog: int) -> list[socket.socket]
 def server_config(app: Any, settings: Settings, *, host: str | None = None, port: int | None = None,
                   log_level: str = "info", access_log: bool = False) -> uvicorn.Config:
     """How the gateway is served, by `serve`, the demo and the tests alike: the guarded HTTP protocol with
-    the request-head limits of `settings.server`, and no proxy-header rewriting (the gateway reads no
-    client address, so that per-request work is skipped)."""
+    the request-head limits of `settings.server`, no proxy-header rewriting (the gateway reads no client
+    address) and no `server` header (uvicorn checks it against two patterns on every response)."""
     import uvicorn
 
     from service.http_protocol import guarded_protocol
@@ -120,6 +120,7 @@ def server_config(app: Any, settings: Settings, *, host: str | None = None, port
         http=guarded_protocol(server.max_head_bytes, server.head_timeout_s, server.body_timeout_s,
                               stop_cutoff_s=stop_cutoff(grace_s)),
         proxy_headers=False,
+        server_header=False,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=grace_s,
     )

@@ -33,6 +33,7 @@ def test_every_answer_carries_a_request_id_that_reaches_the_backend(gateway: Gat
     raw = client(gateway).chat.completions.with_raw_response.create(
         model="sim-a", messages=[{"role": "user", "content": "hello"}], max_tokens=2)
     rid = raw.headers["x-request-id"]
+    assert "server" not in raw.headers  # the gateway does not name its web server
     assert re.fullmatch(r"req_[0-9a-f]{24}", rid) and raw.parse()._request_id == rid  # what the SDK reads
     forwarded = two_sims[0].last_request()["request_id"]
     assert re.fullmatch(re.escape(rid) + r"-[0-9a-f]{6}", forwarded)  # one suffix per backend call
