@@ -3,8 +3,8 @@
 The gateway's calls to vLLM are few in kind (a JSON POST, a streamed POST, two GETs), so this is a
 small client rather than a general one: the request head and body leave in one write, the response is
 parsed by httptools (the parser uvicorn serves with), and body bytes are handed over as they arrive.
-Reading pauses while more than `BUFFER_HIGH` unread bytes are held, so a slow client of a fast
-backend holds a bounded buffer.
+Reading pauses while more than `BUFFER_HIGH` unread bytes are held, and resumes once they are taken, so a
+slow client of a fast backend holds a bounded buffer.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-BUFFER_HIGH = 1 << 20  # unread body bytes at which the socket stops being read
-BUFFER_LOW = 1 << 18  # ... and at which it is read again
+BUFFER_HIGH = 1 << 20  # unread body bytes at which the socket stops being read (until `chunk` takes them)
 
 
 class UpstreamConnectionError(Exception):
@@ -125,16 +124,20 @@ class Connection(asyncio.Protocol):
         its request sent (a backend may answer, e.g. 413, before it has read the whole body)."""
         response = self.response
         return (not self.lost and response is not None and response.complete and response.keep_alive
-                and response.error is None and not (self.transport and self.transport.get_write_buffer_size()))
+                and response.error is None and not self._unsent())
 
     def close(self) -> None:
         """Close the connection; with request bytes the backend has not read, drop them with it (`close()`
         would keep both for as long as a hung backend reads nothing)."""
         if self.transport is not None and not self.transport.is_closing():
-            if self.transport.get_write_buffer_size():
+            if self._unsent():
                 self.transport.abort()
             else:
                 self.transport.close()
+
+    def _unsent(self) -> int:
+        """Bytes of the request not yet taken by the backend's socket."""
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
 
     def pause_reading(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -188,7 +191,7 @@ class Response:
         data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
         chunks.clear()
         self._buffered = 0
-        if self._paused and self._buffered <= BUFFER_LOW:
+        if self._paused:
             self._paused = False
             self.connection.resume_reading()
         return data
