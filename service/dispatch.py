@@ -163,7 +163,7 @@ class Dispatcher:
         """One replica's answer; its `upstream_s` counts from `started` (the first attempt's start)."""
         timeouts = backend.timeouts
         loop = asyncio.get_running_loop()
-        began = time.monotonic()
+        completion_sent = time.monotonic() if not stream and path in _ENGINE_PATHS else None  # `_failure`
         deadline = loop.time() + timeouts.total_s
         replica.in_flight += 1
         response: Response | None = None
@@ -202,12 +202,7 @@ class Dispatcher:
             replica.in_flight -= 1
             if response is not None:
                 self.client.release(response)  # closed unless the whole answer was read
-            if (isinstance(error, TimeoutError) and not stream and path in _ENGINE_PATHS
-                    and replica.generated_since(began)):
-                self._count_error(replica, "timeout")  # a long answer on a working engine: not the replica's fault
-                raise AnswerTooSlow(f"the answer of {backend.name!r} took longer than its {timeouts.total_s:g} s "
-                                    "limit: stream it, or ask for fewer tokens") from None
-            raise self._failure(replica, error) from None
+            raise self._failure(replica, error, completion_sent) from None
         reply = Reply(status=response.status, headers=headers, backend=backend.name, deadline=deadline)
         reply.release = functools.partial(self._release, response, replica, reply, started)
         reply.stream = self._relay_stream(response, replica, reply, deadline)
@@ -221,8 +216,9 @@ class Dispatcher:
         replica.in_flight -= 1
         reply.upstream_s = time.perf_counter() - started
 
-    def _failure(self, replica: Replica, error: BaseException) -> BaseException:
-        """Classify a failed attempt, update the replica's state and return the error to raise."""
+    def _failure(self, replica: Replica, error: BaseException, completion_sent: float | None) -> BaseException:
+        """Classify a failed attempt, update the replica's state and return the error to raise.
+        `completion_sent`: when a buffered completion was sent, whose timeout may be its length's doing."""
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
         if isinstance(error, ResponseTooLarge):  # the request's answer: another replica's would be as large
@@ -233,6 +229,11 @@ class Dispatcher:
             kind, mapped = "connect", UpstreamError(f"cannot connect to a replica of {replica.backend!r}")
             replica.healthy = False  # passive marking: the next health check may readmit it
         elif isinstance(error, TimeoutError):
+            if completion_sent is not None and replica.generated_since(completion_sent):
+                self._count_error(replica, "timeout")  # a long answer on a working engine: not the replica's fault
+                return AnswerTooSlow(f"the answer of {replica.backend!r} took longer than its "
+                                     f"{self.backends[replica.backend].timeouts.total_s:g} s limit: stream it, "
+                                     "or ask for fewer tokens")
             kind, mapped = "timeout", UpstreamTimeout(f"a replica of {replica.backend!r} timed out")
         elif isinstance(error, _StatusError):
             kind, mapped = "status", UpstreamError(str(error))
