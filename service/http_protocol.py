@@ -146,12 +146,12 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             return
         sent = self._coalescing.sent()
         if sent == sent_before:
-            self.transport.abort()  # `close()` would wait for the client to read them
+            self._abort()  # `close()` would wait for the client to read them
             return
         self._watch_unsent(sent)
 
     def _abort(self) -> None:
-        """Drop the connection now, unsent bytes and all; the request under way reads as disconnected."""
+        """Drop the connection now, unsent bytes and all; a request under way on it reads as disconnected."""
         if self.cycle is not None:
             self.cycle.disconnected = True  # so uvicorn does not log its response as left unfinished
         self.transport.abort()

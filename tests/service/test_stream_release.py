@@ -175,8 +175,9 @@ def test_the_unsent_watch_counts_bytes_read_across_answers_as_progress() -> None
             return self.sent_bytes
 
     timers: list[tuple[float, Any]] = []
-    watch = SimpleNamespace(transport=Transport(), _coalescing=Coalescing(), unsent_timeout_s=30.0,
+    watch = SimpleNamespace(transport=Transport(), _coalescing=Coalescing(), unsent_timeout_s=30.0, cycle=None,
                             loop=SimpleNamespace(call_later=lambda delay, fn, *args: timers.append((delay, args))))
+    watch._abort = functools.partial(GuardedHttpToolsProtocol._abort, watch)
     watch._watch_unsent = functools.partial(GuardedHttpToolsProtocol._watch_unsent, watch)
     watch._check_unsent = check = functools.partial(GuardedHttpToolsProtocol._check_unsent, watch)
     watch.transport.buffered = 5_000_000  # a first answer, mostly unsent
