@@ -11,7 +11,8 @@ can be switched at start-up or at run time through `POST /sim/fault`:
 
 Every answer stops at its token budget (`finish_reason: "length"`). A chat asking for thinking
 (`chat_template_kwargs.enable_thinking: true`) is answered as a reasoning model behind vLLM's reasoning
-parser answers when it is cut while thinking: all of the text as `reasoning`, none as content.
+parser answers when it is cut while thinking: all of the text as `reasoning`, none as content. A completion's
+text starts with a space, as a model's continuation of its prompt does.
 """
 
 from __future__ import annotations
@@ -189,6 +190,8 @@ class Simulator:
     def _full(self, body: dict[str, Any], chat: bool, words: list[str], prompt_tokens: int) -> dict[str, Any]:
         """The whole answer: `n` choices (each the same words), per prompt of a completion's prompt list."""
         text = " ".join(words)
+        if words and not chat:
+            text = " " + text  # a completion continues its prompt: its first word piece starts with a space
         choices_count = _choices(body, chat)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(words) * choices_count,
                  "total_tokens": prompt_tokens + len(words) * choices_count}
@@ -245,7 +248,7 @@ class Simulator:
                 assert request.transport is not None
                 request.transport.close()
                 return response
-            piece = word if i == 0 else " " + word
+            piece = word if i == 0 and chat else " " + word  # a completion continues its prompt
             last = i == len(words) - 1
             events = []
             for index in range(choices_count):  # as vLLM interleaves them: each choice's piece in its own chunk

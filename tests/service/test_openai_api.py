@@ -72,7 +72,7 @@ def test_chat_completion_sync(gateway: GatewayServer) -> None:
 def test_completion_sync_reaches_the_named_backend(gateway: GatewayServer) -> None:
     completion = client(gateway).completions.create(model="sim-b", prompt="one two", max_tokens=3)
     assert completion.model == "sim-b"
-    assert completion.choices[0].text == "the quick model"
+    assert completion.choices[0].text == " the quick model"
 
 
 def test_route_names_the_direct_backend_and_why(gateway: GatewayServer) -> None:
@@ -95,10 +95,10 @@ def test_chat_stream_with_usage(gateway: GatewayServer) -> None:
 async def test_async_client_stream_and_not(gateway: GatewayServer) -> None:
     async_client = openai.AsyncOpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
     completion = await async_client.completions.create(model="sim-a", prompt="x", max_tokens=2)
-    assert completion.choices[0].text == "the quick"
+    assert completion.choices[0].text == " the quick"
     stream = await async_client.completions.create(model="sim-a", prompt="x", max_tokens=3, stream=True)
     pieces = [chunk.choices[0].text async for chunk in stream]
-    assert "".join(pieces) == "the quick model"
+    assert "".join(pieces) == " the quick model"
     await async_client.close()
 
 
