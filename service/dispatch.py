@@ -100,7 +100,8 @@ class Dispatcher:
     async def relay(self, request: GatewayRequest, decision: Decision) -> Reply:
         """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
         return await self.send(decision.backend, request.path, self.encode(decision.backend, decision.body),
-                               stream=request.stream, extra_headers=_request_id_header(request.request_id))
+                               stream=request.stream, extra_headers=_request_id_header(request.request_id),
+                               max_tokens=_token_budget(decision.body))
 
     async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         """A buffered JSON call to a backend (for strategies that compose several calls), forwarding
@@ -128,14 +129,16 @@ class Dispatcher:
                                     ) from None
 
     async def send(self, backend_name: str, path: str, payload: bytes, *, stream: bool,
-                   extra_headers: bytes = b"") -> Reply:
+                   extra_headers: bytes = b"", max_tokens: int | None = None) -> Reply:
         """The answer of a replica of `backend_name`; on failure before anything was relayed, another's.
-        `extra_headers`: ready-encoded header lines sent besides the backend's own. A `GatewayError` raised
-        names the backend (`backend`), for the request's metrics."""
+        `extra_headers`: ready-encoded header lines sent besides the backend's own; `max_tokens`: the answer's
+        token budget, where known (`_failure`). A `GatewayError` raised names the backend (`backend`), for the
+        request's metrics."""
         with _blamed_on(backend_name):
-            return await self._send(backend_name, path, payload, stream, extra_headers)
+            return await self._send(backend_name, path, payload, stream, extra_headers, max_tokens)
 
-    async def _send(self, backend_name: str, path: str, payload: bytes, stream: bool, extra_headers: bytes) -> Reply:
+    async def _send(self, backend_name: str, path: str, payload: bytes, stream: bool, extra_headers: bytes,
+                    max_tokens: int | None = None) -> Reply:
         backend = self.backends[backend_name]
         settings = self.settings.dispatch
         tried: list[Replica] = []
@@ -152,14 +155,16 @@ class Dispatcher:
             if attempt:
                 self.metrics.retries.labels(backend_name).inc()
             try:
-                return await self._attempt(backend, replica, path, payload, stream, began, extra_headers)
+                return await self._attempt(backend, replica, path, payload, stream, began, extra_headers,
+                                           max_tokens)
             except UpstreamError as error:
                 last_error = error
         assert last_error is not None
         raise last_error
 
     async def _attempt(self, backend: Backend, replica: Replica, path: str, payload: bytes,
-                       stream: bool, started: float, extra_headers: bytes = b"") -> Reply:
+                       stream: bool, started: float, extra_headers: bytes = b"", max_tokens: int | None = None
+                       ) -> Reply:
         """One replica's answer; its `upstream_s` counts from `started` (the first attempt's start)."""
         timeouts = backend.timeouts
         loop = asyncio.get_running_loop()
@@ -202,7 +207,7 @@ class Dispatcher:
             replica.in_flight -= 1
             if response is not None:
                 self.client.release(response)  # closed unless the whole answer was read
-            raise self._failure(replica, error, completion_sent) from None
+            raise self._failure(replica, error, completion_sent, max_tokens) from None
         reply = Reply(status=response.status, headers=headers, backend=backend.name, deadline=deadline)
         reply.release = functools.partial(self._release, response, replica, reply, started)
         reply.stream = self._relay_stream(response, replica, reply, deadline)
@@ -216,9 +221,12 @@ class Dispatcher:
         replica.in_flight -= 1
         reply.upstream_s = time.perf_counter() - started
 
-    def _failure(self, replica: Replica, error: BaseException, completion_sent: float | None) -> BaseException:
+    def _failure(self, replica: Replica, error: BaseException, completion_sent: float | None,
+                 max_tokens: int | None = None) -> BaseException:
         """Classify a failed attempt, update the replica's state and return the error to raise.
-        `completion_sent`: when a buffered completion was sent, whose timeout may be its length's doing."""
+        `completion_sent`: when a buffered completion was sent, whose timeout may be its length's doing: so it is
+        where the replica generated meanwhile, queued nothing, and an answer of `max_tokens` could take that long
+        there."""
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
         if isinstance(error, ResponseTooLarge):  # the request's answer: another replica's would be as large
@@ -229,11 +237,12 @@ class Dispatcher:
             kind, mapped = "connect", UpstreamError(f"cannot connect to a replica of {replica.backend!r}")
             replica.healthy = False  # passive marking: the next health check may readmit it
         elif isinstance(error, TimeoutError):
-            if completion_sent is not None and replica.generated_since(completion_sent):
+            limit_s = self.backends[replica.backend].timeouts.total_s
+            if (completion_sent is not None and replica.generated_since(completion_sent)
+                    and replica.could_run_long(max_tokens, limit_s)):
                 self._count_error(replica, "timeout")  # a long answer on a working engine: not the replica's fault
-                return AnswerTooSlow(f"the answer of {replica.backend!r} took longer than its "
-                                     f"{self.backends[replica.backend].timeouts.total_s:g} s limit: stream it, "
-                                     "or ask for fewer tokens")
+                return AnswerTooSlow(f"the answer of {replica.backend!r} took longer than its {limit_s:g} s "
+                                     "limit: stream it, or ask for fewer tokens")
             kind, mapped = "timeout", UpstreamTimeout(f"a replica of {replica.backend!r} timed out")
         elif isinstance(error, _StatusError):
             kind, mapped = "status", UpstreamError(str(error))
@@ -314,6 +323,15 @@ class Dispatcher:
             return False
         self.metrics.upstream_errors.labels(replica.backend, replica.url, kind).inc()
         return True
+
+
+def _token_budget(body: Mapping[str, Any]) -> int | None:
+    """The most tokens a completion body lets each answer have, where it says."""
+    for name in ("max_completion_tokens", "max_tokens"):
+        value = body.get(name)
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _retry_after(headers: Mapping[str, str]) -> dict[str, str]:

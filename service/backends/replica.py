@@ -9,6 +9,9 @@ QUEUE_WEIGHT = 2.0  # a queued request counts thrice: it is waiting for capacity
 KV_PRESSURE_START = 0.9  # above this KV-cache use the engine is close to preempting requests
 KV_PRESSURE_WEIGHT = 10.0  # penalty (in requests) at a full KV cache
 MAX_COOLDOWN_FACTOR = 8  # ejections in a row double the cooldown, up to this many times the configured one
+# An answer counts as able to run long when its token budget, at the replica's measured rate per request, needs
+# at least this share of the time limit: the rate varies with the batch, and prefill adds to it.
+LONG_ANSWER_SHARE = 0.25
 
 
 @dataclass(slots=True)
@@ -41,6 +44,7 @@ class Replica:
     scraped_at: float = 0.0
     generating_from: float = 0.0
     queued_at: float = 0.0
+    decode_rate: float = 0.0  # tokens/s per running request, over the last interval in which the counter rose
 
     def available(self, now: float | None = None) -> bool:
         """Healthy and not ejected by the circuit breaker."""
@@ -48,8 +52,11 @@ class Replica:
 
     def take_load(self, load: ScrapedLoad, now: float) -> None:
         """A new scrape's load, taken at `now`."""
-        if self.scraped_at and load.generated_tokens > self.load.generated_tokens:  # the first has no before
+        generated = load.generated_tokens - self.load.generated_tokens
+        if self.scraped_at and generated > 0 and now > self.scraped_at:  # the first scrape has no before
             self.generating_from = self.scraped_at
+            running = max(1.0, (self.load.running + load.running) / 2)
+            self.decode_rate = generated / (now - self.scraped_at) / running
         if load.waiting:
             self.queued_at = now
         self.scraped_at = now
@@ -59,6 +66,12 @@ class Replica:
         """Whether the scrapes saw the engine generate after `since`, and queue nothing from then on: a request
         sent at `since` that has not finished is generating a long answer (not hung, not waiting its turn)."""
         return self.generating_from >= since > self.queued_at
+
+    def could_run_long(self, max_tokens: int | None, limit_s: float) -> bool:
+        """Whether an answer of up to `max_tokens` tokens (None: no budget given) could take `limit_s` here,
+        at the rate this replica was measured generating per request; one that could not, yet has not finished,
+        is stuck rather than long."""
+        return max_tokens is None or max_tokens >= self.decode_rate * limit_s * LONG_ANSWER_SHARE
 
     def saturated(self, queue_limit: int) -> bool:
         return self.load.waiting >= queue_limit > 0

@@ -96,6 +96,26 @@ def test_a_buffered_request_waiting_its_turn_past_total_s_is_retried_not_called_
             assert gw.metric("switchyard_retries_total", backend="m") == 1
 
 
+def test_a_short_buffered_answer_stuck_on_a_replica_generating_for_others_is_retried() -> None:
+    """The engine's counter rises for the other requests, but an answer of 4 tokens at its rate takes a fraction
+    of `total_s`: unfinished at the limit, it is stuck, so it is the replica's failure and goes elsewhere."""
+    # the simulators stop first, ending the busy requests, so the pool does not wait for them
+    with ThreadPoolExecutor(3) as pool, sims("m", "m", tokens_per_s=20) as (stuck, ok):
+        config = direct_config({"m": [stuck.url, ok.url]}, dispatch={"retries": 1})
+        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 1.5}
+        long = {**CHAT, "max_tokens": 200}  # 10 s each, sent to the engines directly
+        for sim in (stuck, ok, ok):
+            pool.submit(CLIENT.post, sim.url + "/v1/chat/completions", json=long)
+        with GatewayServer(config) as gw:
+            replicas = gw.gateway.pool.replicas("m")
+            wait_until(lambda: [r.load.running for r in replicas] == [1, 2], what="one busy, the other busier")
+            stuck.set_fault("hang")  # what it is generating goes on; what it is sent now never starts
+            response = chat(gw)  # to the less busy replica first
+            assert response.status_code == 200, response.text
+            assert gw.metric("switchyard_retries_total", backend="m") == 1
+            assert replicas[0].consecutive_failures == 1
+
+
 def test_failing_replica_is_ejected_and_readmitted_after_health_checks(caplog: pytest.LogCaptureFixture) -> None:
     with sims("m", "m") as (bad, good):
         config = direct_config({"m": [bad.url, good.url]}, dispatch={"breaker_failures": 2, "retries": 1,

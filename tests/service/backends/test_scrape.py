@@ -60,3 +60,15 @@ def test_a_replica_with_a_queue_is_not_seen_generating_for_a_request_that_may_be
     assert not replica.generated_since(20.5)  # nor surely generated after 20.5
     replica.take_load(ScrapedLoad(generated_tokens=90), now=40.0)
     assert replica.generated_since(25.0)
+
+
+def test_a_replicas_rate_per_running_request_tells_a_stuck_answer_from_a_long_one() -> None:
+    replica = Replica("m", "http://a")
+    replica.take_load(ScrapedLoad(running=2, generated_tokens=0), now=10.0)
+    replica.take_load(ScrapedLoad(running=6, generated_tokens=400), now=20.0)  # 40 tokens/s over 4 running
+    assert replica.decode_rate == 10.0
+    assert replica.could_run_long(max_tokens=None, limit_s=8.0)  # no budget: any length
+    assert replica.could_run_long(max_tokens=20, limit_s=8.0)  # 2 s of its 8 s limit: might run past it
+    assert not replica.could_run_long(max_tokens=19, limit_s=8.0)  # well under: unfinished means stuck
+    replica.take_load(ScrapedLoad(running=0, generated_tokens=400), now=30.0)  # idle: the rate is kept
+    assert replica.decode_rate == 10.0
