@@ -62,6 +62,9 @@ _REFUSALS_OF_THE_GATEWAY = (401, 403, 404)
 # The answers that prove a replica's engine works, and so end its breaker's streak: vLLM's API server answers
 # /tokenize and /detokenize (fusion's) itself, even while its engine fails every completion.
 _ENGINE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
+_COMPLETION_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) for /v1/completions
+# A replica counts as generating at a timeout only when its last scrape is at most this many intervals old.
+_FRESH_SCRAPES = 3
 log = logging.getLogger(__name__)
 
 
@@ -101,7 +104,7 @@ class Dispatcher:
         """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
         return await self.send(decision.backend, request.path, self.encode(decision.backend, decision.body),
                                stream=request.stream, extra_headers=_request_id_header(request.request_id),
-                               max_tokens=_token_budget(decision.body))
+                               max_tokens=token_budget(request.path, decision.body))
 
     async def post_json(self, backend: str, path: str, body: dict[str, Any], *, request_id: str = "") -> Any:
         """A buffered JSON call to a backend (for strategies that compose several calls), forwarding
@@ -109,17 +112,19 @@ class Dispatcher:
         backend's status and message, except 401, 403 and 404, which refuse the gateway itself: those, like
         every other failure (`send`), raise `UpstreamError`, but for an answer over
         `dispatch.max_response_bytes` (`AnswerTooLarge`)."""
-        return await self.post_encoded(backend, path, self.encode(backend, body), request_id=request_id)
+        return await self.post_encoded(backend, path, self.encode(backend, body), request_id=request_id,
+                                       max_tokens=token_budget(path, body))
 
     def encode(self, backend: str, body: dict[str, Any]) -> bytes:
         """`body` as sent to `backend` (its model name set); thread-safe, for bodies too large to encode on
         the event loop."""
         return orjson.dumps({**body, "model": self.backends[backend].model})
 
-    async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "") -> Any:
-        """`post_json` of a body already `encode`d."""
+    async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "",
+                           max_tokens: int | None = None) -> Any:
+        """`post_json` of a body already `encode`d; `max_tokens`: its `token_budget`."""
         with _blamed_on(backend):
-            reply = await self._send(backend, path, payload, False, _request_id_header(request_id))
+            reply = await self._send(backend, path, payload, False, _request_id_header(request_id), max_tokens)
             if reply.status != 200:  # `send` answers 200 or the backend's 4xx
                 raise BackendRejected.of(backend, reply.status, reply.body)
             try:
@@ -225,8 +230,8 @@ class Dispatcher:
                  max_tokens: int | None = None) -> BaseException:
         """Classify a failed attempt, update the replica's state and return the error to raise.
         `completion_sent`: when a buffered completion was sent, whose timeout may be its length's doing: so it is
-        where the replica generated meanwhile, queued nothing, and an answer of `max_tokens` could take that long
-        there."""
+        where the replica has been generating since, queued nothing, and an answer of `max_tokens` could take
+        that long there."""
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
         if isinstance(error, ResponseTooLarge):  # the request's answer: another replica's would be as large
@@ -238,7 +243,9 @@ class Dispatcher:
             replica.healthy = False  # passive marking: the next health check may readmit it
         elif isinstance(error, TimeoutError):
             limit_s = self.backends[replica.backend].timeouts.total_s
-            if (completion_sent is not None and replica.generated_since(completion_sent)
+            fresh_s = _FRESH_SCRAPES * self.settings.dispatch.scrape_interval_s
+            if (completion_sent is not None
+                    and replica.generating_since(completion_sent, time.monotonic(), fresh_s)
                     and replica.could_run_long(max_tokens, limit_s)):
                 self._count_error(replica, "timeout")  # a long answer on a working engine: not the replica's fault
                 return AnswerTooSlow(f"the answer of {replica.backend!r} took longer than its {limit_s:g} s "
@@ -325,12 +332,16 @@ class Dispatcher:
         return True
 
 
-def _token_budget(body: Mapping[str, Any]) -> int | None:
-    """The most tokens a completion body lets each answer have, where it says."""
-    for name in ("max_completion_tokens", "max_tokens"):
+def token_budget(path: str, body: Mapping[str, Any]) -> int | None:
+    """The most tokens vLLM lets each answer to `body` have; None: up to the model's context. A chat reads
+    `max_completion_tokens`, then `max_tokens`; a completion `max_tokens`, 16 where the body has none."""
+    names = ("max_completion_tokens", "max_tokens") if path == "/v1/chat/completions" else ("max_tokens",)
+    for name in names:
         value = body.get(name)
         if isinstance(value, int):
             return value
+    if path == "/v1/completions" and "max_tokens" not in body:
+        return _COMPLETION_DEFAULT_MAX_TOKENS
     return None
 
 

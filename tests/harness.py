@@ -79,6 +79,11 @@ class SimProcess:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
+    def freeze(self) -> None:
+        """Stop the process where it is (SIGSTOP), as an engine that deadlocked with its API server."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
     def set_fault(self, mode: str, rate: float = 1.0) -> None:
         httpx.post(self.url + "/sim/fault", json={"mode": mode, "rate": rate}, timeout=2).raise_for_status()
 

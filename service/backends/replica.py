@@ -22,6 +22,9 @@ class ScrapedLoad:
     running: float = 0.0
     kv_cache_usage: float = 0.0
     generated_tokens: float = 0.0  # a counter: it rises while the engine generates
+    # The inter-token latency histogram's sum and count: their rises give the seconds per token of one answer.
+    token_gap_seconds: float = 0.0
+    token_gaps: float = 0.0
 
 
 @dataclass(slots=True)
@@ -39,12 +42,13 @@ class Replica:
     probation: bool = False
     ejections: int = 0  # ejections since the last success
     removed: bool = False  # gone from the pool (discovery); requests under way on it still finish
-    # Monotonic times from its scrapes: the last one; the start of the last interval between two scrapes in
-    # which the generated-token counter rose; the last scrape that saw a queue.
+    # Monotonic times from its scrapes: the last one; the start and the end of the last interval between two
+    # scrapes in which the generated-token counter rose; the last scrape that saw a queue.
     scraped_at: float = 0.0
     generating_from: float = 0.0
+    generating_to: float = 0.0
     queued_at: float = 0.0
-    decode_rate: float = 0.0  # tokens/s per running request, over the last interval in which the counter rose
+    seconds_per_token: float = 0.0  # of one answer, over the last interval that timed tokens (0: never timed)
 
     def available(self, now: float | None = None) -> bool:
         """Healthy and not ejected by the circuit breaker."""
@@ -52,26 +56,29 @@ class Replica:
 
     def take_load(self, load: ScrapedLoad, now: float) -> None:
         """A new scrape's load, taken at `now`."""
-        generated = load.generated_tokens - self.load.generated_tokens
-        if self.scraped_at and generated > 0 and now > self.scraped_at:  # the first scrape has no before
-            self.generating_from = self.scraped_at
-            running = max(1.0, (self.load.running + load.running) / 2)
-            self.decode_rate = generated / (now - self.scraped_at) / running
+        if self.scraped_at:  # the first scrape has no before; a counter that fell was restarted
+            if load.generated_tokens > self.load.generated_tokens:
+                self.generating_from, self.generating_to = self.scraped_at, now
+            gaps = load.token_gaps - self.load.token_gaps
+            if gaps > 0 and load.token_gap_seconds >= self.load.token_gap_seconds:
+                self.seconds_per_token = (load.token_gap_seconds - self.load.token_gap_seconds) / gaps
         if load.waiting:
             self.queued_at = now
         self.scraped_at = now
         self.load = load
 
-    def generated_since(self, since: float) -> bool:
-        """Whether the scrapes saw the engine generate after `since`, and queue nothing from then on: a request
-        sent at `since` that has not finished is generating a long answer (not hung, not waiting its turn)."""
-        return self.generating_from >= since > self.queued_at
+    def generating_since(self, since: float, now: float, fresh_s: float) -> bool:
+        """Whether the scrapes saw the engine generate from after `since` up to the last scrape, which is at most
+        `fresh_s` old, and queue nothing from `since` on: a request sent at `since` that has not finished may be
+        generating a long answer (it is not waiting its turn, and the engine is not frozen)."""
+        return (self.generating_from >= since > self.queued_at and self.generating_to == self.scraped_at
+                and now - self.scraped_at <= fresh_s)
 
     def could_run_long(self, max_tokens: int | None, limit_s: float) -> bool:
-        """Whether an answer of up to `max_tokens` tokens (None: no budget given) could take `limit_s` here,
-        at the rate this replica was measured generating per request; one that could not, yet has not finished,
-        is stuck rather than long."""
-        return max_tokens is None or max_tokens >= self.decode_rate * limit_s * LONG_ANSWER_SHARE
+        """Whether an answer of up to `max_tokens` tokens (None: no budget given) could take `limit_s` here, at
+        the seconds per token measured on this replica; one that could not (or where none was measured), yet
+        has not finished, is stuck rather than long."""
+        return max_tokens is None or max_tokens * self.seconds_per_token >= limit_s * LONG_ANSWER_SHARE
 
     def saturated(self, queue_limit: int) -> bool:
         return self.load.waiting >= queue_limit > 0

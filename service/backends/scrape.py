@@ -1,4 +1,4 @@
-"""Read the few vLLM engine gauges the dispatcher needs from Prometheus text, fast."""
+"""Read the few vLLM engine metrics the dispatcher needs from Prometheus text, fast."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ _FIELDS = {
     "vllm:num_requests_running": "running",
     "vllm:kv_cache_usage_perc": "kv_cache_usage",
     "vllm:generation_tokens_total": "generated_tokens",
+    "vllm:inter_token_latency_seconds_sum": "token_gap_seconds",
+    "vllm:inter_token_latency_seconds_count": "token_gaps",
 }
 
 
 def parse_vllm_load(text: str) -> ScrapedLoad:
-    """The request gauges and the generated-token counter summed over their label sets (several engines or
-    models on one server add up); the KV-cache use, a share per engine, as its largest value (the engine
-    closest to preempting).
+    """The request gauges, the generated-token counter and the inter-token latency's sum and count, summed over
+    their label sets (several engines or models on one server add up); the KV-cache use, a share per engine, as
+    its largest value (the engine closest to preempting).
 
-    Each gauge's lines are found by searching for its name at a line start, so the hundreds of other
+    Each metric's lines are found by searching for its name at a line start, so the hundreds of other
     lines of a vLLM page (histogram buckets, mostly) are never split or looked at one by one."""
     totals = dict.fromkeys(_FIELDS.values(), 0.0)
     text = "\n" + text

@@ -53,6 +53,7 @@ class Simulator:
         self.waiting = 0
         self.requests_total = 0
         self.generated_tokens = 0  # counted as they are generated (vllm:generation_tokens_total)
+        self.token_gap_seconds = 0.0  # the set time per token, summed over them (vllm:inter_token_latency_seconds)
         self._slots = asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
         self._ids = itertools.count()
         self.last_request: dict[str, Any] = {}
@@ -95,6 +96,9 @@ class Simulator:
             f"vllm:request_success_total{labels} {self.requests_total}\n"
             "# TYPE vllm:generation_tokens_total counter\n"
             f"vllm:generation_tokens_total{labels} {self.generated_tokens}\n"
+            "# TYPE vllm:inter_token_latency_seconds histogram\n"
+            f"vllm:inter_token_latency_seconds_sum{labels} {self.token_gap_seconds}\n"
+            f"vllm:inter_token_latency_seconds_count{labels} {self.generated_tokens}\n"
         )
         return web.Response(text=text, content_type="text/plain")
 
@@ -165,7 +169,7 @@ class Simulator:
             if body.get("stream"):
                 return await self._stream(request, body, chat, words, prompt_tokens)
             try:
-                await self._decode_delay(len(words) * _choices(body, chat))
+                await self._decode_delay(len(words), _choices(body, chat))
             except asyncio.CancelledError:
                 self.cancelled += 1
                 raise
@@ -176,16 +180,22 @@ class Simulator:
             if self._slots is not None:
                 self._slots.release()
 
-    async def _decode_delay(self, tokens: int) -> None:
-        """Generate `tokens` of a buffered answer at the set rate, counted as they come, a tenth of a second's
-        worth at a time."""
+    async def _decode_delay(self, tokens: int, choices: int) -> None:
+        """Generate `tokens` of each of a buffered answer's `choices` side by side at the set rate, counted as
+        they come, a tenth of a second's worth at a time."""
         rate = self.settings.tokens_per_s
         step = max(1, int(rate / 10)) if rate else tokens
         while tokens > 0:
             if rate:
                 await asyncio.sleep(min(step, tokens) / rate)
-            self.generated_tokens += min(step, tokens)
+            self._count_generated(min(step, tokens) * choices)
             tokens -= step
+
+    def _count_generated(self, tokens: int) -> None:
+        """Count `tokens` generated, each in the set time per token."""
+        self.generated_tokens += tokens
+        if self.settings.tokens_per_s:
+            self.token_gap_seconds += tokens / self.settings.tokens_per_s
 
     def _full(self, body: dict[str, Any], chat: bool, words: list[str], prompt_tokens: int) -> dict[str, Any]:
         """The whole answer: `n` choices (each the same words), per prompt of a completion's prompt list."""
@@ -260,7 +270,7 @@ class Simulator:
                 chunk = {"id": ident, "object": kind, "created": created, "model": self.settings.model,
                          "choices": [choice]}
                 events.append(b"data: " + orjson.dumps(chunk) + b"\n\n")
-            self.generated_tokens += choices_count
+            self._count_generated(choices_count)
             try:
                 await response.write(b"".join(events))
                 if per_token:

@@ -13,13 +13,16 @@ from tests.harness import GatewayServer, wait_until
 def test_vllm_exports_the_gauges_the_scraper_reads(backends: Backends) -> None:
     for name in PUBLIC_MODELS.values():
         text = httpx.get(f"{backends.url(name)}/metrics", timeout=10).text
-        for gauge in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
-                      "vllm:generation_tokens_total"):  # the counter that tells a slow answer from a hung engine
-            assert f"{gauge}{{" in text, f"{gauge} missing from {name}'s /metrics"
+        # the counter and the histogram tell a long answer from a hung engine or a stuck request
+        for metric in ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+                       "vllm:generation_tokens_total", "vllm:inter_token_latency_seconds_sum",
+                       "vllm:inter_token_latency_seconds_count"):
+            assert f"{metric}{{" in text, f"{metric} missing from {name}'s /metrics"
 
 
 def test_replica_gauges_follow_a_running_request(cpu_gateway: GatewayServer, backends: Backends) -> None:
-    """While a long generation runs on SmolLM2, the scraped `running` gauge of its replica reads 1."""
+    """While a long generation runs on SmolLM2, the scraped `running` gauge of its replica reads 1, and its time
+    per token is measured."""
     backend, url = PUBLIC_MODELS["smollm2"], backends.url(PUBLIC_MODELS["smollm2"])
     labels = {"backend": backend, "replica": url}
     wait_until(lambda: cpu_gateway.metric("switchyard_replica_healthy", **labels) == 1.0, timeout=30,
@@ -47,3 +50,5 @@ def test_replica_gauges_follow_a_running_request(cpu_gateway: GatewayServer, bac
         worker.join()
     wait_until(lambda: cpu_gateway.metric("switchyard_replica_running", **labels) == 0.0, timeout=30,
                what="the scraped running gauge to fall back to 0")
+    replica, = (r for r in cpu_gateway.gateway.pool.replicas(backend) if r.url == url)
+    assert 0.0 < replica.seconds_per_token < 10.0

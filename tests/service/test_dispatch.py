@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -10,6 +11,7 @@ import orjson
 import pytest
 
 from service.config import parse_settings
+from service.dispatch import token_budget
 from service.errors import BackendRejected, UpstreamError
 from service.gateway import Gateway
 from tests.harness import GatewayServer, direct_config, sims, wait_until
@@ -96,24 +98,59 @@ def test_a_buffered_request_waiting_its_turn_past_total_s_is_retried_not_called_
             assert gw.metric("switchyard_retries_total", backend="m") == 1
 
 
-def test_a_short_buffered_answer_stuck_on_a_replica_generating_for_others_is_retried() -> None:
-    """The engine's counter rises for the other requests, but an answer of 4 tokens at its rate takes a fraction
-    of `total_s`: unfinished at the limit, it is stuck, so it is the replica's failure and goes elsewhere."""
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", CHAT),  # 4 tokens
+    ("/v1/completions", {"model": "m", "prompt": "hi"}),  # vLLM's default of 16 tokens
+], ids=["chat", "completion-default-budget"])
+def test_a_short_buffered_answer_stuck_on_a_replica_generating_for_others_is_retried(
+        path: str, body: dict[str, object]) -> None:
+    """The engine's counter rises for the other requests, but this answer's tokens at its time per token take a
+    fraction of `total_s`: unfinished at the limit, it is stuck, so it is the replica's failure and goes
+    elsewhere."""
     # the simulators stop first, ending the busy requests, so the pool does not wait for them
-    with ThreadPoolExecutor(3) as pool, sims("m", "m", tokens_per_s=20) as (stuck, ok):
+    with ThreadPoolExecutor(3) as pool, sims("m", "m", tokens_per_s=100) as (stuck, ok):
         config = direct_config({"m": [stuck.url, ok.url]}, dispatch={"retries": 1})
         config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 1.5}
-        long = {**CHAT, "max_tokens": 200}  # 10 s each, sent to the engines directly
+        long = {**CHAT, "max_tokens": 1000}  # 10 s each, sent to the engines directly
         for sim in (stuck, ok, ok):
             pool.submit(CLIENT.post, sim.url + "/v1/chat/completions", json=long)
         with GatewayServer(config) as gw:
             replicas = gw.gateway.pool.replicas("m")
             wait_until(lambda: [r.load.running for r in replicas] == [1, 2], what="one busy, the other busier")
             stuck.set_fault("hang")  # what it is generating goes on; what it is sent now never starts
-            response = chat(gw)  # to the less busy replica first
+            response = CLIENT.post(gw.url + path, json=body)  # to the less busy replica first
             assert response.status_code == 200, response.text
             assert gw.metric("switchyard_retries_total", backend="m") == 1
             assert replicas[0].consecutive_failures == 1
+
+
+def test_a_buffered_answer_on_a_replica_that_froze_after_it_was_sent_is_retried() -> None:
+    """The scrapes saw the engine generate after the request was sent, and then saw nothing more: it froze (its
+    `/metrics` with it), so the timeout is the replica's failure, and the request goes elsewhere."""
+    with ThreadPoolExecutor(2) as pool, sims("m", "m", tokens_per_s=20) as (frozen, ok):
+        config = direct_config({"m": [frozen.url, ok.url]}, dispatch={"retries": 1})
+        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 3}
+        pool.submit(CLIENT.post, ok.url + "/v1/chat/completions", json={**CHAT, "max_tokens": 400})
+        with GatewayServer(config) as gw:
+            replicas = gw.gateway.pool.replicas("m")
+            wait_until(lambda: [r.load.running for r in replicas] == [0, 1], what="the other replica busy")
+            sent = time.monotonic()
+            answer = pool.submit(chat, gw, max_tokens=40)  # 2 s of tokens, to the idle replica first
+            wait_until(lambda: replicas[0].generating_from > sent, what="a scrape seeing it generate")
+            frozen.freeze()
+            response = answer.result()
+            assert response.status_code == 200, response.text
+            assert gw.metric("switchyard_retries_total", backend="m") == 1
+            assert replicas[0].consecutive_failures == 1
+
+
+def test_the_token_budget_is_vllms() -> None:
+    assert token_budget("/v1/chat/completions", {"max_completion_tokens": 7, "max_tokens": 9}) == 7
+    assert token_budget("/v1/chat/completions", {"max_tokens": 9}) == 9
+    assert token_budget("/v1/chat/completions", {}) is None  # up to the context
+    assert token_budget("/v1/completions", {"max_completion_tokens": 7, "max_tokens": 9}) == 9
+    assert token_budget("/v1/completions", {}) == 16
+    assert token_budget("/v1/completions", {"max_tokens": None}) is None
 
 
 def test_failing_replica_is_ejected_and_readmitted_after_health_checks(caplog: pytest.LogCaptureFixture) -> None:

@@ -25,6 +25,7 @@ from service.strategies.fusion.scoring import TokenScores
 from service.strategies.fusion.segments import token_starts
 
 MAX_TARGETS = 128  # vLLM's limit on `logprob_token_ids` per request
+MAX_TOKENS = 1  # each prompt generates the one token whose log-probabilities it asks for
 # From this context length (in the member's tokens) a request is planned and encoded in a worker thread: it
 # carries the context once per candidate token (2,048 tokens × 16 × 2 candidates: 65,536 ids, ~0.4 MB).
 THREAD_FROM_TOKENS = 2048
@@ -56,7 +57,7 @@ class ForcedPlan:
     spans: list[tuple[int, list[str]]]  # per candidate: index of its first prompt, its token texts
 
     def body(self) -> dict[str, Any]:
-        return {"prompt": self.prompts, "max_tokens": 1, "temperature": 0.0, "logprobs": 0,
+        return {"prompt": self.prompts, "max_tokens": MAX_TOKENS, "temperature": 0.0, "logprobs": 0,
                 "logprob_token_ids": sorted(set(self.targets)), "return_tokens_as_token_ids": True}
 
 

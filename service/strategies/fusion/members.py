@@ -164,7 +164,7 @@ class Member:
             return None
         request, payload = planned
         scores = forced.read(request, candidates, await self.dispatcher.post_encoded(
-            self.backend, "/v1/completions", payload, request_id=self.request_id))
+            self.backend, "/v1/completions", payload, request_id=self.request_id, max_tokens=forced.MAX_TOKENS))
         if scores is None:
             self.mark_forced_unsupported()
         return scores

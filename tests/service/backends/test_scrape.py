@@ -15,6 +15,11 @@ vllm:prefix_cache_hits_total{engine="0",model_name="smol"} 99.0
 vllm:generation_tokens_total{engine="0",model_name="smol"} 1200.0
 vllm:generation_tokens_created{engine="0",model_name="smol"} 1.7e+09
 vllm:generation_tokens_total{engine="1",model_name="smol"} 34.0
+vllm:inter_token_latency_seconds_bucket{engine="0",le="0.01",model_name="smol"} 7.0
+vllm:inter_token_latency_seconds_sum{engine="0",model_name="smol"} 2.5
+vllm:inter_token_latency_seconds_count{engine="0",model_name="smol"} 40.0
+vllm:inter_token_latency_seconds_sum{engine="1",model_name="smol"} 0.5
+vllm:inter_token_latency_seconds_count{engine="1",model_name="smol"} 10.0
 vllm:num_requests_running_bogus 100
 """
 
@@ -23,6 +28,7 @@ def test_request_gauges_add_up_over_engines_and_kv_cache_use_is_the_fullest_engi
     load = parse_vllm_load(VLLM_METRICS)
     assert (load.running, load.waiting, load.kv_cache_usage) == (3.0, 3.0, 0.25)  # a share, not 0.375
     assert load.generated_tokens == 1234.0  # the counter's samples, not its `_created` time
+    assert (load.token_gap_seconds, load.token_gaps) == (3.0, 50.0)  # the histogram's sum and count, not buckets
 
 
 def test_garbage_and_missing_values_read_as_zero() -> None:
@@ -39,36 +45,43 @@ def test_the_gauges_are_found_anywhere_on_a_large_page() -> None:
     assert (load.running, load.waiting, load.kv_cache_usage) == (5.0, 7.0, 0.25)
 
 
-def test_a_replica_is_seen_generating_when_its_token_counter_rises_between_two_scrapes() -> None:
+def test_a_replica_is_seen_generating_when_its_token_counter_rises_up_to_its_last_fresh_scrape() -> None:
     replica = Replica("m", "http://a")
     replica.take_load(ScrapedLoad(generated_tokens=50), now=10.0)  # the first scrape: no rise seen yet
-    assert not replica.generated_since(0.0)
+    assert not replica.generating_since(0.0, now=10.0, fresh_s=5.0)
     replica.take_load(ScrapedLoad(running=1, generated_tokens=50), now=20.0)  # running, no new token: stalled
-    assert not replica.generated_since(0.0) and replica.load.running == 1
+    assert not replica.generating_since(0.0, now=20.0, fresh_s=5.0) and replica.load.running == 1
     replica.take_load(ScrapedLoad(generated_tokens=60), now=30.0)  # it generated between 20 and 30
-    assert replica.generated_since(20.0) and not replica.generated_since(25.0)  # not surely after 25
-    replica.take_load(ScrapedLoad(generated_tokens=3), now=40.0)  # restarted: the counter starts again
-    replica.take_load(ScrapedLoad(generated_tokens=9), now=50.0)
-    assert replica.generated_since(40.0)
+    assert replica.generating_since(20.0, now=30.0, fresh_s=5.0)
+    assert not replica.generating_since(25.0, now=30.0, fresh_s=5.0)  # not surely after 25
+    assert not replica.generating_since(20.0, now=36.0, fresh_s=5.0)  # no scrape since 30: it may have frozen
+    replica.take_load(ScrapedLoad(generated_tokens=60), now=40.0)  # it stopped: frozen, or done
+    assert not replica.generating_since(20.0, now=40.0, fresh_s=5.0)
+    replica.take_load(ScrapedLoad(generated_tokens=3), now=50.0)  # restarted: the counter starts again
+    replica.take_load(ScrapedLoad(generated_tokens=9), now=60.0)
+    assert replica.generating_since(50.0, now=60.0, fresh_s=5.0)
 
 
 def test_a_replica_with_a_queue_is_not_seen_generating_for_a_request_that_may_be_waiting() -> None:
     replica = Replica("m", "http://a")
     for now, tokens, waiting in ((10.0, 0, 0), (20.0, 30, 2), (30.0, 60, 0)):
         replica.take_load(ScrapedLoad(generated_tokens=tokens, waiting=waiting), now=now)
-    assert not replica.generated_since(15.0)  # queued at 20: a request sent at 15 may have waited
-    assert not replica.generated_since(20.5)  # nor surely generated after 20.5
+    assert not replica.generating_since(15.0, now=30.0, fresh_s=5.0)  # queued at 20: it may have waited
+    assert not replica.generating_since(20.5, now=30.0, fresh_s=5.0)  # nor surely generated after 20.5
     replica.take_load(ScrapedLoad(generated_tokens=90), now=40.0)
-    assert replica.generated_since(25.0)
+    assert replica.generating_since(25.0, now=40.0, fresh_s=5.0)
 
 
-def test_a_replicas_rate_per_running_request_tells_a_stuck_answer_from_a_long_one() -> None:
+def test_the_inter_token_latency_tells_a_stuck_answer_from_a_long_one() -> None:
     replica = Replica("m", "http://a")
-    replica.take_load(ScrapedLoad(running=2, generated_tokens=0), now=10.0)
-    replica.take_load(ScrapedLoad(running=6, generated_tokens=400), now=20.0)  # 40 tokens/s over 4 running
-    assert replica.decode_rate == 10.0
+    assert not replica.could_run_long(max_tokens=10_000, limit_s=8.0)  # nothing timed yet: cannot run long
     assert replica.could_run_long(max_tokens=None, limit_s=8.0)  # no budget: any length
+    replica.take_load(ScrapedLoad(token_gap_seconds=1.0, token_gaps=10), now=10.0)
+    replica.take_load(ScrapedLoad(token_gap_seconds=5.0, token_gaps=50), now=20.0)  # 0.1 s per token
+    assert replica.seconds_per_token == 0.1
     assert replica.could_run_long(max_tokens=20, limit_s=8.0)  # 2 s of its 8 s limit: might run past it
     assert not replica.could_run_long(max_tokens=19, limit_s=8.0)  # well under: unfinished means stuck
-    replica.take_load(ScrapedLoad(running=0, generated_tokens=400), now=30.0)  # idle: the rate is kept
-    assert replica.decode_rate == 10.0
+    replica.take_load(ScrapedLoad(token_gap_seconds=5.0, token_gaps=50), now=30.0)  # idle: the last timing stands
+    assert replica.seconds_per_token == 0.1
+    replica.take_load(ScrapedLoad(token_gap_seconds=0.5, token_gaps=10), now=40.0)  # restarted: not a timing
+    assert replica.seconds_per_token == 0.1

@@ -141,7 +141,8 @@ class WordBackend:
         strs = [("▁" if i else "") + word for i, word in enumerate(words)]
         return {"tokens": [len(word) for word in words], "token_strs": strs}
 
-    async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "") -> Any:
+    async def post_encoded(self, backend: str, path: str, payload: bytes, *, request_id: str = "",
+                           max_tokens: int | None = None) -> Any:
         self.largest = max(self.largest, len(payload))
         body = orjson.loads(payload)
         return {"choices": [{"index": i, "logprobs": {"top_logprobs": [
