@@ -45,9 +45,15 @@ UNSUPPORTED = {
     "include_stop_str_in_output": "fusion sends no part of a stop string",
     "prompt_logprobs": _NO_LOGPROBS,
     "chat_template": "fusion renders each member's chat with its own template",
+    "return_token_ids": _NO_IDS, "prompt_embeds": "fusion needs a text prompt",
+    "truncate_prompt_tokens": "fusion cannot truncate the prompt (each member counts it in its own tokens)",
+    "add_special_tokens": "fusion tokenizes each member's prompt as that member's template needs",
+    "skip_special_tokens": "fusion writes the answer as text, without special tokens",
+    "spaces_between_special_tokens": "fusion writes the answer as text, without special tokens",
 }
 _NEUTRAL: dict[str, Any] = {"best_of": 1, "tool_choice": "none", "function_call": "none",
                             "response_format": {"type": "text"}, "repetition_penalty": 1, "length_penalty": 1}
+_ON_BY_DEFAULT = ("skip_special_tokens", "spaces_between_special_tokens")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +71,10 @@ class Plan:
 def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
     body = request.body
     for name, reason in UNSUPPORTED.items():
-        value = body.get(name)
-        asked = value is not None if (name, request.endpoint) == ("logprobs", "completions") else bool(value)
-        if asked and value != _NEUTRAL.get(name):
+        if _asks(name, body.get(name), request.endpoint):
             raise InvalidRequest(reason, param=name)
+    if body.get("stream_options") is not None and not request.stream:
+        raise InvalidRequest("stream_options can only be set when stream is true", param="stream_options")
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("fusion writes one answer: n must be 1", param="n")
     variant = request.variant or config.variant
@@ -91,6 +97,20 @@ def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
         render = {name: body[name] for name in RENDER_FIELDS if body.get(name) is not None}
         return Plan(variant, sampling, max_tokens, include_usage, render=render)
     return Plan(variant, sampling, max_tokens, include_usage, prompt=_prompt(body.get("prompt")))
+
+
+def _asks(name: str, value: Any, endpoint: str) -> bool:
+    """Whether a field's value asks something of the answer: it is set, and not to vLLM's default (unset,
+    false, zero, empty or a neutral value, for most)."""
+    if value is None:
+        return False
+    if name in _ON_BY_DEFAULT:
+        return value is not True
+    if name == "add_special_tokens":  # vLLM adds them to a completion's prompt, not to a rendered chat
+        return value is not (endpoint == "completions")
+    if (name, endpoint) == ("logprobs", "completions"):
+        return True  # 0 asks for the chosen tokens' log-probabilities
+    return bool(value) and value != _NEUTRAL.get(name)
 
 
 def _number(body: dict[str, Any], name: str, kind: type[int] | type[float]) -> Any:

@@ -50,6 +50,13 @@ def plan(**body: Any) -> Plan:
     ({"messages": MESSAGES, "repetition_penalty": 1.2}, "repetition_penalty"),
     ({"messages": MESSAGES, "chat_template": "{{ messages }}"}, "chat_template"),
     ({"prompt": "hi", "include_stop_str_in_output": True}, "include_stop_str_in_output"),
+    ({"prompt": "hi", "return_token_ids": True}, "return_token_ids"),
+    ({"prompt": "hi", "truncate_prompt_tokens": 3}, "truncate_prompt_tokens"),
+    ({"prompt": "hi", "add_special_tokens": False}, "add_special_tokens"),
+    ({"messages": MESSAGES, "add_special_tokens": True}, "add_special_tokens"),
+    ({"messages": MESSAGES, "skip_special_tokens": False}, "skip_special_tokens"),
+    ({"prompt": "hi", "spaces_between_special_tokens": False}, "spaces_between_special_tokens"),
+    ({"prompt": "hi", "stream_options": {"include_usage": True}}, "stream_options"),  # as vLLM: only with stream
     ({"prompt": "hi", "top_k": 2.5}, "top_k"),
     ({"prompt": "hi", "min_p": "0.1"}, "min_p"),
 ])
@@ -69,6 +76,11 @@ def test_neutral_values_and_a_one_string_prompt_list_are_accepted() -> None:
     assert plan(prompt=["Once upon"], best_of=1, echo=False, suffix="", logit_bias={}).prompt == "Once upon"
     assert plan(prompt="Once", logprobs=None).prompt == "Once"
     assert plan(prompt="Once", repetition_penalty=1.0, ignore_eos=False, min_tokens=0, stop_token_ids=[]).prompt
+    assert plan(prompt="Once", add_special_tokens=True, skip_special_tokens=True, return_token_ids=False).prompt
+    assert plan(messages=MESSAGES, add_special_tokens=False, spaces_between_special_tokens=True).variant
+    streamed = GatewayRequest("completions", "fusion", {"model": "fusion", "prompt": "Once",
+                                                         "stream_options": {"include_usage": True}}, stream=True)
+    assert plan_of(streamed, CONFIG).include_usage
 
 
 def test_vllms_per_draft_sampling_options_reach_every_draft() -> None:
