@@ -42,8 +42,9 @@ class Timeouts(_Strict):
         60.0, gt=0, description="Time allowed until the response headers, and between two chunks of a stream.")
     total_s: float = Field(600.0, gt=0, description="Limit on one attempt's whole answer, streaming included "
                          "(a timed-out attempt is retried on another replica while nothing was sent, unless "
-                         "its replica was seen generating all along, with no queue, at a pace at which its "
-                         "token budget could take that long: then the answer is too long, a 504).")
+                         "its replica was seen generating since the send, lately, with no queue, at a pace at "
+                         "which its token budget could take that long: then the answer is too long, a 504; README "
+                         "Dispatch).")
 
 
 class Backend(_Strict):

@@ -21,8 +21,9 @@ from typing import Any
 
 import orjson
 
+from service.backends.monitor import longest_scrape_gap_s
 from service.backends.pool import ReplicaPool
-from service.backends.replica import Replica
+from service.backends.replica import Replica, Sent
 from service.config import Backend, Settings
 from service.errors import (
     AnswerTooLarge,
@@ -63,8 +64,6 @@ _REFUSALS_OF_THE_GATEWAY = (401, 403, 404)
 # /tokenize and /detokenize (fusion's) itself, even while its engine fails every completion.
 _ENGINE_PATHS = frozenset({"/v1/chat/completions", "/v1/completions"})
 _COMPLETION_DEFAULT_MAX_TOKENS = 16  # vLLM's (and OpenAI's) for /v1/completions
-# A replica counts as generating at a timeout only when its last scrape is at most this many intervals old.
-_FRESH_SCRAPES = 3
 log = logging.getLogger(__name__)
 
 
@@ -99,6 +98,9 @@ class Dispatcher:
         self._headers = {b.name: _JSON_HEADER + bearer_header(b.api_key) for b in settings.backends}
         self._refusals = ThrottledLog(log)
         self.max_response_bytes = settings.dispatch.max_response_bytes
+        # How lately an engine must have been seen generating for a timeout to be its answer's length: two of the
+        # longest gaps between a working replica's scrapes, as an engine step may outlast one.
+        self._fresh_s = 2 * longest_scrape_gap_s(settings.dispatch)
 
     async def relay(self, request: GatewayRequest, decision: Decision) -> Reply:
         """Send the decided request to a replica of `decision.backend`; buffer or stream the answer."""
@@ -173,7 +175,7 @@ class Dispatcher:
         """One replica's answer; its `upstream_s` counts from `started` (the first attempt's start)."""
         timeouts = backend.timeouts
         loop = asyncio.get_running_loop()
-        completion_sent = time.monotonic() if not stream and path in _ENGINE_PATHS else None  # `_failure`
+        sent = replica.sent(time.monotonic()) if not stream and path in _ENGINE_PATHS else None  # `_failure`
         deadline = loop.time() + timeouts.total_s
         replica.in_flight += 1
         response: Response | None = None
@@ -212,7 +214,7 @@ class Dispatcher:
             replica.in_flight -= 1
             if response is not None:
                 self.client.release(response)  # closed unless the whole answer was read
-            raise self._failure(replica, error, completion_sent, max_tokens) from None
+            raise self._failure(replica, error, sent, max_tokens) from None
         reply = Reply(status=response.status, headers=headers, backend=backend.name, deadline=deadline)
         reply.release = functools.partial(self._release, response, replica, reply, started)
         reply.stream = self._relay_stream(response, replica, reply, deadline)
@@ -226,12 +228,12 @@ class Dispatcher:
         replica.in_flight -= 1
         reply.upstream_s = time.perf_counter() - started
 
-    def _failure(self, replica: Replica, error: BaseException, completion_sent: float | None,
+    def _failure(self, replica: Replica, error: BaseException, sent: Sent | None,
                  max_tokens: int | None = None) -> BaseException:
         """Classify a failed attempt, update the replica's state and return the error to raise.
-        `completion_sent`: when a buffered completion was sent, whose timeout may be its length's doing: so it is
-        where the replica has been generating since, queued nothing, and an answer of `max_tokens` could take
-        that long there."""
+        `sent`: a buffered completion's send, whose timeout may be its length's doing: so it is where the engine
+        has been generating since, lately, with no queue, at a pace at which an answer of `max_tokens` could take
+        that long."""
         if isinstance(error, asyncio.CancelledError | GeneratorExit | KeyboardInterrupt):
             return error
         if isinstance(error, ResponseTooLarge):  # the request's answer: another replica's would be as large
@@ -243,10 +245,8 @@ class Dispatcher:
             replica.healthy = False  # passive marking: the next health check may readmit it
         elif isinstance(error, TimeoutError):
             limit_s = self.backends[replica.backend].timeouts.total_s
-            fresh_s = _FRESH_SCRAPES * self.settings.dispatch.scrape_interval_s
-            if (completion_sent is not None
-                    and replica.generating_since(completion_sent, time.monotonic(), fresh_s)
-                    and replica.could_run_long(max_tokens, limit_s)):
+            if (sent is not None and replica.generating_since(sent, time.monotonic(), self._fresh_s)
+                    and replica.could_run_long(sent, max_tokens, limit_s)):
                 self._count_error(replica, "timeout")  # a long answer on a working engine: not the replica's fault
                 return AnswerTooSlow(f"the answer of {replica.backend!r} took longer than its {limit_s:g} s "
                                      "limit: stream it, or ask for fewer tokens")
@@ -334,14 +334,14 @@ class Dispatcher:
 
 def token_budget(path: str, body: Mapping[str, Any]) -> int | None:
     """The most tokens vLLM lets each answer to `body` have; None: up to the model's context. A chat reads
-    `max_completion_tokens`, then `max_tokens`; a completion `max_tokens`, 16 where the body has none."""
-    names = ("max_completion_tokens", "max_tokens") if path == "/v1/chat/completions" else ("max_tokens",)
-    for name in names:
+    `max_completion_tokens`, then `max_tokens`; a completion `max_tokens`, 16 where it is unset or null."""
+    if path != "/v1/chat/completions":
+        value = body.get("max_tokens")
+        return value if isinstance(value, int) else _COMPLETION_DEFAULT_MAX_TOKENS
+    for name in ("max_completion_tokens", "max_tokens"):
         value = body.get(name)
         if isinstance(value, int):
             return value
-    if path == "/v1/completions" and "max_tokens" not in body:
-        return _COMPLETION_DEFAULT_MAX_TOKENS
     return None
 
 

@@ -141,8 +141,8 @@ class UpstreamTimeout(UpstreamError):
 
 
 class AnswerTooSlow(GatewayError):
-    """A buffered answer unfinished at the backend's `total_s`, on a replica seen generating all along with no
-    queue (`Replica.generating_since`), at a pace at which its token budget could take that long
+    """A buffered answer unfinished at the backend's `total_s`, on a replica seen generating since it was sent,
+    lately, with no queue (`Replica.generating_since`), at a pace at which its token budget could take that long
     (`Replica.could_run_long`): the request's doing, not the replica's. Another replica would
     take as long: the gateway does not retry it, and tells OpenAI's clients, which retry a 5xx, not to either."""
 

@@ -9,6 +9,7 @@ import time
 from service.backends.pool import ReplicaPool
 from service.backends.replica import Replica
 from service.backends.scrape import parse_vllm_load
+from service.config import DispatchSettings
 from service.metrics import Metrics
 from service.tasks import cancel_and_wait
 from service.upstream import (
@@ -22,6 +23,17 @@ from service.upstream import (
 log = logging.getLogger(__name__)
 _HEALTH_BYTES = 1 << 16  # vLLM answers /health with an empty body
 _METRICS_BYTES = 1 << 24  # a vLLM /metrics page is some hundred KiB
+
+
+def scrape_timeout_s(settings: DispatchSettings) -> float:
+    """How long one `/metrics` scrape may take: a replica too busy to answer sooner keeps its last load."""
+    return max(0.5, settings.scrape_interval_s * 2)
+
+
+def longest_scrape_gap_s(settings: DispatchSettings) -> float:
+    """The longest two scrapes of a working replica can be apart: the period, a scrape's timeout and a health
+    check's (which the same task runs in between)."""
+    return settings.scrape_interval_s + scrape_timeout_s(settings) + settings.health_timeout_s
 
 
 class ReplicaMonitor:
@@ -116,8 +128,7 @@ class ReplicaMonitor:
 
     async def scrape(self, replica: Replica) -> None:
         try:
-            status, body = await self._get(replica, "/metrics", max(0.5, self.pool.settings.scrape_interval_s * 2),
-                                           _METRICS_BYTES)
+            status, body = await self._get(replica, "/metrics", scrape_timeout_s(self.pool.settings), _METRICS_BYTES)
         except (TimeoutError, UpstreamConnectionError, ResponseTooLarge):
             return  # the last load stands: a replica too busy to answer /metrics must not look idle
         if status == 200:

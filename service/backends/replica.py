@@ -9,8 +9,8 @@ QUEUE_WEIGHT = 2.0  # a queued request counts thrice: it is waiting for capacity
 KV_PRESSURE_START = 0.9  # above this KV-cache use the engine is close to preempting requests
 KV_PRESSURE_WEIGHT = 10.0  # penalty (in requests) at a full KV cache
 MAX_COOLDOWN_FACTOR = 8  # ejections in a row double the cooldown, up to this many times the configured one
-# An answer counts as able to run long when its token budget, at the replica's measured rate per request, needs
-# at least this share of the time limit: the rate varies with the batch, and prefill adds to it.
+# An answer counts as able to run long when its token budget, at the engine's measured time per token, needs at
+# least this share of the time limit: the pace varies with the batch, and prefill adds to it.
 LONG_ANSWER_SHARE = 0.25
 
 
@@ -25,6 +25,15 @@ class ScrapedLoad:
     # The inter-token latency histogram's sum and count: their rises give the seconds per token of one answer.
     token_gap_seconds: float = 0.0
     token_gaps: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """When a request was sent to a replica, and the inter-token latency's sum and count its engine had then."""
+
+    at: float
+    token_gap_seconds: float
+    token_gaps: float
 
 
 @dataclass(slots=True)
@@ -48,7 +57,6 @@ class Replica:
     generating_from: float = 0.0
     generating_to: float = 0.0
     queued_at: float = 0.0
-    seconds_per_token: float = 0.0  # of one answer, over the last interval that timed tokens (0: never timed)
 
     def available(self, now: float | None = None) -> bool:
         """Healthy and not ejected by the circuit breaker."""
@@ -56,29 +64,34 @@ class Replica:
 
     def take_load(self, load: ScrapedLoad, now: float) -> None:
         """A new scrape's load, taken at `now`."""
-        if self.scraped_at:  # the first scrape has no before; a counter that fell was restarted
-            if load.generated_tokens > self.load.generated_tokens:
-                self.generating_from, self.generating_to = self.scraped_at, now
-            gaps = load.token_gaps - self.load.token_gaps
-            if gaps > 0 and load.token_gap_seconds >= self.load.token_gap_seconds:
-                self.seconds_per_token = (load.token_gap_seconds - self.load.token_gap_seconds) / gaps
+        # the first scrape has no before; a counter that fell was restarted
+        if self.scraped_at and load.generated_tokens > self.load.generated_tokens:
+            self.generating_from, self.generating_to = self.scraped_at, now
         if load.waiting:
             self.queued_at = now
         self.scraped_at = now
         self.load = load
 
-    def generating_since(self, since: float, now: float, fresh_s: float) -> bool:
-        """Whether the scrapes saw the engine generate from after `since` up to the last scrape, which is at most
-        `fresh_s` old, and queue nothing from `since` on: a request sent at `since` that has not finished may be
-        generating a long answer (it is not waiting its turn, and the engine is not frozen)."""
-        return (self.generating_from >= since > self.queued_at and self.generating_to == self.scraped_at
-                and now - self.scraped_at <= fresh_s)
+    def sent(self, now: float) -> Sent:
+        """A request's send to this replica at `now`, with the engine's token timing as last scraped."""
+        return Sent(now, self.load.token_gap_seconds, self.load.token_gaps)
 
-    def could_run_long(self, max_tokens: int | None, limit_s: float) -> bool:
-        """Whether an answer of up to `max_tokens` tokens (None: no budget given) could take `limit_s` here, at
-        the seconds per token measured on this replica; one that could not (or where none was measured), yet
-        has not finished, is stuck rather than long."""
-        return max_tokens is None or max_tokens * self.seconds_per_token >= limit_s * LONG_ANSWER_SHARE
+    def generating_since(self, sent: Sent, now: float, fresh_s: float) -> bool:
+        """Whether the scrapes saw the engine generate after `sent`, lately (the last rise at most `fresh_s`
+        before `now`), and queue nothing since: a request sent then that has not finished may be generating a
+        long answer (it is not waiting its turn, and the engine is not frozen)."""
+        return (self.generating_from >= sent.at > self.queued_at
+                and now - self.generating_to <= fresh_s)
+
+    def could_run_long(self, sent: Sent, max_tokens: int | None, limit_s: float) -> bool:
+        """Whether an answer of up to `max_tokens` tokens (None: up to the context) could take `limit_s` at the
+        time per token the engine was measured at since `sent` (or could be, where it was not measured); one
+        that could not, yet has not finished, is stuck rather than long."""
+        gaps = self.load.token_gaps - sent.token_gaps
+        seconds = self.load.token_gap_seconds - sent.token_gap_seconds
+        if max_tokens is None or gaps <= 0 or seconds < 0:  # no budget, or no timing (a restart resets it)
+            return True
+        return max_tokens * seconds / gaps >= limit_s * LONG_ANSWER_SHARE
 
     def saturated(self, queue_limit: int) -> bool:
         return self.load.waiting >= queue_limit > 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from service.errors import InvalidRequest
 from service.strategies.fusion.config import FusionConfig
 from service.strategies.fusion.members import Sampling
@@ -54,6 +56,7 @@ UNSUPPORTED = {
 _NEUTRAL: dict[str, Any] = {"best_of": 1, "tool_choice": "none", "function_call": "none",
                             "response_format": {"type": "text"}, "repetition_penalty": 1, "length_penalty": 1}
 _ON_BY_DEFAULT = ("skip_special_tokens", "spaces_between_special_tokens")
+_BOOL = TypeAdapter(bool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +76,7 @@ def plan_of(request: GatewayRequest, config: FusionConfig) -> Plan:
     for name, reason in UNSUPPORTED.items():
         if _asks(name, body.get(name), request.endpoint):
             raise InvalidRequest(reason, param=name)
-    if body.get("stream_options") is not None and not request.stream:
+    if body.get("stream_options") and not request.stream:  # vLLM's own rule: an empty object passes
         raise InvalidRequest("stream_options can only be set when stream is true", param="stream_options")
     if (body.get("n") or 1) > 1:
         raise InvalidRequest("fusion writes one answer: n must be 1", param="n")
@@ -105,12 +108,20 @@ def _asks(name: str, value: Any, endpoint: str) -> bool:
     if value is None:
         return False
     if name in _ON_BY_DEFAULT:
-        return value is not True
+        return not _flag(name, value)
     if name == "add_special_tokens":  # vLLM adds them to a completion's prompt, not to a rendered chat
-        return value is not (endpoint == "completions")
+        return _flag(name, value) != (endpoint == "completions")
     if (name, endpoint) == ("logprobs", "completions"):
         return True  # 0 asks for the chosen tokens' log-probabilities
     return bool(value) and value != _NEUTRAL.get(name)
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A boolean field's value as vLLM reads it (1, "true", "yes" and the like count)."""
+    try:
+        return _BOOL.validate_python(value)
+    except ValidationError:
+        raise InvalidRequest(f"{name} must be a boolean", param=name) from None
 
 
 def _number(body: dict[str, Any], name: str, kind: type[int] | type[float]) -> Any:

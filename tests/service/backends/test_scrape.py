@@ -45,43 +45,45 @@ def test_the_gauges_are_found_anywhere_on_a_large_page() -> None:
     assert (load.running, load.waiting, load.kv_cache_usage) == (5.0, 7.0, 0.25)
 
 
-def test_a_replica_is_seen_generating_when_its_token_counter_rises_up_to_its_last_fresh_scrape() -> None:
+def test_a_replica_is_seen_generating_when_its_token_counter_rose_after_the_send_and_lately() -> None:
     replica = Replica("m", "http://a")
     replica.take_load(ScrapedLoad(generated_tokens=50), now=10.0)  # the first scrape: no rise seen yet
-    assert not replica.generating_since(0.0, now=10.0, fresh_s=5.0)
+    sent = replica.sent(10.0)
+    assert not replica.generating_since(sent, now=10.0, fresh_s=5.0)
     replica.take_load(ScrapedLoad(running=1, generated_tokens=50), now=20.0)  # running, no new token: stalled
-    assert not replica.generating_since(0.0, now=20.0, fresh_s=5.0) and replica.load.running == 1
+    assert not replica.generating_since(sent, now=20.0, fresh_s=5.0) and replica.load.running == 1
     replica.take_load(ScrapedLoad(generated_tokens=60), now=30.0)  # it generated between 20 and 30
-    assert replica.generating_since(20.0, now=30.0, fresh_s=5.0)
-    assert not replica.generating_since(25.0, now=30.0, fresh_s=5.0)  # not surely after 25
-    assert not replica.generating_since(20.0, now=36.0, fresh_s=5.0)  # no scrape since 30: it may have frozen
-    replica.take_load(ScrapedLoad(generated_tokens=60), now=40.0)  # it stopped: frozen, or done
-    assert not replica.generating_since(20.0, now=40.0, fresh_s=5.0)
+    assert replica.generating_since(sent, now=30.0, fresh_s=5.0)
+    assert not replica.generating_since(replica.sent(25.0), now=30.0, fresh_s=5.0)  # not surely after 25
+    replica.take_load(ScrapedLoad(generated_tokens=60), now=32.0)  # a scrape inside one long engine step
+    assert replica.generating_since(sent, now=33.0, fresh_s=5.0)  # it rose lately: not frozen
+    assert not replica.generating_since(sent, now=36.0, fresh_s=5.0)  # nothing for 6 s: it may have frozen
     replica.take_load(ScrapedLoad(generated_tokens=3), now=50.0)  # restarted: the counter starts again
     replica.take_load(ScrapedLoad(generated_tokens=9), now=60.0)
-    assert replica.generating_since(50.0, now=60.0, fresh_s=5.0)
+    assert replica.generating_since(replica.sent(50.0), now=60.0, fresh_s=5.0)
 
 
 def test_a_replica_with_a_queue_is_not_seen_generating_for_a_request_that_may_be_waiting() -> None:
     replica = Replica("m", "http://a")
     for now, tokens, waiting in ((10.0, 0, 0), (20.0, 30, 2), (30.0, 60, 0)):
         replica.take_load(ScrapedLoad(generated_tokens=tokens, waiting=waiting), now=now)
-    assert not replica.generating_since(15.0, now=30.0, fresh_s=5.0)  # queued at 20: it may have waited
-    assert not replica.generating_since(20.5, now=30.0, fresh_s=5.0)  # nor surely generated after 20.5
+    assert not replica.generating_since(replica.sent(15.0), now=30.0, fresh_s=5.0)  # queued at 20: it may wait
+    assert not replica.generating_since(replica.sent(20.5), now=30.0, fresh_s=5.0)  # nor surely generated since
     replica.take_load(ScrapedLoad(generated_tokens=90), now=40.0)
-    assert replica.generating_since(25.0, now=40.0, fresh_s=5.0)
+    assert replica.generating_since(replica.sent(25.0), now=40.0, fresh_s=5.0)
 
 
-def test_the_inter_token_latency_tells_a_stuck_answer_from_a_long_one() -> None:
+def test_the_time_per_token_since_the_send_tells_a_stuck_answer_from_a_long_one() -> None:
     replica = Replica("m", "http://a")
-    assert not replica.could_run_long(max_tokens=10_000, limit_s=8.0)  # nothing timed yet: cannot run long
-    assert replica.could_run_long(max_tokens=None, limit_s=8.0)  # no budget: any length
     replica.take_load(ScrapedLoad(token_gap_seconds=1.0, token_gaps=10), now=10.0)
-    replica.take_load(ScrapedLoad(token_gap_seconds=5.0, token_gaps=50), now=20.0)  # 0.1 s per token
-    assert replica.seconds_per_token == 0.1
-    assert replica.could_run_long(max_tokens=20, limit_s=8.0)  # 2 s of its 8 s limit: might run past it
-    assert not replica.could_run_long(max_tokens=19, limit_s=8.0)  # well under: unfinished means stuck
-    replica.take_load(ScrapedLoad(token_gap_seconds=5.0, token_gaps=50), now=30.0)  # idle: the last timing stands
-    assert replica.seconds_per_token == 0.1
-    replica.take_load(ScrapedLoad(token_gap_seconds=0.5, token_gaps=10), now=40.0)  # restarted: not a timing
-    assert replica.seconds_per_token == 0.1
+    sent = replica.sent(10.0)
+    assert replica.could_run_long(sent, max_tokens=1, limit_s=8.0)  # nothing timed since the send: it could
+    replica.take_load(ScrapedLoad(token_gap_seconds=3.0, token_gaps=30), now=20.0)  # 0.1 s per token since
+    assert replica.could_run_long(sent, max_tokens=None, limit_s=8.0)  # no budget: up to the context
+    assert replica.could_run_long(sent, max_tokens=20, limit_s=8.0)  # 2 s of its 8 s limit: might run past it
+    assert not replica.could_run_long(sent, max_tokens=19, limit_s=8.0)  # well under: unfinished means stuck
+    replica.take_load(ScrapedLoad(token_gap_seconds=3.3, token_gaps=130), now=30.0)  # faster lately
+    assert replica.could_run_long(sent, max_tokens=200, limit_s=8.0)  # 0.019 s per token since the send
+    assert not replica.could_run_long(sent, max_tokens=100, limit_s=8.0)
+    replica.take_load(ScrapedLoad(token_gap_seconds=0.5, token_gaps=5), now=40.0)  # restarted: no timing since
+    assert replica.could_run_long(sent, max_tokens=1, limit_s=8.0)

@@ -55,7 +55,8 @@ def plan(**body: Any) -> Plan:
     ({"prompt": "hi", "add_special_tokens": False}, "add_special_tokens"),
     ({"messages": MESSAGES, "add_special_tokens": True}, "add_special_tokens"),
     ({"messages": MESSAGES, "skip_special_tokens": False}, "skip_special_tokens"),
-    ({"prompt": "hi", "spaces_between_special_tokens": False}, "spaces_between_special_tokens"),
+    ({"prompt": "hi", "spaces_between_special_tokens": "false"}, "spaces_between_special_tokens"),
+    ({"prompt": "hi", "skip_special_tokens": "maybe"}, "skip_special_tokens"),  # not a boolean at all
     ({"prompt": "hi", "stream_options": {"include_usage": True}}, "stream_options"),  # as vLLM: only with stream
     ({"prompt": "hi", "top_k": 2.5}, "top_k"),
     ({"prompt": "hi", "min_p": "0.1"}, "min_p"),
@@ -78,6 +79,7 @@ def test_neutral_values_and_a_one_string_prompt_list_are_accepted() -> None:
     assert plan(prompt="Once", repetition_penalty=1.0, ignore_eos=False, min_tokens=0, stop_token_ids=[]).prompt
     assert plan(prompt="Once", add_special_tokens=True, skip_special_tokens=True, return_token_ids=False).prompt
     assert plan(messages=MESSAGES, add_special_tokens=False, spaces_between_special_tokens=True).variant
+    assert plan(prompt="Once", skip_special_tokens=1, add_special_tokens="true", stream_options={}).prompt
     streamed = GatewayRequest("completions", "fusion", {"model": "fusion", "prompt": "Once",
                                                          "stream_options": {"include_usage": True}}, stream=True)
     assert plan_of(streamed, CONFIG).include_usage
