@@ -43,8 +43,8 @@ class Timeouts(_Strict):
     total_s: float = Field(600.0, gt=0, description="Limit on one attempt's whole answer, streaming included "
                          "(a timed-out attempt is retried on another replica while nothing was sent, unless "
                          "its replica was seen generating since the send, lately, with no queue, at a pace at "
-                         "which its token budget could take that long: then the answer is too long, a 504; README "
-                         "Dispatch).")
+                         "which its token budget needs at least a quarter of this limit, or an unmeasured one: "
+                         "then the answer is too long, a 504; README Dispatch).")
 
 
 class Backend(_Strict):

@@ -142,9 +142,10 @@ class UpstreamTimeout(UpstreamError):
 
 class AnswerTooSlow(GatewayError):
     """A buffered answer unfinished at the backend's `total_s`, on a replica seen generating since it was sent,
-    lately, with no queue (`Replica.generating_since`), at a pace at which its token budget could take that long
-    (`Replica.could_run_long`): the request's doing, not the replica's. Another replica would
-    take as long: the gateway does not retry it, and tells OpenAI's clients, which retry a 5xx, not to either."""
+    lately, with no queue (`Replica.generating_since`), at a pace at which its token budget needs at least a
+    quarter of that limit, or an unmeasured one (`Replica.could_run_long`): the request's doing, not the
+    replica's. Another replica would take as long: the gateway does not retry it, and tells OpenAI's clients,
+    which retry a 5xx, not to either."""
 
     status, type, code = 504, "timeout_error", "upstream_timeout"
     headers = {"x-should-retry": "false"}

@@ -81,7 +81,7 @@ class ReplicaMonitor:
                 await self.check_health(replica)
             if time.monotonic() >= next_scrape:
                 next_scrape = time.monotonic() + settings.scrape_interval_s
-                if replica.healthy:
+                if replica.scrapable():
                     await self.scrape(replica)
             self.publish(replica)
 
@@ -132,7 +132,8 @@ class ReplicaMonitor:
         except (TimeoutError, UpstreamConnectionError, ResponseTooLarge):
             return  # the last load stands: a replica too busy to answer /metrics must not look idle
         if status == 200:
-            replica.take_load(parse_vllm_load(body.decode("utf-8", "replace")), time.monotonic())
+            replica.take_load(parse_vllm_load(body.decode("utf-8", "replace")), time.monotonic(),
+                              longest_scrape_gap_s(self.pool.settings))
 
     def publish(self, replica: Replica) -> None:
         labels = (replica.backend, replica.url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -62,10 +63,18 @@ class Replica:
         """Healthy and not ejected by the circuit breaker."""
         return self.healthy and (now or time.monotonic()) >= self.ejected_until
 
-    def take_load(self, load: ScrapedLoad, now: float) -> None:
-        """A new scrape's load, taken at `now`."""
-        # the first scrape has no before; a counter that fell was restarted
-        if self.scraped_at and load.generated_tokens > self.load.generated_tokens:
+    def scrapable(self) -> bool:
+        """Whether its `/metrics` is worth reading: healthy, or ejected by the breaker while its health checks
+        pass (its engine's progress then stays known, so an answer still running on it is not taken for stuck)."""
+        return self.healthy or not self.failed_checks
+
+    def take_load(self, load: ScrapedLoad, now: float, max_gap_s: float = math.inf) -> None:
+        """A new scrape's load, taken at `now`. A rise of the token counter dates the engine's generating to the
+        interval since the last scrape, unless that is longer than `max_gap_s` (scrapes failed, or were paused):
+        then, as the first scrape, it is only a baseline."""
+        # a counter that fell was restarted
+        if (self.scraped_at and now - self.scraped_at <= max_gap_s
+                and load.generated_tokens > self.load.generated_tokens):
             self.generating_from, self.generating_to = self.scraped_at, now
         if load.waiting:
             self.queued_at = now

@@ -93,7 +93,7 @@ def test_a_buffered_request_waiting_its_turn_past_total_s_is_retried_not_called_
             pool.submit(CLIENT.post, sim.url + "/v1/chat/completions", json=long)
         with GatewayServer(config) as gw:
             wait_until(lambda: a.last_request()["running"] == b.last_request()["running"] == 1, what="both busy")
-            response = chat(gw)
+            response = chat(gw, max_tokens=200)  # long enough to be called too long, but for the queue
             assert response.status_code == 504 and "x-should-retry" not in response.headers
             assert gw.metric("switchyard_retries_total", backend="m") == 1
 

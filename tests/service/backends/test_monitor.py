@@ -48,3 +48,4 @@ async def test_a_replica_that_cannot_answer_its_metrics_keeps_its_last_load() ->
         sim.kill()  # now /metrics fails, as it can for an engine too busy to answer it
         await monitor.scrape(replica)
         assert replica.load == ScrapedLoad(waiting=7, running=4, kv_cache_usage=0.9)  # a busy one must not look idle
+

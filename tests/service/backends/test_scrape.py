@@ -63,6 +63,17 @@ def test_a_replica_is_seen_generating_when_its_token_counter_rose_after_the_send
     assert replica.generating_since(replica.sent(50.0), now=60.0, fresh_s=5.0)
 
 
+def test_a_rise_seen_after_a_gap_in_the_scrapes_is_not_dated_recent() -> None:
+    """The tokens may have come at any time in the gap, long before the scrape that saw them."""
+    replica = Replica("m", "http://a")
+    replica.take_load(ScrapedLoad(generated_tokens=0), now=10.0, max_gap_s=2.0)
+    sent = replica.sent(10.5)
+    replica.take_load(ScrapedLoad(generated_tokens=60), now=30.0, max_gap_s=2.0)  # scrapes failed from 10 to 30
+    assert not replica.generating_since(sent, now=30.5, fresh_s=5.0)
+    replica.take_load(ScrapedLoad(generated_tokens=70), now=31.0, max_gap_s=2.0)  # the next one does count
+    assert replica.generating_since(sent, now=31.5, fresh_s=5.0)
+
+
 def test_a_replica_with_a_queue_is_not_seen_generating_for_a_request_that_may_be_waiting() -> None:
     replica = Replica("m", "http://a")
     for now, tokens, waiting in ((10.0, 0, 0), (20.0, 30, 2), (30.0, 60, 0)):
@@ -87,3 +98,11 @@ def test_the_time_per_token_since_the_send_tells_a_stuck_answer_from_a_long_one(
     assert not replica.could_run_long(sent, max_tokens=100, limit_s=8.0)
     replica.take_load(ScrapedLoad(token_gap_seconds=0.5, token_gaps=5), now=40.0)  # restarted: no timing since
     assert replica.could_run_long(sent, max_tokens=1, limit_s=8.0)
+
+
+def test_a_replica_ejected_by_the_breaker_is_scraped_while_its_health_checks_pass() -> None:
+    replica = Replica("m", "http://a")
+    assert replica.record_failure(threshold=1, cooldown_s=60)
+    assert not replica.available() and replica.scrapable()  # its engine's progress stays known
+    replica.failed_checks = 1
+    assert not replica.scrapable()  # down: a scrape would only wait for its timeout
