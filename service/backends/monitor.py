@@ -46,6 +46,8 @@ class ReplicaMonitor:
         self.metrics = metrics
         self._headers = {backend: bearer_header(key) for backend, key in api_keys.items()}
         self._tasks: dict[int, asyncio.Task[None]] = {}  # by id(replica)
+        self._scrape_timeout_s = scrape_timeout_s(pool.settings)
+        self._longest_scrape_gap_s = longest_scrape_gap_s(pool.settings)
 
     async def start(self) -> None:
         """Check every replica once (so `/ready` is right from the start), then keep watching."""
@@ -128,12 +130,12 @@ class ReplicaMonitor:
 
     async def scrape(self, replica: Replica) -> None:
         try:
-            status, body = await self._get(replica, "/metrics", scrape_timeout_s(self.pool.settings), _METRICS_BYTES)
+            status, body = await self._get(replica, "/metrics", self._scrape_timeout_s, _METRICS_BYTES)
         except (TimeoutError, UpstreamConnectionError, ResponseTooLarge):
             return  # the last load stands: a replica too busy to answer /metrics must not look idle
         if status == 200:
             replica.take_load(parse_vllm_load(body.decode("utf-8", "replace")), time.monotonic(),
-                              longest_scrape_gap_s(self.pool.settings))
+                              self._longest_scrape_gap_s)
 
     def publish(self, replica: Replica) -> None:
         labels = (replica.backend, replica.url)
