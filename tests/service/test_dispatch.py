@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 import orjson
@@ -14,7 +15,7 @@ from service.config import parse_settings
 from service.dispatch import token_budget
 from service.errors import BackendRejected, UpstreamError
 from service.gateway import Gateway
-from tests.harness import GatewayServer, direct_config, sims, wait_until
+from tests.harness import GatewayServer, SimProcess, direct_config, sims, wait_until
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
 # One client for every test and thread: a client built per request loads its CA bundle holding the interpreter
@@ -24,6 +25,20 @@ CLIENT = httpx.Client(timeout=20)
 
 def chat(gateway: GatewayServer, **overrides: object) -> httpx.Response:
     return CLIENT.post(gateway.url + "/v1/chat/completions", json={**CHAT, **overrides})
+
+
+def timed_config(urls: list[str], total_s: float, first_byte_s: float = 20, **dispatch: object) -> dict[str, Any]:
+    """The gateway config of backend "m" on `urls`, with a 2 s connect timeout and these others."""
+    config = direct_config({"m": urls}, dispatch=dispatch)
+    config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": first_byte_s, "total_s": total_s}
+    return config
+
+
+def occupy(pool: ThreadPoolExecutor, engines: list[SimProcess], max_tokens: int) -> None:
+    """Keep each of `engines` (one request per entry) busy generating `max_tokens`, sent to it directly. The
+    simulators are to stop before `pool` closes: that ends these requests, so the pool does not wait for them."""
+    for sim in engines:
+        pool.submit(CLIENT.post, sim.url + "/v1/chat/completions", json={**CHAT, "max_tokens": max_tokens})
 
 
 def test_requests_spread_over_replicas_by_load() -> None:
@@ -51,8 +66,7 @@ def test_killing_a_replica_under_load_loses_no_unstarted_request() -> None:
 def test_a_hung_replica_does_not_stall_the_other() -> None:
     with sims("m", "m") as (hung, ok):
         hung.set_fault("hang")
-        config = direct_config({"m": [hung.url, ok.url]}, dispatch={"retries": 1})
-        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 2, "total_s": 2}
+        config = timed_config([hung.url, ok.url], total_s=2, first_byte_s=2, retries=1)
         with GatewayServer(config) as gw:
             with ThreadPoolExecutor(8) as pool:
                 results = list(pool.map(lambda _: chat(gw), range(24)))
@@ -68,8 +82,7 @@ def test_a_buffered_answer_past_total_s_on_a_working_replica_is_a_504_not_retrie
     """A replica whose engine was seen generating meanwhile is slow for this request's length, not hung: another
     would take as long, and ejecting it would leave the backend without replicas."""
     with sims("m", "m", tokens_per_s=20) as (a, b):
-        config = direct_config({"m": [a.url, b.url]}, dispatch={"breaker_failures": 2, "retries": 1})
-        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 2}  # 20 scrapes
+        config = timed_config([a.url, b.url], total_s=2, breaker_failures=2, retries=1)  # 20 scrapes
         with GatewayServer(config) as gw:
             for _ in range(3):
                 response = chat(gw, max_tokens=200)  # 10 s of tokens
@@ -84,14 +97,9 @@ def test_a_buffered_answer_past_total_s_on_a_working_replica_is_a_504_not_retrie
 def test_a_buffered_request_waiting_its_turn_past_total_s_is_retried_not_called_too_long() -> None:
     """Engines that generate for others while the request waits in their queues: the counter rises, but the
     answer is not the one being generated, so the timeout stays the replica's failure, and is retried."""
-    # the simulators stop first, ending the busy requests, so the pool does not wait for them
     with ThreadPoolExecutor(2) as pool, sims("m", "m", tokens_per_s=20, max_concurrency=1) as (a, b):
-        config = direct_config({"m": [a.url, b.url]}, dispatch={"retries": 1})
-        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 1.5}
-        long = {**CHAT, "max_tokens": 200}  # 10 s each, sent to the engines directly: both are busy
-        for sim in (a, b):
-            pool.submit(CLIENT.post, sim.url + "/v1/chat/completions", json=long)
-        with GatewayServer(config) as gw:
+        occupy(pool, [a, b], max_tokens=200)  # 10 s each: both are busy
+        with GatewayServer(timed_config([a.url, b.url], total_s=1.5, retries=1)) as gw:
             wait_until(lambda: a.last_request()["running"] == b.last_request()["running"] == 1, what="both busy")
             response = chat(gw, max_tokens=200)  # long enough to be called too long, but for the queue
             assert response.status_code == 504 and "x-should-retry" not in response.headers
@@ -107,14 +115,9 @@ def test_a_short_buffered_answer_stuck_on_a_replica_generating_for_others_is_ret
     """The engine's counter rises for the other requests, but this answer's tokens at its time per token take a
     fraction of `total_s`: unfinished at the limit, it is stuck, so it is the replica's failure and goes
     elsewhere."""
-    # the simulators stop first, ending the busy requests, so the pool does not wait for them
     with ThreadPoolExecutor(3) as pool, sims("m", "m", tokens_per_s=100) as (stuck, ok):
-        config = direct_config({"m": [stuck.url, ok.url]}, dispatch={"retries": 1})
-        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 1.5}
-        long = {**CHAT, "max_tokens": 1000}  # 10 s each, sent to the engines directly
-        for sim in (stuck, ok, ok):
-            pool.submit(CLIENT.post, sim.url + "/v1/chat/completions", json=long)
-        with GatewayServer(config) as gw:
+        occupy(pool, [stuck, ok, ok], max_tokens=1000)  # 10 s each
+        with GatewayServer(timed_config([stuck.url, ok.url], total_s=1.5, retries=1)) as gw:
             replicas = gw.gateway.pool.replicas("m")
             wait_until(lambda: [r.load.running for r in replicas] == [1, 2], what="one busy, the other busier")
             stuck.set_fault("hang")  # what it is generating goes on; what it is sent now never starts
@@ -128,11 +131,9 @@ def test_a_buffered_answer_on_a_replica_that_froze_after_it_was_sent_is_retried(
     """The scrapes saw the engine generate after the request was sent, and then saw nothing more: it froze (its
     `/metrics` with it), so the timeout is the replica's failure, and the request goes elsewhere."""
     with ThreadPoolExecutor(2) as pool, sims("m", "m", tokens_per_s=20) as (frozen, ok):
-        config = direct_config({"m": [frozen.url, ok.url]}, dispatch={"retries": 1})
+        occupy(pool, [ok], max_tokens=400)
         # past the freshness window (twice the longest gap between scrapes, 3.2 s here) after the freeze
-        config["backends"][0]["timeouts"] = {"connect_s": 2, "first_byte_s": 20, "total_s": 6}
-        pool.submit(CLIENT.post, ok.url + "/v1/chat/completions", json={**CHAT, "max_tokens": 400})
-        with GatewayServer(config) as gw:
+        with GatewayServer(timed_config([frozen.url, ok.url], total_s=6, retries=1)) as gw:
             replicas = gw.gateway.pool.replicas("m")
             wait_until(lambda: [r.load.running for r in replicas] == [0, 1], what="the other replica busy")
             sent = time.monotonic()
